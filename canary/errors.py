@@ -1,0 +1,49 @@
+"""One error hierarchy for the whole project.
+
+Every third-party exception is translated into one of these at the edge that called the
+third party, so callers (and Prefect retry conditions) decide on *our* types only.
+`transient` says whether repeating the same call may succeed (429, 5xx, connection reset,
+timeouts); validation errors are never transient.
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Base class. Messages say what was wrong, name the offending input and what to do."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        if transient is not None:
+            self.transient = transient
+
+
+class ConfigError(CanaryError, ValueError):
+    """A configuration, parameter or query was rejected. Never retried."""
+
+
+class PlatformError(CanaryError):
+    """A platform call (Kubernetes, local processes, HAProxy) failed."""
+
+
+class MetricsError(CanaryError):
+    """A metric store could not answer (timeouts and connection errors are transient)."""
+
+
+class NoDataError(MetricsError):
+    """A metric store answered, but without the data the analysis needs."""
+
+
+class BuildError(PlatformError):
+    """A build ran and failed; the message names the failing step and reason."""
+
+
+class AnalysisError(CanaryError):
+    """The analysis itself could not be completed; fails closed (never promotes)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the call that raised `exc` may succeed."""
+    return isinstance(exc, CanaryError) and exc.transient
