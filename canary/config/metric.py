@@ -1,0 +1,193 @@
+"""One metric of a canary config and its judge settings (judge spec, sections 3 and 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from canary.config._base import Model, Number, choice, is_kayenta
+from canary.config.query import OtherQuery, PrometheusQuery, Query
+
+Direction = Literal["increase", "decrease", "either"]
+NanStrategy = Literal["remove", "replace"]
+Measure = Literal["meanRatio", "cles"]
+
+_GATES = {
+    "allowed_increase": "allowedIncrease",
+    "allowed_decrease": "allowedDecrease",
+    "critical_increase": "criticalIncrease",
+    "critical_decrease": "criticalDecrease",
+}
+
+
+class EffectSize(Model):
+    """Effect-size gates. Their defaults depend on the measure: 1.0 for meanRatio, 0.5 for cles."""
+
+    measure: Measure = "meanRatio"
+    allowed_increase: Number = Field(1.0, alias="allowedIncrease")
+    allowed_decrease: Number = Field(1.0, alias="allowedDecrease")
+    critical_increase: Number = Field(1.0, alias="criticalIncrease")
+    critical_decrease: Number = Field(1.0, alias="criticalDecrease")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_follow_measure(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("measure") != "cles":
+            return data
+        data = dict(data)
+        for name, alias in _GATES.items():
+            if name not in data and alias not in data:
+                data[alias] = 0.5
+        return data
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _measure(cls, value: Any, info: ValidationInfo) -> Any:
+        # Kayenta mode: anything but "cles" is the mean ratio (the default measure).
+        return choice(value, ("meanRatio", "cles"), info, "meanRatio")
+
+
+class Outliers(Model):
+    """IQR outlier removal (judge spec, section 4); off unless strategy is "remove"."""
+
+    strategy: Literal["keep", "remove"] = "keep"
+    outlier_factor: Number = Field(3.0, alias="outlierFactor", gt=0)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any, info: ValidationInfo) -> Any:
+        return choice(value, ("keep", "remove"), info, "keep")
+
+
+class MetricAnalysisConfig(Model):
+    """Kayenta's `analysisConfigurations.canary` for one metric, defaults as in Kayenta.
+
+    Kayenta mode maps an unknown `direction` to "either", an unknown `nanStrategy` to
+    "remove" and an unknown outlier strategy to "keep"; strict mode rejects them. Both modes
+    want real booleans and numbers (an int is fine where a float is expected).
+    """
+
+    direction: Direction = "either"
+    nan_strategy: NanStrategy = Field("remove", alias="nanStrategy")
+    critical: StrictBool = False
+    must_have_data: StrictBool = Field(False, alias="mustHaveData")
+    muted: StrictBool = False
+    effect_size: EffectSize = Field(default_factory=EffectSize, alias="effectSize")
+    outliers: Outliers = Field(default_factory=Outliers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any, info: ValidationInfo) -> Any:
+        # Kayenta's path helper yields the default for a null as for a missing key.
+        if isinstance(data, Mapping) and is_kayenta(info):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, value: Any, info: ValidationInfo) -> Any:
+        return choice(value, ("increase", "decrease", "either"), info, "either")
+
+    @field_validator("nan_strategy", mode="before")
+    @classmethod
+    def _nan_strategy(cls, value: Any, info: ValidationInfo) -> Any:
+        return choice(value, ("remove", "replace"), info, "remove")
+
+    def to_kayenta(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+_CANARY = AliasChoices(
+    AliasPath("analysisConfigurations", "canary"), AliasPath("extensions", "canary"), "canary"
+)
+
+
+class MetricConfig(Model):
+    """One entry of `metrics[]`.
+
+    `scope_name` keeps what the file said (None when absent); `scope` is the scope actually
+    used, "default" for an absent name. Kayenta would refuse to run such a metric ("Canary
+    scope for metric named ... is null"); every sample without scopeName is meant for the
+    default scope, so we run it there. The oldest configs carry the judge settings under
+    `extensions.canary` instead of `analysisConfigurations.canary`; both are read the same way.
+    """
+
+    # The key check of the base class does the rejecting; pydantic's own would flag an
+    # `analysisConfigurations` without a `canary` entry, since the alias path then misses it.
+    model_config = ConfigDict(extra="ignore")
+    _extra_keys: ClassVar[frozenset[str]] = frozenset({"analysisConfigurations", "extensions"})
+
+    name: str = Field(min_length=1)
+    query: Query | None = None
+    groups: tuple[str, ...] = ()
+    scope_name: str | None = Field(None, alias="scopeName")
+    canary: MetricAnalysisConfig = Field(
+        default_factory=MetricAnalysisConfig, validation_alias=_CANARY
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _analysis_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping) or is_kayenta(info):
+            return data
+        present = [k for k in ("analysisConfigurations", "extensions", "canary") if k in data]
+        if len(present) > 1:
+            raise PydanticCustomError(
+                "duplicate_analysis",
+                "both {keys} are given; keep only analysisConfigurations",
+                {"keys": " and ".join(present)},
+            )
+        for key in present[:1]:
+            section = data[key]
+            if key != "canary" and isinstance(section, Mapping):
+                extra = [k for k in section if k != "canary"]
+                if extra:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "{where}: unknown key {key}; only 'canary' is allowed here",
+                        {"where": key, "key": ", ".join(map(repr, extra))},
+                    )
+        return data
+
+    @property
+    def scope(self) -> str:
+        """The request scope this metric is fetched with ("default" when not named)."""
+        return self.scope_name or "default"
+
+    @property
+    def is_prometheus(self) -> bool:
+        return isinstance(self.query, PrometheusQuery)
+
+    def to_kayenta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.query is not None:
+            out["query"] = self.query.to_kayenta()
+        out["groups"] = list(self.groups)
+        out["analysisConfigurations"] = {"canary": self.canary.to_kayenta()}
+        if self.scope_name is not None:
+            out["scopeName"] = self.scope_name
+        return out
+
+
+__all__ = [
+    "Direction",
+    "EffectSize",
+    "MetricAnalysisConfig",
+    "MetricConfig",
+    "NanStrategy",
+    "OtherQuery",
+    "Outliers",
+    "PrometheusQuery",
+]
