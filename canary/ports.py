@@ -1,0 +1,122 @@
+"""The seams between the canary logic and the platforms it drives (DESIGN.md rule 5).
+
+Each port is a narrow ``typing.Protocol``; every platform (Kubernetes, local processes,
+Prometheus) provides one implementation that takes its client in ``__init__``. Methods raise
+only ``canary.errors`` types, with ``transient=True`` where repeating the call may succeed,
+so Prefect tasks can retry exactly those. Cleanup methods are idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from canary.errors import ConfigError
+
+if TYPE_CHECKING:
+    from canary.config import MetricConfig
+    from canary.metrics.scope import MetricScope
+    from canary.metrics.series import MetricPair, Series
+
+#: The two short-lived deployments of a release; "primary" is production itself.
+Track = Literal["baseline", "canary"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Traffic split in percent over production, baseline and canary; sums to 100.
+
+    Baseline and canary normally get equal shares so their metrics are comparable.
+    """
+
+    primary: int
+    baseline: int = 0
+    canary: int = 0
+
+    def __post_init__(self) -> None:
+        shares = (self.primary, self.baseline, self.canary)
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shares):
+            raise ConfigError(f"traffic weights must be whole percentages >= 0, got {self}")
+        if sum(shares) != 100:
+            raise ConfigError(f"traffic weights must sum to 100, got {sum(shares)} in {self}")
+
+    @classmethod
+    def all_primary(cls) -> Weights:
+        return cls(primary=100)
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """Fetches one metric's series for a scope (canary.metrics.prometheus implements it)."""
+
+    def fetch(
+        self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
+    ) -> list[Series]:
+        """Every series the metric's query yields over ``scope``.
+
+        Never empty: no data gives one untagged placeholder series. Raises ConfigError for a
+        query the store rejects, MetricsError (transient for timeouts/5xx) otherwise.
+        """
+        ...
+
+    def fetch_pair(
+        self,
+        metric: MetricConfig,
+        templates: Mapping[str, str] | None,
+        control_scope: MetricScope,
+        experiment_scope: MetricScope,
+    ) -> list[MetricPair]:
+        """Control and experiment series paired by tag set and NaN-padded, one pair per set."""
+        ...
+
+
+@runtime_checkable
+class Builder(Protocol):
+    """Turns a commit into a runnable artifact (Tekton/Knative build, or a local build)."""
+
+    def build(self, repo: str, commit: str) -> str:
+        """Build ``commit`` of ``repo`` and return the image (artifact) reference.
+
+        Content-addressed: building the same commit twice returns the same reference.
+        Raises BuildError naming the failing step.
+        """
+        ...
+
+
+@runtime_checkable
+class Workloads(Protocol):
+    """Runs production and the baseline/canary pair of an app."""
+
+    def deploy(self, app: str, track: Track, image: str) -> None:
+        """Create or update the ``track`` deployment of ``app`` running ``image``."""
+        ...
+
+    def wait_ready(self, app: str, track: Track, timeout: float) -> None:
+        """Block until every replica of the track is ready; PlatformError after ``timeout`` s."""
+        ...
+
+    def promote(self, app: str, image: str) -> None:
+        """Roll production of ``app`` to ``image`` (a rolling update) and wait for it."""
+        ...
+
+    def remove(self, app: str, track: Track) -> None:
+        """Delete the track's deployment; a no-op when it does not exist."""
+        ...
+
+
+@runtime_checkable
+class TrafficRouter(Protocol):
+    """Splits an app's traffic between production, baseline and canary."""
+
+    def set_weights(self, app: str, weights: Weights) -> None:
+        """Apply ``weights`` to the app's route (takes effect for new requests)."""
+        ...
+
+    def read_weights(self, app: str) -> Weights:
+        """The weights currently in force, read back from the router itself."""
+        ...
+
+    def rollback(self, app: str) -> None:
+        """Send 100 % to production and verify it by reading back; idempotent."""
+        ...
