@@ -1,0 +1,229 @@
+"""Judge one analysis interval: every metric of a canary config, scored and given a verdict.
+
+This is NetflixACAJudge's `judge` step: classify each control/experiment pair with the
+metric's own settings (confidence 0.98 and tolerance 0.25 are hard-coded in Kayenta), score
+the labels by group, and map the score to Pass / Marginal / Fail with the *request's*
+thresholds (the config's `classifier.scoreThresholds` are never read, as in Kayenta).
+
+A metric of the config that has no pair at all is judged on empty data, so it becomes
+`Nodata` (or `NodataFailMetric`) instead of silently disappearing: missing data can only
+lower the score, never raise it (fail closed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import numpy as np
+
+from canary.config import CanaryConfig, MetricConfig, Thresholds
+from canary.errors import ConfigError
+from canary.judge.classify import Classification, MetricResult, classify_metric
+from canary.judge.score import ScoredMetric, ScoreResult, Verdict, classify_score, score
+
+#: Kayenta's NetflixACAJudge ignores configured values and uses these (judge spec, section 3).
+KAYENTA_CONFIDENCE = 0.98
+KAYENTA_TOLERANCE = 0.25
+
+
+class PairLike(Protocol):
+    """What the judge needs of one metric pair (canary.metrics.series.MetricPair fits)."""
+
+    name: str
+    tags: Mapping[str, str]
+
+    @property
+    def control_values(self) -> Any: ...
+
+    @property
+    def experiment_values(self) -> Any: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesPair:
+    """A plain pair of value arrays, for callers that do not go through a metric source."""
+
+    name: str
+    control_values: Any
+    experiment_values: Any
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricJudgement:
+    """One classified pair and the config it was judged with."""
+
+    metric: MetricConfig
+    tags: Mapping[str, str]
+    result: MetricResult
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    def row(self) -> dict[str, Any]:
+        """A flat, JSON-friendly row for a report table."""
+        r = self.result
+        interval = r.interval
+        return {
+            "metric": self.metric.name,
+            "tags": ",".join(f"{k}={v}" for k, v in sorted(self.tags.items())),
+            "groups": ",".join(self.metric.groups),
+            "classification": str(r.classification.value),
+            "critical": bool(r.critical),
+            "muted": bool(self.metric.canary.muted),
+            "baseline_mean": _num(r.control.mean),
+            "canary_mean": _num(r.experiment.mean),
+            "baseline_count": int(r.control.count),
+            "canary_count": int(r.experiment.count),
+            "ci_lower": _num(interval.lower) if interval is not None else None,
+            "ci_upper": _num(interval.upper) if interval is not None else None,
+            "estimate": _num(interval.estimate) if interval is not None else None,
+            "effect_size": _num(r.effect_size),
+            "deviation": _num(r.deviation),
+            "reason": r.reason,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntervalJudgement:
+    """The judge's answer for one interval: per-metric results, scores and the verdict."""
+
+    metrics: tuple[MetricJudgement, ...]
+    scores: ScoreResult
+    verdict: Verdict
+    thresholds: Thresholds | None
+
+    @property
+    def summary_score(self) -> float:
+        return self.scores.summary_score
+
+    @property
+    def group_scores(self) -> Mapping[str, float]:
+        return self.scores.group_scores
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per judged pair, in config order: what a report table shows."""
+        return [m.row() for m in self.metrics]
+
+    def counts(self) -> Mapping[str, int]:
+        """How many pairs got each classification (all labels present, zeros included)."""
+        out = {c.value: 0 for c in Classification}
+        for m in self.metrics:
+            out[m.result.classification.value] += 1
+        return MappingProxyType(out)
+
+
+def judge(
+    config: CanaryConfig,
+    pairs: Iterable[PairLike] | Mapping[str, tuple[Any, Any]],
+    *,
+    thresholds: Thresholds | Mapping[str, float | None] | None,
+    rng: np.random.Generator | None = None,
+) -> IntervalJudgement:
+    """Classify every metric of `config` on `pairs`, score them and give the verdict.
+
+    `pairs` holds one entry per returned series (several per metric with groupByFields);
+    a mapping `name -> (control, experiment)` is accepted for the one-series case.
+    """
+    if not isinstance(config, CanaryConfig):
+        raise ConfigError(f"judge: config must be a CanaryConfig, got {type(config).__name__}")
+    limits = _thresholds(thresholds)
+    by_name = _group_pairs(config, pairs)
+    generator = rng if rng is not None else np.random.default_rng(0)
+
+    judged: list[MetricJudgement] = []
+    for metric in config.metrics:
+        for tags, control, experiment in by_name.get(metric.name) or [({}, [], [])]:
+            result = _classify(metric, control, experiment, generator)
+            judged.append(MetricJudgement(metric=metric, tags=MappingProxyType(dict(tags)), result=result))
+
+    scored = [
+        ScoredMetric(
+            m.metric.name,
+            m.result.classification,
+            m.metric.groups,
+            critical=m.result.critical,
+            muted=m.metric.canary.muted,
+        )
+        for m in judged
+    ]
+    scores = score(scored, config.classifier.group_weights)
+    verdict = classify_score(
+        scores.summary_score,
+        pass_threshold=limits.pass_ if limits else None,
+        marginal_threshold=limits.marginal if limits else None,
+    )
+    return IntervalJudgement(metrics=tuple(judged), scores=scores, verdict=verdict, thresholds=limits)
+
+
+def _classify(metric: MetricConfig, control: Any, experiment: Any, rng: np.random.Generator) -> MetricResult:
+    cfg = metric.canary
+    effect = cfg.effect_size
+    return classify_metric(
+        control,
+        experiment,
+        direction=cfg.direction,
+        nan_strategy=cfg.nan_strategy,
+        critical=cfg.critical,
+        must_have_data=cfg.must_have_data,
+        confidence_level=KAYENTA_CONFIDENCE,
+        tolerance=KAYENTA_TOLERANCE,
+        effect_size_measure=effect.measure,
+        allowed_increase=effect.allowed_increase,
+        allowed_decrease=effect.allowed_decrease,
+        critical_increase=effect.critical_increase,
+        critical_decrease=effect.critical_decrease,
+        outlier_strategy=cfg.outliers.strategy,
+        outlier_factor=cfg.outliers.outlier_factor,
+        rng=rng,
+    )
+
+
+def _group_pairs(
+    config: CanaryConfig, pairs: Iterable[PairLike] | Mapping[str, tuple[Any, Any]]
+) -> dict[str, list[tuple[Mapping[str, str], Any, Any]]]:
+    known = {m.name for m in config.metrics}
+    grouped: dict[str, list[tuple[Mapping[str, str], Any, Any]]] = {}
+    if isinstance(pairs, Mapping):
+        items: Sequence[tuple[str, Mapping[str, str], Any, Any]] = []
+        for name, value in pairs.items():
+            if not (isinstance(value, Sequence) and len(value) == 2):
+                raise ConfigError(
+                    f"judge: pairs[{name!r}] must be a (control, experiment) tuple of value arrays"
+                )
+            items.append((name, {}, value[0], value[1]))
+    else:
+        items = [(p.name, p.tags, p.control_values, p.experiment_values) for p in pairs]
+    for name, tags, control, experiment in items:
+        if name not in known:
+            raise ConfigError(
+                f"judge: pairs hold metric {name!r}, which canary config {config.name!r} does not "
+                f"define (its metrics: {', '.join(sorted(known)) or 'none'})"
+            )
+        grouped.setdefault(name, []).append((tags, control, experiment))
+    return grouped
+
+
+def _thresholds(value: Thresholds | Mapping[str, float | None] | None) -> Thresholds | None:
+    if value is None or isinstance(value, Thresholds):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return Thresholds.model_validate(dict(value))
+        except ConfigError as exc:
+            raise ConfigError(f"judge: thresholds: {exc}") from exc
+    raise ConfigError(
+        "judge: thresholds must be a Thresholds, a mapping {'pass': .., 'marginal': ..} or None, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _num(value: float) -> float | None:
+    """JSON has no NaN or infinity: report non-finite numbers as None (the reason says why)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
