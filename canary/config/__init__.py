@@ -18,6 +18,7 @@ from canary.config.metric import (
     MetricConfig,
     NanStrategy,
     Outliers,
+    ThresholdRange,
 )
 from canary.config.plan import AnalysisPlan, Duration, Thresholds, parse_duration
 from canary.config.query import OtherQuery, PrometheusQuery
@@ -39,5 +40,6 @@ __all__ = [
     "NanStrategy",
     "OtherQuery",
     "Outliers",
+    "ThresholdRange",
     "PrometheusQuery",
 ]

@@ -71,6 +71,28 @@ class Outliers(Model):
         return choice(value, ("keep", "remove"), info, "keep")
 
 
+class ThresholdRange(Model):
+    """Flagger-style absolute bounds on the canary's mean over the window (our extension).
+
+    Kayenta only compares canary against baseline; Flagger checks absolute limits
+    (success rate >= 99 %, p99 <= 500 ms). A metric with a `thresholdRange` is judged by its
+    bounds instead of the rank test: above `max` is High, below `min` is Low.
+    """
+
+    min: Number | None = None
+    max: Number | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("empty_range", "thresholdRange needs min, max or both", {})
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError(
+                "bad_range", "thresholdRange min {lo} is above max {hi}", {"lo": self.min, "hi": self.max}
+            )
+        return self
+
+
 class MetricAnalysisConfig(Model):
     """Kayenta's `analysisConfigurations.canary` for one metric, defaults as in Kayenta.
 
@@ -86,6 +108,7 @@ class MetricAnalysisConfig(Model):
     muted: StrictBool = False
     effect_size: EffectSize = Field(default_factory=EffectSize, alias="effectSize")
     outliers: Outliers = Field(default_factory=Outliers)
+    threshold_range: ThresholdRange | None = Field(None, alias="thresholdRange")
 
     @model_validator(mode="before")
     @classmethod
@@ -106,7 +129,12 @@ class MetricAnalysisConfig(Model):
         return choice(value, ("remove", "replace"), info, "remove")
 
     def to_kayenta(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
+        out = self.model_dump(by_alias=True)
+        if self.threshold_range is None:
+            del out["thresholdRange"]  # keep plain Kayenta configs byte-for-byte Kayenta
+        else:
+            out["thresholdRange"] = self.threshold_range.model_dump(exclude_none=True)
+        return out
 
 
 _CANARY = AliasChoices(
@@ -190,4 +218,5 @@ __all__ = [
     "OtherQuery",
     "Outliers",
     "PrometheusQuery",
+    "ThresholdRange",
 ]

@@ -5,6 +5,9 @@ metric's own settings (confidence 0.98 and tolerance 0.25 are hard-coded in Kaye
 the labels by group, and map the score to Pass / Marginal / Fail with the *request's*
 thresholds (the config's `classifier.scoreThresholds` are never read, as in Kayenta).
 
+A metric with a `thresholdRange` (our Flagger-style extension) is checked against its
+absolute bounds instead (canary.judge.bounds).
+
 A metric of the config that has no pair at all is judged on empty data, so it becomes
 `Nodata` (or `NodataFailMetric`) instead of silently disappearing: missing data can only
 lower the score, never raise it (fail closed).
@@ -22,6 +25,7 @@ import numpy as np
 
 from canary.config import CanaryConfig, MetricConfig, Thresholds
 from canary.errors import ConfigError
+from canary.judge.bounds import check_bounds
 from canary.judge.classify import Classification, MetricResult, classify_metric
 from canary.judge.score import ScoredMetric, ScoreResult, Verdict, classify_score, score
 
@@ -140,7 +144,9 @@ def judge(
     for metric in config.metrics:
         for tags, control, experiment in by_name.get(metric.name) or [({}, [], [])]:
             result = _classify(metric, control, experiment, generator)
-            judged.append(MetricJudgement(metric=metric, tags=MappingProxyType(dict(tags)), result=result))
+            judged.append(
+                MetricJudgement(metric=metric, tags=MappingProxyType(dict(tags)), result=result)
+            )
 
     scored = [
         ScoredMetric(
@@ -158,11 +164,25 @@ def judge(
         pass_threshold=limits.pass_ if limits else None,
         marginal_threshold=limits.marginal if limits else None,
     )
-    return IntervalJudgement(metrics=tuple(judged), scores=scores, verdict=verdict, thresholds=limits)
+    return IntervalJudgement(
+        metrics=tuple(judged), scores=scores, verdict=verdict, thresholds=limits
+    )
 
 
-def _classify(metric: MetricConfig, control: Any, experiment: Any, rng: np.random.Generator) -> MetricResult:
+def _classify(
+    metric: MetricConfig, control: Any, experiment: Any, rng: np.random.Generator
+) -> MetricResult:
     cfg = metric.canary
+    if cfg.threshold_range is not None:
+        return check_bounds(
+            control,
+            experiment,
+            minimum=cfg.threshold_range.min,
+            maximum=cfg.threshold_range.max,
+            critical=cfg.critical,
+            must_have_data=cfg.must_have_data,
+            nan_strategy=cfg.nan_strategy,
+        )
     effect = cfg.effect_size
     return classify_metric(
         control,

@@ -51,7 +51,10 @@ def test_muted_fixture_critical_failure_is_reported_but_not_scored():
         thresholds={"pass": 75, "marginal": 50},
     )
     labels = {m.name: m.result.classification for m in result.metrics}
-    assert labels == {"Failing metric": Classification.HIGH, "Successful metric": Classification.PASS}
+    assert labels == {
+        "Failing metric": Classification.HIGH,
+        "Successful metric": Classification.PASS,
+    }
     # The muted metric is critical and High, yet neither zeroes the score nor counts.
     assert result.summary_score == 100.0
     assert result.verdict is Verdict.PASS
@@ -59,10 +62,15 @@ def test_muted_fixture_critical_failure_is_reported_but_not_scored():
 
 
 def test_same_config_unmuted_critical_high_forces_zero_and_fail():
-    config = _config([_metric("lat", ["g"], critical=True, direction="increase"),
-                      _metric("ok", ["g"])], {"g": 100})
-    result = judge(config, {"lat": (BASE, HIGH), "ok": (BASE, SAME)},
-                   thresholds=Thresholds(pass_=75, marginal=50))
+    config = _config(
+        [_metric("lat", ["g"], critical=True, direction="increase"), _metric("ok", ["g"])],
+        {"g": 100},
+    )
+    result = judge(
+        config,
+        {"lat": (BASE, HIGH), "ok": (BASE, SAME)},
+        thresholds=Thresholds(pass_=75, marginal=50),
+    )
     assert result.metrics[0].result.critical is True
     assert result.summary_score == 0.0
     assert result.verdict is Verdict.FAIL
@@ -92,8 +100,9 @@ def test_nan_padded_series_reach_the_judge_as_missing_data():
 
 def test_one_result_per_series_and_marginal_verdict():
     """groupByFields gives several pairs per metric; each counts separately in the group."""
-    config = _config([_metric("rps", ["traffic"]), _metric("lat", ["latency"])],
-                     {"traffic": 50, "latency": 50})
+    config = _config(
+        [_metric("rps", ["traffic"]), _metric("lat", ["latency"])], {"traffic": 50, "latency": 50}
+    )
     pairs = [
         SeriesPair(name="rps", tags={"code": "200"}, control_values=BASE, experiment_values=SAME),
         SeriesPair(name="rps", tags={"code": "500"}, control_values=BASE, experiment_values=HIGH),
@@ -128,7 +137,9 @@ def test_config_thresholds_are_ignored_request_thresholds_rule():
         "classifier": {"groupWeights": {"g": 100}, "scoreThresholds": {"pass": 40, "marginal": 20}},
     }
     config = CanaryConfig.from_kayenta(data)
-    result = judge(config, {"a": (BASE, HIGH), "b": (BASE, SAME)}, thresholds={"pass": 95, "marginal": 75})
+    result = judge(
+        config, {"a": (BASE, HIGH), "b": (BASE, SAME)}, thresholds={"pass": 95, "marginal": 75}
+    )
     assert result.summary_score == 50.0
     assert result.verdict is Verdict.FAIL
 
@@ -157,3 +168,57 @@ def test_effect_size_settings_from_config_reach_the_classifier():
     assert with_gate.classification is Classification.PASS
     assert with_gate.effect_size == pytest.approx(1.05, abs=0.01)
     assert not math.isnan(with_gate.deviation)
+
+
+def test_flagger_bounds_group_judges_absolute_limits():
+    """thresholdRange: Flagger's success rate >= 99 % and p99 <= 0.5 s, on the canary's mean."""
+    config = CanaryConfig.from_yaml_data(
+        {
+            "name": "flagger",
+            "metrics": [
+                {
+                    "name": "success",
+                    "groups": ["flagger"],
+                    "analysisConfigurations": {"canary": {"thresholdRange": {"min": 99}}},
+                },
+                {
+                    "name": "p99",
+                    "groups": ["flagger"],
+                    "analysisConfigurations": {
+                        "canary": {"thresholdRange": {"max": 0.5}, "critical": True}
+                    },
+                },
+            ],
+            "classifier": {"groupWeights": {"flagger": 100}},
+        },
+        source="flagger.yaml",
+    )
+    ok = judge(
+        config,
+        {"success": ([99.9] * 5, [99.5] * 5), "p99": ([0.1] * 5, [0.3] * 5)},
+        thresholds={"pass": 95, "marginal": 75},
+    )
+    assert [m.result.classification for m in ok.metrics] == [Classification.PASS] * 2
+    assert ok.verdict is Verdict.PASS
+
+    low = judge(
+        config,
+        {"success": ([99.9] * 5, [97.0] * 5), "p99": ([0.1] * 5, [0.3] * 5)},
+        thresholds={"pass": 95, "marginal": 75},
+    )
+    assert low.metrics[0].result.classification is Classification.LOW
+    assert "below the minimum 99" in low.metrics[0].result.reason
+    assert low.summary_score == 50.0
+
+    slow = judge(
+        config,
+        {"success": ([99.9] * 5, [99.9] * 5), "p99": ([0.1] * 5, [0.7, np.nan] * 3)},
+        thresholds={"pass": 95, "marginal": 75},
+    )
+    assert slow.metrics[1].result.classification is Classification.HIGH
+    assert slow.metrics[1].result.critical is True  # critical bound violated: score forced to 0
+    assert slow.summary_score == 0.0 and slow.verdict is Verdict.FAIL
+
+    empty = judge(config, {"success": ([99.9] * 5, [np.nan] * 5)}, thresholds=None)
+    assert [m.result.classification for m in empty.metrics] == [Classification.NODATA] * 2
+    assert empty.summary_score == 0.0  # no data never passes: a critical Nodata and >= 50 % Nodata
