@@ -1,0 +1,35 @@
+"""Kubernetes adapters: the only package that imports the ``kubernetes`` client.
+
+    api = new_api_client(host=..., token=...)           # or kubeconfig=/context=, or in-cluster
+    client = KubeClient(api, namespace="production")
+    TektonBuilder(client, image="registry/team/app")    # Builder
+    KubernetesWorkloads(client)                         # Workloads
+    IstioRouter(client)                                 # TrafficRouter
+
+A release, in the order that never sends traffic anywhere unintended: pin 100 % primary;
+deploy baseline and canary; wait ready; step the weights; promote or roll back (100 %
+primary, verified); remove baseline and canary; restore the user's routes.
+"""
+
+from .client import DEPLOYMENT, POD, Kind, KubeClient, new_api_client
+from .errors import ConflictError, InvalidObjectError, NotFoundError, WaitTimeout
+from .istio import IstioRouter
+from .knative import KnativeBuilder
+from .tekton import TektonBuilder
+from .workloads import KubernetesWorkloads
+
+__all__ = [
+    "DEPLOYMENT",
+    "POD",
+    "ConflictError",
+    "InvalidObjectError",
+    "IstioRouter",
+    "Kind",
+    "KnativeBuilder",
+    "KubeClient",
+    "KubernetesWorkloads",
+    "NotFoundError",
+    "TektonBuilder",
+    "WaitTimeout",
+    "new_api_client",
+]

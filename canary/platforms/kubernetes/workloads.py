@@ -1,0 +1,159 @@
+"""``KubernetesWorkloads``: baseline and canary Deployments next to production, and promotion.
+
+Every method is safe to repeat after a transient error (the tasks retry): deploy creates or
+updates, remove ignores what is gone, promote is a patch that changes nothing the second
+time. Only Deployments labelled as ours are ever updated or deleted, so a user's
+``<app>-canary`` that happens to exist is refused, not overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from canary.errors import ConfigError, PlatformError
+from canary.ports import Track
+
+from .client import DEPLOYMENT, POD, KubeClient
+from .errors import ConflictError
+from .manifests import (
+    APP_LABEL,
+    MANAGED_BY,
+    MANAGER,
+    derived_deployment,
+    is_managed,
+    pod_problems,
+    production_track,
+    rollout_progress,
+    selector_string,
+    target_container,
+    version_label,
+)
+
+
+class KubernetesWorkloads:
+    """Workloads port over the Deployments ``<app>``, ``<app>-baseline``, ``<app>-canary``.
+
+    ``replicas``: for baseline and canary (default: production's); ``container``: the one
+    whose image a release replaces (default: the first); ``rollout_timeout``: how long
+    ``promote`` waits for production's rolling update; ``pod_check_interval``: how often a
+    wait looks at the pods, to fail fast on CrashLoopBackOff and to explain a timeout.
+    """
+
+    def __init__(self, client: KubeClient, *, replicas: int | None = None,
+                 container: str | None = None, track_label: str = "track",
+                 version_label_key: str = "version", rollout_timeout: float = 600.0,
+                 pod_check_interval: float = 5.0) -> None:
+        self.client = client
+        self.replicas = replicas
+        self.container = container
+        self.track_label = track_label
+        self.version_label_key = version_label_key
+        self.rollout_timeout = rollout_timeout
+        self.pod_check_interval = pod_check_interval
+
+    def _production(self, app: str) -> dict[str, Any]:
+        production = self.client.get(DEPLOYMENT, app)
+        if production is None:
+            raise ConfigError(f"production Deployment {app!r} not found in namespace "
+                              f"{self.client.namespace!r}")
+        return production
+
+    def production_image(self, app: str) -> str:
+        """The image production runs now (what the baseline must run)."""
+        return target_container(self._production(app), self.container)["image"]
+
+    def deploy(self, app: str, track: Track, image: str) -> None:
+        """Create (or bring up to date) ``<app>-<track>`` running ``image``."""
+        production = self._production(app)
+        production_track(production, self.track_label)
+        wanted = derived_deployment(production, track=track, image=image, replicas=self.replicas,
+                                    container=self.container, track_label=self.track_label,
+                                    version_key=self.version_label_key)
+        name = wanted["metadata"]["name"]
+        existing = self.client.get(DEPLOYMENT, name)
+        if existing is None:
+            try:
+                self.client.create(DEPLOYMENT, wanted)
+                return
+            except ConflictError:  # created meanwhile (e.g. our own earlier, unanswered try)
+                existing = self.client.get(DEPLOYMENT, name)
+        if existing is not None and not is_managed(existing, app):
+            raise ConfigError(f"Deployment {name!r} exists but was not created by {MANAGER}; "
+                              "rename or delete it, it will not be overwritten")
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}),
+                                             **wanted["metadata"]["labels"]}
+            current["spec"] = wanted["spec"]
+            return current
+
+        self.client.update(DEPLOYMENT, name, mutate)
+
+    def wait_ready(self, app: str, track: Track, timeout: float) -> None:
+        """Wait until every replica of ``<app>-<track>`` is updated and available."""
+        self._wait_rollout(f"{app}-{track}", timeout)
+
+    def promote(self, app: str, image: str) -> None:
+        """Roll production to ``image`` (strategic merge of one container) and wait for it."""
+        production = self._production(app)
+        container = target_container(production, self.container)["name"]
+        template: dict[str, Any] = {"spec": {"containers": [{"name": container, "image": image}]}}
+        labels = production["spec"]["template"].get("metadata", {}).get("labels") or {}
+        if self.version_label_key in labels:
+            template["metadata"] = {"labels": {self.version_label_key: version_label(image)}}
+        self.client.patch(DEPLOYMENT, app, {"spec": {"template": template}})
+        self._wait_rollout(app, self.rollout_timeout)
+
+    def remove(self, app: str, track: Track) -> None:
+        """Delete ``<app>-<track>`` if it exists and is ours; its pods go with it."""
+        name = f"{app}-{track}"
+        existing = self.client.get(DEPLOYMENT, name)
+        if existing is None:
+            return
+        if not is_managed(existing, app):
+            raise ConfigError(f"Deployment {name!r} was not created by {MANAGER}; not deleting it")
+        try:
+            self.client.delete(DEPLOYMENT, name, uid=existing["metadata"]["uid"])
+        except ConflictError:  # replaced meanwhile by a newer object of the same name: re-check
+            self.remove(app, track)
+
+    def leftovers(self, app: str) -> list[str]:
+        """Names of our Deployments for ``app`` that still exist (for a reconcile)."""
+        selector = f"{MANAGED_BY}={MANAGER},{APP_LABEL}={app}"
+        return [d["metadata"]["name"] for d in self.client.list(DEPLOYMENT, selector)]
+
+    # -- waiting --------------------------------------------------------------------------
+    def _pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        spec = deployment.get("spec", {})
+        track = (spec.get("template", {}).get("metadata", {}).get("labels") or {}).get(self.track_label)
+        extra = {self.track_label: track} if track else None  # production's selector matches ours too
+        return self.client.list(POD, selector_string(spec.get("selector") or {}, extra))
+
+    def _wait_rollout(self, name: str, timeout: float) -> None:
+        state: dict[str, Any] = {"progress": "not read yet", "checked": time.monotonic(), "obj": None}
+
+        def check(obj: dict[str, Any] | None) -> bool:
+            if obj is None:
+                raise PlatformError(f"Deployment {name!r} was deleted while waiting for it",
+                                    transient=False)
+            state["obj"] = obj
+            done, state["progress"] = rollout_progress(obj)
+            if not done and time.monotonic() - state["checked"] >= self.pod_check_interval:
+                state["checked"] = time.monotonic()
+                problems, fatal = pod_problems(self._pods(obj))
+                if fatal:
+                    raise PlatformError(f"Deployment {name!r} cannot become ready: "
+                                        f"{'; '.join(problems)}", transient=False)
+            return done
+
+        def describe() -> str:
+            problems: list[str] = []
+            if state["obj"] is not None:
+                with contextlib.suppress(PlatformError):
+                    problems, _ = pod_problems(self._pods(state["obj"]))
+            return "; ".join([state["progress"], *problems])
+
+        self.client.wait_for(DEPLOYMENT, name, check, timeout=timeout,
+                             window=self.pod_check_interval, describe=describe)

@@ -1,0 +1,152 @@
+"""The pure parts: manifest builders, rollout and route readers, error translation, and the
+stand-in's patch and selector semantics (cheap to check exhaustively here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from canary.errors import ConfigError, PlatformError
+from canary.platforms.kubernetes.errors import ConflictError, InvalidObjectError, translate
+from canary.platforms.kubernetes.manifests import (
+    pinned,
+    pod_problems,
+    rollout_progress,
+    selector_string,
+    split_image,
+    version_label,
+)
+from canary.platforms.kubernetes.routes import managed_routes, restored, weights_of, with_record
+from canary.ports import Weights
+from tests.support.k8s_standin.patching import PatchError, json_patch, merge_patch, strategic_merge
+from tests.support.k8s_standin.selectors import labels_match, parse_label_selector
+
+from .conftest import APP, user_virtual_service
+
+
+def _deployment(generation: int = 2, **status: int) -> dict:
+    return {"metadata": {"name": "gg", "generation": generation}, "spec": {"replicas": 3},
+            "status": status}
+
+
+@pytest.mark.parametrize(("status", "done", "why"), [
+    ({"observedGeneration": 1, "updatedReplicas": 3, "availableReplicas": 3}, False, "observe generation 2"),
+    ({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3}, False, "1 of 3 replicas updated"),
+    ({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4}, False, "1 old replicas"),
+    ({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2}, False, "2 of 3"),
+    ({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}, True, "3 of 3"),
+])
+def test_rollout_progress_reads_like_kubectl_rollout_status(status: dict, done: bool, why: str) -> None:
+    result = rollout_progress(_deployment(**status))
+    assert result[0] is done and why in result[1]
+
+
+def test_progress_deadline_exceeded_stops_the_wait() -> None:
+    deployment = _deployment(observedGeneration=2)
+    deployment["status"]["conditions"] = [{"type": "Progressing", "status": "False",
+                                           "reason": "ProgressDeadlineExceeded", "message": "timed out"}]
+    with pytest.raises(PlatformError, match="progress deadline"):
+        rollout_progress(deployment)
+
+
+def test_pod_problems_explain_and_flag_crash_loops() -> None:
+    pending = {"metadata": {"name": "a"}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no cpu"}]}}
+    crashing = {"metadata": {"name": "b"}, "status": {"containerStatuses": [{
+        "name": "app", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1}}}]}}
+    assert pod_problems([pending, pending]) == (["Unschedulable: no cpu"], False)
+    problems, fatal = pod_problems([crashing])
+    assert fatal and problems == ["container app CrashLoopBackOff (4 restarts, last exit code 1)"]
+
+
+def test_images_and_versions() -> None:
+    assert split_image("reg:5000/a/b:1.2@sha256:x") == ("reg:5000/a/b", "1.2", "sha256:x")
+    assert split_image("reg:5000/a/b") == ("reg:5000/a/b", None, None)
+    assert pinned("reg/a:latest", "sha256:" + "0" * 64) == "reg/a@sha256:" + "0" * 64
+    with pytest.raises(PlatformError):
+        pinned("reg/a", "latest")
+    assert version_label("reg/a@sha256:" + "ab" * 32) == "sha256-" + "ab" * 8
+    assert version_label("reg/a:v1.2+build") == "v1.2-build"
+    assert selector_string({"matchLabels": {"app": "a"}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["x", "y"]}, {"key": "old", "operator": "DoesNotExist"}]},
+        {"track": "primary"}) == "app=a,track=primary,tier in (x,y),!old"
+
+
+def test_routes_record_restore_and_weights() -> None:
+    vs = user_virtual_service()
+    original = json.dumps(vs)
+    indexes, host = managed_routes(vs["spec"], None, None, APP, APP)
+    assert (indexes, host) == ([1, 2], APP)
+    assert weights_of(vs["spec"], indexes, APP) == Weights.all_primary()
+    recorded = with_record(json.loads(original))
+    recorded["spec"]["http"] = []
+    again = with_record(recorded)  # a second record never replaces the first
+    assert json.dumps(restored(again)) == original
+    with pytest.raises(ConfigError, match="no HTTP route named"):
+        managed_routes(vs["spec"], ("missing",), None, APP)
+    with pytest.raises(ConfigError, match="several hosts"):
+        managed_routes(vs["spec"], None, None, APP)  # no app hint: admin-console vs goldengoose
+    vs["spec"]["http"][1]["route"] = [{"destination": {"host": APP, "subset": "canary"}, "weight": 100}]
+    with pytest.raises(PlatformError, match="disagree"):
+        weights_of(vs["spec"], indexes, APP)
+
+
+def _api_error(status: int, body: dict | None = None, headers: dict | None = None) -> ApiException:
+    error = ApiException(status=status, reason="x")
+    error.body = json.dumps(body or {}).encode()
+    error.headers = headers or {}
+    return error
+
+
+def test_translation_marks_exactly_429_5xx_and_connection_errors_transient() -> None:
+    assert translate(_api_error(429, headers={"Retry-After": "2"}), action="get", kind="K").transient
+    assert translate(_api_error(429, headers={"Retry-After": "2"}), action="get", kind="K").retry_after == 2.0  # type: ignore[attr-defined]
+    assert translate(_api_error(503), action="get", kind="K").transient
+    assert translate(urllib3.exceptions.ProtocolError("reset"), action="get", kind="K").transient
+    assert isinstance(translate(_api_error(409, {"reason": "Conflict"}), action="u", kind="K"), ConflictError)
+    invalid = translate(_api_error(422, {"message": "spec.x: Invalid value", "reason": "Invalid",
+                                         "details": {"causes": [{"field": "spec.x"}]}}),
+                        action="create", kind="Deployment", name="gg-canary")
+    assert isinstance(invalid, InvalidObjectError) and not invalid.transient
+    assert "Deployment 'gg-canary'" in str(invalid) and "spec.x: Invalid value" in str(invalid)
+    forbidden = translate(_api_error(403, {"message": "nope"}), action="delete", kind="Deployment")
+    assert not forbidden.transient and "rbac.yaml" in str(forbidden)
+
+
+def test_strategic_merge_directives_and_merge_patch() -> None:
+    pod = {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}],
+           "ports": [{"containerPort": 80}], "x": {"y": 1}}
+    patched = strategic_merge(pod, {"containers": [{"name": "b", "$patch": "delete"},
+                                                   {"name": "c", "image": "3"}], "x": None})
+    assert patched == {"containers": [{"name": "a", "image": "1"}, {"name": "c", "image": "3"}],
+                       "ports": [{"containerPort": 80}]}
+    assert strategic_merge(pod, {"containers": [{"$patch": "replace"}, {"name": "z", "image": "9"}]})[
+        "containers"] == [{"name": "z", "image": "9"}]
+    assert merge_patch({"a": [1, 2], "b": {"c": 1}}, {"a": [3], "b": {"c": None}}) == {"a": [3], "b": {}}
+    with pytest.raises(PatchError):
+        strategic_merge(pod, {"containers": [{"image": "no name"}]})
+
+
+def test_json_patch_operations() -> None:
+    doc = {"a": [1, 2], "b": {"c/d": 1}}
+    assert json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3},
+                            {"op": "move", "from": "/b/c~1d", "path": "/e"},
+                            {"op": "copy", "from": "/e", "path": "/f"},
+                            {"op": "remove", "path": "/a/0"},
+                            {"op": "replace", "path": "/b", "value": None}]) == \
+        {"a": [2, 3], "b": None, "e": 1, "f": 1}
+    with pytest.raises(PatchError):
+        json_patch(doc, [{"op": "replace", "path": "/missing", "value": 1}])
+
+
+@pytest.mark.parametrize(("selector", "matches"), [
+    ("app=gg", True), ("app==gg,track!=canary", True), ("track in (primary, baseline)", True),
+    ("track notin (primary)", False), ("version", False), ("!version", True), ("app=other", False),
+])
+def test_label_selector_grammar(selector: str, matches: bool) -> None:
+    obj = {"metadata": {"labels": {"app": "gg", "track": "primary"}}}
+    assert labels_match(parse_label_selector(selector), obj) is matches
