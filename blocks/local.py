@@ -1,0 +1,83 @@
+"""``LocalPlatform``: a Prefect block describing the one-machine platform.
+
+It holds only configuration (where state lives, which ports and binaries) and builds the
+plain adapters of ``canary.platforms.local`` from it; no secrets are involved. Every adapter
+it hands out shares one state directory, so the builder's artifacts, the workloads' records
+and the stack's pid files are found by whichever flow run (or reconcile) comes next.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import Field, field_validator
+
+from canary.platforms.local.builder import GitBuilder
+from canary.platforms.local.haproxy import HAProxyRouter
+from canary.platforms.local.stack import LocalStack
+from canary.platforms.local.workloads import ProcessWorkloads
+
+
+class LocalPlatform(Block):
+    """Git builds, process workloads, HAProxy routing and Prometheus on 127.0.0.1."""
+
+    _block_type_name = "Local Platform"
+    _block_type_slug = "local-platform"
+    _description = (
+        "Runs canary releases on one machine: git checkout builds, supervised processes, "
+        "HAProxy weights through its admin socket, Prometheus scraping via file_sd."
+    )
+
+    state_dir: str = Field(".state/local", description="Artifacts, pid files, logs, configs.")
+    app: str = Field("goldengoose", description="App name: HAProxy backend, metric label.")
+    app_subdir: str = Field("", description="The app's directory inside the git repository.")
+    app_port: int = Field(18080, ge=1, le=65535, description="HAProxy frontend port of the app.")
+    haproxy_stats_port: int = Field(18404, ge=1, le=65535, description="HAProxy /metrics port.")
+    prometheus_port: int = Field(19090, ge=1, le=65535, description="Prometheus listen port.")
+    scrape_interval_seconds: float = Field(1.0, gt=0, le=60, description="Scrape interval.")
+    haproxy_bin: str = Field("/usr/sbin/haproxy", description="HAProxy binary (Debian haproxy).")
+    prometheus_bin: str = Field("/usr/bin/prometheus", description="Prometheus binary.")
+    python: str | None = Field(None, description="Python that runs the apps (default: this one).")
+    stop_timeout_seconds: float = Field(10.0, gt=0, description="SIGTERM grace before SIGKILL.")
+
+    @field_validator("app")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
+            raise ValueError("app must be 1-63 of A-Z a-z 0-9 . _ - (it names HAProxy objects)")
+        return value
+
+    def stack(self) -> LocalStack:
+        return LocalStack(
+            Path(self.state_dir),
+            haproxy_bin=self.haproxy_bin,
+            prometheus_bin=self.prometheus_bin,
+            haproxy_stats_port=self.haproxy_stats_port,
+            prometheus_port=self.prometheus_port,
+            scrape_interval=self.scrape_interval_seconds,
+        )
+
+    def start(self) -> dict[str, str]:
+        """Register the app and bring HAProxy and Prometheus up (idempotent)."""
+        stack = self.stack()
+        stack.add_app(self.app, self.app_port)
+        return stack.start()
+
+    def builder(self) -> GitBuilder:
+        return GitBuilder(self.state_dir, app=self.app, subdir=self.app_subdir, python=self.python)
+
+    def router(self) -> HAProxyRouter:
+        return self.stack().router()
+
+    def workloads(self) -> ProcessWorkloads:
+        return self.stack().workloads(python=self.python, stop_timeout=self.stop_timeout_seconds)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"

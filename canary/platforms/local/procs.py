@@ -1,0 +1,249 @@
+"""Processes this platform starts, and the proof that a pid is still one of them.
+
+A pid alone is not an identity: after a crash and a reboot-free hour the number may belong to
+someone else. A `ProcessRecord` keeps the pid together with the kernel's start time of that
+process (/proc/<pid>/stat field 22) and its argv; a process is ours only while all three
+match, and nothing is ever signalled otherwise. Children start in their own session, so a
+Ctrl-C on the orchestrator does not take the workloads down behind the platform's back (the
+reconcile does that, on purpose).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from canary.errors import PlatformError
+
+# Popen objects of the children started by this interpreter, so stopping one also reaps it.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    pid: int
+    start_ticks: int
+    argv: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "argv": list(self.argv)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        return cls(int(data["pid"]), int(data["start_ticks"]), tuple(data["argv"]))
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a live pid, None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
+    return fields[0], int(fields[19])
+
+
+def _cmdline(pid: int) -> tuple[str, ...] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return tuple(p.decode(errors="replace") for p in raw.split(b"\0")[:-1])
+
+
+def is_ours(rec: ProcessRecord) -> bool:
+    """True while `rec.pid` is the very process recorded: same start time, same argv.
+
+    The recorded argv must appear in order in the current one: HAProxy's master re-executes
+    itself on reload with extra arguments (``-sf <old> -x sockpair@3``) under the same pid.
+    """
+    stat = _stat(rec.pid)
+    if stat is None or stat[0] in ("Z", "X") or stat[1] != rec.start_ticks:
+        return False
+    current = iter(_cmdline(rec.pid) or ())
+    return bool(rec.argv) and all(word in current for word in rec.argv)
+
+
+def spawn(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise PlatformError(f"cannot start {argv[0]!r} in {cwd}: {exc}") from None
+    _CHILDREN[proc.pid] = proc
+    # Popen returns once exec has begun, but the kernel publishes the new argv a moment
+    # later; until then /proc/<pid>/cmdline is empty and the process would not look ours.
+    deadline = time.monotonic() + 5.0
+    while not _cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    stat = _stat(proc.pid)
+    if stat is None or proc.poll() is not None:  # exited already: the caller reports the log
+        return proc, ProcessRecord(proc.pid, -1, tuple(argv))
+    return proc, ProcessRecord(proc.pid, stat[1], tuple(argv))
+
+
+def _wait_gone(rec: ProcessRecord, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    child = _CHILDREN.get(rec.pid)
+    while True:
+        if child is not None and child.poll() is not None:
+            _CHILDREN.pop(rec.pid, None)
+            return True
+        if child is None and not is_ours(rec):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def stop(rec: ProcessRecord, timeout: float = 10.0) -> bool:
+    """SIGTERM (then SIGKILL) the recorded process and its group; False if it was not ours.
+
+    The group is signalled only when the verified process still leads it (it was started
+    in its own session), so helpers it spawned go too and nobody else's processes do.
+    """
+    if not is_ours(rec):
+        child = _CHILDREN.pop(rec.pid, None)
+        if child is not None:
+            child.poll()  # reap a zombie of ours
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(rec.pid) == rec.pid:
+                os.killpg(rec.pid, sig)
+            else:
+                os.kill(rec.pid, sig)
+        if _wait_gone(rec, timeout if sig == signal.SIGTERM else 5.0):
+            return True
+    raise PlatformError(f"process {rec.pid} ({rec.argv[0]}) survived SIGKILL", transient=True)
+
+
+def find_marked(marker: Mapping[str, str]) -> list[ProcessRecord]:
+    """Live processes whose environment holds every ``key=value`` of `marker`.
+
+    The platform puts a marker in the environment of everything it spawns, so processes
+    it started but never managed to record (a crash between fork and the state write) are
+    still found. Only processes of this user are readable, so only those can match.
+    """
+    want = {f"{k}={v}".encode() for k, v in marker.items()}
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        stat, argv = _stat(int(entry.name)), _cmdline(int(entry.name))
+        if want <= env and stat and stat[0] not in ("Z", "X") and argv:
+            out.append(ProcessRecord(int(entry.name), stat[1], argv))
+    return out
+
+
+def group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    return not _bindable(port, host)
+
+
+def free_ports(n: int, host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> list[int]:
+    """`n` distinct ports that are free now, chosen below the kernel's ephemeral range.
+
+    Outgoing connections (HAProxy opens one per request) and everyone's bind(0) draw from
+    the ephemeral range, so a port picked there can be taken in the instant between this
+    check and the app's own bind; below it, only explicit choices like this one compete.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    chosen: list[int] = []
+    excluded = set(exclude)
+    for _ in range(1000):
+        port = random.randrange(10000, low) if low > 11000 else 0
+        if port == 0:  # no room below the ephemeral range: let the kernel pick
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+        if port not in excluded and port not in chosen and _bindable(port, host):
+            chosen.append(port)
+            if len(chosen) == n:
+                return chosen
+    raise PlatformError(f"no free port found on {host}", transient=True)
+
+
+def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    return free_ports(1, host, exclude)[0]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic replace: a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise PlatformError(f"state file {path} is corrupt ({exc}); inspect or delete it") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock; released by the kernel if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        data = path.read_bytes()[-8192:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])

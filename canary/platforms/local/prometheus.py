@@ -1,0 +1,96 @@
+"""Prometheus for the local platform: its config, the file_sd targets, and a tiny query helper.
+
+Workloads come and go during a release, so they are not in prometheus.yml: every app has a
+``targets/<app>.json`` (file_sd) that the workloads rewrite atomically whenever a process
+starts or stops; Prometheus notices the rename by itself (no reload). Each target carries
+``app``, ``track`` and ``version`` labels; ``honor_labels`` keeps the app's own identical
+``track``/``version`` labels instead of renaming them ``exported_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from canary.errors import MetricsError
+from canary.platforms.local import procs
+
+
+def render_config(
+    targets_dir: Path, *, scrape_interval: float = 1.0, haproxy_stats_port: int | None = None
+) -> str:
+    interval = f"{int(scrape_interval * 1000)}ms"
+    timeout = f"{max(int(scrape_interval * 1000) - 10, 10)}ms"
+    lines = [
+        "global:",
+        f"  scrape_interval: {interval}",
+        f"  scrape_timeout: {timeout}",
+        f"  evaluation_interval: {interval}",
+        "scrape_configs:",
+        "  - job_name: apps",
+        "    honor_labels: true",
+        "    file_sd_configs:",
+        f"      - files: ['{targets_dir}/*.json']",
+        "        refresh_interval: 30s",
+    ]
+    if haproxy_stats_port:
+        lines += [
+            "  - job_name: haproxy",
+            "    static_configs:",
+            f"      - targets: ['127.0.0.1:{haproxy_stats_port}']",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def target(
+    port: int,
+    *,
+    app: str,
+    track: str,
+    version: str,
+    metrics_path: str = "/metrics",
+    image: str = "",
+) -> dict[str, Any]:
+    labels = {"app": app, "track": track, "version": version, "__metrics_path__": metrics_path}
+    if image:
+        labels["image"] = image
+    return {"targets": [f"127.0.0.1:{port}"], "labels": labels}
+
+
+def write_targets(targets_dir: Path, app: str, targets: Iterable[Mapping[str, Any]]) -> Path:
+    """Replace the app's file_sd file atomically (Prometheus never reads half a file)."""
+    path = Path(targets_dir) / f"{app}.json"
+    procs.write_json(path, list(targets))
+    return path
+
+
+def read_targets(targets_dir: Path, app: str) -> list[dict[str, Any]]:
+    return procs.read_json(Path(targets_dir) / f"{app}.json", default=[])
+
+
+def query(base_url: str, promql: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Instant query; the `result` list. (The analysis uses canary.metrics, not this.)"""
+    url = f"{base_url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise MetricsError(
+            f"Prometheus {base_url} query {promql!r} failed: {exc}", transient=True
+        ) from None
+    if doc.get("status") != "success":
+        raise MetricsError(f"Prometheus rejected {promql!r}: {doc.get('error')}")
+    return list(doc["data"]["result"])
+
+
+def ready(base_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/-/ready", timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False

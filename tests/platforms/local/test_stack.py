@@ -1,0 +1,104 @@
+"""The stack CLI and the LocalPlatform block: idempotent start/stop, pid files, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from blocks.local import LocalPlatform
+from canary.platforms.local import procs
+from canary.ports import Builder, TrafficRouter, Workloads
+from tests.platforms.local.conftest import HAPROXY, PROMETHEUS, ROOT
+
+
+def cli(state: Path, block: LocalPlatform, *args: str) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "canary.platforms.local",
+        "--state-dir",
+        str(state),
+        "--haproxy",
+        HAPROXY,
+        "--prometheus",
+        PROMETHEUS,
+        "--stats-port",
+        str(block.haproxy_stats_port),
+        "--prometheus-port",
+        str(block.prometheus_port),
+        *args,
+    ]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.slow
+def test_block_start_and_cli_are_idempotent(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    app_port, stats_port, prometheus_port = procs.free_ports(3)
+    block = LocalPlatform(
+        state_dir=str(state),
+        app_port=app_port,
+        haproxy_stats_port=stats_port,
+        prometheus_port=prometheus_port,
+        haproxy_bin=HAPROXY,
+        prometheus_bin=PROMETHEUS,
+    )
+    assert isinstance(block.builder(), Builder)
+    assert isinstance(block.workloads(), Workloads)
+    assert isinstance(block.router(), TrafficRouter)
+    records: list[procs.ProcessRecord] = []
+    try:
+        assert block.start() == {"haproxy": "started", "prometheus": "started"}
+        for name in ("haproxy", "prometheus"):
+            doc = json.loads((state / "stack" / f"{name}.pid.json").read_text())
+            records.append(procs.ProcessRecord.from_json(doc["process"]))
+        assert cli(state, block, "start", "--app", f"goldengoose={block.app_port}") == {
+            "haproxy": "running",
+            "prometheus": "running",
+        }
+        status = cli(state, block, "status")
+        assert status["haproxy"]["running"] and status["prometheus"]["running"]
+        assert status["apps"]["goldengoose"]["frontend"] == block.app_port
+        assert status["apps"]["goldengoose"]["weights"]["primary"] == 100
+        assert block.router().read_weights("goldengoose").primary == 100
+        assert cli(state, block, "stop") == {
+            "haproxy": "stopped",
+            "prometheus": "stopped",
+            "workloads": {},
+        }
+        assert not any(procs.is_ours(r) for r in records)
+        assert cli(state, block, "stop")["haproxy"] == "not running"
+    finally:
+        for rec in records:
+            procs.stop(rec)
+
+
+def test_a_stale_pid_file_is_never_signalled(tmp_path: Path) -> None:
+    """A recorded pid that now belongs to someone else (here: this very test) is left alone."""
+    me = procs.ProcessRecord(os.getpid(), 12345, (sys.executable,))  # wrong start time
+    procs.write_json(tmp_path / "st" / "stack" / "haproxy.pid.json", {"process": me.to_json()})
+    block = LocalPlatform(state_dir=str(tmp_path / "st"))
+    out = block.stack().stop()
+    assert out["haproxy"] == "not running" and out["prometheus"] == "not running"
+    assert not procs.stop(me)  # and stop() itself refuses too
+
+
+def test_block_validates_its_fields() -> None:
+    with pytest.raises(ValidationError):
+        LocalPlatform(app="bad name")
+    with pytest.raises(ValidationError):
+        LocalPlatform(app_port=70000)
+    schema = LocalPlatform.model_json_schema()
+    assert {"state_dir", "app", "app_port", "prometheus_port", "haproxy_bin"} <= set(
+        schema["properties"]
+    )
+    assert LocalPlatform.get_block_type_slug() == "local-platform"
