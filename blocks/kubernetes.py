@@ -14,6 +14,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
+from canary.errors import ConfigError
 from canary.platforms.kubernetes import (
     IstioRouter,
     KnativeBuilder,
@@ -45,6 +46,11 @@ class KubernetesCluster(Block):
     context: str | None = Field(None, description="kubeconfig context (default: its current one).")
     in_cluster: bool = Field(False, description="Use the pod's service account.")
     request_timeout: float = Field(30.0, gt=0, description="Per-request timeout in seconds.")
+    image_repository: str | None = Field(
+        None, description="Registry path builds push to, e.g. registry.example.com/team; "
+        "an app's image is <image_repository>/<app>."
+    )
+    build_system: str = Field("tekton", description="'tekton' (TaskRun + kaniko) or 'knative'.")
 
     @model_validator(mode="after")
     def _one_source(self) -> KubernetesCluster:
@@ -84,3 +90,30 @@ class KubernetesCluster(Block):
             raise ValueError(f"system must be 'tekton' or 'knative', not {system!r}")
         kind = TektonBuilder if system == "tekton" else KnativeBuilder
         return kind(self.get_client(), image=image, **options)
+
+    # -- what the flows call (the same methods on every platform block) -----------------
+    def builder_for(self, app: str) -> TektonBuilder | KnativeBuilder:
+        if not self.image_repository:
+            raise ConfigError(
+                f"KubernetesCluster block {self._block_document_name!r}: set image_repository "
+                "(the registry path builds push to) before building on the cluster"
+            )
+        return self.builder(f"{self.image_repository.rstrip('/')}/{app}", system=self.build_system)
+
+    def production_image(self, app: str) -> str | None:
+        return self.workloads().production_image(app)
+
+    def reconcile(self, app: str) -> dict[str, Any]:
+        """Repair a crashed release: 100 % primary (read back), our Deployments deleted,
+        the user's routes restored: in that order, so no request reaches a deleted pod."""
+        router = self.router()
+        router.rollback(app)
+        workloads = self.workloads()
+        removed = workloads.leftovers(app)
+        for track in ("baseline", "canary"):
+            workloads.remove(app, track)
+        router.restore(app)
+        return {"weights": "100% primary (verified)", "removed": removed}
+
+    def restore_routes(self, app: str) -> None:
+        self.router().restore(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
@@ -81,3 +82,22 @@ class LocalPlatform(Block):
     @property
     def app_url(self) -> str:
         return f"http://127.0.0.1:{self.app_port}"
+
+    # -- what the flows call (the same methods on every platform block) -----------------
+    def builder_for(self, app: str) -> GitBuilder:
+        """The builder for `app`'s commits (one local builder serves every app)."""
+        return GitBuilder(self.state_dir, app=app, subdir=self.app_subdir, python=self.python)
+
+    def production_image(self, app: str) -> str | None:
+        """The artifact production runs now, or None before the first release."""
+        current = self.workloads().get(app, "primary")
+        return current.image if current is not None else None
+
+    def reconcile(self, app: str) -> dict[str, Any]:
+        """Repair a crashed release: 100 % primary (read back), orphans stopped."""
+        self.start()
+        return self.workloads().reconcile(app)
+
+    def restore_routes(self, app: str) -> None:
+        """HAProxy has no user routes to restore: all traffic to production, read back."""
+        self.router().rollback(app)

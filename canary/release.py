@@ -1,0 +1,143 @@
+"""What one canary release of an app needs besides the canary config: the release spec.
+
+A release spec (deployments/releases/<app>.yaml, strict YAML) names the canary config, the
+analysis plan (lifetime, interval, warm-up, lookback, thresholds), the traffic plan (the
+canary's share per judgement; the baseline always gets the same share so the two are
+comparable) and how each side is selected in the metric store (the scopes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from canary.analysis.windows import JudgementWindow
+from canary.config import AnalysisPlan, CanaryConfig
+from canary.config._base import Model, validate
+from canary.errors import ConfigError
+from canary.ports import Weights
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def check_app_name(app: str) -> str:
+    """An RFC 1123 label: it names Deployments, HAProxy backends and concurrency limits."""
+    if not isinstance(app, str) or not _NAME.fullmatch(app):
+        raise ConfigError(
+            f"app {app!r} is not a valid name: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (RFC 1123)"
+        )
+    return app
+
+
+def check_commit(commit: str) -> str:
+    """A full 40-hex git commit id (a branch or short id is ambiguous and not reproducible)."""
+    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit.lower()):
+        raise ConfigError(f"commit {commit!r} is not a full 40-hex git commit id")
+    return commit.lower()
+
+
+class TrafficPlan(Model):
+    """The canary's (and the baseline's) share of traffic, in percent, per judgement.
+
+    Judgement i runs at `steps[i-1]`; past the last step the last one holds. Each share
+    applies to both baseline and canary, so 2 x share <= 100.
+    """
+
+    steps: tuple[int, ...] = (10,)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("traffic.steps needs at least one share")
+        for share in steps:
+            if not 0 < share <= 50:
+                raise ValueError(
+                    f"traffic share {share} is out of range: baseline and canary each get it, "
+                    "so it must be 1..50"
+                )
+        return steps
+
+    def weights(self, judgement: int) -> Weights:
+        share = self.steps[min(judgement, len(self.steps)) - 1]
+        return Weights(primary=100 - 2 * share, baseline=share, canary=share)
+
+
+class Scopes(Model):
+    """How the metric store tells the sides apart (Kayenta's control/experiment scopes)."""
+
+    control: str = "baseline"
+    experiment: str = "canary"
+    location: str | None = None
+    extended_scope_params: Mapping[str, str] = Field(default_factory=dict)
+
+
+class ReleaseSpec(Model):
+    """Everything a canary release of `app` reads besides the image and commit."""
+
+    app: str
+    canary_config: str = Field(description="Path of the canary config, relative to this file.")
+    analysis: AnalysisPlan
+    traffic: TrafficPlan = Field(default_factory=TrafficPlan)
+    scopes: Scopes = Field(default_factory=Scopes)
+    ready_timeout_seconds: float = Field(120.0, gt=0)
+    manual_judgement: bool = False
+    source: str = Field("<spec>", exclude=True)
+
+    @field_validator("app")
+    @classmethod
+    def _app(cls, app: str) -> str:
+        try:
+            return check_app_name(app)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _lifetime_needed(self) -> ReleaseSpec:
+        if self.analysis.end_time is not None or self.analysis.start_time is not None:
+            raise ValueError(
+                "a release analyses live traffic: give analysis.lifetime, not start/end times "
+                "(those are for re-analysing a recorded window)"
+            )
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReleaseSpec:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"release spec {path}: cannot read it: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"release spec {path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"release spec {path}: expected a mapping at the top level")
+        return validate(cls, {**data, "source": str(path)}, source=str(path), kayenta=False)
+
+    def canary_config_path(self) -> Path:
+        base = Path(self.source).parent if self.source != "<spec>" else Path.cwd()
+        return (base / self.canary_config).resolve()
+
+    def load_canary_config(self) -> CanaryConfig:
+        return CanaryConfig.load(self.canary_config_path())
+
+    def scope_params(self, window: JudgementWindow) -> dict[str, Any]:
+        """Plain parameters of a window's two scopes (what a metric-fetch task receives)."""
+        return {
+            "control": self.scopes.control,
+            "experiment": self.scopes.experiment,
+            "location": self.scopes.location,
+            "extended_scope_params": dict(self.scopes.extended_scope_params),
+            "control_start": window.control_start,
+            "control_end": window.control_end,
+            "experiment_start": window.experiment_start,
+            "experiment_end": window.experiment_end,
+            "step": int(window.step.total_seconds()),
+        }

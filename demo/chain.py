@@ -1,0 +1,195 @@
+"""The whole local chain as real processes: Prefect server, local stack, deployments, worker,
+webhook relay. Used by `make demo` and by the end-to-end tests.
+
+Every process is started in its own session and recorded (pid, kernel start time, argv) in
+`<home>/chain.json`; `stop()` signals only processes that still match their record, so a
+recycled pid is never touched. Starting twice is safe: a part that is already up and ours is
+kept. Secrets (the webhook secret) travel by environment only and are never written here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canary.platforms.local import procs
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+@dataclass
+class ChainConfig:
+    home: Path
+    prefect_port: int = 4200
+    relay_port: int = 8088
+    app: str = "goldengoose"
+    app_port: int = 18080
+    stats_port: int = 18404
+    prometheus_port: int = 19090
+    scrape_interval: float = 1.0
+    worker_poll_seconds: int = 1
+    webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}"
+
+    @property
+    def relay_url(self) -> str:
+        return f"http://127.0.0.1:{self.relay_port}/github"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "local"
+
+
+class ChainError(RuntimeError):
+    """A part of the chain did not come up; the message carries its log tail."""
+
+
+def _get_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return 200 <= answer.status < 300
+    except OSError:
+        return False
+
+
+def poll(check: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll `check` until true or raise ChainError naming `what` (with a log tail)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            tail = procs.tail(log, 30) if log is not None and log.exists() else ""
+            raise ChainError(f"{what} did not happen within {timeout:.0f} s\n{tail}")
+        time.sleep(0.25)
+
+
+class Chain:
+    def __init__(self, config: ChainConfig, *, say: Callable[[str], None] = lambda _: None):
+        self.config = config
+        self.say = say
+        self.home = config.home.resolve()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.records_file = self.home / "chain.json"
+
+    # -- environment -----------------------------------------------------------------------
+    def client_env(self) -> dict[str, str]:
+        """Environment for every Prefect client of this chain (no inherited PREFECT_*)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update({
+            "PREFECT_API_URL": self.config.api_url,
+            "PREFECT_HOME": str(self.home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.config.worker_poll_seconds),
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            "CANARY_HOME": str(ROOT),
+            "PYTHONPATH": str(ROOT),
+        })  # fmt: skip
+        return env
+
+    # -- records ---------------------------------------------------------------------------
+    def _records(self) -> dict[str, Any]:
+        return procs.read_json(self.records_file, {}) or {}
+
+    def _record(self, name: str, rec: procs.ProcessRecord) -> None:
+        data = self._records()
+        data[name] = rec.to_json()
+        procs.write_json(self.records_file, data)
+
+    def running(self, name: str) -> bool:
+        raw = self._records().get(name)
+        return raw is not None and procs.is_ours(procs.ProcessRecord.from_json(raw))
+
+    def _start(self, name: str, argv: list[str], env: Mapping[str, str]) -> Path:
+        log = self.home / "logs" / f"{name}.log"
+        if self.running(name):
+            self.say(f"{name}: already running")
+            return log
+        proc, rec = procs.spawn(argv, cwd=ROOT, env=env, log=log)
+        self._record(name, rec)
+        self.say(f"{name}: started (pid {proc.pid})")
+        return log
+
+    def _run(self, argv: list[str], what: str, timeout: float = 180) -> str:
+        done = subprocess.run(argv, cwd=ROOT, env=self.client_env(), capture_output=True,
+                              text=True, timeout=timeout, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise ChainError(f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                             f"\n{done.stderr[-3000:]}")  # fmt: skip
+        return done.stdout
+
+    # -- parts -----------------------------------------------------------------------------
+    def start(self) -> None:
+        c = self.config
+        if not c.webhook_secret:
+            raise ChainError("a webhook secret is needed (GITHUB_WEBHOOK_SECRET)")
+        env = self.client_env()
+        log = self._start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1",
+                                             "--port", str(c.prefect_port)], env)  # fmt: skip
+        poll(lambda: _get_ok(f"{c.api_url}/health"), timeout=180, what="Prefect server health",
+             log=log)  # fmt: skip
+        self.say(f"Prefect server: {c.ui_url}")
+        self._run([sys.executable, "scripts/register_blocks.py", "--state-dir", str(c.state_dir),
+                   "--app", c.app, "--app-port", str(c.app_port), "--stats-port",
+                   str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
+                   "--scrape-interval", str(c.scrape_interval)], "registering blocks")  # fmt: skip
+        self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir", str(c.state_dir),
+                   "--stats-port", str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
+                   "--scrape-interval", str(c.scrape_interval), "start", "--app",
+                   f"{c.app}={c.app_port}"], "starting HAProxy and Prometheus")  # fmt: skip
+        self.say(f"HAProxy: {c.app} on 127.0.0.1:{c.app_port}; "
+                 f"Prometheus: http://127.0.0.1:{c.prometheus_port}")  # fmt: skip
+        self._run([PREFECT, "--no-prompt", "deploy", "--all"], "prefect deploy --all")
+        self.say("deployments build and canary-release registered, with their automations")
+        worker_log = self._start("worker", [PREFECT, "worker", "start", "--pool", "canary-local",
+                                            "--name", "canary-local-worker"], env)  # fmt: skip
+        poll(self._worker_online, timeout=60, what="worker online", log=worker_log)
+        relay_env = {**env, "GITHUB_WEBHOOK_SECRET": c.webhook_secret}
+        relay_log = self._start("relay", [sys.executable, "-m", "webhook", "--host", "127.0.0.1",
+                                          "--port", str(c.relay_port)], relay_env)  # fmt: skip
+        poll(lambda: _get_ok(f"http://127.0.0.1:{c.relay_port}/healthz"), timeout=30,
+             what="webhook relay health", log=relay_log)  # fmt: skip
+        self.say(f"webhook relay: {c.relay_url}")
+
+    def _worker_online(self) -> bool:
+        body = json.dumps({}).encode()
+        request = urllib.request.Request(
+            f"{self.config.api_url}/work_pools/canary-local/workers/filter", data=body,
+            headers={"content-type": "application/json"}, method="POST",
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                workers = json.load(answer)
+        except OSError:
+            return False
+        return any(w.get("status") == "ONLINE" for w in workers)
+
+    def stop(self) -> list[str]:
+        """Stop what this chain started (relay, worker, server) and the local stack."""
+        stopped = []
+        data = self._records()
+        for name in ("relay", "worker", "prefect-server"):
+            raw = data.pop(name, None)
+            if raw is not None and procs.stop(procs.ProcessRecord.from_json(raw), timeout=15):
+                stopped.append(name)
+        procs.write_json(self.records_file, data)
+        c = self.config
+        if c.state_dir.exists():
+            self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir",
+                       str(c.state_dir), "stop"], "stopping the local stack")  # fmt: skip
+            stopped.append("local stack")
+        return stopped

@@ -1,0 +1,140 @@
+"""Flow `canary-release`: baseline + canary side by side, judged, promoted or rolled back.
+
+Reads like the chain in DESIGN.md: take the app's release lock, repair leftovers of a
+crashed release, deploy baseline (production's image) and canary (the new image), then per
+judgement window shift traffic, wait for the window, fetch, judge and publish; stop early
+at or below marginal; decide on the last score; promote or roll back; ALWAYS clean up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
+
+from canary.analysis.windows import final_decision, judgement_windows, should_stop_early
+from canary.errors import ConfigError
+from canary.release import check_app_name, check_commit
+from canary.report import JudgementRecord, markdown_report
+from tasks import platform as p
+from tasks.analysis import fetch_metrics, judge_interval
+from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
+from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.waiting import wait_until
+
+PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
+
+
+@flow(name="canary-release", flow_run_name="canary-release-{app}-{commit}")
+def canary_release(
+    app: str,
+    image: str,
+    commit: str,
+    config: str | None = None,
+    platform: str = "local-platform/local",
+    metrics: str = "prometheus-source/local",
+) -> dict[str, Any]:
+    """Release `image` (built from `commit`) of `app` as a judged canary.
+
+    `config` is the release spec (default deployments/releases/<app>.yaml); `platform`
+    and `metrics` name the blocks to act on and to read metrics from.
+    """
+    logger = get_run_logger()
+    app, commit = check_app_name(app), check_commit(commit)
+    spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
+    plat, source = load_block(platform), load_block(metrics).source()
+    thresholds = spec.analysis.thresholds
+    records: list[JudgementRecord] = []
+    outcome, reason, cleanup = ROLLED_BACK, "the release did not finish", []
+
+    with concurrency(ensure_release_lock(app), occupy=1, strict=True):
+        fixed = p.reconcile_app(plat, app)
+        logger.info("leftovers of earlier releases repaired: %s", fixed)
+        production = p.read_production_image(plat, app)
+        if production is None:
+            raise ConfigError(
+                f"{app} has no production deployment to compare against; deploy the first "
+                "version directly (the demo does: `python scripts/bootstrap_production.py`)"
+            )
+        bar = start_progress(app, f"canary release of {app} at {commit[:12]}")
+        try:
+            p.deploy_track(plat, app, "baseline", production)
+            p.deploy_track(plat, app, "canary", image)
+            p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
+            p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
+            start = datetime.now(UTC)
+            windows = judgement_windows(spec.analysis, start=start)
+            total = (windows[-1].not_before - start).total_seconds() or 1.0
+            for window in windows:
+                weights = spec.traffic.weights(window.index)
+                p.set_traffic(plat, app, weights)
+                wait_until(window.not_before, tick=lambda: progress(
+                    bar, 100 * (datetime.now(UTC) - start).total_seconds() / total))  # fmt: skip
+                pairs = fetch_metrics(source, canary_config, spec.scopes, window)
+                result = judge_interval(canary_config, pairs, thresholds, window.index)
+                record = JudgementRecord(
+                    index=window.index, window_start=window.experiment_start,
+                    window_end=window.experiment_end, canary_share=weights.canary,
+                    judgement=result,
+                )  # fmt: skip
+                records.append(record)
+                publish_interval(app, record)
+                logger.info("judgement %d/%d: score %s → %s", window.index, len(windows),
+                            result.summary_score, result.verdict.value)  # fmt: skip
+                if should_stop_early(result.summary_score, thresholds):
+                    logger.warning("score %s is at or below marginal: stopping early",
+                                   result.summary_score)  # fmt: skip
+                    break
+            last = records[-1].judgement.summary_score if records else None
+            promote, reason = final_decision(last, thresholds)
+            if promote:
+                p.promote_image(plat, app, image)
+                outcome = PROMOTED
+            progress(bar, 100.0)
+        except Exception as exc:
+            reason = f"the release failed and was rolled back: {exc}"
+            raise
+        finally:
+            cleanup, cleanup_error = _clean_up(plat, app)
+            last = records[-1].judgement.summary_score if records else None
+            publish_report(app, markdown_report(
+                app=app, image=image, commit=commit, outcome=outcome, reason=reason,
+                records=records, thresholds=thresholds, cleanup=cleanup,
+            ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
+            emit(f"canary.release.{outcome}", app, {
+                "image": image, "commit": commit, "score": last, "reason": reason,
+                "judgements": len(records),
+            })  # fmt: skip
+            if cleanup_error is not None:
+                raise cleanup_error
+    logger.info("%s %s: %s (%s)", app, commit[:12], outcome, reason)
+    return {"app": app, "commit": commit, "image": image, "outcome": outcome,
+            "score": records[-1].judgement.summary_score if records else None,
+            "reason": reason}  # fmt: skip
+
+
+def _clean_up(plat: Any, app: str) -> tuple[list[str], BaseException | None]:
+    """Roll traffic back first (read back), then remove both tracks, then restore routes.
+
+    After a promotion "back" is the new production. Every step runs even if an earlier one
+    failed; the first failure is returned for the flow to raise once the report is out, and
+    the reconcile at the start of the next release finishes the job.
+    """
+    done: list[str] = []
+    errors: list[BaseException] = []
+    steps = [
+        ("all traffic to production (read back)", lambda: p.roll_back_traffic(plat, app)),
+        ("baseline removed", lambda: p.remove_track(plat, app, "baseline")),
+        ("canary removed", lambda: p.remove_track(plat, app, "canary")),
+        ("routes restored", lambda: p.restore_routes(plat, app)),
+    ]
+    for label, step in steps:
+        try:
+            step()
+            done.append(label)
+        except Exception as exc:  # keep cleaning; report below
+            errors.append(exc)
+            done.append(f"FAILED: {label}: {exc}")
+    return done, (errors[0] if errors else None)

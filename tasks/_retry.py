@@ -1,0 +1,35 @@
+"""The one retry rule for every task: retry what the adapter marked transient, nothing else.
+
+Transient means the same call may succeed later (429, 5xx, connection reset, timeouts).
+A validation error, a failed build or a failed judgement is never retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.tasks import exponential_backoff
+
+from canary.errors import is_transient
+
+#: 2, 4, 8 s with jitter: long enough for a restarting Prometheus or a 429 to clear.
+RETRIES = 3
+RETRY_DELAYS = exponential_backoff(backoff_factor=2)
+RETRY_JITTER = 0.2
+
+
+def only_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry_condition_fn: True only when the failure was a transient CanaryError."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own exception, re-raised by result()
+        return is_transient(exc)
+    return False
+
+
+RETRYING = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_jitter_factor": RETRY_JITTER,
+    "retry_condition_fn": only_transient,
+}

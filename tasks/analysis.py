@@ -1,0 +1,49 @@
+"""Tasks of the analysis: fetch one window's series, judge them. Only fetching retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from canary.analysis.windows import JudgementWindow
+from canary.config import CanaryConfig, Thresholds
+from canary.judge import IntervalJudgement, judge
+from canary.metrics.collect import collect_pairs
+from canary.metrics.scope import MetricScope
+from canary.metrics.series import MetricPair
+from canary.release import Scopes
+from tasks._retry import RETRYING
+
+
+def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
+    """Control and experiment scopes of one judgement window."""
+    step = int(window.step.total_seconds())
+    params = dict(scopes.extended_scope_params)
+    control = MetricScope(
+        scope=scopes.control, location=scopes.location, start=window.control_start,
+        end=window.control_end, step=step, extended_scope_params=params,
+    )  # fmt: skip
+    experiment = MetricScope(
+        scope=scopes.experiment, location=scopes.location, start=window.experiment_start,
+        end=window.experiment_end, step=step, extended_scope_params=params,
+    )  # fmt: skip
+    return control, experiment
+
+
+@task(name="fetch-metrics", task_run_name="fetch-metrics-{window.index}",
+      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
+def fetch_metrics(
+    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
+) -> list[MetricPair]:
+    control, experiment = window_scopes(scopes, window)
+    return collect_pairs(source, config, control, experiment)
+
+
+@task(name="judge-interval", task_run_name="judge-interval-{index}", cache_policy=NO_CACHE)
+def judge_interval(
+    config: CanaryConfig, pairs: list[MetricPair], thresholds: Thresholds, index: int
+) -> IntervalJudgement:
+    """Never retried: a judgement is deterministic, repeating it cannot change the verdict."""
+    return judge(config, pairs, thresholds=thresholds)

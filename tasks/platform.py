@@ -1,0 +1,74 @@
+"""Thin tasks over a platform block: one library call each, retried only when transient.
+
+A platform block (LocalPlatform or KubernetesCluster) hands out the adapters; every task
+takes the block, so a task run shows which platform it acted on and the flow never touches
+a client itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from canary.ports import Track, Weights
+from tasks._retry import RETRYING
+
+_TASK = {"cache_policy": NO_CACHE, **RETRYING}
+
+
+@task(name="build-image", task_run_name="build-{app}@{commit}", **_TASK)
+def build_image(platform: Any, app: str, repo: str, commit: str) -> str:
+    return platform.builder_for(app).build(repo, commit)
+
+
+@task(name="reconcile-app", task_run_name="reconcile-{app}", **_TASK)
+def reconcile_app(platform: Any, app: str) -> dict[str, Any]:
+    return platform.reconcile(app)
+
+
+@task(name="read-production-image", task_run_name="production-image-{app}", **_TASK)
+def read_production_image(platform: Any, app: str) -> str | None:
+    return platform.production_image(app)
+
+
+@task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
+def deploy_track(platform: Any, app: str, track: Track, image: str) -> None:
+    platform.workloads().deploy(app, track, image)
+
+
+@task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", **_TASK)
+def wait_track_ready(platform: Any, app: str, track: Track, timeout: float) -> None:
+    platform.workloads().wait_ready(app, track, timeout)
+
+
+@task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
+def set_traffic(platform: Any, app: str, weights: Weights) -> Weights:
+    """Apply the split, then return what the router reads back (it must equal `weights`)."""
+    router = platform.router()
+    router.set_weights(app, weights)
+    return router.read_weights(app)
+
+
+@task(name="promote-image", task_run_name="promote-{app}", **_TASK)
+def promote_image(platform: Any, app: str, image: str) -> None:
+    platform.workloads().promote(app, image)
+
+
+@task(name="roll-back-traffic", task_run_name="roll-back-{app}", **_TASK)
+def roll_back_traffic(platform: Any, app: str) -> Weights:
+    """100 % production, verified by the adapter reading it back; returns what it read."""
+    router = platform.router()
+    router.rollback(app)
+    return router.read_weights(app)
+
+
+@task(name="remove-track", task_run_name="remove-{app}-{track}", **_TASK)
+def remove_track(platform: Any, app: str, track: Track) -> None:
+    platform.workloads().remove(app, track)
+
+
+@task(name="restore-routes", task_run_name="restore-routes-{app}", **_TASK)
+def restore_routes(platform: Any, app: str) -> None:
+    platform.restore_routes(app)

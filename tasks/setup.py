@@ -1,0 +1,63 @@
+"""Loading what a run needs: the release spec, blocks, and the per-app release lock."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectAlreadyExists
+
+from canary.config import CanaryConfig
+from canary.errors import ConfigError
+from canary.release import ReleaseSpec
+from tasks._retry import RETRYING
+
+#: One canary release per app at a time: the global concurrency limit every release takes.
+LOCK_PREFIX = "canary-release-"
+
+
+def release_lock_name(app: str) -> str:
+    return f"{LOCK_PREFIX}{app}"
+
+
+@task(name="load-release-spec", task_run_name="load-release-spec-{app}", cache_policy=NO_CACHE)
+def load_release_spec(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
+    """Validate the spec and its canary config once, at the edge (never retried)."""
+    spec = ReleaseSpec.load(Path(path))
+    if spec.app != app:
+        raise ConfigError(f"release spec {path} is for app {spec.app!r}, not {app!r}")
+    return spec, spec.load_canary_config()
+
+
+def load_block(name: str) -> Any:
+    """Load a block document by "<type-slug>/<name>", with every block type of ours known."""
+    from prefect.blocks.core import Block
+
+    import blocks.kubernetes  # noqa: F401  (registers the type for Block.load)
+    import blocks.local  # noqa: F401
+    import blocks.prometheus  # noqa: F401
+
+    if "/" not in name:
+        raise ConfigError(f"block {name!r}: give it as <block-type-slug>/<document-name>")
+    try:
+        return Block.load(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"block {name!r} could not be loaded ({exc}); create it with "
+            "`python scripts/register_blocks.py`"
+        ) from None
+
+
+@task(name="ensure-release-lock", task_run_name="ensure-release-lock-{app}",
+      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
+def ensure_release_lock(app: str) -> str:
+    """Create the app's limit (1 slot) if missing: a missing limit would be silently skipped."""
+    name = release_lock_name(app)
+    # A concurrent release may create it first: the result is the same.
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    return name
