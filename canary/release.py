@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from canary.analysis.windows import JudgementWindow
 from canary.config import AnalysisPlan, CanaryConfig
 from canary.config._base import Model, validate
 from canary.errors import ConfigError
@@ -75,6 +73,8 @@ class Scopes(Model):
 
     control: str = "baseline"
     experiment: str = "canary"
+    #: production's own scope, for re-analysis after a promotion (old vs new production)
+    production: str = "primary"
     location: str | None = None
     extended_scope_params: Mapping[str, str] = Field(default_factory=dict)
 
@@ -88,7 +88,9 @@ class ReleaseSpec(Model):
     traffic: TrafficPlan = Field(default_factory=TrafficPlan)
     scopes: Scopes = Field(default_factory=Scopes)
     ready_timeout_seconds: float = Field(120.0, gt=0)
+    #: on a Marginal final score, pause for a person's decision (timeout = roll back)
     manual_judgement: bool = False
+    manual_judgement_timeout_seconds: int = Field(600, gt=0)
     source: str = Field("<spec>", exclude=True)
 
     @field_validator("app")
@@ -127,17 +129,3 @@ class ReleaseSpec(Model):
 
     def load_canary_config(self) -> CanaryConfig:
         return CanaryConfig.load(self.canary_config_path())
-
-    def scope_params(self, window: JudgementWindow) -> dict[str, Any]:
-        """Plain parameters of a window's two scopes (what a metric-fetch task receives)."""
-        return {
-            "control": self.scopes.control,
-            "experiment": self.scopes.experiment,
-            "location": self.scopes.location,
-            "extended_scope_params": dict(self.scopes.extended_scope_params),
-            "control_start": window.control_start,
-            "control_end": window.control_end,
-            "experiment_start": window.experiment_start,
-            "experiment_end": window.experiment_end,
-            "step": int(window.step.total_seconds()),
-        }

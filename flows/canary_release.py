@@ -14,14 +14,20 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 
-from canary.analysis.windows import final_decision, judgement_windows, should_stop_early
+from canary.analysis.windows import (
+    final_decision,
+    is_marginal,
+    judgement_windows,
+    should_stop_early,
+)
 from canary.errors import ConfigError
 from canary.release import check_app_name, check_commit
 from canary.report import JudgementRecord, markdown_report
 from tasks import platform as p
 from tasks.analysis import fetch_metrics, judge_interval
+from tasks.judgement import ask_for_judgement
 from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
-from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.setup import LOCK_LEASE_SECONDS, ensure_release_lock, load_block, load_release_spec
 from tasks.waiting import wait_until
 
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
@@ -49,7 +55,10 @@ def canary_release(
     records: list[JudgementRecord] = []
     outcome, reason, cleanup = ROLLED_BACK, "the release did not finish", []
 
-    with concurrency(ensure_release_lock(app), occupy=1, strict=True):
+    # The lease is renewed while this run lives; if the process is killed the slot frees
+    # itself after LOCK_LEASE_SECONDS, and the next release's reconcile repairs the rest.
+    with concurrency(ensure_release_lock(app), occupy=1, strict=True,
+                     lease_duration=LOCK_LEASE_SECONDS):  # fmt: skip
         fixed = p.reconcile_app(plat, app)
         logger.info("leftovers of earlier releases repaired: %s", fixed)
         production = p.read_production_image(plat, app)
@@ -89,6 +98,9 @@ def canary_release(
                     break
             last = records[-1].judgement.summary_score if records else None
             promote, reason = final_decision(last, thresholds)
+            if not promote and spec.manual_judgement and is_marginal(last, thresholds):
+                promote, reason = ask_for_judgement(
+                    app, last, timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
             if promote:
                 p.promote_image(plat, app, image)
                 outcome = PROMOTED
@@ -105,7 +117,10 @@ def canary_release(
             ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
             emit(f"canary.release.{outcome}", app, {
                 "image": image, "commit": commit, "score": last, "reason": reason,
-                "judgements": len(records),
+                "judgements": len(records), "previous_image": production,
+                "window_start": records[0].window_start.isoformat() if records else None,
+                "window_end": records[-1].window_end.isoformat() if records else None,
+                "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
             })  # fmt: skip
             if cleanup_error is not None:
                 raise cleanup_error

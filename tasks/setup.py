@@ -18,6 +18,8 @@ from tasks._retry import RETRYING
 
 #: One canary release per app at a time: the global concurrency limit every release takes.
 LOCK_PREFIX = "canary-release-"
+#: How long a killed holder keeps the lock (the live holder renews its lease all along).
+LOCK_LEASE_SECONDS = 60  # the server accepts no shorter lease
 
 
 def release_lock_name(app: str) -> str:

@@ -5,6 +5,7 @@ from canary.analysis.windows import (
     effective_interval,
     effective_lifetime,
     final_decision,
+    is_marginal,
     judgement_windows,
     should_stop_early,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "effective_interval",
     "effective_lifetime",
     "final_decision",
+    "is_marginal",
     "judgement_windows",
     "should_stop_early",
 ]

@@ -138,3 +138,15 @@ def final_decision(last_score: float | None, thresholds: Thresholds | None) -> t
     if last_score < thresholds.pass_:
         return False, f"last score {last_score:g} is below the pass threshold {thresholds.pass_:g}"
     return True, f"last score {last_score:g} reaches the pass threshold {thresholds.pass_:g}"
+
+
+def is_marginal(score: float | None, thresholds: Thresholds | None) -> bool:
+    """True in the Marginal band: above the marginal threshold, below the pass threshold.
+
+    The band where a person may decide (manual judgement); outside it the numbers decide.
+    """
+    if score is None or not math.isfinite(score) or thresholds is None:
+        return False
+    above = thresholds.marginal is None or score > thresholds.marginal
+    below = thresholds.pass_ is not None and score < thresholds.pass_
+    return above and below

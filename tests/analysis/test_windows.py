@@ -258,3 +258,22 @@ def test_final_decision(
     result, why = final_decision(score, thresholds)
     assert result is passed
     assert reason in why
+
+
+@pytest.mark.parametrize(
+    ("score", "passing", "marginal", "expected"),
+    [
+        (80.0, 95, 75, True),
+        (75.0, 95, 75, False),  # at marginal: fails outright (Kayenta's "at or below")
+        (95.0, 95, 75, False),  # at pass: passes outright
+        (50.0, 95, None, True),  # no marginal threshold: everything below pass is the band
+        (80.0, None, 75, False),  # no pass threshold: above marginal passes outright
+        (float("nan"), 95, 75, False),
+        (None, 95, 75, False),
+    ],
+)
+def test_is_marginal_band(score, passing, marginal, expected):
+    from canary.analysis import is_marginal
+    from canary.config import Thresholds
+
+    assert is_marginal(score, Thresholds(pass_=passing, marginal=marginal)) is expected

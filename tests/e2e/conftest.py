@@ -44,6 +44,7 @@ class Live:
     repo: Path
     secret: str = field(repr=False)
     commits: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
 
     @property
     def api(self) -> str:
@@ -86,9 +87,50 @@ class Live:
         raise TimeoutError(f"{deployment} run for {commit[:12]} not final in {timeout} s: {last}\n"
                            f"{procs.tail(self.chain.home / 'logs' / 'worker.log', 60)}")  # fmt: skip
 
+    def run_deployment(self, flow: str, deployment: str, parameters: dict[str, Any],
+                       timeout: float = 180) -> dict[str, Any]:  # fmt: skip
+        """Create a run of a deployment through the API; the worker runs it. Final state."""
+        dep = httpx.get(f"{self.api}/deployments/name/{flow}/{deployment}", timeout=10).json()
+        run = httpx.post(f"{self.api}/deployments/{dep['id']}/create_flow_run",
+                         json={"parameters": parameters}, timeout=10).json()  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = httpx.get(f"{self.api}/flow_runs/{run['id']}", timeout=10).json()
+            if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return run
+            time.sleep(0.5)
+        raise TimeoutError(f"{flow}/{deployment} run not final in {timeout} s: {run['state_name']}")
+
+    def markdown(self, run: dict[str, Any]) -> str:
+        body = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}, "type": {"any_": ["markdown"]}}}
+        found = httpx.post(f"{self.api}/artifacts/filter", json=body, timeout=10).json()
+        return "\n".join(a["data"] for a in found)
+
+    def events(self, name: str, since: float = 0.0) -> list[dict[str, Any]]:
+        body = {"filter": {"event": {"name": [name]},
+                           "any_resource": {"id": [f"canary.app.{APP}"]}}, "limit": 50}  # fmt: skip
+        found = httpx.post(f"{self.api}/events/filter", json=body, timeout=10).json()["events"]
+        return [e for e in found if _epoch(e["occurred"]) >= since]
+
+    def wait_events(self, name: str, since: float, timeout: float = 20) -> list[dict[str, Any]]:
+        """Events show up to ~5 s late (the server persists them in batches): poll."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name, since)
+            if found:
+                return found
+            time.sleep(0.5)
+        raise TimeoutError(f"no {name} event since {since}")
+
     def result_of(self, run: dict[str, Any]) -> Any:
         state = httpx.get(f"{self.api}/flow_runs/{run['id']}", timeout=10).json()["state"]
         return state
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Load:

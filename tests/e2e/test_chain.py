@@ -8,6 +8,12 @@ and Prometheus scrapes it, all on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import httpx
@@ -31,8 +37,6 @@ def _release_events(live: Live, commit: str) -> list[dict]:
 
 
 def _wait_event(live: Live, commit: str, timeout: float = 20) -> list[dict]:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the server persists events every ~5 s
         found = _release_events(live, commit)
@@ -65,6 +69,20 @@ def test_good_push_is_built_judged_and_promoted(live: Live) -> None:
     assert event["event"] == "canary.release.promoted"
     assert event["payload"]["score"] >= 95
     assert _production_version(live) == {"2.0.0"}
+    live.images["2.0.0"] = release["parameters"]["image"]
+
+
+def test_post_promotion_reanalysis_keeps_a_good_release_verified(live: Live) -> None:
+    """Production now (2.0.0) vs production before the promotion (1.0.0), time-shifted."""
+    since = time.time()
+    _wait_traffic(live, seconds=25)  # production traffic on 2.0.0 past the settle time
+    run = live.run_deployment("canary-reanalysis", "canary-reanalysis",
+                              {"app": APP, "window_minutes": 1})  # fmt: skip
+    assert run["state_type"] == "COMPLETED", run["state_name"]
+    report = live.markdown(run)
+    assert "re-analysis (post-promotion): verified" in report, report
+    assert "latency-p50" in report
+    assert not live.events("canary.reanalysis.regressed", since)
 
 
 def test_regression_is_rolled_back_and_production_untouched(live: Live) -> None:
@@ -79,6 +97,46 @@ def test_regression_is_rolled_back_and_production_untouched(live: Live) -> None:
     report = [a for a in _artifacts(live, release["id"]) if a["type"] == "markdown"]
     assert "rolled-back" in report[0]["data"] and "latency-p50" in report[0]["data"]
     assert _production_version(live) == {"2.0.0"}
+    live.images["3.0.0"] = release["parameters"]["image"]
+
+
+def test_production_that_regressed_after_a_change_is_flagged(live: Live) -> None:
+    """Put the slow 3.0.0 into production by hand; the re-analysis must flag it."""
+    run = live.run_deployment("restore-production", "restore-production",
+                              {"app": APP, "image": live.images["3.0.0"]})  # fmt: skip
+    assert run["state_type"] == "COMPLETED", run["state_name"]
+    assert _production_version(live) == {"3.0.0"}
+    changed = time.time()
+    _wait_traffic(live, seconds=20)  # 20 s of production traffic on the slow version
+    run = live.run_deployment("canary-reanalysis", "canary-reanalysis",
+                              {"app": APP, "window_minutes": 1})  # fmt: skip
+    assert run["state_type"] == "COMPLETED"
+    assert "re-analysis (post-promotion): regressed" in live.markdown(run)
+    # The cron schedule may have run a re-analysis of its own meanwhile: take this run's.
+    mine = f"prefect.flow-run.{run['id']}"
+    (event,) = [e for e in live.wait_events("canary.reanalysis.regressed", changed)
+                if any(r["prefect.resource.id"] == mine for r in e["related"])]  # fmt: skip
+    assert event["payload"]["previous_image"] == live.images["2.0.0"]
+    assert event["payload"]["image"] == live.images["3.0.0"]
+    # What the (disabled) automation would do: put the previous image back.
+    run = live.run_deployment("restore-production", "restore-production",
+                              {"app": APP, "image": event["payload"]["previous_image"]})  # fmt: skip
+    assert run["state_type"] == "COMPLETED"
+    assert _production_version(live) == {"2.0.0"}
+
+
+def _wait_traffic(live: Live, seconds: float) -> None:
+    """Wait until Prometheus holds `seconds` of samples after now (polled, with a deadline)."""
+    target = time.time() + seconds
+    url = f"http://127.0.0.1:{live.chain.config.prometheus_port}/api/v1/query"
+    deadline = time.monotonic() + seconds + 30
+    while time.monotonic() < deadline:
+        data = httpx.get(url, params={"query": f'timestamp(up{{app="{APP}"}})'}, timeout=5).json()
+        stamps = [float(r["value"][1]) for r in data["data"]["result"]]
+        if stamps and min(stamps) >= target:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("Prometheus did not scrape the production traffic")
 
 
 def test_relay_rejections_and_redelivery_start_no_extra_runs(live: Live) -> None:
@@ -101,3 +159,47 @@ def test_relay_rejections_and_redelivery_start_no_extra_runs(live: Live) -> None
     assert len(live.flow_runs("build")) == before + 1
     # Let the release it started finish so the session ends with a clean platform.
     live.wait_run("canary-release", sha, timeout=300)
+
+
+def test_killed_release_is_repaired_by_reconcile(live: Live) -> None:
+    """SIGKILL the release mid-analysis: leftovers stay; the reconcile flow repairs them."""
+    from canary.platforms.local import procs
+
+    before = list(live.commits.values())[-1]
+    sha = live.commit("5.0.0")
+    assert live.push(sha, before=before).returncode == 0
+    deadline = time.monotonic() + 180
+    victims: list = []
+    while time.monotonic() < deadline and not victims:
+        runs = [r for r in live.flow_runs("canary-release") if r["parameters"].get("commit") == sha]
+        if runs and _tracks(live) >= {"baseline", "canary"}:
+            # The flow-run process itself: its app children inherit the same variable.
+            victims = [rec for rec in procs.find_marked({"PREFECT__FLOW_RUN_ID": runs[0]["id"]})
+                       if "prefect" in " ".join(rec.argv)
+                       and not any(a.endswith("server.py") for a in rec.argv)]  # fmt: skip
+        time.sleep(0.5)
+    assert victims, "the release never got baseline and canary running"
+    for rec in victims:
+        os.kill(rec.pid, signal.SIGKILL)
+    assert _tracks(live) >= {"baseline", "canary"}  # the crash left them behind
+    run = live.run_deployment("reconcile", "reconcile", {"app": APP}, timeout=180)
+    assert run["state_type"] == "COMPLETED", run["state_name"]
+    assert _tracks(live) == {"primary"}
+    status = _local_status(live)
+    weights = status["apps"][APP]["weights"]
+    assert weights["primary"] > 0 and weights.get("baseline", 0) == weights.get("canary", 0) == 0
+    assert "stopped" in live.markdown(run)
+
+
+def _local_status(live: Live) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "canary.platforms.local", "--state-dir",
+         str(live.chain.config.state_dir), "status"],
+        capture_output=True, text=True, check=True, env=live.chain.client_env(), timeout=30,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def _tracks(live: Live) -> set[str]:
+    workloads = _local_status(live)["apps"].get(APP, {}).get("workloads", [])
+    return {w["role"] for w in workloads if w["alive"]}

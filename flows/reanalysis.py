@@ -1,0 +1,100 @@
+"""Flow `canary-reanalysis`: re-judge a past window, after the fact.
+
+Two modes:
+- `post-promotion` (the scheduled default): the current production against production
+  *before* the last promotion, the control window time-shifted to end at the promotion
+  (Kayenta's control offset). Catches regressions that appear only under full traffic.
+- `window`: a recorded window (e.g. a past canary's, from its event payload) judged again,
+  typically under a new canary config.
+Both publish the same table and report artifacts as a release; a failing verdict emits
+`canary.reanalysis.regressed` (payload: image now, previous image, score), which the
+disabled-by-default automation `restore-production-on-regression` can act on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+
+from canary.analysis.windows import JudgementWindow, final_decision
+from canary.errors import ConfigError
+from canary.release import check_app_name
+from canary.report import JudgementRecord, markdown_report
+from tasks.analysis import fetch_metrics, judge_interval
+from tasks.history import find_last_promotion
+from tasks.publish import emit, publish_interval, publish_report
+from tasks.setup import load_block, load_release_spec
+
+
+@flow(name="canary-reanalysis", flow_run_name="canary-reanalysis-{app}-{mode}")
+def canary_reanalysis(
+    app: str,
+    mode: Literal["post-promotion", "window"] = "post-promotion",
+    config: str | None = None,
+    metrics: str = "prometheus-source/local",
+    window_minutes: float = 5.0,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    control_scope: str | None = None,
+    experiment_scope: str | None = None,
+    control_offset_seconds: float = 0.0,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    app = check_app_name(app)
+    spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
+    step = spec.analysis.step
+    previous_image = image = None
+    if mode == "post-promotion":
+        promotion = find_last_promotion(app)
+        if promotion is None:
+            logger.info("%s has no promotion in the event history: nothing to verify", app)
+            return {"app": app, "mode": mode, "verdict": None, "reason": "no promotion to verify"}
+        promoted_at: datetime = promotion["occurred"]
+        image, previous_image = promotion.get("image"), promotion.get("previous_image")
+        end = end or datetime.now(UTC)
+        start = max(
+            promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes)
+        )
+        offset = end - promoted_at
+        scopes = spec.scopes.model_copy(update={
+            "control": spec.scopes.production, "experiment": spec.scopes.production})  # fmt: skip
+    elif mode == "window":
+        if start is None or end is None:
+            raise ConfigError("mode 'window' needs start and end (the recorded window)")
+        offset = timedelta(seconds=control_offset_seconds)
+        scopes = spec.scopes.model_copy(update={
+            "control": control_scope or spec.scopes.control,
+            "experiment": experiment_scope or spec.scopes.experiment})  # fmt: skip
+    else:
+        raise ConfigError(f"mode must be 'post-promotion' or 'window', not {mode!r}")
+    if end - start < 3 * step:
+        reason = f"the window {start:%H:%M:%S}–{end:%H:%M:%S} is too short to judge (< 3 steps)"
+        logger.info(reason)
+        return {"app": app, "mode": mode, "verdict": None, "reason": reason}
+
+    window = JudgementWindow(index=1, experiment_start=start, experiment_end=end,
+                             control_start=start - offset, control_end=end - offset,
+                             not_before=end, step=step)  # fmt: skip
+    source = load_block(metrics).source()
+    pairs = fetch_metrics(source, canary_config, scopes, window)
+    result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1)
+    record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=0,
+                             judgement=result)  # fmt: skip
+    publish_interval(app, record)
+    ok, reason = final_decision(result.summary_score, spec.analysis.thresholds)
+    outcome = "verified" if ok else "regressed"
+    publish_report(app, markdown_report(
+        app=app, image=image or "-", commit="-", outcome=f"re-analysis ({mode}): {outcome}",
+        reason=f"{reason}; control shifted back by {offset}", records=[record],
+        thresholds=spec.analysis.thresholds,
+    ), f"{app} re-analysis ({mode}): {outcome}")  # fmt: skip
+    summary = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
+               "score": result.summary_score, "image": image, "previous_image": previous_image,
+               "start": start.isoformat(), "end": end.isoformat(),
+               "control_offset_seconds": offset.total_seconds()}  # fmt: skip
+    if not ok:
+        emit("canary.reanalysis.regressed", app, summary)
+        logger.warning("%s regressed: %s", app, reason)
+    return summary
