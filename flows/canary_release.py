@@ -20,8 +20,9 @@ from canary.analysis.windows import (
     judgement_windows,
     should_stop_early,
 )
+from canary.config import CanaryConfig
 from canary.errors import ConfigError
-from canary.release import check_app_name, check_commit
+from canary.release import ReleaseSpec, check_app_name, check_commit
 from canary.report import JudgementRecord, markdown_report
 from tasks import platform as p
 from tasks.analysis import fetch_metrics, judge_interval
@@ -53,49 +54,26 @@ def canary_release(
     plat, source = load_block(platform), load_block(metrics).source()
     thresholds = spec.analysis.thresholds
     records: list[JudgementRecord] = []
-    outcome, reason, cleanup = ROLLED_BACK, "the release did not finish", []
+    outcome, reason, production = ROLLED_BACK, "the release did not finish", None
 
     # The lease is renewed while this run lives; if the process is killed the slot frees
     # itself after LOCK_LEASE_SECONDS, and the next release's reconcile repairs the rest.
     with concurrency(ensure_release_lock(app), occupy=1, strict=True,
                      lease_duration=LOCK_LEASE_SECONDS):  # fmt: skip
-        fixed = p.reconcile_app(plat, app)
-        logger.info("leftovers of earlier releases repaired: %s", fixed)
-        production = p.read_production_image(plat, app)
-        if production is None:
-            raise ConfigError(
-                f"{app} has no production deployment to compare against; deploy the first "
-                "version directly (the demo does: `python scripts/bootstrap_production.py`)"
-            )
-        bar = start_progress(app, f"canary release of {app} at {commit[:12]}")
+        failure: BaseException | None = None
         try:
+            logger.info("leftovers of earlier releases repaired: %s", p.reconcile_app(plat, app))
+            production = p.read_production_image(plat, app)
+            if production is None:
+                raise ConfigError(
+                    f"{app} has no production deployment to compare against; deploy the first "
+                    "version directly (the demo does: `python scripts/bootstrap_production.py`)"
+                )
             p.deploy_track(plat, app, "baseline", production)
             p.deploy_track(plat, app, "canary", image)
             p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
             p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
-            start = datetime.now(UTC)
-            windows = judgement_windows(spec.analysis, start=start)
-            total = (windows[-1].not_before - start).total_seconds() or 1.0
-            for window in windows:
-                weights = spec.traffic.weights(window.index)
-                p.set_traffic(plat, app, weights)
-                wait_until(window.not_before, tick=lambda: progress(
-                    bar, 100 * (datetime.now(UTC) - start).total_seconds() / total))  # fmt: skip
-                pairs = fetch_metrics(source, canary_config, spec.scopes, window)
-                result = judge_interval(canary_config, pairs, thresholds, window.index)
-                record = JudgementRecord(
-                    index=window.index, window_start=window.experiment_start,
-                    window_end=window.experiment_end, canary_share=weights.canary,
-                    judgement=result,
-                )  # fmt: skip
-                records.append(record)
-                publish_interval(app, record)
-                logger.info("judgement %d/%d: score %s → %s", window.index, len(windows),
-                            result.summary_score, result.verdict.value)  # fmt: skip
-                if should_stop_early(result.summary_score, thresholds):
-                    logger.warning("score %s is at or below marginal: stopping early",
-                                   result.summary_score)  # fmt: skip
-                    break
+            _analyse(plat, source, spec, canary_config, app, commit, records)
             last = records[-1].judgement.summary_score if records else None
             promote, reason = final_decision(last, thresholds)
             if not promote and spec.manual_judgement and is_marginal(last, thresholds):
@@ -104,9 +82,8 @@ def canary_release(
             if promote:
                 p.promote_image(plat, app, image)
                 outcome = PROMOTED
-            progress(bar, 100.0)
-        except Exception as exc:
-            reason = f"the release failed and was rolled back: {exc}"
+        except BaseException as exc:
+            failure, reason = exc, f"the release failed and was rolled back: {exc}"
             raise
         finally:
             cleanup, cleanup_error = _clean_up(plat, app)
@@ -123,11 +100,45 @@ def canary_release(
                 "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
             })  # fmt: skip
             if cleanup_error is not None:
-                raise cleanup_error
+                if failure is None:
+                    raise cleanup_error
+                # The release's own failure stays the run's failure; cleanup's is attached.
+                failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
     logger.info("%s %s: %s (%s)", app, commit[:12], outcome, reason)
     return {"app": app, "commit": commit, "image": image, "outcome": outcome,
             "score": records[-1].judgement.summary_score if records else None,
             "reason": reason}  # fmt: skip
+
+
+def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, app: str,
+             commit: str, records: list[JudgementRecord]) -> None:  # fmt: skip
+    """Per window: shift traffic, wait for the window, fetch, judge, publish; fail fast."""
+    logger = get_run_logger()
+    thresholds = spec.analysis.thresholds
+    bar = start_progress(app, f"canary release of {app} at {commit[:12]}")
+    start = datetime.now(UTC)
+    windows = judgement_windows(spec.analysis, start=start)
+    total = (windows[-1].not_before - start).total_seconds() or 1.0
+    for window in windows:
+        weights = spec.traffic.weights(window.index)
+        p.set_traffic(plat, app, weights)
+        wait_until(window.not_before, tick=lambda: progress(
+            bar, 100 * (datetime.now(UTC) - start).total_seconds() / total))  # fmt: skip
+        pairs = fetch_metrics(source, config, spec.scopes, window)
+        result = judge_interval(config, pairs, thresholds, window.index)
+        record = JudgementRecord(
+            index=window.index, window_start=window.experiment_start,
+            window_end=window.experiment_end, canary_share=weights.canary, judgement=result,
+        )  # fmt: skip
+        records.append(record)
+        publish_interval(app, record)
+        logger.info("judgement %d/%d: score %s → %s", window.index, len(windows),
+                    result.summary_score, result.verdict.value)  # fmt: skip
+        if should_stop_early(result.summary_score, thresholds):
+            logger.warning("score %s is at or below marginal: stopping early",
+                           result.summary_score)  # fmt: skip
+            break
+    progress(bar, 100.0)
 
 
 def _clean_up(plat: Any, app: str) -> tuple[list[str], BaseException | None]:

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from canary.errors import PlatformError
 from canary.ports import Track, Weights
 from tasks._retry import RETRYING
 
@@ -38,17 +39,18 @@ def deploy_track(platform: Any, app: str, track: Track, image: str) -> None:
     platform.workloads().deploy(app, track, image)
 
 
-@task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", **_TASK)
+# Not retried: the wait has its own deadline; retrying would multiply the spec's timeout.
+@task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", cache_policy=NO_CACHE)
 def wait_track_ready(platform: Any, app: str, track: Track, timeout: float) -> None:
     platform.workloads().wait_ready(app, track, timeout)
 
 
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
 def set_traffic(platform: Any, app: str, weights: Weights) -> Weights:
-    """Apply the split, then return what the router reads back (it must equal `weights`)."""
+    """Apply the split and read it back: judging traffic that is not in force is worthless."""
     router = platform.router()
     router.set_weights(app, weights)
-    return router.read_weights(app)
+    return _verified(router.read_weights(app), weights, app)
 
 
 @task(name="promote-image", task_run_name="promote-{app}", **_TASK)
@@ -61,7 +63,15 @@ def roll_back_traffic(platform: Any, app: str) -> Weights:
     """100 % production, verified by the adapter reading it back; returns what it read."""
     router = platform.router()
     router.rollback(app)
-    return router.read_weights(app)
+    return _verified(router.read_weights(app), Weights.all_primary(), app)
+
+
+def _verified(got: Weights, want: Weights, app: str) -> Weights:
+    if got != want:
+        raise PlatformError(
+            f"{app}: the router reads back {got}, not the {want} just set", transient=True
+        )
+    return got
 
 
 @task(name="remove-track", task_run_name="remove-{app}-{track}", **_TASK)

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectAlreadyExists
 
 from canary.config import CanaryConfig
@@ -59,7 +60,14 @@ def load_block(name: str) -> Any:
 def ensure_release_lock(app: str) -> str:
     """Create the app's limit (1 slot) if missing: a missing limit would be silently skipped."""
     name = release_lock_name(app)
-    # A concurrent release may create it first: the result is the same.
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-        client.upsert_global_concurrency_limit_by_name(name, 1)
+    with get_client(sync_client=True) as client:
+        # A concurrent release may create it first: the result is the same.
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        # An inactive limit is skipped even with strict=True: switch it back on.
+        limit = client.read_global_concurrency_limit_by_name(name)
+        if not limit.active or limit.limit != 1:
+            client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(active=True, limit=1)
+            )
     return name

@@ -1,0 +1,170 @@
+"""A real Prefect test server for tests/flows, and the fake blocks the flows load.
+
+The harness (a uvicorn subprocess on a fresh SQLite DB) starts once for this package and is
+torn down when its last test is done, so test directories that run after tests/flows never
+see its PREFECT_API_URL. Startup takes 14-22 s on a 2-core box, hence the 120 s deadline.
+The event persister flushes every 0.5 s instead of 5 s so events can be read back quickly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import flows.build
+import flows.canary_release
+import tasks.platform
+import tasks.setup
+from canary.errors import ConfigError
+from tests.flows.fakes import FakeMetricsBlock, FakePlatform, FakeSource, Recorder
+
+REPO = Path(__file__).resolve().parents[2]
+CANARY_CONFIG = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
+PLATFORM, METRICS = "fake-platform/test", "fake-metrics/test"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+IMAGE = "registry.test/new:0123456789ab"
+PRODUCTION = "registry.test/prod:fedcba987654"
+
+_SERVER_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+}
+
+
+@pytest.fixture(scope="package", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _SERVER_ENV.items():
+            mp.setitem(os.environ, name, value)
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+#: Every task the flows call with retries, as (module, attribute) the flows look it up by.
+_RETRYING = [
+    (tasks.platform, name)
+    for name in (
+        "reconcile_app",
+        "read_production_image",
+        "deploy_track",
+        "wait_track_ready",
+        "set_traffic",
+        "promote_image",
+        "roll_back_traffic",
+        "remove_track",
+        "restore_routes",
+    )
+] + [(flows.canary_release, "fetch_metrics"), (flows.build, "build_image")]
+
+
+@dataclass
+class Env:
+    """One test's world: the shared call log, the fakes, the spec file and the call args."""
+
+    app: str
+    rec: Recorder
+    platform: FakePlatform
+    source: FakeSource
+    spec: Path
+    loaded: list[str]
+
+    def release_args(self, **override: str) -> dict[str, str]:
+        args = {
+            "app": self.app,
+            "image": IMAGE,
+            "commit": COMMIT,
+            "config": str(self.spec),
+            "platform": PLATFORM,
+            "metrics": METRICS,
+        }
+        return {**args, **override}
+
+    def build_args(self, **override: str) -> dict[str, str]:
+        args = {
+            "repo": f"https://git.test/{self.app}.git",
+            "commit": COMMIT,
+            "app": self.app,
+            "platform": PLATFORM,
+        }
+        return {**args, **override}
+
+
+def write_spec(
+    path: Path,
+    app: str,
+    *,
+    lifetime: str = "3s",
+    steps: tuple[int, ...] = (10, 20),
+    **extra: object,
+) -> Path:
+    spec = {
+        "app": app,
+        "canary_config": str(CANARY_CONFIG),
+        "analysis": {
+            "lifetime": lifetime,
+            "interval": "1s",
+            "begin_after": "0s",
+            "step": "1s",
+            "thresholds": {"pass": 95, "marginal": 75},
+        },
+        "traffic": {"steps": list(steps)},
+        "scopes": {
+            "control": "baseline",
+            "experiment": "canary",
+            "extended_scope_params": {"rate_window": "5s"},
+        },
+        "ready_timeout_seconds": 7,
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def fast_retries(mp: pytest.MonkeyPatch) -> None:
+    """Retry delays 0 instead of 2, 4, 8 s; retry counts and the transient-only condition stay."""
+    for module, name in _RETRYING:
+        fast = getattr(module, name).with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+        mp.setattr(module, name, fast)
+
+
+def install(
+    mp: pytest.MonkeyPatch,
+    directory: Path,
+    app: str,
+    *,
+    bad: tuple[str, ...] = (),
+    production: str | None = PRODUCTION,
+    ignore_weights: bool = False,
+    lifetime: str = "3s",
+) -> Env:
+    """Fresh fakes for `app`, returned by every load_block the flows call, and its spec."""
+    rec = Recorder()
+    platform = FakePlatform(rec, production=production, ignore_weights=ignore_weights)
+    source = FakeSource(rec, bad=bad)
+    blocks = {PLATFORM: platform, METRICS: FakeMetricsBlock(source)}
+    loaded: list[str] = []
+
+    def load_block(name: str) -> object:
+        loaded.append(name)
+        if name not in blocks:
+            raise ConfigError(f"block {name!r} is not one of the test's fakes")
+        return blocks[name]
+
+    for module in (tasks.setup, flows.canary_release, flows.build):
+        mp.setattr(module, "load_block", load_block)
+    spec = write_spec(directory / f"{app}.yaml", app, lifetime=lifetime)
+    return Env(app=app, rec=rec, platform=platform, source=source, spec=spec, loaded=loaded)
+
+
+@pytest.fixture
+def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """make_env(app, **knobs) -> Env: fakes patched in, fast retries (see install())."""
+    fast_retries(monkeypatch)
+    return lambda app, **knobs: install(monkeypatch, tmp_path, app, **knobs)

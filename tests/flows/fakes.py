@@ -1,0 +1,210 @@
+"""In-memory stand-ins for a platform block and a metrics block, for the flow tests.
+
+Both record every call, in order, into one shared `Recorder` so a test can check the
+interleaving (traffic set before that window's metrics are fetched, cleanup after promote).
+Failures are scripted per call: `fail("remove:baseline", lambda: PlatformError(...), times=1)`
+raises on the first matching call(s) only; `times=None` raises on every matching call.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from canary.metrics.series import MetricPair, Series
+from canary.ports import Weights
+
+#: (mean, standard deviation) of each goldengoose metric on a healthy version.
+HEALTHY = {
+    "success-rate": (99.8, 0.05),
+    "error-ratio": (0.002, 0.0005),
+    "5xx-count": (2.0, 0.5),
+    "latency-p50": (0.05, 0.005),
+    "latency-p99": (0.2, 0.02),
+    "flagger-request-success-rate": (99.8, 0.05),
+    "flagger-request-duration-p99": (0.2, 0.02),
+}
+LATENCY = ("latency-p50", "latency-p99")
+POINTS = 60
+
+
+@dataclass
+class _Failure:
+    make: Callable[[], BaseException]
+    times: int | None  # None: every call
+
+
+@dataclass
+class Recorder:
+    """One ordered log of (name, *args) tuples shared by the fakes, plus scripted failures."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    failures: dict[str, list[_Failure]] = field(default_factory=dict)
+
+    def fail(self, key: str, make: Callable[[], BaseException], times: int | None = 1) -> None:
+        """Raise `make()` on calls named `key` ("deploy") or `key:track` ("deploy:canary")."""
+        self.failures.setdefault(key, []).append(_Failure(make, times))
+
+    def record(self, name: str, *args: Any, track: str | None = None) -> None:
+        self.calls.append((name, *args))
+        for key in ([f"{name}:{track}"] if track else []) + [name]:
+            for failure in self.failures.get(key, []):
+                if failure.times is None:
+                    raise failure.make()
+                if failure.times > 0:
+                    failure.times -= 1
+                    raise failure.make()
+
+    def named(self, *names: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] in names]
+
+    def count(self, name: str) -> int:
+        return len(self.named(name))
+
+
+class _Builder:
+    def __init__(self, platform: FakePlatform, app: str) -> None:
+        self._platform, self._app = platform, app
+
+    def build(self, repo: str, commit: str) -> str:
+        self._platform.rec.record("build", self._app, repo, commit)
+        return f"registry.test/{self._app}:{commit[:12]}"
+
+
+class _Workloads:
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def deploy(self, app: str, track: str, image: str) -> None:
+        self.rec.record("deploy", app, track, image, track=track)
+
+    def wait_ready(self, app: str, track: str, timeout: float) -> None:
+        self.rec.record("wait_ready", app, track, timeout, track=track)
+
+    def promote(self, app: str, image: str) -> None:
+        self.rec.record("promote", app, image)
+
+    def remove(self, app: str, track: str) -> None:
+        self.rec.record("remove", app, track, track=track)
+
+
+class _Router:
+    def __init__(self, platform: FakePlatform) -> None:
+        self._platform = platform
+
+    def set_weights(self, app: str, weights: Weights) -> None:
+        self._platform.rec.record("set_weights", app, weights)
+        if not self._platform.ignore_weights:
+            self._platform.weights[app] = weights
+
+    def read_weights(self, app: str) -> Weights:
+        self._platform.rec.record("read_weights", app)
+        return self._platform.weights.get(app, Weights.all_primary())
+
+    def rollback(self, app: str) -> None:
+        self._platform.rec.record("rollback", app)
+        if not self._platform.ignore_weights:
+            self._platform.weights[app] = Weights.all_primary()
+
+
+class FakePlatform:
+    """What tasks/platform.py calls on a platform block, recorded.
+
+    `ignore_weights=True` makes the router accept weight changes without applying them
+    (read_weights keeps answering the old split), like a router that silently failed.
+    """
+
+    def __init__(
+        self,
+        rec: Recorder,
+        *,
+        production: str | None = "registry.test/app:prod",
+        ignore_weights: bool = False,
+    ) -> None:
+        self.rec = rec
+        self.production = production
+        self.ignore_weights = ignore_weights
+        self.weights: dict[str, Weights] = {}
+        self._workloads = _Workloads(rec)
+        self._router = _Router(self)
+
+    def builder_for(self, app: str) -> _Builder:
+        return _Builder(self, app)
+
+    def workloads(self) -> _Workloads:
+        return self._workloads
+
+    def router(self) -> _Router:
+        return self._router
+
+    def reconcile(self, app: str) -> dict[str, Any]:
+        self.rec.record("reconcile", app)
+        return {"removed": []}
+
+    def production_image(self, app: str) -> str | None:
+        self.rec.record("production_image", app)
+        return self.production
+
+    def restore_routes(self, app: str) -> None:
+        self.rec.record("restore_routes", app)
+
+
+def _values(metric: str, side: str, factor: float = 1.0) -> np.ndarray:
+    mean, sd = HEALTHY[metric]
+    rng = np.random.default_rng(zlib.crc32(f"{metric}/{side}".encode()))
+    return np.clip(rng.normal(mean, sd, POINTS), 0, None) * factor
+
+
+class FakeSource:
+    """A MetricSource answering fetch_pair with made-up series.
+
+    `bad` names the metrics whose canary side is `factor` times worse (default +50 %).
+    Each call is logged as ("fetch_pair", metric, control scope, experiment scope, when).
+    """
+
+    def __init__(self, rec: Recorder, *, bad: tuple[str, ...] = (), factor: float = 1.5) -> None:
+        self.rec = rec
+        self.bad = set(bad)
+        self.factor = factor
+
+    def fetch_pair(
+        self, metric: Any, templates: Any, control_scope: Any, experiment_scope: Any
+    ) -> list[MetricPair]:
+        self.rec.record(
+            "fetch_pair", metric.name, control_scope, experiment_scope, datetime.now(UTC)
+        )
+        factor = self.factor if metric.name in self.bad else 1.0
+
+        def series(scope: Any, values: np.ndarray) -> Series:
+            return Series(
+                tags={},
+                values=values,
+                start=scope.start,
+                end=scope.end,
+                step=scope.step,
+                query=f"fake:{metric.name}",
+            )
+
+        return [
+            MetricPair(
+                name=metric.name,
+                tags={},
+                control=series(control_scope, _values(metric.name, "baseline")),
+                experiment=series(experiment_scope, _values(metric.name, "canary", factor)),
+            )
+        ]
+
+
+class FakeMetricsBlock:
+    """Stands in for the PrometheusSource block: the flow calls `.source()` on it."""
+
+    def __init__(self, source: FakeSource) -> None:
+        self._source = source
+
+    def source(self, **_: Any) -> FakeSource:
+        return self._source

@@ -1,0 +1,64 @@
+"""The build flow on a real Prefect test server, with a fake platform builder."""
+
+from __future__ import annotations
+
+import pytest
+
+import flows.build as build_flow
+from canary.errors import BuildError, ConfigError, PlatformError
+from tests.flows import api
+from tests.flows.conftest import COMMIT
+
+
+def test_success_returns_image_and_emits_succeeded(make_env):
+    env = make_env("gg-build")
+    args = env.build_args(commit=COMMIT.upper())  # a commit id is accepted in any case
+    result = build_flow.build(**args)
+    image = f"registry.test/gg-build:{COMMIT[:12]}"
+    assert result == {"app": "gg-build", "commit": COMMIT, "image": image}
+    assert env.rec.calls == [("build", "gg-build", args["repo"], COMMIT)]
+    assert env.loaded == ["fake-platform/test"]
+    event = api.events("canary.build.succeeded", "gg-build")[0]
+    assert event.resource["app"] == "gg-build"
+    assert event.payload == {"image": image, "commit": COMMIT, "repo": args["repo"]}
+    assert api.events("canary.build.failed", "gg-build", at_least=0) == []
+
+
+def test_transient_build_error_is_retried(make_env):
+    env = make_env("gg-build-flaky")
+    env.rec.fail("build", lambda: PlatformError("registry 502", transient=True), times=1)
+    result = build_flow.build(**env.build_args())
+    assert result["image"].startswith("registry.test/gg-build-flaky:")
+    assert env.rec.count("build") == 2
+
+
+def test_build_error_emits_failed_with_reason(make_env):
+    env = make_env("gg-build-broken")
+    env.rec.fail("build", lambda: BuildError("step compile: exit code 2"), times=None)
+    state = build_flow.build(**env.build_args(), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(BuildError, match="step compile: exit code 2"):
+        state.result()
+    assert env.rec.count("build") == 1  # a failed build is never retried
+    event = api.events("canary.build.failed", "gg-build-broken")[0]
+    assert event.payload["reason"] == "step compile: exit code 2"
+    assert event.payload["commit"] == COMMIT
+    assert api.events("canary.build.succeeded", "gg-build-broken", at_least=0) == []
+
+
+@pytest.mark.parametrize(("n", "commit"), list(enumerate(["main", "abc1234", COMMIT + "0"])))
+def test_bad_commit_is_rejected_before_building(make_env, n, commit):
+    app = f"gg-build-ref-{n}"  # one app per case: its failed event is the only one
+    env = make_env(app)
+    with pytest.raises(ConfigError, match=f"commit '{commit}' is not a full 40-hex"):
+        build_flow.build(**env.build_args(commit=commit))
+    assert env.rec.calls == [] and env.loaded == []
+    [event] = api.events("canary.build.failed", app)
+    assert event.payload["commit"] == commit and commit in event.payload["reason"]
+
+
+def test_bad_app_name_is_rejected_before_building(make_env):
+    env = make_env("gg-build-app")
+    with pytest.raises(ConfigError, match="app 'Gold_Goose' is not a valid name"):
+        build_flow.build(**env.build_args(app="Gold_Goose"))
+    assert env.rec.calls == [] and env.loaded == []

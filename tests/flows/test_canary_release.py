@@ -1,0 +1,338 @@
+"""The canary-release flow on a real Prefect test server, with a fake platform and metrics.
+
+Each test uses its own app name, so events, artifacts and the release lock never mix.
+Windows are 1 s (lifetime 3 s: three judgements), so a full release takes a few seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import flows.canary_release as release_flow
+import tasks.analysis
+import tasks.platform
+from canary.errors import ConfigError, MetricsError, PlatformError
+from canary.ports import Weights
+from tasks._retry import only_transient
+from tests.flows import api
+from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, install
+from tests.flows.fakes import HEALTHY, LATENCY
+
+#: The tasks as defined (fixtures replace them with zero-delay copies while flows run).
+DEPLOY_TRACK, FETCH_METRICS = tasks.platform.deploy_track, tasks.analysis.fetch_metrics
+METRICS = list(HEALTHY)  # the goldengoose canary config's metrics, in config order
+
+
+def run(env: Any, **override: str) -> Any:
+    """Run the flow in-process against the test server; its final state."""
+    return release_flow.canary_release(**env.release_args(**override), return_state=True)
+
+
+def flow_run_id(state: Any) -> Any:
+    return state.state_details.flow_run_id
+
+
+def platform_calls(env: Any) -> list[tuple[Any, ...]]:
+    return [c for c in env.rec.calls if c[0] != "fetch_pair"]
+
+
+def cleanup_calls(env: Any) -> list[tuple[Any, ...]]:
+    """The calls from the cleanup's rollback on (the analysis never calls rollback)."""
+    calls = platform_calls(env)
+    names = [c[0] for c in calls]
+    assert "rollback" in names, f"cleanup never rolled back: {names}"
+    return calls[names.index("rollback") :]
+
+
+def expected_cleanup(app: str) -> list[tuple[Any, ...]]:
+    return [
+        ("rollback", app),
+        ("read_weights", app),
+        ("remove", app, "baseline"),
+        ("remove", app, "canary"),
+        ("restore_routes", app),
+    ]
+
+
+def report(state: Any, app: str) -> str:
+    found = api.artifacts_of(flow_run_id(state), "markdown")
+    assert [a.key for a in found] == [f"canary-report-{app}"]
+    return found[0].data
+
+
+def failure(state: Any) -> BaseException:
+    assert state.is_failed(), f"expected a failed flow run, got {state.type}: {state.message}"
+    with pytest.raises(BaseException) as caught:
+        state.result()
+    return caught.value
+
+
+# -- a good canary, run once, checked from several sides ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as mp:
+        fast_retries(mp)
+        env = install(mp, tmp_path_factory.mktemp("good"), "gg-good")
+        state = run(env)
+        yield env, state
+
+
+def test_good_canary_is_promoted(promoted):
+    env, state = promoted
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result == {
+        "app": "gg-good",
+        "commit": COMMIT,
+        "image": IMAGE,
+        "outcome": "promoted",
+        "score": 100.0,
+        "reason": result["reason"],
+    }
+    assert "reaches the pass threshold 95" in result["reason"]
+
+
+def test_good_canary_calls_in_order(promoted):
+    env, _ = promoted
+    app = env.app
+    per_window = [("read_weights", app)]
+    assert platform_calls(env) == [
+        ("reconcile", app),
+        ("production_image", app),
+        ("deploy", app, "baseline", PRODUCTION),  # the baseline runs production's image
+        ("deploy", app, "canary", IMAGE),
+        ("wait_ready", app, "baseline", 7.0),
+        ("wait_ready", app, "canary", 7.0),
+        ("set_weights", app, Weights(80, 10, 10)),
+        *per_window,
+        ("set_weights", app, Weights(60, 20, 20)),
+        *per_window,
+        ("set_weights", app, Weights(60, 20, 20)),
+        *per_window,  # past the last step it holds
+        ("promote", app, IMAGE),
+        *expected_cleanup(app),
+    ]
+
+
+def test_good_canary_fetches_each_window_after_it_closed(promoted):
+    env, _ = promoted
+    names = [c[0] if c[0] != "fetch_pair" else f"fetch:{c[1]}" for c in env.rec.calls]
+    window = ["set_weights", "read_weights"] + [f"fetch:{m}" for m in METRICS]
+    first = names.index("set_weights")
+    assert names[first : first + 3 * len(window)] == window * 3  # traffic first, then the data
+    fetches = env.rec.named("fetch_pair")
+    ends = []
+    for _, _, control, experiment, when in fetches:
+        assert (control.scope, experiment.scope) == ("baseline", "canary")
+        assert dict(experiment.extended_scope_params) == {"rate_window": "5s"}
+        assert experiment.step == control.step == 1
+        assert (control.start, control.end) == (experiment.start, experiment.end)
+        assert when >= experiment.end, "fetched before the window's data existed"
+        ends.append(experiment.end)
+    starts = {c[3].start for c in fetches}
+    assert len(starts) == 1  # growing windows from one origin
+    distinct_ends = sorted(set(ends))
+    assert [e - distinct_ends[0] for e in distinct_ends] == [
+        timedelta(0),
+        timedelta(seconds=1),
+        timedelta(seconds=2),
+    ]
+    assert distinct_ends[0] - starts.pop() == timedelta(seconds=1)
+
+
+def test_good_canary_emits_promoted_event(promoted):
+    env, state = promoted
+    found = api.events("canary.release.promoted", env.app)
+    assert len(found) == 1
+    event = found[0]
+    assert event.resource.id == "canary.app.gg-good" and event.resource["app"] == "gg-good"
+    assert {k: event.payload[k] for k in ("image", "commit", "score", "judgements")} == {
+        "image": IMAGE,
+        "commit": COMMIT,
+        "score": 100.0,
+        "judgements": 3,
+    }
+    related = {r.id for r in event.related}
+    assert f"prefect.flow-run.{flow_run_id(state)}" in related
+    assert api.events("canary.release.rolled-back", env.app, at_least=0) == []
+
+
+def test_good_canary_artifacts(promoted):
+    env, state = promoted
+    run_id = flow_run_id(state)
+    tables = api.artifacts_of(run_id, "table")
+    assert [a.key for a in tables] == ["canary-interval-gg-good"] * 3
+    for index, table in enumerate(tables, start=1):
+        rows = api.table_rows(table)
+        assert [r["metric"] for r in rows] == METRICS
+        assert {r["interval"] for r in rows} == {index}
+        assert {r["classification"] for r in rows} == {"Pass"}
+    bars = api.artifacts_of(run_id, "progress")
+    assert [a.key for a in bars] == ["canary-progress-gg-good"]
+    assert bars[0].data == 100.0
+    text = report(state, env.app)
+    assert "**promoted**" in text and COMMIT in text and IMAGE in text
+    assert "- baseline removed" in text and "- routes restored" in text
+    assert "FAILED" not in text
+
+
+# -- a bad canary -------------------------------------------------------------------------
+
+
+def test_bad_canary_is_rolled_back_after_first_judgement(make_env):
+    env = make_env("gg-bad", bad=LATENCY)
+    state = run(env)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["outcome"] == "rolled-back" and result["score"] == 50.0
+    assert "at or below the marginal threshold 75" in result["reason"]
+    assert env.rec.count("promote") == 0
+    assert env.rec.count("fetch_pair") == len(METRICS)  # one window only: fail fast
+    assert env.rec.named("set_weights") == [("set_weights", env.app, Weights(80, 10, 10))]
+    assert cleanup_calls(env) == expected_cleanup(env.app)
+
+    runs = api.task_runs(flow_run_id(state), until=api.finished(f"restore-routes-{env.app}"))
+    judged = sorted(name for name in runs if name.startswith("judge-interval"))
+    assert judged == ["judge-interval-1"]
+    tables = api.artifacts_of(flow_run_id(state), "table")
+    assert len(tables) == 1
+    rows = {r["metric"]: r["classification"] for r in api.table_rows(tables[0])}
+    assert rows["latency-p50"] == rows["latency-p99"] == "High"
+
+    event = api.events("canary.release.rolled-back", env.app)[0]
+    assert event.payload["score"] == 50.0 and event.payload["judgements"] == 1
+    text = report(state, env.app)
+    assert "**rolled-back**" in text and "High" in text
+    assert api.events("canary.release.promoted", env.app, at_least=0) == []
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+def test_transient_deploy_error_is_retried(make_env):
+    env = make_env("gg-retry", lifetime="1s")
+    env.rec.fail("deploy:baseline", lambda: PlatformError("apiserver 503", transient=True), times=2)
+    state = run(env)
+    assert state.is_completed(), state.message
+    assert state.result()["outcome"] == "promoted"
+    deploys = env.rec.named("deploy")
+    assert [c[2] for c in deploys] == ["baseline", "baseline", "baseline", "canary"]
+    name = f"deploy-{env.app}-baseline"
+    runs = api.task_runs(flow_run_id(state), until=lambda r: name in r and r[name].run_count == 3)
+    assert runs[name].run_count == 3 and runs[name].state.is_completed()
+
+
+def test_default_retry_delays():
+    """The tests run with 0 s delays; the real tasks wait 2, 4, 8 s (with 20 % jitter)."""
+    for task in (DEPLOY_TRACK, FETCH_METRICS):
+        assert task.retries == 3
+        assert task.retry_delay_seconds == [2, 4, 8]
+        assert task.retry_jitter_factor == 0.2
+        assert task.retry_condition_fn is only_transient
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "calls"),
+    [
+        (
+            "wait_ready:canary",
+            lambda: ConfigError("image registry.test/new is not runnable"),
+            "wait_ready",
+        ),
+        ("deploy:canary", lambda: PlatformError("quota exceeded for canary"), "deploy"),
+        ("fetch_pair", lambda: ConfigError("query rejected: bad PromQL"), "fetch_pair"),
+    ],
+    ids=["config-error-wait-ready", "permanent-platform-error-deploy", "config-error-fetch"],
+)
+def test_permanent_error_is_not_retried_and_cleanup_runs(make_env, key, error, calls):
+    env = make_env(f"gg-perm-{calls.replace('_', '-')}")
+    env.rec.fail(key, error, times=None)
+    state = run(env)
+    exc = failure(state)
+    assert type(exc) is type(error()) and str(exc) == str(error())
+    failing = [c for c in env.rec.named(calls) if key.partition(":")[2] in ("", c[2])]
+    assert len(failing) == 1, f"retried a permanent error: {failing}"
+    assert env.rec.count("promote") == 0
+    assert cleanup_calls(env) == expected_cleanup(env.app)
+    event = api.events("canary.release.rolled-back", env.app)[0]
+    assert str(error()) in event.payload["reason"]
+    text = report(state, env.app)
+    assert "**rolled-back**" in text and str(error()) in text
+
+
+def test_metrics_outage_beyond_retries_fails_closed(make_env):
+    env = make_env("gg-outage")
+    env.rec.fail(
+        "fetch_pair", lambda: MetricsError("Prometheus timed out", transient=True), times=None
+    )
+    state = run(env)
+    exc = failure(state)
+    assert isinstance(exc, MetricsError)
+    assert env.rec.count("fetch_pair") == 4  # the first try and 3 retries
+    assert env.rec.count("promote") == 0
+    assert cleanup_calls(env) == expected_cleanup(env.app)
+    event = api.events("canary.release.rolled-back", env.app)[0]
+    assert event.payload["judgements"] == 0 and "Prometheus timed out" in event.payload["reason"]
+
+
+# -- cleanup ------------------------------------------------------------------------------
+
+
+def test_failed_cleanup_step_does_not_stop_later_steps(make_env):
+    env = make_env("gg-cleanup", bad=LATENCY)
+    env.rec.fail(
+        "remove:baseline", lambda: PlatformError("forbidden: delete deployment"), times=None
+    )
+    state = run(env)
+    exc = failure(state)
+    assert isinstance(exc, PlatformError) and "forbidden" in str(exc)
+    assert cleanup_calls(env) == expected_cleanup(env.app)  # canary removed, routes restored
+    text = report(state, env.app)
+    assert "- FAILED: baseline removed: forbidden: delete deployment" in text
+    assert "- canary removed" in text and "- routes restored" in text
+    assert api.events("canary.release.rolled-back", env.app)
+
+
+# -- refusals before anything is touched --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"app": "Bad_App"}, "app 'Bad_App'"),
+        ({"app": "-leading-dash"}, "app '-leading-dash'"),
+        ({"commit": "abc1234"}, "commit 'abc1234'"),
+        ({"commit": "g" * 40}, "commit '" + "g" * 40 + "'"),
+    ],
+)
+def test_invalid_input_is_refused_before_any_platform_call(make_env, override, named):
+    env = make_env("gg-valid")
+    with pytest.raises(ConfigError, match=named):
+        release_flow.canary_release(**env.release_args(**override))
+    assert env.rec.calls == [] and env.loaded == []
+
+
+def test_no_production_deploys_nothing(make_env):
+    env = make_env("gg-noprod", production=None)
+    with pytest.raises(ConfigError, match="gg-noprod has no production deployment"):
+        release_flow.canary_release(**env.release_args())
+    calls = env.rec.calls
+    assert calls[:2] == [("reconcile", env.app), ("production_image", env.app)]
+    assert not [c for c in calls if c[0] in ("deploy", "promote", "set_weights")], calls
+    # Cleanup still ran (idempotent, nothing to remove), so the end is reported like any other.
+    assert ("rollback", env.app) in calls
+
+
+# -- traffic read back --------------------------------------------------------------------
+
+
+def test_traffic_not_in_force_is_not_judged(make_env):
+    env = make_env("gg-stuck", ignore_weights=True, lifetime="1s")
+    state = run(env)
+    assert env.rec.count("promote") == 0
+    assert state.is_failed()

@@ -1,0 +1,103 @@
+"""Manual judgement: a Marginal final score pauses the release for a typed decision.
+
+One latency metric of two is bad: the latency group scores 50, errors 100, the release 75:
+above marginal (60) and below pass (95). With `manual_judgement` on, the run pauses; a
+person's "promote" promotes, "roll back" rolls back, and silence until the timeout rolls back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.flow_runs import resume_flow_run
+
+import flows.canary_release as release_flow
+from tests.flows import api
+from tests.flows.conftest import Env
+
+
+def _marginal_env(make_env: Any, app: str, timeout: int) -> Env:
+    env = make_env(app, bad=("latency-p50",), lifetime="2s")
+    spec = yaml.safe_load(env.spec.read_text())
+    spec["analysis"]["thresholds"] = {"pass": 95, "marginal": 60}
+    spec["manual_judgement"] = True
+    spec["manual_judgement_timeout_seconds"] = timeout
+    env.spec.write_text(yaml.safe_dump(spec))
+    return env
+
+
+class Background:
+    """The release flow in a thread, so the test can answer its pause."""
+
+    def __init__(self, env: Env) -> None:
+        self.state: Any = None
+        self._thread = threading.Thread(target=self._run, args=(env,), daemon=True)
+        self._thread.start()
+
+    def _run(self, env: Env) -> None:
+        self.state = release_flow.canary_release(**env.release_args(), return_state=True)
+
+    def join(self, timeout: float = 60) -> Any:
+        self._thread.join(timeout)
+        assert self.state is not None, "the release did not finish"
+        return self.state
+
+
+def _paused_run_id(app: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(like_=f"canary-release-{app}-")))  # fmt: skip
+            paused = [r for r in runs if r.state is not None and r.state.is_paused()]
+            if paused:
+                return paused[0].id
+            time.sleep(0.25)
+    raise TimeoutError(f"no paused canary-release run of {app}")
+
+
+@pytest.mark.parametrize(("answer", "outcome"), [("promote", "promoted"),
+                                                  ("roll back", "rolled-back")])  # fmt: skip
+def test_marginal_release_waits_for_a_person(make_env: Any, answer: str, outcome: str) -> None:
+    app = f"gg-manual-{answer.replace(' ', '-')}"
+    env = _marginal_env(make_env, app, timeout=120)
+    running = Background(env)
+    run_id = _paused_run_id(app)
+    assert env.rec.count("promote") == 0  # nothing happens while it waits
+    resume_flow_run(run_id, run_input={"decision": answer, "comment": "checked the dashboards"})
+    state = running.join()
+    result = state.result()
+    assert result["outcome"] == outcome
+    assert result["score"] == 75.0
+    assert "manual judgement (checked the dashboards)" in result["reason"]
+    assert env.rec.count("promote") == (1 if answer == "promote" else 0)
+    assert ("rollback", env.app) in env.rec.calls  # cleanup ran either way
+
+
+def test_no_answer_before_the_timeout_rolls_back(make_env: Any) -> None:
+    """Prefect marks a run whose pause timed out Failed ("never resumed"); it rolled back."""
+    env = _marginal_env(make_env, "gg-manual-silent", timeout=3)
+    state = release_flow.canary_release(**env.release_args(), return_state=True)
+    assert env.rec.count("promote") == 0
+    assert ("rollback", env.app) in env.rec.calls
+    (event,) = api.events("canary.release.rolled-back", env.app)
+    assert "no manual judgement within 3 s" in event.payload["reason"]
+    assert event.payload["score"] == 75.0
+    assert state.is_failed() or state.is_completed()
+
+
+def test_without_the_switch_a_marginal_score_rolls_back_at_once(make_env: Any) -> None:
+    env = _marginal_env(make_env, "gg-manual-off", timeout=120)
+    spec = yaml.safe_load(env.spec.read_text())
+    spec["manual_judgement"] = False
+    env.spec.write_text(yaml.safe_dump(spec))
+    started = time.monotonic()
+    result = release_flow.canary_release(**env.release_args(), return_state=True).result()
+    assert result["outcome"] == "rolled-back" and result["score"] == 75.0
+    assert time.monotonic() - started < 60  # it did not wait for a person
