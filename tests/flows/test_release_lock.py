@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
