@@ -83,6 +83,15 @@ def test_post_promotion_reanalysis_keeps_a_good_release_verified(live: Live) -> 
     assert "re-analysis (post-promotion): verified" in report, report
     assert "latency-p50" in report
     assert not live.events("canary.reanalysis.regressed", since)
+    # The release's own recorded window (from its event), judged again: still a Pass.
+    (promoted,) = live.events("canary.release.promoted", 0.0)
+    payload = promoted["payload"]
+    run = live.run_deployment("canary-reanalysis", "canary-reanalysis", {
+        "app": APP, "mode": "window", "start": payload["window_start"],
+        "end": payload["window_end"], "control_scope": payload["control_scope"],
+        "experiment_scope": payload["experiment_scope"]})  # fmt: skip
+    assert run["state_type"] == "COMPLETED", run["state_name"]
+    assert "re-analysis (window): verified" in live.markdown(run)
 
 
 def test_regression_is_rolled_back_and_production_untouched(live: Live) -> None:

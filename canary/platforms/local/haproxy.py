@@ -2,8 +2,11 @@
 
 One backend per app with four servers: ``primary``, ``baseline``, ``canary`` and ``handoff``
 (the spare slot a promotion uses to move production to a new process without dropping a
-request). Weights are HAProxy's relative weights (0-256), balanced round-robin per request
-(``option http-server-close``), so a 90/10 split means 10 % of requests, not connections.
+request). Weights are HAProxy's relative weights (0-256), balanced per request by a weighted
+random draw (``balance random(1)``, ``option http-server-close``), so a 90/10 split means
+10 % of requests, not connections. Not round-robin: after a promotion's handoff (server
+address and weight changes) HAProxy 2.6's round-robin tree was measured sending 100 % of
+requests to the canary at 50/50 weights, which a random draw cannot do.
 Every change is read back from ``show servers state`` and verified; a mismatch raises.
 Runtime weights and addresses survive reloads through ``server-state-file``: `save_state`
 writes ``show servers state`` there before the stack signals a reload. The initial weights
@@ -61,6 +64,9 @@ def render_config(
         "    timeout client 30s",
         "    timeout server 30s",
         "    timeout http-keep-alive 10s",
+        # Health checks must not flap on a busy 2-core machine: a server marked DOWN gets
+        # no traffic, and the split under judgement would silently change.
+        "    timeout check 3s",
         "    retries 3",
         "    option redispatch 1",
         "    load-server-state-from-file global",
@@ -82,7 +88,7 @@ def render_config(
         lines += [
             "",
             f"backend {app}",
-            "    balance roundrobin",
+            "    balance random(1)",
             "    option http-server-close",
             "    retry-on conn-failure empty-response response-timeout",
         ]
@@ -90,7 +96,7 @@ def render_config(
             weight = 100 if name == "primary" else 0
             p = ports.get(name, PLACEHOLDER_PORT)
             lines.append(
-                f"    server {name} 127.0.0.1:{p} weight {weight} check inter 1s fall 2 rise 1"
+                f"    server {name} 127.0.0.1:{p} weight {weight} check inter 1s fall 3 rise 1"
             )
     return "\n".join(lines) + "\n"
 

@@ -1,9 +1,8 @@
 """Weight steps checked by who actually answered, under the goldengoose load driver.
 
-HAProxy weights are relative: 10 % canary is primary 90 / canary 10. The backend balances
-round-robin per request, so the split is deterministic up to a request or two; the
-tolerance is nevertheless the looser of 3 requests and 4 binomial standard deviations, which
-would hold even if the choice were random (4 sigma: a false failure about once in 15 000).
+HAProxy weights are relative: 10 % canary is primary 90 / canary 10. The backend draws a
+server per request at random by weight, so the tolerance is the looser of 3 requests and 4
+binomial standard deviations (4 sigma: a false failure about once in 15 000 checks).
 """
 
 from __future__ import annotations
