@@ -35,6 +35,26 @@ class Background:
         return self.result
 
 
+def backend_total(p: Platform) -> int:
+    """Requests HAProxy has handed to the app's backend so far (`show stat` stot)."""
+    lines = p.router.cli("show stat").splitlines()
+    header = lines[0][2:].split(",")
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == APP and row.get("svname") == "BACKEND":
+            return int(row["stot"])
+    raise AssertionError(f"no backend {APP} in show stat")
+
+
+def wait_for_requests(p: Platform, count: int, timeout: float = 10.0) -> None:
+    """Poll until `count` more requests went through HAProxy (the load is running)."""
+    target = backend_total(p) + count
+    deadline = time.monotonic() + timeout
+    while backend_total(p) < target:
+        assert time.monotonic() < deadline, f"the load did not reach {count} requests"
+        time.sleep(0.02)
+
+
 def assert_no_failures(result: LoadResult) -> None:
     assert result.ok == result.planned == result.sent, result.summary()
     assert not result.errors and not result.transport_errors and not result.cancelled
@@ -54,7 +74,7 @@ def test_promote_under_load_drops_nothing(platform: Platform) -> None:
     old = p.workloads.get(APP, "primary")
     start_canary(p, p.images.v2)
     load = Background(p.url, rate=150, duration=4.0)
-    time.sleep(0.5)  # let the load reach steady state before production moves
+    wait_for_requests(p, 50)  # production moves only once the load is flowing
     t0 = time.monotonic()
     p.workloads.promote(APP, p.images.v2)
     promote_s = time.monotonic() - t0
@@ -86,7 +106,7 @@ def test_bad_canary_rolls_back_to_the_old_primary(platform: Platform) -> None:
     assert len(slow) >= 5  # the canary's +150 ms fault is real (10 % of 100 requests)
 
     load = Background(p.url, rate=150, duration=2.0)
-    time.sleep(0.3)
+    wait_for_requests(p, 30)
     p.router.rollback(APP)
     p.workloads.remove(APP, "canary")
     p.workloads.remove(APP, "baseline")
