@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus haproxy git
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages test lint unit demo demo-stop bench clean
+.PHONY: setup system-packages test lint unit demo demo-stop bench bench-pipeline clean
 
 setup: system-packages $(STAMP)
 
@@ -48,6 +48,10 @@ unit: setup
 
 bench: setup
 	$(PY) bench/judge_throughput.py
+
+# Starts its own chain on free ports (a few minutes); see bench/README.md.
+bench-pipeline: setup
+	$(PY) bench/pipeline_latency.py
 
 # The whole chain on this machine, left running to browse; options: make demo DEMO_ARGS='--prefect-port 4201'
 demo: setup

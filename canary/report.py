@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from canary.judge import IntervalJudgement
+if TYPE_CHECKING:  # numpy/scipy stay out of flows that only publish (the build flow)
+    from canary.judge import IntervalJudgement
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,7 @@ class ChainConfig:
     stats_port: int = 18404
     prometheus_port: int = 19090
     scrape_interval: float = 1.0
-    worker_poll_seconds: int = 1
+    worker_poll_seconds: float = 0.5
     webhook_secret: str = field(default="", repr=False)
 
     @property
@@ -97,6 +97,7 @@ class Chain:
             "PREFECT_WORKER_QUERY_SECONDS": str(self.config.worker_poll_seconds),
             "PREFECT_WORKER_PREFETCH_SECONDS": "2",
             "CANARY_HOME": str(ROOT),
+            "CANARY_PYTHON": sys.executable,
             "PYTHONPATH": str(ROOT),
         })  # fmt: skip
         return env

@@ -15,7 +15,7 @@ def test_success_returns_image_and_emits_succeeded(make_env):
     args = env.build_args(commit=COMMIT.upper())  # a commit id is accepted in any case
     result = build_flow.build(**args)
     image = f"registry.test/gg-build:{COMMIT[:12]}"
-    assert result == {"app": "gg-build", "commit": COMMIT, "image": image}
+    assert result == {"app": "gg-build", "commit": COMMIT, "image": image, "repo": args["repo"]}
     assert env.rec.calls == [("build", "gg-build", args["repo"], COMMIT)]
     assert env.loaded == ["fake-platform/test"]
     event = api.events("canary.build.succeeded", "gg-build")[0]
