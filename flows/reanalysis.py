@@ -82,14 +82,14 @@ def canary_reanalysis(
     result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1)
     record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=0,
                              judgement=result)  # fmt: skip
-    publish_interval(app, record)
+    publish_interval(app, record, kind="canary-reanalysis")
     ok, reason = final_decision(result.summary_score, spec.analysis.thresholds)
     outcome = "verified" if ok else "regressed"
     publish_report(app, markdown_report(
         app=app, image=image or "-", commit="-", outcome=f"re-analysis ({mode}): {outcome}",
         reason=f"{reason}; control shifted back by {offset}", records=[record],
         thresholds=spec.analysis.thresholds,
-    ), f"{app} re-analysis ({mode}): {outcome}")  # fmt: skip
+    ), f"{app} re-analysis ({mode}): {outcome}", kind="canary-reanalysis")  # fmt: skip
     summary = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
                "score": result.summary_score, "image": image, "previous_image": previous_image,
                "start": start.isoformat(), "end": end.isoformat(),

@@ -35,10 +35,11 @@ def progress(artifact_id: UUID, percent: float) -> None:
     update_progress_artifact(artifact_id=artifact_id, progress=max(0.0, min(100.0, percent)))
 
 
-def publish_interval(app: str, record: JudgementRecord) -> None:
+def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary") -> None:
+    """`kind` keeps releases ("canary-…") and re-analyses ("canary-reanalysis-…") apart."""
     j = record.judgement
     create_table_artifact(
-        key=_key("canary-interval", app),
+        key=_key(f"{kind}-interval", app),
         table=interval_rows(record),
         description=(
             f"{app} judgement #{record.index}: score {j.summary_score:g} → {j.verdict.value} "
@@ -47,8 +48,8 @@ def publish_interval(app: str, record: JudgementRecord) -> None:
     )
 
 
-def publish_report(app: str, markdown: str, description: str) -> None:
-    create_markdown_artifact(key=_key("canary-report", app), markdown=markdown,
+def publish_report(app: str, markdown: str, description: str, *, kind: str = "canary") -> None:
+    create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
                              description=description)  # fmt: skip
 
 
