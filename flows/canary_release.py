@@ -74,7 +74,7 @@ def canary_release(
             p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
             p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
             _analyse(plat, source, spec, canary_config, app, commit, records)
-            last = records[-1].judgement.summary_score if records else None
+            last = _last_score(records)
             promote, reason = final_decision(last, thresholds)
             if not promote and spec.manual_judgement and is_marginal(last, thresholds):
                 promote, reason = ask_for_judgement(
@@ -87,7 +87,7 @@ def canary_release(
             raise
         finally:
             cleanup, cleanup_error = _clean_up(plat, app)
-            last = records[-1].judgement.summary_score if records else None
+            last = _last_score(records)
             publish_report(app, markdown_report(
                 app=app, image=image, commit=commit, outcome=outcome, reason=reason,
                 records=records, thresholds=thresholds, cleanup=cleanup,
@@ -106,8 +106,12 @@ def canary_release(
                 failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
     logger.info("%s %s: %s (%s)", app, commit[:12], outcome, reason)
     return {"app": app, "commit": commit, "image": image, "outcome": outcome,
-            "score": records[-1].judgement.summary_score if records else None,
+            "score": _last_score(records),
             "reason": reason}  # fmt: skip
+
+
+def _last_score(records: list[JudgementRecord]) -> float | None:
+    return records[-1].judgement.summary_score if records else None
 
 
 def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, app: str,

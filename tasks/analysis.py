@@ -11,7 +11,7 @@ from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig, Thresholds
 from canary.judge import IntervalJudgement, judge
 from canary.metrics.collect import collect_pairs
-from canary.metrics.scope import MetricScope
+from canary.metrics.scope import MetricScope, scope_pair
 from canary.metrics.series import MetricPair
 from canary.release import Scopes
 from tasks._retry import RETRYING
@@ -19,17 +19,12 @@ from tasks._retry import RETRYING
 
 def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
     """Control and experiment scopes of one judgement window."""
-    step = int(window.step.total_seconds())
-    params = dict(scopes.extended_scope_params)
-    control = MetricScope(
-        scope=scopes.control, location=scopes.location, start=window.control_start,
-        end=window.control_end, step=step, extended_scope_params=params,
+    return scope_pair(
+        baseline=scopes.control, canary=scopes.experiment, start=window.experiment_start,
+        end=window.experiment_end, step=int(window.step.total_seconds()),
+        location=scopes.location, extended_scope_params=scopes.extended_scope_params,
+        control_offset=window.experiment_start - window.control_start,
     )  # fmt: skip
-    experiment = MetricScope(
-        scope=scopes.experiment, location=scopes.location, start=window.experiment_start,
-        end=window.experiment_end, step=step, extended_scope_params=params,
-    )  # fmt: skip
-    return control, experiment
 
 
 @task(name="fetch-metrics", task_run_name="fetch-metrics-{window.index}",
