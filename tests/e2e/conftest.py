@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,26 +101,34 @@ class Live:
             time.sleep(0.5)
         raise TimeoutError(f"{flow}/{deployment} run not final in {timeout} s: {run['state_name']}")
 
-    def markdown(self, run: dict[str, Any]) -> str:
-        body = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}, "type": {"any_": ["markdown"]}}}
-        found = httpx.post(f"{self.api}/artifacts/filter", json=body, timeout=10).json()
-        return "\n".join(a["data"] for a in found)
+    def artifacts(self, run: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 100}
+        if kind:
+            body["artifacts"]["type"] = {"any_": [kind]}
+        return httpx.post(f"{self.api}/artifacts/filter", json=body, timeout=10).json()
 
-    def events(self, name: str, since: float = 0.0) -> list[dict[str, Any]]:
-        body = {"filter": {"event": {"name": [name]},
+    def markdown(self, run: dict[str, Any]) -> str:
+        return "\n".join(a["data"] for a in self.artifacts(run, "markdown"))
+
+    def events(self, prefix: str, since: float = 0.0,
+               where: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:  # fmt: skip
+        """Events of the app whose name starts with `prefix` (a full name matches itself)."""
+        body = {"filter": {"event": {"prefix": [prefix]},
                            "any_resource": {"id": [f"canary.app.{APP}"]}}, "limit": 50}  # fmt: skip
         found = httpx.post(f"{self.api}/events/filter", json=body, timeout=10).json()["events"]
-        return [e for e in found if _epoch(e["occurred"]) >= since]
+        return [e for e in found if _epoch(e["occurred"]) >= since and where(e)]
 
-    def wait_events(self, name: str, since: float, timeout: float = 20) -> list[dict[str, Any]]:
+    def wait_events(self, prefix: str, since: float = 0.0,
+                    where: Callable[[dict[str, Any]], bool] = lambda e: True,
+                    timeout: float = 20) -> list[dict[str, Any]]:  # fmt: skip
         """Events show up to ~5 s late (the server persists them in batches): poll."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.events(name, since)
+            found = self.events(prefix, since, where)
             if found:
                 return found
             time.sleep(0.5)
-        raise TimeoutError(f"no {name} event since {since}")
+        raise TimeoutError(f"no {prefix}* event since {since}")
 
     def result_of(self, run: dict[str, Any]) -> Any:
         state = httpx.get(f"{self.api}/flow_runs/{run['id']}", timeout=10).json()["state"]

@@ -24,26 +24,9 @@ from tests.e2e.conftest import APP, Live
 pytestmark = pytest.mark.slow
 
 
-def _artifacts(live: Live, run_id: str) -> list[dict]:
-    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "limit": 100}
-    return httpx.post(f"{live.api}/artifacts/filter", json=body, timeout=10).json()
-
-
-def _release_events(live: Live, commit: str) -> list[dict]:
-    body = {"filter": {"event": {"prefix": ["canary.release."]},
-                       "any_resource": {"id": [f"canary.app.{APP}"]}}, "limit": 50}  # fmt: skip
-    events = httpx.post(f"{live.api}/events/filter", json=body, timeout=10).json()["events"]
-    return [e for e in events if e["payload"].get("commit") == commit]
-
-
-def _wait_event(live: Live, commit: str, timeout: float = 20) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # the server persists events every ~5 s
-        found = _release_events(live, commit)
-        if found:
-            return found
-        time.sleep(0.5)
-    raise TimeoutError(f"no canary.release.* event for {commit[:12]}")
+def _wait_event(live: Live, commit: str) -> list[dict]:
+    """The canary.release.* event(s) of the release of `commit`."""
+    return live.wait_events("canary.release.", where=lambda e: e["payload"].get("commit") == commit)
 
 
 def _production_version(live: Live) -> set[str]:
@@ -63,7 +46,7 @@ def test_good_push_is_built_judged_and_promoted(live: Live) -> None:
     release = live.wait_run("canary-release", sha, timeout=300)
     assert release["state_type"] == "COMPLETED", live.result_of(release)
     assert release["parameters"]["image"].startswith(f"local/{APP}@sha1:")
-    kinds = {a["type"] for a in _artifacts(live, release["id"])}
+    kinds = {a["type"] for a in live.artifacts(release)}
     assert {"table", "progress", "markdown"} <= kinds
     (event,) = _wait_event(live, sha)
     assert event["event"] == "canary.release.promoted"
@@ -103,7 +86,7 @@ def test_regression_is_rolled_back_and_production_untouched(live: Live) -> None:
     (event,) = _wait_event(live, sha)
     assert event["event"] == "canary.release.rolled-back"
     assert event["payload"]["score"] < 75
-    report = [a for a in _artifacts(live, release["id"]) if a["type"] == "markdown"]
+    report = live.artifacts(release, "markdown")
     assert "rolled-back" in report[0]["data"] and "latency-p50" in report[0]["data"]
     assert _production_version(live) == {"2.0.0"}
     live.images["3.0.0"] = release["parameters"]["image"]
