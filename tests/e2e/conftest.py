@@ -91,9 +91,15 @@ class Live:
                        timeout: float = 180) -> dict[str, Any]:  # fmt: skip
         """Create a run of a deployment through the API; the worker runs it. Final state."""
         dep = httpx.get(f"{self.api}/deployments/name/{flow}/{deployment}", timeout=10).json()
-        run = httpx.post(f"{self.api}/deployments/{dep['id']}/create_flow_run",
-                         json={"parameters": parameters}, timeout=10).json()  # fmt: skip
         deadline = time.monotonic() + timeout
+        while True:  # the SQLite-backed server answers 5xx while its DB is locked: retry
+            answer = httpx.post(f"{self.api}/deployments/{dep['id']}/create_flow_run",
+                                json={"parameters": parameters}, timeout=10)  # fmt: skip
+            if answer.status_code < 500 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert answer.status_code == 201, f"create_flow_run: {answer.status_code} {answer.text}"
+        run = answer.json()
         while time.monotonic() < deadline:
             run = httpx.get(f"{self.api}/flow_runs/{run['id']}", timeout=10).json()
             if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
