@@ -128,4 +128,12 @@ class ReleaseSpec(Model):
         return (base / self.canary_config).resolve()
 
     def load_canary_config(self) -> CanaryConfig:
-        return CanaryConfig.load(self.canary_config_path())
+        """The canary config, checked against this spec's analysis plan."""
+        config = CanaryConfig.load(self.canary_config_path())
+        if config.sequential and (self.analysis.lookback or self.analysis.control_offset):
+            raise ConfigError(
+                f"release spec {self.source}: canary config {config.name!r} uses the sequential "
+                "judge, which counts requests since the analysis began: set analysis.lookback "
+                "and analysis.control_offset to 0 (or drop them)"
+            )
+        return config

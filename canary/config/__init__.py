@@ -6,8 +6,11 @@ Every rejection is a `canary.errors.ConfigError` naming the file, metric and fie
 
 from canary.config._base import FrozenMap
 from canary.config.canary import (
+    DEFAULT_JUDGE,
+    SEQUENTIAL_JUDGE,
     CanaryConfig,
     ClassifierConfig,
+    GuardsConfig,
     JudgeConfig,
     ScoreThresholds,
 )
@@ -21,14 +24,19 @@ from canary.config.metric import (
     ThresholdRange,
 )
 from canary.config.plan import AnalysisPlan, Duration, Thresholds, parse_duration
-from canary.config.query import OtherQuery, PrometheusQuery
+from canary.config.query import HistogramCounters, OtherQuery, PrometheusQuery, RatioCounters
 
 __all__ = [
     "AnalysisPlan",
     "Duration",
     "Thresholds",
     "parse_duration",
+    "DEFAULT_JUDGE",
+    "SEQUENTIAL_JUDGE",
     "CanaryConfig",
+    "GuardsConfig",
+    "HistogramCounters",
+    "RatioCounters",
     "ClassifierConfig",
     "FrozenMap",
     "JudgeConfig",

@@ -13,10 +13,16 @@ from pydantic_core import PydanticCustomError
 
 from canary.config._base import FrozenMap, Model, Number, is_kayenta, thaw, validate
 from canary.config.metric import MetricConfig
+from canary.config.plan import Thresholds
 from canary.config.query import PrometheusQuery
 from canary.errors import ConfigError
 
 DEFAULT_JUDGE = "NetflixACAJudge-v1.0"
+#: Our request-level, anytime-valid judge (docs/judge.md); configs opt in by naming it.
+SEQUENTIAL_JUDGE = "sequential-v1"
+
+#: The canary config's `classifier.scoreThresholds`: the same model as the analysis plan's.
+ScoreThresholds = Thresholds
 
 
 class JudgeConfig(Model):
@@ -26,9 +32,19 @@ class JudgeConfig(Model):
     judge_configurations: FrozenMap = Field(default_factory=FrozenMap, alias="judgeConfigurations")
 
 
-class ScoreThresholds(Model):
-    pass_: Number = Field(alias="pass")
-    marginal: Number
+class GuardsConfig(Model):
+    """Our extension: the checks every look makes before any metric is believed.
+
+    `requests` selects a request counter (``${scope}`` bound as in queries); without it the
+    first ratio metric's `total`, else the first histogram's +Inf bucket, counts requests.
+    Each track must get at least `minRequests` new requests per look, and the canary's
+    share of the pair's requests must match its traffic weight (a sample-ratio test at
+    `splitAlpha`, anytime-valid like the metrics).
+    """
+
+    requests: str | None = Field(None, min_length=1)
+    min_requests: int = Field(10, alias="minRequests", ge=0)
+    split_alpha: Number = Field(0.001, alias="splitAlpha", gt=0, lt=1)
 
 
 class ClassifierConfig(Model):
@@ -59,6 +75,7 @@ class CanaryConfig(Model):
     templates: FrozenMap[str, str] = Field(default_factory=FrozenMap)
     metrics: tuple[MetricConfig, ...] = ()
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
     created_timestamp: StrictInt | None = Field(None, alias="createdTimestamp")
     updated_timestamp: StrictInt | None = Field(None, alias="updatedTimestamp")
     created_timestamp_iso: str | None = Field(None, alias="createdTimestampIso")
@@ -88,7 +105,28 @@ class CanaryConfig(Model):
                     {"config": self.name or "", "metric": metric.name},
                 )
             seen.add(metric.name)
+        for metric in self.metrics:
+            if self.sequential and metric.evidence == "series" and not metric.canary.muted:
+                raise PydanticCustomError(
+                    "series_in_sequential",
+                    "metric '{metric}' is judged from range-query points, which the {judge} "
+                    "judge does not decide on: give it a ratio or histogram query, mute it "
+                    "(shown, not scored), or use the Kayenta judge {kayenta}",
+                    {"metric": metric.name, "judge": SEQUENTIAL_JUDGE, "kayenta": DEFAULT_JUDGE},
+                )
+            if not self.sequential and metric.evidence != "series":
+                raise PydanticCustomError(
+                    "counts_in_kayenta",
+                    "metric '{metric}' is a {kind} metric (request counts): set judge.name to "
+                    "{judge} to judge it, or give it a query",
+                    {"metric": metric.name, "kind": metric.evidence, "judge": SEQUENTIAL_JUDGE},
+                )
         return self
+
+    @property
+    def sequential(self) -> bool:
+        """True when our request-level judge runs, False for Kayenta's NetflixACAJudge."""
+        return self.judge.name == SEQUENTIAL_JUDGE
 
     # -- constructors -------------------------------------------------------------------
 
@@ -151,6 +189,8 @@ class CanaryConfig(Model):
                 "marginal": thresholds.marginal,
             }
         out["classifier"] = classifier
+        if self.guards != GuardsConfig():
+            out["guards"] = self.guards.model_dump(by_alias=True, exclude_none=True)
         for key, value in (
             ("createdTimestamp", self.created_timestamp),
             ("updatedTimestamp", self.updated_timestamp),

@@ -109,6 +109,13 @@ class MetricAnalysisConfig(Model):
     effect_size: EffectSize = Field(default_factory=EffectSize, alias="effectSize")
     outliers: Outliers = Field(default_factory=Outliers)
     threshold_range: ThresholdRange | None = Field(None, alias="thresholdRange")
+    # -- our extension for count metrics (the sequential judge) ------------------------------
+    #: false-alarm rate of this metric over the whole release (all looks together)
+    alpha: Number | None = Field(None, gt=0, lt=1)
+    #: relative effect that is no regression: 0.1 = the canary may be up to 10 % worse
+    tolerance: Number | None = Field(None, ge=0)
+    #: the smallest regression worth catching, relative (0.5 = +50 %), for `canary plan`
+    min_effect: Number | None = Field(None, alias="minEffect", gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +137,9 @@ class MetricAnalysisConfig(Model):
 
     def to_kayenta(self) -> dict[str, Any]:
         out = self.model_dump(by_alias=True)
+        for key in ("alpha", "tolerance", "minEffect"):
+            if out[key] is None:
+                del out[key]  # our extensions: absent from plain Kayenta configs
         if self.threshold_range is None:
             del out["thresholdRange"]  # keep plain Kayenta configs byte-for-byte Kayenta
         else:
@@ -197,6 +207,11 @@ class MetricConfig(Model):
     @property
     def is_prometheus(self) -> bool:
         return isinstance(self.query, PrometheusQuery)
+
+    @property
+    def evidence(self) -> str:
+        """"ratio", "histogram" (count metrics) or "series" (a range query, Kayenta's way)."""
+        return self.query.evidence if isinstance(self.query, PrometheusQuery) else "series"
 
     def to_kayenta(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}

@@ -98,6 +98,8 @@ class AnalysisPlan(Model):
     lookback: Duration = timedelta(0)
     control_offset: Duration = Field(timedelta(0), alias="controlOffset")
     step: Duration = timedelta(seconds=60)
+    #: the sequential judge promotes early only after this much analysis (0: when decided)
+    min_analysis: Duration = Field(timedelta(0), alias="minAnalysis")
     thresholds: Thresholds
     whole_minutes: StrictBool = Field(False, alias="wholeMinutes")
 

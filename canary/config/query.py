@@ -26,11 +26,39 @@ KNOWN_STORES = (
 )
 
 
+class RatioCounters(Model):
+    """A ratio metric (our extension): two counters, events and the requests they are of.
+
+    Each is a PromQL *selector* (no functions) with the same ``${scope}`` bindings as a
+    customInlineTemplate, e.g. ``app_requests_total{track="${scope}",code=~"5.."}``. Their
+    increases over the analysis, summed over the matching series, are the counts judged.
+    """
+
+    events: str = Field(min_length=1)
+    total: str = Field(min_length=1)
+
+
+class HistogramCounters(Model):
+    """A histogram metric (our extension): a Prometheus histogram's cumulative `le` buckets.
+
+    ``buckets`` selects the ``_bucket`` series, e.g.
+    ``app_request_duration_seconds_bucket{track="${scope}"}``; ``unit`` is the unit of the
+    `le` bounds (``s`` or ``ms`` are shown in milliseconds in reports).
+    """
+
+    buckets: str = Field(min_length=1)
+    unit: str = "s"
+
+
 class PrometheusQuery(Model):
     """Kayenta's PrometheusCanaryMetricSetQueryConfig (prometheus spec, section 1).
 
     `custom_filter` is deprecated: it is loaded so a config round-trips, and the query
     builder rejects it, as Kayenta does.
+
+    Our extension: `ratio` or `histogram` instead of a query makes a *count* metric, judged
+    on request-level evidence by the sequential judge (docs/judge.md) rather than on the
+    points of a range query.
     """
 
     type: Literal["prometheus"] = "prometheus"
@@ -41,6 +69,34 @@ class PrometheusQuery(Model):
     custom_inline_template: str | None = Field(None, alias="customInlineTemplate")
     custom_filter_template: str | None = Field(None, alias="customFilterTemplate")
     custom_filter: str | None = Field(None, alias="customFilter")
+    ratio: RatioCounters | None = None
+    histogram: HistogramCounters | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PrometheusQuery:
+        if self.ratio is not None and self.histogram is not None:
+            raise PydanticCustomError("two_kinds", "give ratio or histogram, not both")
+        if self.evidence != "series":
+            query_keys = [alias for alias, value in (
+                ("metricName", self.metric_name), ("customInlineTemplate", self.custom_inline_template),
+                ("customFilterTemplate", self.custom_filter_template), ("customFilter", self.custom_filter),
+            ) if value is not None]  # fmt: skip
+            if query_keys:
+                raise PydanticCustomError(
+                    "counts_and_query",
+                    "a {kind} metric is read from its counters; remove {keys}",
+                    {"kind": self.evidence, "keys": ", ".join(query_keys)},
+                )
+        return self
+
+    @property
+    def evidence(self) -> str:
+        """"ratio" or "histogram" for count metrics, "series" for Kayenta's range queries."""
+        if self.ratio is not None:
+            return "ratio"
+        if self.histogram is not None:
+            return "histogram"
+        return "series"
 
     @field_validator("label_bindings", "group_by_fields", mode="before")
     @classmethod
