@@ -1,9 +1,17 @@
 """Judge one analysis interval: every metric of a canary config, scored and given a verdict.
 
-This is NetflixACAJudge's `judge` step: classify each control/experiment pair with the
-metric's own settings (confidence 0.98 and tolerance 0.25 are hard-coded in Kayenta), score
-the labels by group, and map the score to Pass / Marginal / Fail with the *request's*
-thresholds (the config's `classifier.scoreThresholds` are never read, as in Kayenta).
+A table of classifiers, chosen by each metric's config, with one result shape for reports:
+
+* series metrics (Kayenta's range-query points): NetflixACAJudge's `judge` step, classify
+  each control/experiment pair with the metric's own settings (confidence 0.98 and
+  tolerance 0.25 are hard-coded in Kayenta);
+* count metrics (ratio, histogram; the sequential judge, `judge.name: sequential-v1`):
+  canary.judge.sequential on the counts since the analysis began, with the metric's
+  direction, alpha and tolerance.
+
+Then score the labels by group and map the score to Pass / Marginal / Fail with the
+*request's* thresholds (the config's `classifier.scoreThresholds` are never read, as in
+Kayenta).
 
 A metric with a `thresholdRange` (our Flagger-style extension) is checked against its
 absolute bounds instead (canary.judge.bounds).
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -27,7 +35,19 @@ from canary.config import CanaryConfig, MetricConfig, Thresholds
 from canary.errors import ConfigError
 from canary.judge.bounds import check_bounds
 from canary.judge.classify import Classification, MetricResult, classify_metric
+from canary.judge.guards import GuardResult
 from canary.judge.score import ScoredMetric, ScoreResult, Verdict, classify_score, score
+from canary.judge.sequential import (
+    CountsResult,
+    HistogramResult,
+    compare_counts,
+    compare_histograms,
+    format_value,
+)
+
+#: Defaults of the sequential judge's per-metric settings (our extension of Kayenta's format).
+DEFAULT_ALPHA = 0.01
+DEFAULT_TOLERANCE = 0.0
 
 #: Kayenta's NetflixACAJudge ignores configured values and uses these (judge spec, section 3).
 KAYENTA_CONFIDENCE = 0.98
@@ -47,6 +67,19 @@ class PairLike(Protocol):
     def experiment_values(self) -> Any: ...
 
 
+class CountsLike(Protocol):
+    """What the judge needs of one count metric (canary.metrics.counts.CountsPair fits):
+    `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`."""
+
+    name: str
+    control: Any
+    experiment: Any
+    missing: tuple[str, ...]
+
+
+AnyResult = MetricResult | CountsResult | HistogramResult
+
+
 @dataclass(frozen=True, kw_only=True)
 class SeriesPair:
     """A plain pair of value arrays, for callers that do not go through a metric source."""
@@ -59,38 +92,92 @@ class SeriesPair:
 
 @dataclass(frozen=True, kw_only=True)
 class MetricJudgement:
-    """One classified pair and the config it was judged with."""
+    """One classified pair and the config it was judged with.
+
+    `result` is a MetricResult (series metrics), a CountsResult (ratio) or a
+    HistogramResult; `critical` says whether it tripped the metric's critical rule.
+    """
 
     metric: MetricConfig
     tags: Mapping[str, str]
-    result: MetricResult
+    result: AnyResult
 
     @property
     def name(self) -> str:
         return self.metric.name
 
+    @property
+    def classification(self) -> Classification:
+        return self.result.classification
+
+    @property
+    def critical(self) -> bool:
+        r = self.result
+        if isinstance(r, MetricResult):
+            return bool(r.critical)
+        failed = r.classification in (Classification.HIGH, Classification.LOW, Classification.NODATA)
+        return bool(self.metric.canary.critical and failed)
+
+    @property
+    def decided(self) -> bool:
+        """Sequential results only: regression proven, or proven within tolerance."""
+        return bool(getattr(self.result, "decided", False))
+
     def row(self) -> dict[str, Any]:
         """A flat, JSON-friendly row for a report table."""
         r = self.result
-        interval = r.interval
-        return {
+        out: dict[str, Any] = {
             "metric": self.metric.name,
             "tags": ",".join(f"{k}={v}" for k, v in sorted(self.tags.items())),
             "groups": ",".join(self.metric.groups),
+            "kind": self.metric.evidence,
             "classification": str(r.classification.value),
-            "critical": bool(r.critical),
+            "critical": self.critical,
             "muted": bool(self.metric.canary.muted),
-            "baseline_mean": _num(r.control.mean),
-            "canary_mean": _num(r.experiment.mean),
-            "baseline_count": int(r.control.count),
-            "canary_count": int(r.experiment.count),
-            "ci_lower": _num(interval.lower) if interval is not None else None,
-            "ci_upper": _num(interval.upper) if interval is not None else None,
-            "estimate": _num(interval.estimate) if interval is not None else None,
-            "effect_size": _num(r.effect_size),
-            "deviation": _num(r.deviation),
-            "reason": r.reason,
         }
+        if isinstance(r, MetricResult):
+            interval = r.interval
+            out |= {
+                "decided": None,
+                "baseline_mean": _num(r.control.mean),
+                "canary_mean": _num(r.experiment.mean),
+                "baseline_count": int(r.control.count),
+                "canary_count": int(r.experiment.count),
+                "ci_lower": _num(interval.lower) if interval is not None else None,
+                "ci_upper": _num(interval.upper) if interval is not None else None,
+                "estimate": _num(interval.estimate) if interval is not None else None,
+                "effect_size": _num(r.effect_size),
+                "deviation": _num(r.deviation),
+            }
+        elif isinstance(r, CountsResult):
+            out |= {
+                "decided": r.decided,
+                "baseline_mean": _num(r.control_rate),
+                "canary_mean": _num(r.experiment_rate),
+                "baseline_count": int(r.control_total),
+                "canary_count": int(r.experiment_total),
+                "ci_lower": _num(r.ratio_lower),
+                "ci_upper": _num(r.ratio_upper),
+                "estimate": _num(r.ratio),
+                "effect_size": _num(r.evidence),
+                "deviation": _num(r.ratio),
+            }
+        else:
+            p99 = (r.control_quantiles[-1], r.experiment_quantiles[-1])
+            out |= {
+                "decided": r.decided,
+                "baseline_mean": _num(p99[0].estimate),
+                "canary_mean": _num(p99[1].estimate),
+                "baseline_count": int(r.control_total),
+                "canary_count": int(r.experiment_total),
+                "ci_lower": _num(p99[1].lower),
+                "ci_upper": _num(p99[1].upper),
+                "estimate": _num(p99[1].estimate),
+                "effect_size": _num(r.evidence),
+                "deviation": None,
+            }
+        out["reason"] = r.reason
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +188,14 @@ class IntervalJudgement:
     scores: ScoreResult
     verdict: Verdict
     thresholds: Thresholds | None
+    #: True when the sequential judge ran (count metrics, anytime-valid)
+    sequential: bool = False
+    #: what the guards said at this look (traffic, split, readiness)
+    guards: tuple[GuardResult, ...] = ()
+
+    @property
+    def failed_guards(self) -> tuple[GuardResult, ...]:
+        return tuple(g for g in self.guards if not g.ok)
 
     @property
     def summary_score(self) -> float:
@@ -127,21 +222,30 @@ def judge(
     pairs: Iterable[PairLike] | Mapping[str, tuple[Any, Any]],
     *,
     thresholds: Thresholds | Mapping[str, float | None] | None,
+    counts: Iterable[CountsLike] = (),
+    guards: Iterable[GuardResult] = (),
     rng: np.random.Generator | None = None,
 ) -> IntervalJudgement:
-    """Classify every metric of `config` on `pairs`, score them and give the verdict.
+    """Classify every metric of `config`, score them and give the verdict.
 
     `pairs` holds one entry per returned series (several per metric with groupByFields);
     a mapping `name -> (control, experiment)` is accepted for the one-series case.
+    `counts` holds the count metrics' counts since the analysis began; a count metric
+    without counts is judged Nodata. `guards` are attached to the result as they are.
     """
     if not isinstance(config, CanaryConfig):
         raise ConfigError(f"judge: config must be a CanaryConfig, got {type(config).__name__}")
     limits = _thresholds(thresholds)
     by_name = _group_pairs(config, pairs)
+    by_counts = _group_counts(config, counts)
     generator = rng if rng is not None else np.random.default_rng(0)
 
     judged: list[MetricJudgement] = []
     for metric in config.metrics:
+        if metric.evidence != "series":
+            result = _compare(metric, by_counts.get(metric.name))
+            judged.append(MetricJudgement(metric=metric, tags=MappingProxyType({}), result=result))
+            continue
         for tags, control, experiment in by_name.get(metric.name) or [({}, [], [])]:
             result = _classify(metric, control, experiment, generator)
             judged.append(
@@ -153,7 +257,7 @@ def judge(
             m.metric.name,
             m.result.classification,
             m.metric.groups,
-            critical=m.result.critical,
+            critical=m.critical,
             muted=m.metric.canary.muted,
         )
         for m in judged
@@ -165,8 +269,66 @@ def judge(
         marginal_threshold=limits.marginal if limits else None,
     )
     return IntervalJudgement(
-        metrics=tuple(judged), scores=scores, verdict=verdict, thresholds=limits
-    )
+        metrics=tuple(judged), scores=scores, verdict=verdict, thresholds=limits,
+        sequential=config.sequential, guards=tuple(guards),
+    )  # fmt: skip
+
+
+def _compare(metric: MetricConfig, counts: CountsLike | None) -> CountsResult | HistogramResult:
+    """A count metric's sequential test; no counts, or a side without series, is Nodata."""
+    cfg = metric.canary
+    settings = {
+        "direction": cfg.direction,
+        "alpha": cfg.alpha if cfg.alpha is not None else DEFAULT_ALPHA,
+        "tolerance": cfg.tolerance if cfg.tolerance is not None else DEFAULT_TOLERANCE,
+    }
+    missing = ("baseline", "canary") if counts is None else tuple(counts.missing)
+    if metric.evidence == "ratio":
+        if missing:
+            result = compare_counts(0, 0, 0, 0, **settings)
+        else:
+            assert counts is not None
+            c, e = counts.control, counts.experiment
+            result = compare_counts(c.events, c.total, e.events, e.total, **settings)
+    else:
+        query = metric.query
+        unit = query.histogram.unit if query is not None and getattr(query, "histogram", None) else ""
+        if missing:
+            result = compare_histograms([0, 0], [0, 0], [1.0, math.inf], unit=unit, **settings)
+        else:
+            assert counts is not None
+            bounds = _common_bounds(metric.name, counts.control.upper_bounds, counts.experiment.upper_bounds)
+            result = compare_histograms(counts.control.buckets, counts.experiment.buckets, bounds,
+                                        unit=unit, **settings)  # fmt: skip
+    if missing:
+        sides = " and ".join({"control": "baseline", "experiment": "canary"}.get(m, m) for m in missing)
+        result = replace(result, reason=f"no series for the {sides}: the query matches nothing "
+                         "(does the app export it, and does the scope label match?)")  # fmt: skip
+    return result
+
+
+def _common_bounds(name: str, control: Sequence[float], experiment: Sequence[float]) -> Sequence[float]:
+    if tuple(control) != tuple(experiment):
+        raise ConfigError(
+            f"metric {name!r}: baseline and canary histograms have different buckets "
+            f"({[format_value(b, '') for b in control]} vs "
+            f"{[format_value(b, '') for b in experiment]}); both tracks must run builds that "
+            "export the same buckets for a bucket-wise comparison"
+        )
+    return control
+
+
+def _group_counts(config: CanaryConfig, counts: Iterable[CountsLike]) -> dict[str, CountsLike]:
+    kinds = {m.name: m.evidence for m in config.metrics}
+    out: dict[str, CountsLike] = {}
+    for c in counts:
+        if kinds.get(c.name) in (None, "series"):
+            raise ConfigError(
+                f"judge: counts given for {c.name!r}, which canary config {config.name!r} does not "
+                "define as a ratio or histogram metric"
+            )
+        out[c.name] = c
+    return out
 
 
 def _classify(
@@ -243,7 +405,9 @@ def _thresholds(value: Thresholds | Mapping[str, float | None] | None) -> Thresh
     )
 
 
-def _num(value: float) -> float | None:
+def _num(value: float | None) -> float | None:
     """JSON has no NaN or infinity: report non-finite numbers as None (the reason says why)."""
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None

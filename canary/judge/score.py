@@ -171,7 +171,8 @@ def classify_score(score: float, *, pass_threshold: float | None,
 
     Kayenta always has both thresholds. A missing one is read the way `passes` reads it:
     no thresholds -> Pass; no pass threshold -> Pass at or above marginal, else Fail; no
-    marginal threshold -> no Marginal band.
+    marginal threshold -> no Marginal band. Every comparison is made by `passes`, the one
+    place where a score meets a threshold (canary.analysis.decision builds on both).
     """
     for name, value in (("score", score), ("pass_threshold", pass_threshold),
                         ("marginal_threshold", marginal_threshold)):
@@ -179,13 +180,15 @@ def classify_score(score: float, *, pass_threshold: float | None,
             continue
         if isinstance(value, bool) or not isinstance(value, Real):
             raise ConfigError(f"{name} must be a number, got {value!r}")
+
+    def at_least(bound: float) -> bool:
+        return passes(score, pass_threshold=bound, marginal_threshold=None)
+
     if pass_threshold is None:
-        if marginal_threshold is None or score >= marginal_threshold:
-            return Verdict.PASS
-        return Verdict.FAIL
-    if score >= pass_threshold:
+        return Verdict.PASS if marginal_threshold is None or at_least(marginal_threshold) else Verdict.FAIL
+    if at_least(pass_threshold):
         return Verdict.PASS
-    if marginal_threshold is not None and score >= marginal_threshold:
+    if marginal_threshold is not None and at_least(marginal_threshold):
         return Verdict.MARGINAL
     return Verdict.FAIL
 
