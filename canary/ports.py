@@ -16,6 +16,7 @@ from canary.errors import ConfigError
 
 if TYPE_CHECKING:
     from canary.config import MetricConfig
+    from canary.metrics.counts import CountsPair, SideCounts
     from canary.metrics.scope import MetricScope
     from canary.metrics.series import MetricPair, Series
 
@@ -48,7 +49,8 @@ class Weights:
 
 @runtime_checkable
 class MetricSource(Protocol):
-    """Fetches one metric's series for a scope (canary.metrics.prometheus implements it)."""
+    """Fetches one metric's series, or a count metric's counts, for a scope
+    (canary.metrics.prometheus implements it)."""
 
     def fetch(
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
@@ -68,6 +70,40 @@ class MetricSource(Protocol):
         experiment_scope: MetricScope,
     ) -> list[MetricPair]:
         """Control and experiment series paired by tag set and NaN-padded, one pair per set."""
+        ...
+
+    def fetch_counts(
+        self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
+    ) -> SideCounts:
+        """A ratio or histogram metric's counts over the scope's window (exact counter
+        increases, resets handled); `missing` when its selectors matched no series.
+
+        Raises ConfigError for a series metric or a rejected selector, MetricsError
+        (transient for timeouts/5xx) otherwise, also for buckets that cannot be summed.
+        """
+        ...
+
+    def fetch_counts_pair(
+        self,
+        metric: MetricConfig,
+        templates: Mapping[str, str] | None,
+        control_scope: MetricScope,
+        experiment_scope: MetricScope,
+    ) -> CountsPair:
+        """Both sides' counts; `missing` names the sides ("control", "experiment") found empty."""
+        ...
+
+    def counter_increase(
+        self,
+        selector_template: str,
+        templates: Mapping[str, str] | None,
+        scope: MetricScope,
+        *,
+        by: str | None = None,
+        name: str = "request counter",
+    ) -> dict[str, float]:
+        """Increase over the scope's window of the counters a selector template matches,
+        summed per value of label ``by`` (one key "" without it); empty when none matched."""
         ...
 
 
@@ -94,6 +130,11 @@ class Workloads(Protocol):
 
     def wait_ready(self, app: str, track: Track, timeout: float) -> None:
         """Block until every replica of the track is ready; PlatformError after ``timeout`` s."""
+        ...
+
+    def serving(self, app: str, track: Track) -> str | None:
+        """None while the track is up and ready, else why not, in words (a quick check
+        made at every look: a canary that stopped serving must not be judged)."""
         ...
 
     def promote(self, app: str, image: str) -> None:

@@ -2,8 +2,9 @@
 
 Errors are not swallowed: a metric store that cannot answer raises (a transient
 MetricsError for timeouts and refused connections), so no verdict is ever computed from a
-half-fetched interval. A store that answers with no series yields NaN placeholders, which
-the judge sees as Nodata (fail closed both ways).
+half-fetched interval. A store that answers with no series yields NaN placeholders (series
+metrics) or a side marked missing (count metrics), which the judge sees as Nodata (fail
+closed both ways).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from canary.config import CanaryConfig, MetricConfig
+from canary.metrics.counts import CountsPair
 from canary.metrics.scope import MetricScope
 from canary.metrics.series import MetricPair
 from canary.ports import MetricSource
@@ -24,11 +26,60 @@ def collect_pairs(
     *,
     progress: Callable[[MetricConfig, int, int], None] | None = None,
 ) -> list[MetricPair]:
-    """All control/experiment pairs of `config`'s metrics, in config order."""
+    """All control/experiment pairs of `config`'s series metrics, in config order (count
+    metrics are read by collect_counts)."""
     pairs: list[MetricPair] = []
-    total = len(config.metrics)
-    for index, metric in enumerate(config.metrics, start=1):
+    metrics = [m for m in config.metrics if m.evidence == "series"]
+    for index, metric in enumerate(metrics, start=1):
         pairs.extend(source.fetch_pair(metric, config.templates, control, experiment))
         if progress is not None:
-            progress(metric, index, total)
+            progress(metric, index, len(metrics))
     return pairs
+
+
+def collect_counts(
+    source: MetricSource,
+    config: CanaryConfig,
+    control: MetricScope,
+    experiment: MetricScope,
+    *,
+    progress: Callable[[MetricConfig, int, int], None] | None = None,
+) -> list[CountsPair]:
+    """Control/experiment counts of `config`'s ratio and histogram metrics, in config order."""
+    pairs: list[CountsPair] = []
+    metrics = [m for m in config.metrics if m.evidence != "series"]
+    for index, metric in enumerate(metrics, start=1):
+        pairs.append(source.fetch_counts_pair(metric, config.templates, control, experiment))
+        if progress is not None:
+            progress(metric, index, len(metrics))
+    return pairs
+
+
+def request_counter(config: CanaryConfig) -> tuple[str, str | None, str] | None:
+    """(selector, group-by label, key) of the counter that counts each track's requests:
+    `guards.requests`, else the first ratio metric's total, else the first histogram's
+    +Inf bucket; None when the config has none of them (a plain Kayenta config)."""
+    if config.guards.requests:
+        return config.guards.requests, None, ""
+    for metric in config.metrics:
+        query = metric.query
+        if metric.evidence == "ratio" and query is not None:
+            return query.ratio.total, None, ""  # type: ignore[union-attr]
+    for metric in config.metrics:
+        query = metric.query
+        if metric.evidence == "histogram" and query is not None:
+            return query.histogram.buckets, "le", "+Inf"  # type: ignore[union-attr]
+    return None
+
+
+def count_requests(
+    source: MetricSource, config: CanaryConfig, control: MetricScope, experiment: MetricScope
+) -> tuple[float, float] | None:
+    """(baseline, canary) requests over the window, for the guards; None without a counter."""
+    counter = request_counter(config)
+    if counter is None:
+        return None
+    selector, by, key = counter
+    sides = [source.counter_increase(selector, config.templates, scope, by=by, name="requests")
+             for scope in (control, experiment)]  # fmt: skip
+    return sides[0].get(key, 0.0), sides[1].get(key, 0.0)

@@ -11,11 +11,17 @@ Requests follow Kayenta: ``GET <url>/api/v1/query_range`` with ``query``, ``star
 ``end`` as ``Instant.toString()`` and ``step`` in whole seconds. Windows longer than
 Prometheus's 11,000 points per series are split into consecutive requests on the same
 evaluation grid and stitched per label set, so the result equals one big query.
+
+Count metrics (the sequential judge) read raw counter samples instead: one instant query
+``<selector>[<N>s]`` at the window's end, N reaching ``lookback`` seconds before its start
+so the last sample at or before the start is in the answer; canary.metrics.counts turns
+the samples into exact increases (no ``increase()`` extrapolation).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,9 +31,19 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from canary.config import PrometheusQuery
 from canary.errors import ConfigError, MetricsError
-from canary.metrics.promql import build_query
-from canary.metrics.scope import MetricScope, iso_instant
+from canary.metrics.counts import (
+    CounterSeries,
+    CountsPair,
+    SideCounts,
+    histogram_counts,
+    parse_matrix,
+    ratio_counts,
+    sum_increase,
+)
+from canary.metrics.promql import _reject_injection, build_query, expand_custom_filter
+from canary.metrics.scope import MetricScope, epoch_millis, iso_instant
 from canary.metrics.series import Align, MetricPair, Series, mix, to_series
 
 if TYPE_CHECKING:
@@ -37,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Prometheus refuses a range query whose (end - start) / step exceeds 11,000.
 MAX_POINTS_PER_REQUEST = 11_000
+#: How far before a window's start counters are looked up: Prometheus' staleness window.
+DEFAULT_LOOKBACK = 300.0
 _BODY_LIMIT = 500
 
 
@@ -57,7 +75,10 @@ class PrometheusMetricSource:
     are sent with every request and never logged, repr'd or put into error messages.
     ``align`` picks how samples become values (see canary.metrics.series): ``"kayenta"``
     packs them as Kayenta does (gaps vanish), ``"grid"`` aligns them to the scope's step grid
-    with NaN for gaps. ``session`` is the transport seam for tests.
+    with NaN for gaps. ``lookback`` (seconds) is how far before a window's start a count
+    metric's starting value is searched; a series with no sample that far back counts as
+    born in the window (from 0), so it must exceed the scrape interval. ``session`` is the
+    transport seam for tests.
     """
 
     def __init__(
@@ -70,6 +91,7 @@ class PrometheusMetricSource:
         scope_label: str = "instance",
         align: Align = "kayenta",
         max_points_per_request: int = MAX_POINTS_PER_REQUEST,
+        lookback: float = DEFAULT_LOOKBACK,
         session: requests.Session | None = None,
     ) -> None:
         parts = urlsplit(url)
@@ -86,12 +108,15 @@ class PrometheusMetricSource:
             )
         if timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        if not (math.isfinite(lookback) and lookback > 0):
+            raise ConfigError(f"lookback must be > 0 seconds (default 300), got {lookback}")
         self.url = url.rstrip("/")
         self._safe_url = redact_url(self.url)
         self._timeout = timeout
         self._scope_label = scope_label
         self._align: Align = align
         self._max_points = max_points_per_request
+        self._lookback = lookback
         if session is None:
             session = requests.Session()
         session.verify = verify_tls
@@ -150,6 +175,97 @@ class PrometheusMetricSource:
             )
         return build_query(metric.query, templates, scope, scope_label=self._scope_label)
 
+    # -- count metrics ---------------------------------------------------------------------
+
+    def fetch_counts(
+        self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
+    ) -> SideCounts:
+        """One side's counts of a ratio or histogram metric over the scope's window."""
+        query = metric.query
+        if not isinstance(query, PrometheusQuery) or metric.evidence == "series":
+            raise ConfigError(
+                f"metric {metric.name!r} has no ratio or histogram counters; read it with fetch"
+            )
+        start, end = _window(scope)
+        if query.ratio is not None:
+            events, total = (
+                self._counters(text, templates, scope, metric.name, query.resource_type)
+                for text in (query.ratio.events, query.ratio.total)
+            )
+            return ratio_counts(events, total, start, end)
+        assert query.histogram is not None
+        buckets = self._counters(
+            query.histogram.buckets, templates, scope, metric.name, query.resource_type
+        )
+        return histogram_counts(buckets, start, end, metric=metric.name)
+
+    def fetch_counts_pair(
+        self,
+        metric: MetricConfig,
+        templates: Mapping[str, str] | None,
+        control_scope: MetricScope,
+        experiment_scope: MetricScope,
+    ) -> CountsPair:
+        """Control and experiment counts of one count metric; `missing` names empty sides."""
+        control = self.fetch_counts(metric, templates, control_scope)
+        experiment = self.fetch_counts(metric, templates, experiment_scope)
+        missing = tuple(
+            side for side, got in (("control", control), ("experiment", experiment)) if got.missing
+        )
+        return CountsPair(metric.name, control.counts, experiment.counts, missing)
+
+    def counter_increase(
+        self,
+        selector_template: str,
+        templates: Mapping[str, str] | None,
+        scope: MetricScope,
+        *,
+        by: str | None = None,
+        name: str = "request counter",
+    ) -> dict[str, float]:
+        """Increase over the scope's window of the counters a selector template matches,
+        summed per value of label `by` (key "" without it); empty if nothing matched.
+        `name` is what error messages call the selector."""
+        series = self._counters(selector_template, templates, scope, name, None)
+        return sum_increase(series, *_window(scope), by=by)
+
+    def selector(
+        self,
+        template: str,
+        templates: Mapping[str, str] | None,
+        scope: MetricScope,
+        *,
+        name: str = "<selector>",
+        resource_type: str | None = None,
+    ) -> str:
+        """A counter selector for ``scope``: the bindings (and injection checks) of a Kayenta
+        customInlineTemplate, so ``${scope}``, ``${location}`` and extendedScopeParams work
+        alike. (`templates` is passed on as for customInlineTemplate, which ignores it.)"""
+        try:
+            _reject_injection(scope)
+            inline = PrometheusQuery(custom_inline_template=template, resource_type=resource_type)
+            text = expand_custom_filter(inline, templates, scope)
+        except ConfigError as exc:
+            raise ConfigError(f"metric {name!r}: {exc}") from None
+        if not text or not text.strip():
+            raise ConfigError(f"metric {name!r}: the counter selector is empty")
+        return text
+
+    def _counters(
+        self,
+        template: str,
+        templates: Mapping[str, str] | None,
+        scope: MetricScope,
+        name: str,
+        resource_type: str | None,
+    ) -> list[CounterSeries]:
+        selector = self.selector(template, templates, scope, name=name, resource_type=resource_type)
+        span_ms = epoch_millis(scope.end) - epoch_millis(scope.start)
+        query = f"{selector}[{math.ceil(span_ms / 1000 + self._lookback)}s]"
+        params = {"query": query, "time": iso_instant(scope.end)}
+        result = self._get("/api/v1/query", params, query, name)
+        return parse_matrix(result, metric=name)
+
     def check(self) -> None:
         """Raise a MetricsError unless the server answers its health endpoint."""
         try:
@@ -190,27 +306,30 @@ class PrometheusMetricSource:
             "end": iso_instant(end),
             "step": str(step),
         }
-        log.debug(
-            "GET %s/api/v1/query_range start=%s end=%s step=%s query=%s",
-            self._safe_url,
-            params["start"],
-            params["end"],
-            step,
-            query,
-        )
+        return self._get("/api/v1/query_range", params, query, metric_name)
+
+    def _get(
+        self, path: str, params: Mapping[str, str], query: str, metric_name: str
+    ) -> Sequence[dict[str, Any]]:
+        """GET ``path`` and return the ``matrix`` result, errors mapped (see _result)."""
+        log.debug("GET %s%s %s", self._safe_url, path, params)
         try:
             response = self._session.get(
-                f"{self.url}/api/v1/query_range",
+                f"{self.url}{path}",
                 params=params,
                 headers=self._client.headers,
                 timeout=self._timeout,
             )
         except requests.RequestException as exc:
             raise self._transport_error(exc) from None
-        return self._result(response, query, metric_name)
+        return self._result(response, query, metric_name, path)
 
     def _result(
-        self, response: requests.Response, query: str, metric_name: str
+        self,
+        response: requests.Response,
+        query: str,
+        metric_name: str,
+        path: str = "/api/v1/query_range",
     ) -> Sequence[dict[str, Any]]:
         status = response.status_code
         detail = _error_detail(response)
@@ -232,7 +351,7 @@ class PrometheusMetricSource:
             )
         if status == 404:
             raise ConfigError(
-                f"{where} has no /api/v1/query_range (HTTP 404); check the URL and any path prefix"
+                f"{where} has no {path} (HTTP 404); check the URL and any path prefix"
             )
         if status != 200:
             raise MetricsError(
@@ -273,3 +392,8 @@ def _error_detail(response: requests.Response) -> str:
     except (ValueError, AttributeError):
         text = response.text.strip() or response.reason or ""
     return text[:_BODY_LIMIT]
+
+
+def _window(scope: MetricScope) -> tuple[float, float]:
+    """The scope's window in seconds, truncated to milliseconds as Prometheus reads it."""
+    return epoch_millis(scope.start) / 1000, epoch_millis(scope.end) / 1000

@@ -33,7 +33,7 @@ from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = CanaryConfig.load(REPO / "deployments" / "canary-configs" / "goldengoose.yaml")
+CONFIG = CanaryConfig.load(REPO / "deployments" / "canary-configs" / "goldengoose-kayenta.yaml")
 THRESHOLDS = {"pass": 95, "marginal": 75}
 RATE, SECONDS = 40.0, 24.0
 # scope name -> extra goldengoose flags (the baseline and "aa" run the very same build)

@@ -229,3 +229,14 @@ class PrometheusServer:
                     f"{promql!r} did not satisfy the condition in {timeout}s: {last}"
                 )
             time.sleep(interval)
+
+    def wait_for_scrape_after(
+        self, selector: str, moment: float, *, series: int, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """Poll until at least ``series`` series of ``selector`` each have a sample newer than
+        ``moment`` (Unix seconds): all a target did before ``moment`` is then stored."""
+        return self.wait_for(
+            f"timestamp({selector})",
+            lambda r: len(r) >= series and min(float(x["value"][1]) for x in r) > moment,
+            timeout=timeout,
+        )
