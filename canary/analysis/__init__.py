@@ -1,21 +1,29 @@
-"""The multi-interval analysis, pure parts: judgement windows and the stop/final decisions."""
+"""The multi-interval analysis, pure parts: judgement windows, and the decisions after each look."""
 
+from canary.analysis.decision import (
+    Action,
+    Decision,
+    decide,
+    fails_fast,
+    final_decision,
+    in_marginal_band,
+)
 from canary.analysis.windows import (
     JudgementWindow,
     effective_interval,
     effective_lifetime,
-    final_decision,
-    is_marginal,
     judgement_windows,
-    should_stop_early,
 )
 
 __all__ = [
+    "Action",
+    "Decision",
     "JudgementWindow",
+    "decide",
     "effective_interval",
     "effective_lifetime",
+    "fails_fast",
     "final_decision",
-    "is_marginal",
+    "in_marginal_band",
     "judgement_windows",
-    "should_stop_early",
 ]

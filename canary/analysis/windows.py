@@ -1,4 +1,5 @@
-"""Judgement windows and the pure decisions of the multi-interval loop (judge spec, section 7).
+"""Judgement windows of the multi-interval loop (judge spec, section 7); decisions are in
+canary.analysis.decision.
 
 Pure: no clock, no I/O. The caller passes `start`, the real time at which the analysis
 begins (normally "now"); a plan's `start_time`, when set, replaces it as the origin of the
@@ -13,11 +14,10 @@ plans use the exact duration, so a 90-second local demo is possible.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from canary.config import AnalysisPlan, Thresholds
+from canary.config import AnalysisPlan
 from canary.errors import ConfigError
 
 _MINUTE = timedelta(minutes=1)
@@ -104,49 +104,3 @@ def judgement_windows(plan: AnalysisPlan, *, start: datetime) -> tuple[Judgement
             )
         )
     return tuple(windows)
-
-
-def should_stop_early(score: float, thresholds: Thresholds | None) -> bool:
-    """Step 5: fail fast when a judgement scores at or below marginal.
-
-    A score that is not a number stops the run too (fail closed).
-    """
-    if not math.isfinite(score):
-        return True
-    return (
-        thresholds is not None
-        and thresholds.marginal is not None
-        and (score <= thresholds.marginal)
-    )
-
-
-def final_decision(last_score: float | None, thresholds: Thresholds | None) -> tuple[bool, str]:
-    """Step 6: (passed, reason) from the last score only; earlier marginal scores don't count."""
-    if last_score is None:
-        return False, "no successful canary judgements"
-    if not math.isfinite(last_score):
-        return False, f"the last score is {last_score}, not a number; failing closed"
-    if thresholds is None or (thresholds.pass_ is None and thresholds.marginal is None):
-        return True, f"last score {last_score:g}; no thresholds were given, so it passes"
-    if thresholds.marginal is not None and last_score <= thresholds.marginal:
-        return False, (
-            f"last score {last_score:g} is at or below the marginal threshold "
-            f"{thresholds.marginal:g}"
-        )
-    if thresholds.pass_ is None:
-        return True, f"last score {last_score:g} is above marginal; no pass threshold was given"
-    if last_score < thresholds.pass_:
-        return False, f"last score {last_score:g} is below the pass threshold {thresholds.pass_:g}"
-    return True, f"last score {last_score:g} reaches the pass threshold {thresholds.pass_:g}"
-
-
-def is_marginal(score: float | None, thresholds: Thresholds | None) -> bool:
-    """True in the Marginal band: above the marginal threshold, below the pass threshold.
-
-    The band where a person may decide (manual judgement); outside it the numbers decide.
-    """
-    if score is None or not math.isfinite(score) or thresholds is None:
-        return False
-    above = thresholds.marginal is None or score > thresholds.marginal
-    below = thresholds.pass_ is not None and score < thresholds.pass_
-    return above and below

@@ -1,0 +1,175 @@
+"""The one place that says stop, continue or promote, from a judgement. Pure.
+
+Two rule sets, one module:
+
+* **Kayenta mode** (judge spec, section 7): fail fast when a judgement scores at or below
+  the marginal threshold; otherwise decide on the *last* score only (`passes`).
+* **Sequential mode** (count metrics, anytime-valid; docs/judge.md): a proven regression
+  on a critical metric, missing data or a failed guard stops the release at once; once
+  every critical and scored metric is *decided* within its tolerance (and `min_analysis`
+  has passed) the release may be promoted early; otherwise it continues, and at the end of
+  the lifetime the score decides as in Kayenta mode.
+
+Guards (traffic, split, readiness) fail a release in both modes: no canary is promoted
+blind. Every threshold comparison goes through `canary.judge.score.passes`, so the
+asymmetry Kayenta users rely on (a score equal to the marginal threshold fails, one equal
+to the pass threshold passes) holds everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from canary.config import Thresholds
+from canary.judge.classify import Classification
+from canary.judge.interval import IntervalJudgement, MetricJudgement
+from canary.judge.score import passes
+
+__all__ = ["Action", "Decision", "decide", "fails_fast", "final_decision", "in_marginal_band"]
+
+
+class Action(StrEnum):
+    CONTINUE = "continue"
+    PROMOTE = "promote"
+    ROLL_BACK = "roll back"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after a look, and why in words.
+
+    `final` is True when the release ends here; `early` when it ends before its last
+    look; `marginal` when the last score sits in the band where a person may decide.
+    """
+
+    action: Action
+    reason: str
+    final: bool
+    early: bool = False
+    marginal: bool = False
+
+
+def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:
+    marginal = thresholds.marginal if thresholds is not None else None
+    return passes(score, pass_threshold=None, marginal_threshold=marginal)
+
+
+def fails_fast(score: float, thresholds: Thresholds | None) -> bool:
+    """Fail fast when a judgement scores at or below marginal; a NaN score fails closed."""
+    return not math.isfinite(score) or not _above_marginal(score, thresholds)
+
+
+def final_decision(last_score: float | None, thresholds: Thresholds | None) -> tuple[bool, str]:
+    """(passed, reason) from the last score only; earlier marginal scores don't count."""
+    if last_score is None:
+        return False, "no successful canary judgements"
+    if not math.isfinite(last_score):
+        return False, f"the last score is {last_score}, not a number; failing closed"
+    pass_, marginal = (thresholds.pass_, thresholds.marginal) if thresholds else (None, None)
+    ok = passes(last_score, pass_threshold=pass_, marginal_threshold=marginal)
+    if pass_ is None and marginal is None:
+        return True, f"last score {last_score:g}; no thresholds were given, so it passes"
+    if not _above_marginal(last_score, thresholds):
+        return False, (f"last score {last_score:g} is at or below the marginal threshold "
+                       f"{marginal:g}")  # fmt: skip
+    if pass_ is None:
+        return True, f"last score {last_score:g} is above marginal; no pass threshold was given"
+    if not ok:
+        return False, f"last score {last_score:g} is below the pass threshold {pass_:g}"
+    return True, f"last score {last_score:g} reaches the pass threshold {pass_:g}"
+
+
+def in_marginal_band(score: float | None, thresholds: Thresholds | None) -> bool:
+    """Above the marginal threshold and below the pass threshold: where a person may decide."""
+    if score is None or not math.isfinite(score) or thresholds is None:
+        return False
+    if thresholds.pass_ is None:
+        return False
+    below_pass = not passes(score, pass_threshold=thresholds.pass_, marginal_threshold=None)
+    return _above_marginal(score, thresholds) and below_pass
+
+
+def _describe(m: MetricJudgement) -> str:
+    flag = " (critical)" if m.critical else ""
+    return f"{m.name} {m.classification.value}{flag}: {m.result.reason}"
+
+
+def _failing(j: IntervalJudgement) -> list[MetricJudgement]:
+    return [m for m in j.metrics if not m.metric.canary.muted
+            and m.classification is not Classification.PASS]  # fmt: skip
+
+
+def decide(
+    judgement: IntervalJudgement,
+    *,
+    look: int,
+    looks: int,
+    elapsed: timedelta = timedelta(0),
+    min_analysis: timedelta = timedelta(0),
+) -> Decision:
+    """The decision after look `look` of `looks` (1-based), `elapsed` into the analysis."""
+    thresholds = judgement.thresholds
+    score = judgement.summary_score
+    last = look >= looks
+    early = not last
+    where = f"after look {look} of {looks}"
+
+    guards = judgement.failed_guards
+    if guards:
+        text = "; ".join(f"{g.name}: {g.reason}" for g in guards)
+        return Decision(Action.ROLL_BACK, f"guard failed {where}: {text}", True, early)
+
+    if judgement.sequential:
+        active = [m for m in judgement.metrics if not m.metric.canary.muted]
+        blind = [m for m in active if m.classification is Classification.NODATA]
+        if blind:
+            text = "; ".join(_describe(m) for m in blind)
+            return Decision(Action.ROLL_BACK, f"no data {where}, and a canary is never "
+                            f"promoted blind: {text}", True, early)  # fmt: skip
+        critical = [m for m in active if m.critical]
+        if critical:
+            text = "; ".join(_describe(m) for m in critical)
+            return Decision(Action.ROLL_BACK, f"regression proven {where}: {text}", True, early)
+
+    if early and fails_fast(score, thresholds):
+        failing = "; ".join(_describe(m) for m in _failing(judgement)) or "no metric failed"
+        marginal = thresholds.marginal if thresholds is not None else None
+        limit = f"at or below the marginal threshold {marginal:g}" if marginal is not None else "not a number"
+        return Decision(Action.ROLL_BACK, f"score {score:g} {where} is {limit}: {failing}",
+                        True, early)  # fmt: skip
+
+    waiting = ""
+    if judgement.sequential and early:
+        active = [m for m in judgement.metrics if not m.metric.canary.muted]
+        if active and all(m.decided for m in active):
+            if elapsed >= min_analysis:
+                return Decision(Action.PROMOTE, (
+                    f"every metric is decided within its tolerance {where} "
+                    f"({_seconds(elapsed)} of analysis): safe to promote now"), True, True)  # fmt: skip
+            waiting = (f"; every metric is decided within its tolerance, but min_analysis "
+                       f"{_seconds(min_analysis)} has not passed ({_seconds(elapsed)})")  # fmt: skip
+
+    if not last:
+        return Decision(Action.CONTINUE, f"no decision {where}; continuing{waiting}", False)
+
+    ok, reason = final_decision(score, thresholds)
+    if judgement.sequential:
+        undecided = [m.name for m in judgement.metrics
+                     if not m.metric.canary.muted and not m.decided]  # fmt: skip
+        if ok and undecided:
+            reason += (f"; no regression proven in {looks} looks (not yet decided within "
+                       f"tolerance: {', '.join(undecided)})")  # fmt: skip
+    if not ok:
+        failing = "; ".join(_describe(m) for m in _failing(judgement))
+        reason += f": {failing}" if failing else ""
+    action = Action.PROMOTE if ok else Action.ROLL_BACK
+    return Decision(action, reason, True, False, marginal=in_marginal_band(score, thresholds))
+
+
+def _seconds(delta: timedelta) -> str:
+    seconds = int(round(delta.total_seconds()))
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
