@@ -2,8 +2,9 @@
 
 Reads like the chain in DESIGN.md: take the app's release lock, repair leftovers of a
 crashed release, deploy baseline (production's image) and canary (the new image), then per
-judgement window shift traffic, wait for the window, fetch, judge and publish; stop early
-at or below marginal; decide on the last score; promote or roll back; ALWAYS clean up.
+judgement window shift traffic, wait for the window, check that both tracks serve, fetch,
+judge and publish, and let canary.analysis.decision say stop, continue or promote; promote
+or roll back; ALWAYS clean up.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 
-from canary.analysis.windows import (
-    final_decision,
-    is_marginal,
-    judgement_windows,
-    should_stop_early,
-)
+from canary.analysis.decision import Action, Decision, decide
+from canary.analysis.windows import judgement_windows
 from canary.config import CanaryConfig
 from canary.errors import ConfigError
+from canary.judge.guards import evaluate_guards
 from canary.release import ReleaseSpec, check_app_name, check_commit
 from canary.report import JudgementRecord, markdown_report
 from tasks import platform as p
-from tasks.analysis import fetch_metrics, judge_interval
+from tasks.analysis import fetch_counts, fetch_metrics, fetch_request_counts, judge_interval
 from tasks.judgement import ask_for_judgement
 from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
 from tasks.setup import LOCK_LEASE_SECONDS, ensure_release_lock, load_block, load_release_spec
@@ -73,12 +71,12 @@ def canary_release(
             p.deploy_track(plat, app, "canary", image)
             p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
             p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
-            _analyse(plat, source, spec, canary_config, app, commit, records)
-            last = _last_score(records)
-            promote, reason = final_decision(last, thresholds)
-            if not promote and spec.manual_judgement and is_marginal(last, thresholds):
+            decision = _analyse(plat, source, spec, canary_config, app, commit, records)
+            promote, reason = decision.action is Action.PROMOTE, decision.reason
+            if not promote and spec.manual_judgement and decision.marginal:
                 promote, reason = ask_for_judgement(
-                    app, last, timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
+                    app, _last_score(records) or 0.0,
+                    timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
             if promote:
                 p.promote_image(plat, app, image)
                 outcome = PROMOTED
@@ -115,34 +113,49 @@ def _last_score(records: list[JudgementRecord]) -> float | None:
 
 
 def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, app: str,
-             commit: str, records: list[JudgementRecord]) -> None:  # fmt: skip
-    """Per window: shift traffic, wait for the window, fetch, judge, publish; fail fast."""
+             commit: str, records: list[JudgementRecord]) -> Decision:  # fmt: skip
+    """Per window: shift traffic, wait, check both tracks, fetch, judge, publish, decide."""
     logger = get_run_logger()
     thresholds = spec.analysis.thresholds
     bar = start_progress(app, f"canary release of {app} at {commit[:12]}")
     start = datetime.now(UTC)
     windows = judgement_windows(spec.analysis, start=start)
     total = (windows[-1].not_before - start).total_seconds() or 1.0
+    has_counts = any(m.evidence != "series" for m in config.metrics)
+    previous = (0.0, 0.0)
+    decision = Decision(Action.ROLL_BACK, "no judgement was made", True)
     for window in windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(plat, app, weights)
         wait_until(window.not_before, tick=lambda: progress(
             bar, 100 * (datetime.now(UTC) - start).total_seconds() / total))  # fmt: skip
         pairs = fetch_metrics(source, config, spec.scopes, window)
-        result = judge_interval(config, pairs, thresholds, window.index)
+        counts = fetch_counts(source, config, spec.scopes, window) if has_counts else []
+        requests = fetch_request_counts(source, config, spec.scopes, window)
+        guards = evaluate_guards(
+            readiness=p.check_serving(plat, app), requests=requests, previous=previous,
+            min_requests=config.guards.min_requests, split_alpha=config.guards.split_alpha,
+        )  # fmt: skip
+        previous = requests or previous
+        result = judge_interval(config, pairs, thresholds, window.index, counts, guards)
+        decision = decide(
+            result, look=window.index, looks=len(windows),
+            elapsed=window.experiment_end - window.experiment_start,
+            min_analysis=spec.analysis.min_analysis,
+        )  # fmt: skip
         record = JudgementRecord(
             index=window.index, window_start=window.experiment_start,
             window_end=window.experiment_end, canary_share=weights.canary, judgement=result,
+            decision=decision,
         )  # fmt: skip
         records.append(record)
         publish_interval(app, record)
-        logger.info("judgement %d/%d: score %s → %s", window.index, len(windows),
-                    result.summary_score, result.verdict.value)  # fmt: skip
-        if should_stop_early(result.summary_score, thresholds):
-            logger.warning("score %s is at or below marginal: stopping early",
-                           result.summary_score)  # fmt: skip
+        logger.info("judgement %d/%d: score %s → %s; %s", window.index, len(windows),
+                    result.summary_score, result.verdict.value, decision.reason)  # fmt: skip
+        if decision.final:
             break
     progress(bar, 100.0)
+    return decision
 
 
 def _clean_up(plat: Any, app: str) -> tuple[list[str], BaseException | None]:

@@ -1,4 +1,5 @@
-"""Tasks of the analysis: fetch one window's series, judge them. Only fetching retries."""
+"""Tasks of the analysis: fetch one window's series and counts, judge them. Only fetching
+retries."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig, Thresholds
 from canary.judge import IntervalJudgement, judge
-from canary.metrics.collect import collect_pairs
+from canary.judge.guards import GuardResult
+from canary.metrics.collect import collect_counts, collect_pairs, count_requests
+from canary.metrics.counts import CountsPair
 from canary.metrics.scope import MetricScope, scope_pair
 from canary.metrics.series import MetricPair
 from canary.release import Scopes
@@ -36,9 +39,34 @@ def fetch_metrics(
     return collect_pairs(source, config, control, experiment)
 
 
+@task(name="fetch-counts", task_run_name="fetch-counts-{window.index}",
+      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
+def fetch_counts(
+    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
+) -> list[CountsPair]:
+    """The count metrics' counts over the window (since the analysis began)."""
+    control, experiment = window_scopes(scopes, window)
+    return collect_counts(source, config, control, experiment)
+
+
+@task(name="count-requests", task_run_name="count-requests-{window.index}",
+      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
+def fetch_request_counts(
+    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
+) -> tuple[float, float] | None:
+    """(baseline, canary) requests over the window, for the guards; None without a counter."""
+    control, experiment = window_scopes(scopes, window)
+    return count_requests(source, config, control, experiment)
+
+
 @task(name="judge-interval", task_run_name="judge-interval-{index}", cache_policy=NO_CACHE)
 def judge_interval(
-    config: CanaryConfig, pairs: list[MetricPair], thresholds: Thresholds, index: int
+    config: CanaryConfig,
+    pairs: list[MetricPair],
+    thresholds: Thresholds,
+    index: int,
+    counts: list[CountsPair] | None = None,
+    guards: tuple[GuardResult, ...] = (),
 ) -> IntervalJudgement:
     """Never retried: a judgement is deterministic, repeating it cannot change the verdict."""
-    return judge(config, pairs, thresholds=thresholds)
+    return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards)

@@ -45,6 +45,13 @@ def wait_track_ready(platform: Any, app: str, track: Track, timeout: float) -> N
     platform.workloads().wait_ready(app, track, timeout)
 
 
+@task(name="check-serving", task_run_name="check-serving-{app}", **_TASK)
+def check_serving(platform: Any, app: str) -> dict[str, str | None]:
+    """Each track's readiness right now: None, or why it is not serving."""
+    workloads = platform.workloads()
+    return {track: workloads.serving(app, track) for track in ("baseline", "canary")}
+
+
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
 def set_traffic(platform: Any, app: str, weights: Weights) -> Weights:
     """Apply the split and read it back: judging traffic that is not in force is worthless."""

@@ -21,10 +21,11 @@ import flows.canary_release
 import tasks.platform
 import tasks.setup
 from canary.errors import ConfigError
-from tests.flows.fakes import FakeMetricsBlock, FakePlatform, FakeSource, Recorder
+from tests.flows.fakes import FakeCountsSource, FakeMetricsBlock, FakePlatform, Recorder
 
 REPO = Path(__file__).resolve().parents[2]
-CANARY_CONFIG = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
+CANARY_CONFIG = REPO / "deployments" / "canary-configs" / "goldengoose-kayenta.yaml"
+SEQUENTIAL_CONFIG = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
 PLATFORM, METRICS = "fake-platform/test", "fake-metrics/test"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "registry.test/new:0123456789ab"
@@ -61,7 +62,10 @@ _RETRYING = [
         "remove_track",
         "restore_routes",
     )
-] + [(flows.canary_release, "fetch_metrics"), (flows.build, "build_image")]
+] + [(tasks.platform, "check_serving")] + [
+    (flows.canary_release, name)
+    for name in ("fetch_metrics", "fetch_counts", "fetch_request_counts")
+] + [(flows.build, "build_image")]
 
 
 @dataclass
@@ -71,7 +75,7 @@ class Env:
     app: str
     rec: Recorder
     platform: FakePlatform
-    source: FakeSource
+    source: FakeCountsSource
     spec: Path
     loaded: list[str]
 
@@ -102,11 +106,12 @@ def write_spec(
     *,
     lifetime: str = "3s",
     steps: tuple[int, ...] = (10, 20),
+    canary_config: Path = CANARY_CONFIG,
     **extra: object,
 ) -> Path:
     spec = {
         "app": app,
-        "canary_config": str(CANARY_CONFIG),
+        "canary_config": str(canary_config),
         "analysis": {
             "lifetime": lifetime,
             "interval": "1s",
@@ -143,11 +148,17 @@ def install(
     production: str | None = PRODUCTION,
     ignore_weights: bool = False,
     lifetime: str = "3s",
+    sequential: bool = False,
+    starve: float = 1.0,
+    missing: tuple[str, ...] = (),
 ) -> Env:
-    """Fresh fakes for `app`, returned by every load_block the flows call, and its spec."""
+    """Fresh fakes for `app`, returned by every load_block the flows call, and its spec.
+
+    `sequential` judges with the default config (count metrics) instead of the Kayenta one.
+    """
     rec = Recorder()
     platform = FakePlatform(rec, production=production, ignore_weights=ignore_weights)
-    source = FakeSource(rec, bad=bad)
+    source = FakeCountsSource(rec, bad=bad, starve=starve, missing=missing)
     blocks = {PLATFORM: platform, METRICS: FakeMetricsBlock(source)}
     loaded: list[str] = []
 
@@ -159,7 +170,8 @@ def install(
 
     for module in (tasks.setup, flows.canary_release, flows.build):
         mp.setattr(module, "load_block", load_block)
-    spec = write_spec(directory / f"{app}.yaml", app, lifetime=lifetime)
+    config = SEQUENTIAL_CONFIG if sequential else CANARY_CONFIG
+    spec = write_spec(directory / f"{app}.yaml", app, lifetime=lifetime, canary_config=config)
     return Env(app=app, rec=rec, platform=platform, source=source, spec=spec, loaded=loaded)
 
 

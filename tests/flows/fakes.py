@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.metrics.series import MetricPair, Series
 from canary.ports import Weights
 
@@ -79,12 +80,21 @@ class _Builder:
 class _Workloads:
     def __init__(self, rec: Recorder) -> None:
         self.rec = rec
+        #: track -> (from which look on, why) it is not serving: kills a track mid-release
+        self.down: dict[str, tuple[int, str]] = {}
+        self.looks: dict[str, int] = {}
 
     def deploy(self, app: str, track: str, image: str) -> None:
         self.rec.record("deploy", app, track, image, track=track)
 
     def wait_ready(self, app: str, track: str, timeout: float) -> None:
         self.rec.record("wait_ready", app, track, timeout, track=track)
+
+    def serving(self, app: str, track: str) -> str | None:
+        self.rec.record("serving", app, track, track=track)
+        self.looks[track] = self.looks.get(track, 0) + 1
+        from_look, reason = self.down.get(track, (0, None))
+        return reason if self.looks[track] >= from_look else None
 
     def promote(self, app: str, image: str) -> None:
         self.rec.record("promote", app, image)
@@ -198,6 +208,58 @@ class FakeSource:
                 experiment=series(experiment_scope, _values(metric.name, "canary", factor)),
             )
         ]
+
+
+#: Requests per second each track gets in the fakes' counts, and the healthy error rate.
+RATE, ERRORS = 1000.0, 0.005
+#: Latency bounds (s) and the healthy share of requests at or below each (cumulative).
+BOUNDS = (0.01, 0.02, 0.03, 0.05, 0.1, float("inf"))
+SHARES = (0.05, 0.4, 0.7, 0.95, 0.995, 1.0)
+
+
+class FakeCountsSource(FakeSource):
+    """A FakeSource that also answers count metrics and request counters.
+
+    Counts grow with the window: RATE requests per second per track, ERRORS of them 5xx,
+    latencies spread over BOUNDS by SHARES. `bad` metrics get `factor` times the errors
+    (ratio) or every request two buckets slower (histogram; one bucket is within the
+    config's 10 % tolerance at these coarse bounds); `starve` scales the canary's
+    requests (0.2: it serves a fifth of its share); `missing` names metrics whose canary
+    side matches no series.
+    """
+
+    def __init__(self, rec: Recorder, *, bad: tuple[str, ...] = (), factor: float = 6.0,
+                 starve: float = 1.0, missing: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(rec, bad=bad, factor=factor)
+        self.starve = starve
+        self.missing = set(missing)
+
+    def _requests(self, scope: Any) -> float:
+        seconds = (scope.end - scope.start).total_seconds()
+        return float(round(RATE * seconds * (self.starve if scope.scope == "canary" else 1.0)))
+
+    def counter_increase(self, selector: str, templates: Any, scope: Any, *, by: str | None = None,
+                         name: str = "") -> dict[str, float]:  # fmt: skip
+        self.rec.record("counter_increase", selector, scope)
+        return {"": self._requests(scope)}
+
+    def fetch_counts_pair(self, metric: Any, templates: Any, control_scope: Any,
+                          experiment_scope: Any) -> CountsPair:  # fmt: skip
+        self.rec.record("fetch_counts_pair", metric.name, control_scope, experiment_scope,
+                        datetime.now(UTC))  # fmt: skip
+        worse = metric.name in self.bad
+
+        def side(scope: Any, canary: bool) -> RatioCounts | HistogramCounts:
+            n = self._requests(scope)
+            if metric.evidence == "ratio":
+                rate = ERRORS * (self.factor if canary and worse else 1.0)
+                return RatioCounts(events=float(round(n * rate)), total=n)
+            shares = ((0.0, 0.0, *SHARES[:-3], 1.0) if canary and worse else SHARES)
+            return HistogramCounts(BOUNDS, tuple(float(round(n * s)) for s in shares))
+
+        missing = ("experiment",) if metric.name in self.missing else ()
+        return CountsPair(metric.name, side(control_scope, False), side(experiment_scope, True),
+                          missing)  # fmt: skip
 
 
 class FakeMetricsBlock:

@@ -35,8 +35,11 @@ def flow_run_id(state: Any) -> Any:
     return state.state_details.flow_run_id
 
 
+_METRIC_CALLS = ("fetch_pair", "fetch_counts_pair", "counter_increase")
+
+
 def platform_calls(env: Any) -> list[tuple[Any, ...]]:
-    return [c for c in env.rec.calls if c[0] != "fetch_pair"]
+    return [c for c in env.rec.calls if c[0] not in _METRIC_CALLS]
 
 
 def cleanup_calls(env: Any) -> list[tuple[Any, ...]]:
@@ -100,7 +103,8 @@ def test_good_canary_is_promoted(promoted):
 def test_good_canary_calls_in_order(promoted):
     env, _ = promoted
     app = env.app
-    per_window = [("read_weights", app)]
+    # each look: the split read back, then (after the metrics) both tracks' readiness
+    per_window = [("read_weights", app), ("serving", app, "baseline"), ("serving", app, "canary")]
     assert platform_calls(env) == [
         ("reconcile", app),
         ("production_image", app),
@@ -122,7 +126,8 @@ def test_good_canary_calls_in_order(promoted):
 def test_good_canary_fetches_each_window_after_it_closed(promoted):
     env, _ = promoted
     names = [c[0] if c[0] != "fetch_pair" else f"fetch:{c[1]}" for c in env.rec.calls]
-    window = ["set_weights", "read_weights"] + [f"fetch:{m}" for m in METRICS]
+    window = (["set_weights", "read_weights"] + [f"fetch:{m}" for m in METRICS]
+              + ["counter_increase", "counter_increase", "serving", "serving"])  # fmt: skip
     first = names.index("set_weights")
     assert names[first : first + 3 * len(window)] == window * 3  # traffic first, then the data
     fetches = env.rec.named("fetch_pair")
@@ -169,9 +174,14 @@ def test_good_canary_artifacts(promoted):
     assert [a.key for a in tables] == ["canary-interval-gg-good"] * 3
     for index, table in enumerate(tables, start=1):
         rows = api.table_rows(table)
-        assert [r["metric"] for r in rows] == METRICS
+        metrics = [r for r in rows if r["kind"] not in ("guard", "decision")]
+        assert [r["metric"] for r in metrics] == METRICS
         assert {r["interval"] for r in rows} == {index}
-        assert {r["classification"] for r in rows} == {"Pass"}
+        assert {r["classification"] for r in metrics} == {"Pass"}
+        guards = {r["metric"]: r["classification"] for r in rows if r["kind"] == "guard"}
+        assert guards == {"guard: readiness": "Pass", "guard: traffic": "Pass", "guard: split": "Pass"}
+        decision = [r for r in rows if r["kind"] == "decision"]
+        assert [d["classification"] for d in decision] == ["continue" if index < 3 else "promote"]
     bars = api.artifacts_of(run_id, "progress")
     assert [a.key for a in bars] == ["canary-progress-gg-good"]
     assert bars[0].data == 100.0

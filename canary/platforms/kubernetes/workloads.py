@@ -95,6 +95,21 @@ class KubernetesWorkloads:
         """Wait until every replica of ``<app>-<track>`` is updated and available."""
         self._wait_rollout(f"{app}-{track}", timeout)
 
+    def serving(self, app: str, track: Track) -> str | None:
+        """None while ``<app>-<track>`` has every replica updated and available."""
+        name = f"{app}-{track}"
+        obj = self.client.get(DEPLOYMENT, name)
+        if obj is None:
+            return f"Deployment {name!r} does not exist"
+        try:
+            done, progress = rollout_progress(obj)
+        except PlatformError as exc:
+            return str(exc)
+        if done:
+            return None
+        problems, _ = pod_problems(self._pods(obj))
+        return f"Deployment {name!r}: " + "; ".join([progress, *problems])
+
     def promote(self, app: str, image: str) -> None:
         """Roll production to ``image`` (strategic merge of one container) and wait for it."""
         production = self._production(app)

@@ -218,6 +218,22 @@ class ProcessWorkloads:
             self.router.attach(app, track, w.port)
         self._update(app, w.pid, ready=True)
 
+    def serving(self, app: str, track: Track) -> str | None:
+        """None if the track's process lives and answers its health check within 2 s."""
+        w = self.get(app, track)
+        if w is None:
+            return f"no {track} workload is recorded"
+        if not w.alive():
+            return (f"the {track} process (pid {w.pid}, {w.image}) is not running; log {w.log}:\n"
+                    f"{procs.tail(Path(w.log))}")  # fmt: skip
+        try:
+            with urllib.request.urlopen(w.url + w.health, timeout=2.0) as resp:
+                if 200 <= resp.status < 300:
+                    return None
+                return f"the {track} health check {w.url}{w.health} answered {resp.status}"
+        except OSError as exc:  # HTTPError (a non-2xx answer) included
+            return f"the {track} health check {w.url}{w.health} failed: {exc}"
+
     def promote(self, app: str, image: str, timeout: float | None = None) -> None:
         """Start the new production, shift the primary slot to it, then stop the old one."""
         old = self.get(app, "primary")

@@ -1,0 +1,77 @@
+"""The canary-release flow with the default, request-level judge (deployments/canary-configs/
+goldengoose.yaml) and its guards, on a real Prefect test server with fake platform and counts.
+
+The fakes' counts are deterministic (canary/baseline exactly alike unless told otherwise), so
+an unchanged canary can never be a false alarm here; false-alarm rates are the business of
+tests/judge/test_sequential_validity.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.flows import api
+from tests.flows.test_canary_release import flow_run_id, platform_calls, report, run
+
+
+def _outcome(env: Any) -> tuple[dict[str, Any], str]:
+    state = run(env)
+    assert state.is_completed(), state.message
+    return state.result(), report(state, env.app)
+
+
+def test_unchanged_canary_is_promoted_at_the_end(make_env):
+    env = make_env("seq-good", sequential=True)
+    result, text = _outcome(env)
+    assert result["outcome"] == "promoted", result["reason"]
+    assert "no regression proven in 3 looks" in result["reason"]
+    assert env.rec.count("fetch_counts_pair") == 3 * 2  # two count metrics, three looks
+    assert "## Why it stopped when it did" in text and "## Guards at the last look" in text
+
+
+def test_raised_error_rate_is_rolled_back_early(make_env):
+    env = make_env("seq-errors", sequential=True, bad=("error-rate",))
+    result, text = _outcome(env)
+    assert result["outcome"] == "rolled-back"
+    assert "regression proven after look 1 of 3" in result["reason"]
+    assert "error-rate High (critical)" in result["reason"]
+    assert env.rec.count("promote") == 0 and env.rec.count("fetch_counts_pair") == 2
+    assert "canary rate is higher" in text
+
+
+def test_slower_canary_is_rolled_back_early(make_env):
+    env = make_env("seq-slow", sequential=True, bad=("latency",))
+    result, _ = _outcome(env)
+    assert result["outcome"] == "rolled-back"
+    assert "latency High (critical)" in result["reason"] and "canary is slower" in result["reason"]
+
+
+def test_killed_canary_fails_the_release_at_once(make_env):
+    env = make_env("seq-killed", sequential=True)
+    env.platform.workloads().down["canary"] = (2, "the canary process (pid 4242) is not running")
+    result, text = _outcome(env)
+    assert result["outcome"] == "rolled-back"
+    assert "guard failed after look 2 of 3" in result["reason"]
+    assert "readiness" in result["reason"] and "pid 4242" in result["reason"]
+    assert env.rec.count("promote") == 0
+    assert ("serving", env.app, "canary") in platform_calls(env)
+    assert "FAILED readiness" in text
+
+
+def test_starved_canary_fails_the_split_guard(make_env):
+    env = make_env("seq-starved", sequential=True, starve=0.2)
+    result, _ = _outcome(env)
+    assert result["outcome"] == "rolled-back"
+    assert "sample-ratio mismatch" in result["reason"]
+    assert "after look 1 of 3" in result["reason"]
+
+
+def test_missing_series_is_never_promoted_blind(make_env):
+    env = make_env("seq-missing", sequential=True, missing=("latency",))
+    state = run(env)
+    result = state.result()
+    assert result["outcome"] == "rolled-back"
+    assert "promoted blind" in result["reason"] and "no series for the canary" in result["reason"]
+    rows = api.table_rows(api.artifacts_of(flow_run_id(state), "table")[0])
+    latency = next(r for r in rows if r["metric"] == "latency")
+    assert latency["classification"] == "Nodata" and latency["critical"] is True
