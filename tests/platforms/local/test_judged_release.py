@@ -26,7 +26,7 @@ from tests.platforms.local.conftest import APP, Platform
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
-CONFIG = CanaryConfig.load(ROOT / "deployments" / "canary-configs" / "goldengoose.yaml")
+CONFIG = CanaryConfig.load(ROOT / "deployments" / "canary-configs" / "goldengoose-kayenta.yaml")
 THRESHOLDS = {"pass": 95, "marginal": 75}
 SPLIT = Weights(primary=50, baseline=25, canary=25)
 
