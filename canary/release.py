@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -19,6 +21,9 @@ from canary.config import AnalysisPlan, CanaryConfig
 from canary.config._base import Model, validate
 from canary.errors import ConfigError
 from canary.ports import Weights
+
+if TYPE_CHECKING:
+    from canary.metrics.scope import MetricScope
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -77,6 +82,13 @@ class Scopes(Model):
     production: str = "primary"
     location: str | None = None
     extended_scope_params: Mapping[str, str] = Field(default_factory=dict)
+
+    def production_scope(self, start: datetime, end: datetime) -> MetricScope:
+        """Production's own scope over [start, end] (planning, re-analysis)."""
+        from canary.metrics.scope import MetricScope
+
+        return MetricScope(scope=self.production, location=self.location, start=start, end=end,
+                           step=1, extended_scope_params=self.extended_scope_params)  # fmt: skip
 
 
 class ReleaseSpec(Model):

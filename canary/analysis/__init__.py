@@ -8,6 +8,16 @@ from canary.analysis.decision import (
     final_decision,
     in_marginal_band,
 )
+from canary.analysis.planning import (
+    LookSchedule,
+    MetricPlan,
+    ReleasePlan,
+    check_effects,
+    count_metrics,
+    describe,
+    plan_config,
+    plan_metric,
+)
 from canary.analysis.windows import (
     JudgementWindow,
     effective_interval,
@@ -19,6 +29,14 @@ __all__ = [
     "Action",
     "Decision",
     "JudgementWindow",
+    "LookSchedule",
+    "MetricPlan",
+    "ReleasePlan",
+    "check_effects",
+    "count_metrics",
+    "describe",
+    "plan_config",
+    "plan_metric",
     "decide",
     "effective_interval",
     "effective_lifetime",

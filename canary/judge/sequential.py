@@ -164,6 +164,38 @@ def _theta(ratio: np.ndarray | float, split: float) -> np.ndarray:
     return split * r / (split * r + 1.0 - split)
 
 
+def ratio_log_evidence(
+    control_events: np.ndarray, control_total: np.ndarray, experiment_events: np.ndarray,
+    experiment_total: np.ndarray, *, direction: str, tolerance: float, split: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """compare_counts' log e-values, for arrays of counts (any shape; simulations use it).
+
+    Returns (regression, within, regression up, regression down): `regression` in the
+    configured direction, `within` the tolerance. Unchecked: compare_counts validates.
+    Where a side has no requests, regression is -inf; where there are no events, within is.
+    """
+    ce, ct = np.asarray(control_events, dtype=float), np.asarray(control_total, dtype=float)
+    ee, et = np.asarray(experiment_events, dtype=float), np.asarray(experiment_total, dtype=float)
+    n = ce + ee
+    up0 = float(_theta(1 + tolerance, split))
+    reg_up, safe_up = log_e_above(ee, n, up0, RATIO_PRIOR), log_e_below(ee, n, up0, RATIO_PRIOR)
+    if tolerance < 1:
+        down0 = float(_theta(1 - tolerance, split))
+        reg_down = log_e_below(ee, n, down0, RATIO_PRIOR)
+        safe_down = log_e_above(ee, n, down0, RATIO_PRIOR)
+    else:
+        reg_down, safe_down = np.full_like(n, -np.inf), np.full_like(n, np.inf)
+    if direction == "increase":
+        reg, safe = reg_up, safe_up
+    elif direction == "decrease":
+        reg, safe = reg_down, safe_down
+    else:
+        reg, safe = np.logaddexp(reg_up, reg_down) - math.log(2), np.minimum(safe_up, safe_down)
+    nodata = (ct == 0) | (et == 0)
+    safe = np.where(nodata | (n == 0), -np.inf, safe)
+    return np.where(nodata, -np.inf, reg), safe, reg_up, reg_down
+
+
 def _ratio_bounds(k: float, n: float, split: float, threshold: float) -> tuple[float, float]:
     """The rate ratio's confidence sequence: [sup r0 rejected as too high a null ... ]."""
     if n <= 0:
@@ -235,18 +267,8 @@ def compare_counts(
         return CountsResult(Classification.NODATA, False, f"no requests for the {missing} yet",
                             evidence=1.0, safety=1.0, **common)  # fmt: skip
 
-    up0, down0 = float(_theta(1 + tol, w)), float(_theta(1 - tol, w)) if tol < 1 else 0.0
-    reg_up = float(log_e_above(ee, events, up0, RATIO_PRIOR))
-    safe_up = float(log_e_below(ee, events, up0, RATIO_PRIOR))
-    reg_down = float(log_e_below(ee, events, down0, RATIO_PRIOR)) if tol < 1 else -math.inf
-    safe_down = float(log_e_above(ee, events, down0, RATIO_PRIOR)) if tol < 1 else math.inf
-    if d == "increase":
-        reg, safe = reg_up, safe_up
-    elif d == "decrease":
-        reg, safe = reg_down, safe_down
-    else:
-        reg = float(np.logaddexp(reg_up, reg_down) - math.log(2))
-        safe = min(safe_up, safe_down)
+    reg_, safe_, up_, down_ = ratio_log_evidence(ce, ct, ee, et, direction=d, tolerance=tol, split=w)
+    reg, safe, reg_up, reg_down = float(reg_), float(safe_), float(up_), float(down_)
 
     rates = (f"canary {_pct(ee / et)} ({ee:.0f}/{et:.0f}) vs baseline {_pct(ce / ct)} "
              f"({ce:.0f}/{ct:.0f})")  # fmt: skip
@@ -346,12 +368,6 @@ class HistogramResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Side:
-    counts: np.ndarray  # cumulative counts at the finite bounds
-    total: float
-
-
-@dataclass(frozen=True, slots=True)
 class _Evidence:
     log_e: float
     bound: int  # index of the slower side's bound with the most evidence
@@ -372,46 +388,114 @@ def _partners(bounds: np.ndarray, factor: float, *, down: bool) -> np.ndarray:
     return np.where(idx < len(bounds), idx, -1)
 
 
-def _slower(slow: _Side, ref: _Side, bounds: np.ndarray, factor: float, share: float) -> _Evidence:
-    """Evidence that `slow` is slower than `factor` x `ref` at some bound (an average)."""
+def _slower_terms(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float,
+                  share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per bound pair (j, k): log e-values that `slow` is slower than factor x `ref`, in the
+    exceedance and the fast-request form. Arrays are cumulative over le with the total
+    last, any leading shape. Returns (j, k, exceed, fast)."""
     k = _partners(bounds, factor, down=True)
     j = np.nonzero(k >= 0)[0]
-    if j.size == 0:
-        return _Evidence(0.0, -1, -1, math.nan, math.nan)
     k = k[j]
-    above_slow = slow.total - slow.counts[j]
-    above_ref = ref.total - ref.counts[k]
-    fast_slow, fast_ref = slow.counts[j], ref.counts[k]
+    above_slow = slow[..., -1:] - slow[..., j]
+    above_ref = ref[..., -1:] - ref[..., k]
+    fast_slow, fast_ref = slow[..., j], ref[..., k]
     exceed = log_e_above(above_slow, above_slow + above_ref, share, HISTOGRAM_PRIOR)
     fast = log_e_below(fast_slow, fast_slow + fast_ref, share, HISTOGRAM_PRIOR)
-    both = np.concatenate([exceed, fast])
-    log_e = float(np.logaddexp.reduce(both) - math.log(both.size))
-    best = int(np.argmax(np.logaddexp(exceed, fast)))
-    return _Evidence(log_e, int(j[best]), int(k[best]), float(above_slow[best] / slow.total),
-                     float(above_ref[best] / ref.total))  # fmt: skip
+    return j, k, exceed, fast
 
 
-def _within(slow: _Side, ref: _Side, bounds: np.ndarray, factor: float, share: float) -> tuple[float, int, int]:
-    """Evidence that `slow` is at most `factor` x `ref` at every informative bound.
+def _slower(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float, share: float) -> np.ndarray:
+    """Evidence that `slow` is slower than factor x `ref` somewhere: the average of every
+    bound's two e-values (an average of e-processes is one)."""
+    j, _, exceed, fast = _slower_terms(slow, ref, bounds, factor, share)
+    if j.size == 0:
+        return np.zeros(slow.shape[:-1])
+    both = np.concatenate([exceed, fast], axis=-1)
+    top = both.max(axis=-1, keepdims=True)
+    return np.log(np.exp(both - top).sum(axis=-1)) + top[..., 0] - math.log(both.shape[-1])
 
-    Returns (log e of the weakest bound, its index or -1, number of informative bounds).
-    """
-    pooled = (slow.counts + ref.counts) / (slow.total + ref.total)
-    informative = np.nonzero((pooled >= SAFE_RANGE[0]) & (pooled <= SAFE_RANGE[1]))[0]
-    if informative.size == 0:
-        return -math.inf, -1, 0
-    m = _partners(bounds, factor, down=False)[informative]
-    if np.any(m < 0):
-        return -math.inf, int(informative[np.argmin(m)]), informative.size
-    above_slow = slow.total - slow.counts[informative]
-    above_ref = ref.total - ref.counts[m]
-    fast_slow, fast_ref = slow.counts[informative], ref.counts[m]
+
+def _within_terms(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float,
+                  share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per bound: log e-value that `slow` is at most factor x `ref` there (both forms
+    averaged), whether the bound is informative (pooled share between SAFE_RANGE), and its
+    partner index (-1: the buckets cannot bound it)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = (slow[..., :-1] + ref[..., :-1]) / (slow[..., -1:] + ref[..., -1:])
+    informative = (pooled >= SAFE_RANGE[0]) & (pooled <= SAFE_RANGE[1])
+    m = _partners(bounds, factor, down=False)
+    mm = np.where(m >= 0, m, 0)
+    above_slow, above_ref = slow[..., -1:] - slow[..., :-1], ref[..., -1:] - ref[..., mm]
+    fast_slow, fast_ref = slow[..., :-1], ref[..., mm]
     per_bound = np.logaddexp(
         log_e_below(above_slow, above_slow + above_ref, share, SAFETY_PRIOR),
         log_e_above(fast_slow, fast_slow + fast_ref, share, SAFETY_PRIOR),
     ) - math.log(2)
-    weakest = int(np.argmin(per_bound))
-    return float(per_bound[weakest]), int(informative[weakest]), informative.size
+    per_bound = np.where(m >= 0, per_bound, -np.inf)
+    return per_bound, informative, m
+
+
+def _within(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float, share: float) -> np.ndarray:
+    """Evidence that `slow` is at most factor x `ref` at every informative bound (the
+    weakest bound's; -inf when no bound is informative)."""
+    per_bound, informative, _ = _within_terms(slow, ref, bounds, factor, share)
+    weakest = np.where(informative, per_bound, np.inf).min(axis=-1)
+    return np.where(informative.any(axis=-1), weakest, -np.inf)
+
+
+def histogram_log_evidence(
+    control: np.ndarray, experiment: np.ndarray, bounds: np.ndarray, *, direction: str,
+    tolerance: float, split: float = 0.5, safe: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """compare_histograms' log e-values, for arrays of cumulative buckets (last column the
+    total, any leading shape; simulations use it). `bounds` are the finite bounds.
+
+    Returns (regression, within, slower, faster): `regression` in the configured direction,
+    `within` the tolerance (None when `safe` is False: it costs as much again), and the
+    two directions' evidence. -inf where a side has no requests. Unchecked.
+    """
+    c, e = np.asarray(control, dtype=float), np.asarray(experiment, dtype=float)
+    up, down = 1.0 + tolerance, (1.0 / (1.0 - tolerance) if tolerance < 1 else math.inf)
+    nodata = (c[..., -1] == 0) | (e[..., -1] == 0)
+    slower = _slower(e, c, bounds, up, split)
+    faster = _slower(c, e, bounds, down, 1.0 - split) if tolerance < 1 else None
+    tests = {"increase": [(e, c, up, split)], "decrease": [(c, e, down, 1.0 - split)]}.get(
+        direction, [(e, c, up, split), (c, e, down, 1.0 - split)]
+    )
+    if direction == "increase":
+        reg = slower
+    elif direction == "decrease":
+        assert faster is not None
+        reg = faster
+    else:
+        assert faster is not None
+        reg = np.logaddexp(slower, faster) - math.log(2)
+    within = None
+    if safe:
+        within = np.minimum.reduce([_within(slow, ref, bounds, f, w) for slow, ref, f, w in tests])
+        within = np.where(nodata, -np.inf, within)
+    return np.where(nodata, -np.inf, reg), within, slower, faster
+
+
+def _worst(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float, share: float) -> _Evidence:
+    """Where the evidence that `slow` is slower is strongest (one histogram, for reasons)."""
+    j, k, exceed, fast = _slower_terms(slow, ref, bounds, factor, share)
+    if j.size == 0:
+        return _Evidence(0.0, -1, -1, math.nan, math.nan)
+    best = int(np.argmax(np.logaddexp(exceed, fast)))
+    jb, kb = int(j[best]), int(k[best])
+    return _Evidence(float(np.logaddexp(exceed[best], fast[best])), jb, kb,
+                     float((slow[-1] - slow[jb]) / slow[-1]), float((ref[-1] - ref[kb]) / ref[-1]))  # fmt: skip
+
+
+def _weakest(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float, share: float) -> tuple[float, int, int]:
+    """(log e, index, number of informative bounds) of the bound hardest to prove within."""
+    per_bound, informative, _ = _within_terms(slow, ref, bounds, factor, share)
+    idx = np.nonzero(informative)[0]
+    if idx.size == 0:
+        return -math.inf, -1, 0
+    weakest = int(idx[np.argmin(per_bound[idx])])
+    return float(per_bound[weakest]), weakest, int(idx.size)
 
 
 def _as_counts(values: object, name: str) -> np.ndarray:
@@ -480,40 +564,32 @@ def compare_histograms(
         raise ConfigError(
             f"a relative tolerance needs positive bucket bounds (latencies), got le={b[0]:g}"
         )
-    control, canary = _Side(c[:-1], float(c[-1])), _Side(e[:-1], float(e[-1]))
     bounds = b[:-1]
+    n_c, n_e = float(c[-1]), float(e[-1])
     threshold = math.log(1.0 / a)
-    quantiles = {"control": _quantile_bands(control, bounds, a),
-                 "canary": _quantile_bands(canary, bounds, a)}
+    quantiles = {"control": _quantile_bands(c, bounds, a), "canary": _quantile_bands(e, bounds, a)}
     common = {"direction": d, "alpha": a, "tolerance": tol, "unit": unit,
-              "control_total": control.total, "experiment_total": canary.total,
+              "control_total": n_c, "experiment_total": n_e,
               "control_quantiles": quantiles["control"],
               "experiment_quantiles": quantiles["canary"]}  # fmt: skip
-    if control.total == 0 or canary.total == 0:
-        missing = " and ".join(s for s, t in (("canary", canary.total), ("baseline", control.total)) if t == 0)
+    if n_c == 0 or n_e == 0:
+        missing = " and ".join(s for s, t in (("canary", n_e), ("baseline", n_c)) if t == 0)
         return HistogramResult(Classification.NODATA, False, f"no requests for the {missing} yet",
                                evidence=1.0, safety=1.0, **common)  # fmt: skip
 
+    reg_, _, slower_, faster_ = histogram_log_evidence(c, e, bounds, direction=d, tolerance=tol,
+                                                       split=w, safe=False)  # fmt: skip
+    reg = float(reg_)
     # "increase": the canary is the side that may be slower; "decrease": the baseline is
     # (the canary faster than (1 - tol) x baseline <=> baseline slower than canary / (1 - tol)).
     up_factor, down_factor = 1.0 + tol, (1.0 / (1.0 - tol) if tol < 1 else math.inf)
-    up = _slower(canary, control, bounds, up_factor, w)
-    down = _slower(control, canary, bounds, down_factor, 1.0 - w) if tol < 1 else None
-    safe_up = _within(canary, control, bounds, up_factor, w)
-    safe_down = _within(control, canary, bounds, down_factor, 1.0 - w) if tol < 1 else None
-    if d == "increase":
-        reg, worst, safe = up.log_e, up, safe_up
-        higher = True
-    elif d == "decrease":
-        assert down is not None and safe_down is not None
-        reg, worst, safe = down.log_e, down, safe_down
-        higher = False
-    else:
-        assert down is not None and safe_down is not None
-        reg = float(np.logaddexp(up.log_e, down.log_e) - math.log(2))
-        higher = up.log_e >= down.log_e
-        worst = up if higher else down
-        safe = min(safe_up, safe_down, key=lambda s: s[0])
+    higher = d == "increase" or (d == "either" and float(slower_) >= float(faster_))  # type: ignore[arg-type]
+    worst = (_worst(e, c, bounds, up_factor, w) if higher
+             else _worst(c, e, bounds, down_factor, 1.0 - w))  # fmt: skip
+    checks = [] if d == "decrease" else [_weakest(e, c, bounds, up_factor, w)]
+    if d != "increase":
+        checks.append(_weakest(c, e, bounds, down_factor, 1.0 - w))
+    safe = min(checks, key=lambda item: item[0])
 
     detail = {"worst_bound": None, "worst_reference": None,
               "experiment_share_above": None, "control_share_above": None}  # fmt: skip
@@ -542,7 +618,7 @@ def compare_histograms(
         return HistogramResult(Classification.PASS, True, reason, evidence=evidence, safety=safety, **detail, **common)
     if informative == 0:
         pending = f"no bucket bound lies between {range_text}, so the buckets cannot bound the effect"
-    elif log_safe == -math.inf:
+    elif log_safe == -math.inf or (tol > 0 and _partners(bounds, up_factor, down=False)[weakest] == weakest):
         pending = (f"the buckets around {format_value(float(bounds[weakest]), unit)} are wider "
                    f"than the tolerance, so 'within tolerance' cannot be proven there")
     else:
@@ -561,16 +637,16 @@ def _where(detail: dict[str, float | None], unit: str, higher: bool) -> str:
             f"{_pct(bs)} of baseline requests longer than {format_value(bb, unit)}")
 
 
-def _quantile_bands(side: _Side, bounds: np.ndarray, alpha: float) -> tuple[QuantileBand, ...]:
+def _quantile_bands(side: np.ndarray, bounds: np.ndarray, alpha: float) -> tuple[QuantileBand, ...]:
     """Q(q) of one side for every reported q: proven <= b where F(b) > q is proven, and
     > b where F(b) < q is; each end at alpha/2, so a 1 - alpha confidence sequence."""
-    n = side.total
+    n, counts = float(side[-1]), side[:-1]
     if n <= 0:
         return tuple(QuantileBand(q, None, None, None) for q in QUANTILES)
     threshold = math.log(2.0 / alpha)
     qs = np.asarray(QUANTILES)[:, None]
-    above = log_e_above(side.counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
-    below = log_e_below(side.counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
+    above = log_e_above(counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
+    below = log_e_below(counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
     bands = []
     for i, q in enumerate(QUANTILES):
         upper = float(bounds[np.argmax(above[i])]) if above[i].any() else None
@@ -579,15 +655,16 @@ def _quantile_bands(side: _Side, bounds: np.ndarray, alpha: float) -> tuple[Quan
     return tuple(bands)
 
 
-def _interpolate(side: _Side, bounds: np.ndarray, q: float) -> float:
+def _interpolate(side: np.ndarray, bounds: np.ndarray, q: float) -> float:
     """histogram_quantile's estimate: linear within the bucket holding rank q x total."""
-    rank = q * side.total
-    i = int(np.searchsorted(side.counts, rank, side="left"))
+    counts = side[:-1]
+    rank = q * float(side[-1])
+    i = int(np.searchsorted(counts, rank, side="left"))
     if i >= len(bounds):
         return float(bounds[-1])  # in the +Inf bucket: the highest finite bound, as Prometheus
     lo_bound = bounds[i - 1] if i > 0 else min(0.0, float(bounds[0]))
-    lo_count = side.counts[i - 1] if i > 0 else 0.0
-    width = side.counts[i] - lo_count
+    lo_count = counts[i - 1] if i > 0 else 0.0
+    width = counts[i] - lo_count
     frac = (rank - lo_count) / width if width > 0 else 1.0
     return float(lo_bound + frac * (bounds[i] - lo_bound))
 

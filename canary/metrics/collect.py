@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from canary.config import CanaryConfig, MetricConfig
-from canary.metrics.counts import CountsPair
+from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.metrics.scope import MetricScope
 from canary.metrics.series import MetricPair
 from canary.ports import MetricSource
@@ -83,3 +83,15 @@ def count_requests(
     sides = [source.counter_increase(selector, config.templates, scope, by=by, name="requests")
              for scope in (control, experiment)]  # fmt: skip
     return sides[0].get(key, 0.0), sides[1].get(key, 0.0)
+
+
+def production_counts(
+    source: MetricSource, config: CanaryConfig, scope: MetricScope
+) -> dict[str, RatioCounts | HistogramCounts | None]:
+    """Production's counts per count metric over `scope` (None: no series), for planning."""
+    out: dict[str, RatioCounts | HistogramCounts | None] = {}
+    for metric in config.metrics:
+        if metric.evidence != "series":
+            got = source.fetch_counts(metric, config.templates, scope)
+            out[metric.name] = None if got.missing else got.counts
+    return out
