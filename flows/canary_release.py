@@ -23,7 +23,13 @@ from canary.judge.guards import evaluate_guards
 from canary.release import ReleaseSpec, check_app_name, check_commit
 from canary.report import JudgementRecord, markdown_report
 from tasks import platform as p
-from tasks.analysis import fetch_counts, fetch_metrics, fetch_request_counts, judge_interval
+from tasks.analysis import (
+    fetch_counts,
+    fetch_metrics,
+    fetch_request_counts,
+    judge_interval,
+    plan_canary,
+)
 from tasks.judgement import ask_for_judgement
 from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
 from tasks.setup import LOCK_LEASE_SECONDS, ensure_release_lock, load_block, load_release_spec
@@ -53,6 +59,7 @@ def canary_release(
     thresholds = spec.analysis.thresholds
     records: list[JudgementRecord] = []
     outcome, reason, production = ROLLED_BACK, "the release did not finish", None
+    plan: list[str] = []
 
     # The lease is renewed while this run lives; if the process is killed the slot frees
     # itself after LOCK_LEASE_SECONDS, and the next release's reconcile repairs the rest.
@@ -67,6 +74,10 @@ def canary_release(
                     f"{app} has no production deployment to compare against; deploy the first "
                     "version directly (the demo does: `python scripts/bootstrap_production.py`)"
                 )
+            if any(m.evidence != "series" for m in canary_config.metrics):
+                plan = plan_canary(source, spec, canary_config)
+                for line in plan:
+                    logger.info("plan: %s", line)
             p.deploy_track(plat, app, "baseline", production)
             p.deploy_track(plat, app, "canary", image)
             p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
@@ -88,7 +99,7 @@ def canary_release(
             last = _last_score(records)
             publish_report(app, markdown_report(
                 app=app, image=image, commit=commit, outcome=outcome, reason=reason,
-                records=records, thresholds=thresholds, cleanup=cleanup,
+                records=records, thresholds=thresholds, cleanup=cleanup, plan=plan,
             ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
             emit(f"canary.release.{outcome}", app, {
                 "image": image, "commit": commit, "score": last, "reason": reason,

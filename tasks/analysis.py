@@ -3,20 +3,24 @@ retries."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig, Thresholds
+from canary.errors import CanaryError
 from canary.judge import IntervalJudgement, judge
 from canary.judge.guards import GuardResult
-from canary.metrics.collect import collect_counts, collect_pairs, count_requests
+from canary.metrics.collect import collect_counts, collect_pairs, count_requests, production_counts
 from canary.metrics.counts import CountsPair
 from canary.metrics.scope import MetricScope, scope_pair
 from canary.metrics.series import MetricPair
-from canary.release import Scopes
+from canary.release import ReleaseSpec, Scopes
 from tasks._retry import RETRYING
 
 
@@ -70,3 +74,23 @@ def judge_interval(
 ) -> IntervalJudgement:
     """Never retried: a judgement is deterministic, repeating it cannot change the verdict."""
     return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards)
+
+
+@task(name="plan-canary", task_run_name="plan-canary-{spec.app}", cache_policy=NO_CACHE)
+def plan_canary(source: Any, spec: ReleaseSpec, config: CanaryConfig, window_seconds: float = 600.0,
+                seed: int = 0) -> list[str]:  # fmt: skip
+    """How long this canary must run to catch each metric's minEffect, from production's
+    traffic over the last window (canary.analysis.planning), as lines for the report.
+
+    Never fails the release: a plan is advice, and the analysis fails closed on its own."""
+    now = datetime.now(UTC)
+    try:
+        production = production_counts(
+            source, config, spec.scopes.production_scope(now - timedelta(seconds=window_seconds), now)
+        )
+        schedule = LookSchedule.from_plan(spec.analysis, spec.traffic.steps)
+        plan = plan_config(config, schedule, production, window=window_seconds,
+                           rng=np.random.default_rng(seed), simulations=200)  # fmt: skip
+    except CanaryError as exc:
+        return [f"no plan: production's counts could not be read ({exc})"]
+    return describe(plan)

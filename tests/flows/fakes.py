@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts
+from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts, SideCounts
 from canary.metrics.series import MetricPair, Series
 from canary.ports import Weights
 
@@ -242,6 +242,14 @@ class FakeCountsSource(FakeSource):
                          name: str = "") -> dict[str, float]:  # fmt: skip
         self.rec.record("counter_increase", selector, scope)
         return {"": self._requests(scope)}
+
+    def fetch_counts(self, metric: Any, templates: Any, scope: Any) -> SideCounts:
+        """Production's counts (for the plan): healthy, RATE requests per second."""
+        self.rec.record("fetch_counts", metric.name, scope)
+        n = self._requests(scope)
+        if metric.evidence == "ratio":
+            return SideCounts(RatioCounts(events=float(round(n * ERRORS)), total=n), False)
+        return SideCounts(HistogramCounts(BOUNDS, tuple(float(round(n * s)) for s in SHARES)), False)
 
     def fetch_counts_pair(self, metric: Any, templates: Any, control_scope: Any,
                           experiment_scope: Any) -> CountsPair:  # fmt: skip

@@ -35,7 +35,7 @@ def flow_run_id(state: Any) -> Any:
     return state.state_details.flow_run_id
 
 
-_METRIC_CALLS = ("fetch_pair", "fetch_counts_pair", "counter_increase")
+_METRIC_CALLS = ("fetch_pair", "fetch_counts_pair", "fetch_counts", "counter_increase")
 
 
 def platform_calls(env: Any) -> list[tuple[Any, ...]]:

@@ -27,6 +27,8 @@ def test_unchanged_canary_is_promoted_at_the_end(make_env):
     assert "no regression proven in 3 looks" in result["reason"]
     assert env.rec.count("fetch_counts_pair") == 3 * 2  # two count metrics, three looks
     assert "## Why it stopped when it did" in text and "## Guards at the last look" in text
+    # the plan, from production's traffic before the canary started
+    assert "## Plan" in text and "error-rate: production serves 1e+03 req/s" in text
 
 
 def test_raised_error_rate_is_rolled_back_early(make_env):
