@@ -33,26 +33,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HISTOGRAM_PRIOR", "RATIO_PRIOR", "SAFETY_PRIOR", "SPLIT_PRIOR", "Prior", "log_e_above", "log_e_below"]
+__all__ = ["HISTOGRAM_PRIOR", "INTERVAL_PRIOR", "RATIO_PRIOR", "SAFETY_PRIOR", "SPLIT_PRIOR", "Prior", "log_e_above", "log_e_below"]
 
 
 @dataclass(frozen=True)
 class Prior:
-    """Alternatives as odds multipliers, log-uniform on [low, high], `points` of them."""
+    """Alternatives as odds multipliers, log-uniform on [low, high], `points` of them, each
+    with equal weight; `tail` (high2, points2) adds points log-uniform on (high, high2] so
+    large effects over few events count too without thinning out the small ones."""
 
     low: float
     high: float
     points: int = 24
+    tail: tuple[float, int] | None = None
 
     def log_multipliers(self) -> np.ndarray:
-        return np.linspace(np.log(self.low), np.log(self.high), self.points)
+        body = np.linspace(np.log(self.low), np.log(self.high), self.points)
+        if self.tail is None:
+            return body
+        high2, extra = self.tail
+        step = (np.log(high2) - np.log(self.high)) / extra
+        return np.concatenate([body, np.log(self.high) + step * np.arange(1, extra + 1)])
+
+    @property
+    def size(self) -> int:
+        return self.points + (self.tail[1] if self.tail else 0)
 
 
-#: Error-rate ratios worth catching are large (about a doubling) and rest on few events.
-RATIO_PRIOR = Prior(1.5, 3.0)
+#: Error-rate ratios worth catching are large (about a doubling, up to a canary that fails
+#: where the baseline does not) and rest on few events.
+RATIO_PRIOR = Prior(1.8, 2.6, 24, tail=(30.0, 2))
 #: Exceedance ratios at a bucket bound move little for a real latency shift (x1.03 .. x1.5),
 #: but thousands of requests stand behind them.
-HISTOGRAM_PRIOR = Prior(1.03, 1.5)
+HISTOGRAM_PRIOR = Prior(1.03, 1.5, 24, tail=(30.0, 4))
+#: Confidence sequences of a rate ratio, and proving a ratio within its tolerance: from a
+#: slight change (the interval must narrow as evidence grows) to a large one.
+INTERVAL_PRIOR = Prior(1.02, 1.5, 24, tail=(30.0, 4))
 #: Proving "within tolerance" at a bucket bound: the margin a tolerance leaves between the
 #: two exceedance shares is wider than a regression's (x1.1 .. x4).
 SAFETY_PRIOR = Prior(1.1, 4.0)
@@ -78,7 +94,7 @@ def _log_mix(k: object, n: object, p0: object, prior: Prior, sign: float) -> np.
     top = ratio.max(axis=-1)
     with np.errstate(invalid="ignore"):
         total = np.log(np.exp(ratio - top[..., None]).sum(axis=-1))
-    return top + total - np.log(prior.points)
+    return top + total - np.log(prior.size)
 
 
 def _log_mix_scalar(k: np.ndarray, n: np.ndarray, p0: float, prior: Prior, sign: float) -> np.ndarray:
@@ -94,7 +110,7 @@ def _log_mix_scalar(k: np.ndarray, n: np.ndarray, p0: float, prior: Prior, sign:
     ratio = canary[:, None] * flat_k + baseline[:, None] * (flat_n - flat_k)
     top = ratio.max(axis=0)
     np.exp(ratio - top, out=ratio)
-    log_e = top + np.log(ratio.sum(axis=0)) - math.log(prior.points)
+    log_e = top + np.log(ratio.sum(axis=0)) - math.log(prior.size)
     return log_e.reshape(np.shape(k))
 
 

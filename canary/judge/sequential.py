@@ -34,7 +34,7 @@ correction for multiplicity either.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ from canary.errors import ConfigError
 from canary.judge.classify import DIRECTIONS, Classification
 from canary.judge.evalues import (
     HISTOGRAM_PRIOR,
+    INTERVAL_PRIOR,
     RATIO_PRIOR,
     SAFETY_PRIOR,
     SPLIT_PRIOR,
@@ -68,7 +69,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 #: requests at or below them lies in this range: from the pooled p2 to p98.
 SAFE_RANGE = (0.02, 0.98)
 _EPS = 1e-9
-_RATIO_GRID = np.exp(np.linspace(np.log(1e-4), np.log(1e4), 241))
+_RATIO_GRID = np.exp(np.linspace(np.log(1e-4), np.log(1e4), 81))
 
 
 # -- input checks ------------------------------------------------------------------------
@@ -178,11 +179,11 @@ def ratio_log_evidence(
     ee, et = np.asarray(experiment_events, dtype=float), np.asarray(experiment_total, dtype=float)
     n = ce + ee
     up0 = float(_theta(1 + tolerance, split))
-    reg_up, safe_up = log_e_above(ee, n, up0, RATIO_PRIOR), log_e_below(ee, n, up0, RATIO_PRIOR)
+    reg_up, safe_up = log_e_above(ee, n, up0, RATIO_PRIOR), log_e_below(ee, n, up0, INTERVAL_PRIOR)
     if tolerance < 1:
         down0 = float(_theta(1 - tolerance, split))
         reg_down = log_e_below(ee, n, down0, RATIO_PRIOR)
-        safe_down = log_e_above(ee, n, down0, RATIO_PRIOR)
+        safe_down = log_e_above(ee, n, down0, INTERVAL_PRIOR)
     else:
         reg_down, safe_down = np.full_like(n, -np.inf), np.full_like(n, np.inf)
     if direction == "increase":
@@ -197,18 +198,26 @@ def ratio_log_evidence(
 
 
 def _ratio_bounds(k: float, n: float, split: float, threshold: float) -> tuple[float, float]:
-    """The rate ratio's confidence sequence: [sup r0 rejected as too high a null ... ]."""
+    """The rate ratio's confidence sequence: the ratios r0 that neither one-sided e-process
+    rejects. Bracketed on a coarse grid of log r0, then bisected (each e-process is
+    monotone in r0)."""
     if n <= 0:
         return 0.0, math.inf
     theta = _theta(_RATIO_GRID, split)
-    above = log_e_above(k, n, theta, RATIO_PRIOR)  # decreasing in r0
-    below = log_e_below(k, n, theta, RATIO_PRIOR)  # increasing in r0
-    return _crossing(above - threshold, low_side=True), _crossing(below - threshold, low_side=False)
+    above = log_e_above(k, n, theta, INTERVAL_PRIOR) - threshold  # decreasing in r0
+    below = log_e_below(k, n, theta, INTERVAL_PRIOR) - threshold  # increasing in r0
+
+    def lower(r0: float) -> float:
+        return float(log_e_above(k, n, float(_theta(r0, split)), INTERVAL_PRIOR)) - threshold
+
+    def upper(r0: float) -> float:
+        return float(log_e_below(k, n, float(_theta(r0, split)), INTERVAL_PRIOR)) - threshold
+
+    return _crossing(above, lower, low_side=True), _crossing(below, upper, low_side=False)
 
 
-def _crossing(values: np.ndarray, *, low_side: bool) -> float:
-    """Where a monotone curve over _RATIO_GRID crosses 0, interpolated on log r."""
-    logs = np.log(_RATIO_GRID)
+def _crossing(values: np.ndarray, exact: Callable[[float], float], *, low_side: bool) -> float:
+    """Where a monotone curve over _RATIO_GRID crosses 0 (log r to 1e-3)."""
     ok = values >= 0
     if low_side:  # rejected for small r0: the bound is the last rejected point
         if not ok[0]:
@@ -222,9 +231,14 @@ def _crossing(values: np.ndarray, *, low_side: bool) -> float:
         if ok[0]:
             return 0.0
         i = int(np.argmax(ok)) - 1
-    v0, v1 = values[i], values[i + 1]
-    frac = v0 / (v0 - v1) if v0 != v1 else 0.0
-    return float(np.exp(logs[i] + frac * (logs[i + 1] - logs[i])))
+    lo, hi = math.log(_RATIO_GRID[i]), math.log(_RATIO_GRID[i + 1])
+    for _ in range(6):
+        mid = (lo + hi) / 2
+        if (exact(math.exp(mid)) >= 0) == low_side:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
 
 
 def compare_counts(
@@ -316,7 +330,8 @@ def _ratio_text(value: float) -> str:
 
 def _band_text(direction: str, tol: float) -> str:
     if tol == 0:
-        return "no tolerance" if direction != "either" else "equality"
+        return {"increase": "the baseline (tolerance 0)", "decrease": "the baseline (tolerance 0)"}.get(
+            direction, "equality with the baseline (tolerance 0)")
     up, down = f"x{1 + tol:.3g}", f"x{1 - tol:.3g}"
     return {"increase": f"the tolerance {up}", "decrease": f"the tolerance {down}"}.get(
         direction, f"the tolerance [{down}, {up}]"
@@ -593,7 +608,7 @@ def compare_histograms(
 
     detail = {"worst_bound": None, "worst_reference": None,
               "experiment_share_above": None, "control_share_above": None}  # fmt: skip
-    if worst.bound >= 0:
+    if worst.bound >= 0 and float(reg_) >= math.log(1.0 / a):  # only a regression names a bound
         slow_b, ref_b = float(bounds[worst.bound]), float(bounds[worst.reference])
         canary_b, base_b = (slow_b, ref_b) if higher else (ref_b, slow_b)
         canary_share, base_share = ((worst.share_slow, worst.share_ref) if higher
@@ -644,13 +659,12 @@ def _quantile_bands(side: np.ndarray, bounds: np.ndarray, alpha: float) -> tuple
     if n <= 0:
         return tuple(QuantileBand(q, None, None, None) for q in QUANTILES)
     threshold = math.log(2.0 / alpha)
-    qs = np.asarray(QUANTILES)[:, None]
-    above = log_e_above(counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
-    below = log_e_below(counts[None, :], n, qs, SPLIT_PRIOR) >= threshold
     bands = []
-    for i, q in enumerate(QUANTILES):
-        upper = float(bounds[np.argmax(above[i])]) if above[i].any() else None
-        lower = float(bounds[len(bounds) - 1 - np.argmax(below[i][::-1])]) if below[i].any() else None
+    for q in QUANTILES:
+        above = log_e_above(counts, n, q, SPLIT_PRIOR) >= threshold  # F(b) > q proven
+        below = log_e_below(counts, n, q, SPLIT_PRIOR) >= threshold  # F(b) < q proven
+        upper = float(bounds[np.argmax(above)]) if above.any() else None
+        lower = float(bounds[len(bounds) - 1 - np.argmax(below[::-1])]) if below.any() else None
         bands.append(QuantileBand(q, _interpolate(side, bounds, q), lower, upper))
     return tuple(bands)
 

@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from canary.config import CanaryConfig
 from canary.errors import MetricsError
 from canary.judge import Classification, Verdict, judge
-from canary.metrics.collect import collect_pairs
+from canary.judge.guards import check_split
+from canary.metrics.collect import collect_counts, collect_pairs, count_requests
 from canary.metrics.prometheus import PrometheusMetricSource
 from canary.metrics.scope import MetricScope
 from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
@@ -34,6 +36,12 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = CanaryConfig.load(REPO / "deployments" / "canary-configs" / "goldengoose-kayenta.yaml")
+ALPHA = 1e-6  # see the module docstring: the A/A flake rate this test accepts
+_DEFAULT = yaml.safe_load((REPO / "deployments" / "canary-configs" / "goldengoose.yaml").read_text())
+for _metric in _DEFAULT["metrics"]:
+    _metric["analysisConfigurations"]["canary"]["alpha"] = ALPHA
+_DEFAULT["guards"]["splitAlpha"] = ALPHA
+SEQUENTIAL = CanaryConfig.from_yaml_data(_DEFAULT, source="goldengoose.yaml (alpha 1e-6)")
 THRESHOLDS = {"pass": 95, "marginal": 75}
 RATE, SECONDS = 40.0, 24.0
 # scope name -> extra goldengoose flags (the baseline and "aa" run the very same build)
@@ -141,15 +149,35 @@ def _labels(result) -> dict[str, Classification]:
     return {m.name: m.result.classification for m in result.metrics}
 
 
-def test_identical_builds_pass(running: Running) -> None:
-    result = _judge(running, "aa")
+def _judge_counts(running: Running, canary: str):
+    source = PrometheusMetricSource(running.prometheus.url)
+    control, experiment = running.scope("baseline"), running.scope(canary)
+    pairs = collect_pairs(source, SEQUENTIAL, control, experiment)  # the muted Flagger checks
+    counts = collect_counts(source, SEQUENTIAL, control, experiment)
+    requests = count_requests(source, SEQUENTIAL, control, experiment)
+    assert requests is not None and min(requests) >= 500, requests  # real traffic was counted
+    guards = (check_split(*requests, alpha=ALPHA),)
+    return judge(SEQUENTIAL, pairs, thresholds=THRESHOLDS, counts=counts, guards=guards)
+
+
+def test_identical_builds_pass_the_request_level_judge(running: Running) -> None:
+    result = _judge_counts(running, "aa")
     labels = _labels(result)
-    scored = {k: v for k, v in labels.items() if not k.startswith("flagger")}
-    assert set(scored.values()) == {Classification.PASS}, result.rows()
-    assert result.verdict is Verdict.PASS and result.summary_score == 100.0
+    assert labels["error-rate"] is Classification.PASS and labels["latency"] is Classification.PASS
+    assert result.summary_score == 100.0 and not result.failed_guards, result.rows()
     # The muted Flagger checks are still judged and reported: a healthy canary meets them.
     assert labels["flagger-request-success-rate"] is Classification.PASS
     assert labels["flagger-request-duration-p99"] is Classification.PASS
+
+
+def test_request_level_judge_catches_latency_and_errors(running: Running) -> None:
+    slow = {m.name: m for m in _judge_counts(running, "slow").metrics}
+    assert slow["latency"].classification is Classification.HIGH, slow["latency"].result.reason
+    assert slow["latency"].critical and slow["latency"].decided
+    assert slow["error-rate"].classification is Classification.PASS
+    errors = {m.name: m for m in _judge_counts(running, "errors").metrics}
+    assert errors["error-rate"].classification is Classification.HIGH, errors["error-rate"].result.reason
+    assert errors["error-rate"].result.ratio_lower > 1  # proven higher, even at alpha 1e-6
 
 
 def test_added_latency_is_high_on_latency_and_fails(running: Running) -> None:
