@@ -460,6 +460,11 @@ class Progress:
 
 
 # -- the summary -----------------------------------------------------------------------------
+#: Every demo version answers like a real service: 20 ms plus exponential jitter of mean
+#: 10 ms (p50 ~27 ms, p99 ~66 ms); v3 adds 60 ms. Kept in each commit's faults.json.
+PRODUCTION_LIKE = {"base_latency_ms": 20, "jitter_ms": 10, "jitter_dist": "exponential"}
+
+
 @dataclass
 class ReleaseRow:
     label: str  # v2, v3
@@ -471,15 +476,24 @@ class ReleaseRow:
     url: str = ""
     reason: str = ""
     seconds: float | None = None
+    #: analysis time until the decision, and the number of looks it took
+    decided: float | None = None
+    looks: int | None = None
+
+    @property
+    def decision(self) -> str:
+        if self.decided is None or self.looks is None:
+            return "-"
+        return f"{clock(self.decided)} ({self.looks} look{'s' if self.looks != 1 else ''})"
 
 
 def render_summary(rows: Sequence[ReleaseRow]) -> str:
     """The summary table (plain text, fixed-width columns) plus one line per reason."""
-    header = ("release", "commit", "version", "outcome", "expected", "score", "time",
-              "flow run")  # fmt: skip
+    header = ("release", "commit", "version", "outcome", "expected", "score", "decided after",
+              "time", "flow run")  # fmt: skip
     body = [
         (r.label, r.commit[:7], r.version, r.outcome, r.expected,
-         "-" if r.score is None else f"{r.score:g}",
+         "-" if r.score is None else f"{r.score:g}", r.decision,
          "-" if r.seconds is None else clock(r.seconds), r.url or "-")
         for r in rows
     ]  # fmt: skip
@@ -681,6 +695,8 @@ class Demo:
                 time.sleep(1.0)
         if event is not None:
             row.score = event["payload"].get("score")
+            row.decided = event["payload"].get("decision_seconds")
+            row.looks = event["payload"].get("judgements")
         if release["state_type"] != "COMPLETED":
             message = (release.get("state") or {}).get("message") or ""
             row.reason = f"canary-release ended {release['state_name']}: {message}".strip()
@@ -714,7 +730,7 @@ class Demo:
                  f"with a post-receive hook → {config.relay_url}")  # fmt: skip
         repo = DemoRepo(self.home / "git" / f"{APP}.git", self.home / "work" / APP)
         repo.create(ROOT / "examples" / APP)
-        v1 = repo.commit("1.0.0", {})
+        v1 = repo.commit("1.0.0", PRODUCTION_LIKE)
         repo.push()  # before the hook exists: v1 goes to production directly, not as a release
         hook = install_post_receive(repo.bare, relay_url=config.relay_url,
                                     secret_file=self.home / "secret")  # fmt: skip
@@ -743,14 +759,14 @@ class Demo:
             (
                 "v2",
                 "2.0.0",
-                {},
+                PRODUCTION_LIKE,
                 PROMOTED,
                 "5/6 push v2 (2.0.0, good): build, then a judged canary release",
             ),
             (
                 "v3",
                 "3.0.0",
-                {"added_latency_ms": 60},
+                {**PRODUCTION_LIKE, "added_latency_ms": 60},
                 ROLLED_BACK,
                 "6/6 push v3 (3.0.0, +60 ms latency): build, then a judged canary release",
             ),

@@ -104,6 +104,9 @@ def canary_release(
             emit(f"canary.release.{outcome}", app, {
                 "image": image, "commit": commit, "score": last, "reason": reason,
                 "judgements": len(records), "previous_image": production,
+                # analysis time until the decision (the windows grow from the analysis start)
+                "decision_seconds": ((records[-1].window_end - records[-1].window_start)
+                                     .total_seconds() if records else None),
                 "window_start": records[0].window_start.isoformat() if records else None,
                 "window_end": records[-1].window_end.isoformat() if records else None,
                 "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
