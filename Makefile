@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus haproxy git
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages test lint unit demo demo-stop bench bench-pipeline clean
+.PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline clean
 
 setup: system-packages $(STAMP)
 
@@ -48,6 +48,10 @@ unit: setup
 
 bench: setup
 	$(PY) bench/judge_throughput.py
+
+# Seeded simulations: the sequential judge vs Kayenta's mode vs a fixed-horizon test.
+bench-judge: setup
+	$(PY) bench/judge_power.py
 
 # Starts its own chain on free ports (a few minutes); see bench/README.md.
 bench-pipeline: setup

@@ -18,11 +18,12 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from canary.analysis.windows import JudgementWindow, final_decision
+from canary.analysis.decision import final_decision
+from canary.analysis.windows import JudgementWindow
 from canary.errors import ConfigError
 from canary.release import check_app_name
 from canary.report import JudgementRecord, markdown_report
-from tasks.analysis import fetch_metrics, judge_interval
+from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion
 from tasks.publish import emit, publish_interval, publish_report
 from tasks.setup import load_block, load_release_spec
@@ -79,7 +80,12 @@ def canary_reanalysis(
                              not_before=end, step=step)  # fmt: skip
     source = load_block(metrics).source()
     pairs = fetch_metrics(source, canary_config, scopes, window)
-    result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1)
+    counts = (fetch_counts(source, canary_config, scopes, window)
+              if any(m.evidence != "series" for m in canary_config.metrics) else [])  # fmt: skip
+    # One look, two windows that need not carry equal traffic: count metrics are judged
+    # against the observed share of requests (valid for a single look; docs/judge.md).
+    result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1, counts,
+                            split=None)  # fmt: skip
     record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=0,
                              judgement=result)  # fmt: skip
     publish_interval(app, record, kind="canary-reanalysis")

@@ -71,9 +71,11 @@ def judge_interval(
     index: int,
     counts: list[CountsPair] | None = None,
     guards: tuple[GuardResult, ...] = (),
+    split: float | None = 0.5,
 ) -> IntervalJudgement:
     """Never retried: a judgement is deterministic, repeating it cannot change the verdict."""
-    return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards)
+    return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards,
+                 split=split)  # fmt: skip
 
 
 @task(name="plan-canary", task_run_name="plan-canary-{spec.app}", cache_policy=NO_CACHE)

@@ -224,6 +224,7 @@ def judge(
     thresholds: Thresholds | Mapping[str, float | None] | None,
     counts: Iterable[CountsLike] = (),
     guards: Iterable[GuardResult] = (),
+    split: float | None = 0.5,
     rng: np.random.Generator | None = None,
 ) -> IntervalJudgement:
     """Classify every metric of `config`, score them and give the verdict.
@@ -232,6 +233,9 @@ def judge(
     a mapping `name -> (control, experiment)` is accepted for the one-series case.
     `counts` holds the count metrics' counts since the analysis began; a count metric
     without counts is judged Nodata. `guards` are attached to the result as they are.
+    `split` is the canary's share of the pair's traffic (equal weights: 1/2); None takes
+    each count metric's observed share of requests, which is valid for one look only
+    (two windows judged once, as re-analysis does; docs/judge.md).
     """
     if not isinstance(config, CanaryConfig):
         raise ConfigError(f"judge: config must be a CanaryConfig, got {type(config).__name__}")
@@ -243,7 +247,7 @@ def judge(
     judged: list[MetricJudgement] = []
     for metric in config.metrics:
         if metric.evidence != "series":
-            result = _compare(metric, by_counts.get(metric.name))
+            result = _compare(metric, by_counts.get(metric.name), split)
             judged.append(MetricJudgement(metric=metric, tags=MappingProxyType({}), result=result))
             continue
         for tags, control, experiment in by_name.get(metric.name) or [({}, [], [])]:
@@ -274,15 +278,22 @@ def judge(
     )  # fmt: skip
 
 
-def _compare(metric: MetricConfig, counts: CountsLike | None) -> CountsResult | HistogramResult:
+def _compare(metric: MetricConfig, counts: CountsLike | None,
+             split: float | None) -> CountsResult | HistogramResult:  # fmt: skip
     """A count metric's sequential test; no counts, or a side without series, is Nodata."""
     cfg = metric.canary
+    missing = ("baseline", "canary") if counts is None else tuple(counts.missing)
+    if split is None:
+        split = 0.5
+        if counts is not None and not missing:
+            n_c, n_e = _total(counts.control), _total(counts.experiment)
+            split = n_e / (n_c + n_e) if n_c > 0 and n_e > 0 else 0.5
     settings = {
         "direction": cfg.direction,
         "alpha": cfg.alpha if cfg.alpha is not None else DEFAULT_ALPHA,
         "tolerance": cfg.tolerance if cfg.tolerance is not None else DEFAULT_TOLERANCE,
+        "split": split,
     }
-    missing = ("baseline", "canary") if counts is None else tuple(counts.missing)
     if metric.evidence == "ratio":
         if missing:
             result = compare_counts(0, 0, 0, 0, **settings)
@@ -305,6 +316,10 @@ def _compare(metric: MetricConfig, counts: CountsLike | None) -> CountsResult | 
         result = replace(result, reason=f"no series for the {sides}: the query matches nothing "
                          "(does the app export it, and does the scope label match?)")  # fmt: skip
     return result
+
+
+def _total(side: Any) -> float:
+    return float(side.total if hasattr(side, "events") else (side.buckets[-1] if side.buckets else 0.0))
 
 
 def _common_bounds(name: str, control: Sequence[float], experiment: Sequence[float]) -> Sequence[float]:
