@@ -810,10 +810,35 @@ def _stack_status(home: Path) -> dict[str, Any]:
     state = home / "local"
     if not state.exists():
         return {}
-    return LocalStack(state).status()
+    return LocalStack.from_state(state).status()
+
+
+def _hhmmss(epoch: float) -> str:
+    return time.strftime("%H:%M:%SZ", time.gmtime(epoch))
+
+
+def restart_note(part: Mapping[str, Any] | None) -> str:
+    """`restarts 1, last 07:13:36Z: pid 28589 was killed by SIGKILL` (+ why it failed)."""
+    if not part:
+        return ""
+    note = f"restarts {part.get('restarts', 0)}"
+    if part.get("last_restart"):
+        note += f", last {_hhmmss(part['last_restart'])}: {part.get('last_reason') or '?'}"
+    if part.get("health") == "failed":
+        note += f"; FAILED: {part.get('detail')}"
+    elif part.get("health") == "restarting" and part.get("last_error"):
+        note += f"; retrying after: {part['last_error']}"
+    return note
+
+
+def _line(name: str, state: str, *extras: str) -> str:
+    extra = " · ".join(e for e in extras if e)
+    return f"  {name:<15} {state:<22} {extra}".rstrip()
 
 
 def status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from canary.platforms.local.supervisor import health_now, read_status
+
     home = args.home.resolve()
     records = Records(home)
     running = records.running()
@@ -825,18 +850,45 @@ def status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         "haproxy": f"{APP} on http://127.0.0.1:{settings.get('app_port', '?')}/",
         "load": f"steady load on http://127.0.0.1:{settings.get('app_port', '?')}/",
     }
+    sup = read_status(home / "local")
+    # Restarting/failed only from a supervisor that runs; its counts are history either way.
+    parts = (sup.get("parts") or {}) if sup.get("running") else {}
+    notes = sup.get("parts") or {}
     print(f"demo in {home}", file=out)
-    names = ("prefect-server", "worker", "relay", "load", "haproxy", "prometheus")
-    for name in names:
+    chain = records.chain_parts()  # (the load is not among them: it ends by itself)
+    for name in ("prefect-server", "worker", "relay", "load", "supervisor"):
         rec = running.get(name)
-        state = f"running (pid {rec.pid})" if rec else "not running"
+        dead = chain.get(name)  # recorded, but no longer that process
+        state = (f"running (pid {rec.pid})" if rec
+                 else f"dead (pid {dead.pid})" if dead else "not running")  # fmt: skip
         extra = urls.get(name, "") if rec else ""
-        print(f"  {name:<15} {state:<22} {extra}".rstrip(), file=out)
+        if name == "supervisor" and rec and sup.get("age") is not None:
+            every = float(sup.get("interval") or 2)
+            late = sup["age"] > 5 * every + 30  # a restart may take a while (ready timeouts)
+            extra = (f"{'STALE: ' if late else ''}checks every {every:g} s, last "
+                     f"{sup['age']:g} s ago; log {home / 'local' / 'stack' / 'supervisor.log'}")  # fmt: skip
+        print(_line(name, state, extra), file=out)
+    recorded = records.stack_parts()
+    for name in ("haproxy", "prometheus"):
+        rec = running.get(name) or recorded.get(name)
+        health = health_now((name in running) if name in recorded else None, parts.get(name))
+        pid = rec.pid if rec else (parts.get(name) or {}).get("pid")
+        state = f"{health} (pid {pid})" if pid else health
+        print(_line(name, state, urls[name] if name in running else "", restart_note(notes.get(name))),
+              file=out)  # fmt: skip
     for app, entry in sorted(_stack_status(home).get("apps", {}).items()):
+        part = f"production/{app}"
         for w in entry.get("workloads", []):
-            alive = "running" if w.get("alive") else "dead"
-            print(f"  {app + ' ' + w['role']:<15} {alive + ' (pid ' + str(w['pid']) + ')':<22} "
-                  f"version {w.get('version')} on port {w.get('port')}", file=out)  # fmt: skip
+            health = "running" if w.get("alive") else "dead"
+            note = ""
+            if w["role"] == "primary":
+                health = health_now(bool(w.get("alive")), parts.get(part))
+                note = restart_note(notes.get(part))
+            print(_line(f"{app} {w['role']}", f"{health} (pid {w['pid']})",
+                        f"version {w.get('version')} on port {w.get('port')}", note), file=out)  # fmt: skip
+        if not any(w["role"] == "primary" for w in entry.get("workloads", [])) and part in notes:
+            print(_line(f"{app} primary", health_now(None, parts.get(part)),
+                        (notes[part].get("detail") or ""), restart_note(notes[part])), file=out)  # fmt: skip
     return 0
 
 
@@ -864,7 +916,7 @@ def stop(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"stopping the local stack failed: {exc}", file=out)
         return 1
     after = records.running()
-    for name in ("relay", "worker", "prefect-server", "prometheus", "haproxy"):
+    for name in ("supervisor", "relay", "worker", "prefect-server", "prometheus", "haproxy"):
         if name in before and name not in after:
             stopped.append(f"{name} (pid {before[name].pid})")
     stopped += workloads

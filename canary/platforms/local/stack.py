@@ -5,23 +5,32 @@ server-state-file, Prometheus' TSDB, and one ``<name>.pid.json`` per component h
 verified process record plus the hash of the config it runs. ``start`` starts what is not
 running, reloads what runs an older config (HAProxy: save server state, SIGUSR2 to the
 master; Prometheus: POST /-/reload) and leaves the rest alone; ``stop`` stops only the pids
-it recorded. Apps are registered with a frontend port in ``apps.json``.
+it recorded. Apps are registered with a frontend port in ``apps.json``; the settings of the
+last ``start`` (ports, binaries) in ``settings.json``, so `from_state` (the CLI, the
+supervisor) restarts a part exactly where it ran. start/stop/add_app hold ``stack.lock``,
+as does the supervisor while it restarts a part: two hands never start one part twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.local import haproxy, procs, prometheus
 from canary.platforms.local.workloads import ProcessWorkloads
+
+#: LocalStack arguments kept in stack/settings.json by `start` and read back by `from_state`.
+SETTINGS = ("haproxy_bin", "prometheus_bin", "haproxy_stats_port", "prometheus_port",
+            "scrape_interval")  # fmt: skip
 
 
 class LocalStack:
@@ -49,6 +58,29 @@ class LocalStack:
                 f"state_dir {self.state} is too deep for a unix socket path; use a shorter one"
             )
 
+    @classmethod
+    def from_state(cls, state_dir: str | os.PathLike[str], **given: Any) -> LocalStack:
+        """The stack as last started in `state_dir`; `given` values other than None win."""
+        saved = procs.read_json(Path(state_dir) / "stack" / "settings.json", default={}) or {}
+        kwargs = {k: saved[k] for k in SETTINGS if k in saved}
+        kwargs.update({k: v for k, v in given.items() if v is not None})
+        return cls(state_dir, **kwargs)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "haproxy_bin": self.haproxy_bin,
+            "prometheus_bin": self.prometheus_bin,
+            "haproxy_stats_port": self.stats_port,
+            "prometheus_port": self.prometheus_port,
+            "scrape_interval": self.scrape_interval,
+        }
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held while a part is started, reloaded or stopped (by the CLI or the supervisor)."""
+        with procs.locked(self.dir / "stack.lock"):
+            yield
+
     # -- apps -----------------------------------------------------------------------------
     def apps(self) -> dict[str, int]:
         return {k: int(v) for k, v in procs.read_json(self.dir / "apps.json", default={}).items()}
@@ -58,11 +90,13 @@ class LocalStack:
         apps = self.apps()
         if app in apps and port in (None, apps[app]):
             return apps[app]
-        taken = {self.stats_port, self.prometheus_port, *apps.values()}
-        apps[app] = int(port) if port else procs.free_port(exclude=taken)
-        procs.write_json(self.dir / "apps.json", apps)
-        if self._running("haproxy"):
-            self._ensure_haproxy()
+        with self.locked():
+            apps = self.apps()
+            taken = {self.stats_port, self.prometheus_port, *apps.values()}
+            apps[app] = int(port) if port else procs.free_port(exclude=taken)
+            procs.write_json(self.dir / "apps.json", apps)
+            if self._running("haproxy"):
+                self._ensure_haproxy()
         return apps[app]
 
     def frontend_url(self, app: str) -> str:
@@ -93,6 +127,15 @@ class LocalStack:
     def _running(self, name: str) -> procs.ProcessRecord | None:
         found = self._record(name)
         return found[0] if found and procs.is_ours(found[0]) else None
+
+    def process(self, name: str) -> procs.ProcessRecord | None:
+        """The recorded process of `name` (haproxy, prometheus, supervisor), alive or not."""
+        found = self._record(name)
+        return found[0] if found else None
+
+    def running(self, name: str) -> procs.ProcessRecord | None:
+        """The recorded process of `name` while it still is that very process."""
+        return self._running(name)
 
     def _write(self, path: Path, text: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +200,12 @@ class LocalStack:
             return "running"
         os.replace(cfg.with_suffix(".cfg.new"), cfg)
         if not running:
+            # A fresh HAProxy (first start, or after it died) takes its weights and addresses
+            # from the config: 100 % primary on live production. Weights saved by an earlier
+            # life could split traffic to a canary that is gone; a running release re-applies
+            # its split at its next step. The old file stays beside it for forensics.
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.server_state, self.server_state.with_suffix(".state.previous"))
             argv = [self.haproxy_bin, "-W", "-db", "-f", str(cfg.resolve())]
             self._started("haproxy", argv, sha, self.worker_pid)
             return "started"
@@ -217,22 +266,30 @@ class LocalStack:
         """Bring the stack up; `started` / `reloaded` / `running` per component."""
         self.dir.mkdir(parents=True, exist_ok=True)
         out = {}
-        if haproxy:
-            out["haproxy"] = self._ensure_haproxy()
-        if prometheus:
-            out["prometheus"] = self._ensure_prometheus()
+        with self.locked():
+            procs.write_json(self.dir / "settings.json", self.settings())
+            if haproxy:
+                out["haproxy"] = self._ensure_haproxy()
+            if prometheus:
+                out["prometheus"] = self._ensure_prometheus()
         return out
 
     def stop(self, *, workloads: bool = True) -> dict[str, Any]:
-        """Stop recorded workloads (unless told not to), Prometheus and HAProxy; idempotent."""
+        """Stop the supervisor (if one ran: first, so it restarts nothing being stopped), the
+        recorded workloads (unless told not to), Prometheus and HAProxy; idempotent."""
         out: dict[str, Any] = {}
-        if workloads:
-            wl = ProcessWorkloads(self.state)
-            out["workloads"] = {app: wl.stop_all(app) for app in self._workload_apps()}
-        for name in ("prometheus", "haproxy"):
-            found = self._record(name)
-            out[name] = "stopped" if found and procs.stop(found[0]) else "not running"
-            self._pidfile(name).unlink(missing_ok=True)
+        found = self._record("supervisor")  # not under the lock: the supervisor may hold it
+        if found:
+            out["supervisor"] = "stopped" if procs.stop(found[0], timeout=30) else "not running"
+            self._pidfile("supervisor").unlink(missing_ok=True)
+        with self.locked():
+            if workloads:
+                wl = ProcessWorkloads(self.state)
+                out["workloads"] = {app: wl.stop_all(app) for app in self._workload_apps()}
+            for name in ("prometheus", "haproxy"):
+                found = self._record(name)
+                out[name] = "stopped" if found and procs.stop(found[0]) else "not running"
+                self._pidfile(name).unlink(missing_ok=True)
         return out
 
     def _workload_apps(self) -> list[str]:
@@ -240,7 +297,7 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in ("haproxy", "prometheus"):
+        for name in ("haproxy", "prometheus", "supervisor"):
             rec = self._running(name)
             out[name] = {"running": rec is not None, "pid": rec.pid if rec else None}
         out["prometheus"]["url"] = self.prometheus_url
