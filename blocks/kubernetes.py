@@ -103,6 +103,11 @@ class KubernetesCluster(Block):
     def production_image(self, app: str) -> str | None:
         return self.workloads().production_image(app)
 
+    def production_commit(self, app: str) -> str | None:
+        """Unknown on Kubernetes (images carry no commit we can trust): releases are then
+        ordered by push time (canary.queue)."""
+        return None
+
     def reconcile(self, app: str) -> dict[str, Any]:
         """Repair a crashed release: 100 % primary (read back), our Deployments deleted,
         the user's routes restored: in that order, so no request reaches a deleted pod."""

@@ -15,7 +15,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
-from canary.platforms.local.builder import GitBuilder
+from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads
@@ -92,6 +92,14 @@ class LocalPlatform(Block):
         """The artifact production runs now, or None before the first release."""
         current = self.workloads().get(app, "primary")
         return current.image if current is not None else None
+
+    def production_commit(self, app: str) -> str | None:
+        """The commit production's artifact was built from, or None before the first release."""
+        image = self.production_image(app)
+        if image is None:
+            return None
+        artifact = load_artifact(self.state_dir, image)
+        return artifact.commit if artifact is not None else None
 
     def reconcile(self, app: str) -> dict[str, Any]:
         """Repair a crashed release: 100 % primary (read back), orphans stopped."""

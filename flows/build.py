@@ -3,6 +3,11 @@
 Triggered by the `github.push` event (see prefect.yaml). On success it emits
 `canary.build.succeeded` (resource `canary.app.<app>`, payload image + commit), which
 triggers the canary release; on failure `canary.build.failed` with the reason.
+
+Idempotent by commit: however many deliveries of one commit arrive, one build runs and
+announces it; the others end at once (state Skipped, type Cancelled) saying which run
+did the work, and so does a build of the commit production already runs. A run cancelled
+while it was still queued stays cancelled.
 """
 
 from __future__ import annotations
@@ -10,11 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 
+from canary.queue import Place, place
 from canary.release import check_app_name, check_commit
-from tasks.platform import build_image
+from tasks import runs
+from tasks.platform import build_image, read_production_commit
 from tasks.publish import emit
 from tasks.setup import load_block
+
+SKIPPED = "Skipped"
 
 
 def _announce(flow: Any, flow_run: Any, state: Any) -> None:
@@ -25,22 +36,42 @@ def _announce(flow: Any, flow_run: Any, state: Any) -> None:
     """
     built = state.result()
     emit("canary.build.succeeded", built["app"], {
-        "image": built["image"], "commit": built["commit"], "repo": built["repo"]})  # fmt: skip
+        "image": built["image"], "commit": built["commit"], "repo": built["repo"],
+        "pushed_at": built.get("pushed_at")})  # fmt: skip
 
 
 @flow(name="build", flow_run_name="build-{app}-{commit}", log_prints=False,
       on_completion=[_announce])  # fmt: skip
 def build(
-    repo: str, commit: str, app: str, platform: str = "local-platform/local"
-) -> dict[str, str]:
+    repo: str, commit: str, app: str, platform: str = "local-platform/local",
+    pushed_at: str | None = None,
+) -> dict[str, str | None] | State:
     """Build `commit` of `repo` for `app` on the platform named by the block `platform`."""
     logger = get_run_logger()
     try:
         app, commit = check_app_name(app), check_commit(commit)
-        image = build_image(load_block(platform), app, repo, commit)
+        skip = _why_not_build(app, commit)
+        plat = load_block(platform)
+        if skip is None and read_production_commit(plat, app) == commit:
+            skip = f"production already runs commit {commit[:12]}: nothing to build or release"
+        if skip is not None:
+            logger.info("%s %s: %s", app, commit[:12], skip)
+            return Cancelled(name=SKIPPED, message=skip)
+        image = build_image(plat, app, repo, commit)
     except Exception as exc:
         emit("canary.build.failed", app, {"commit": str(commit), "repo": repo,
                                           "reason": str(exc)[:2000]})  # fmt: skip
         raise
     logger.info("built %s at %s: %s", app, commit, image)
-    return {"app": app, "commit": commit, "image": image, "repo": repo}
+    return {"app": app, "commit": commit, "image": image, "repo": repo, "pushed_at": pushed_at}
+
+
+def _why_not_build(app: str, commit: str) -> str | None:
+    """Another run already builds (or built) this commit, or a person cancelled this one."""
+    stopped = runs.stop_requested()
+    if stopped:
+        return f"cancelled while queued: {stopped}"
+    decision = place(runs.this_run(), runs.sibling_runs("build", app))
+    if decision.place is Place.DUPLICATE:
+        return decision.reason
+    return None

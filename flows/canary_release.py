@@ -1,7 +1,8 @@
 """Flow `canary-release`: baseline + canary side by side, judged, promoted or rolled back.
 
-Reads like the chain in DESIGN.md: take the app's release lock, repair leftovers of a
-crashed release, deploy baseline (production's image) and canary (the new image), then per
+Reads like the chain in DESIGN.md: wait for this release's turn (canary.queue: a newer
+commit supersedes it, a duplicate or a commit older than production is never released),
+take the app's release lock, repair leftovers of a crashed release, deploy baseline (production's image) and canary (the new image), then per
 judgement window shift traffic, wait for the window, check that both tracks serve, fetch,
 judge and publish, and let canary.analysis.decision say stop, continue or promote; promote
 or roll back; ALWAYS clean up.
@@ -9,20 +10,26 @@ or roll back; ALWAYS clean up.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.concurrency.sync import concurrency
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 
 from canary.analysis.decision import Action, Decision, decide
 from canary.analysis.windows import judgement_windows
+from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
 from canary.errors import ConfigError
 from canary.judge.guards import evaluate_guards
+from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.release import ReleaseSpec, check_app_name, check_commit
 from canary.report import JudgementRecord, markdown_report
 from tasks import platform as p
+from tasks import runs
 from tasks.analysis import (
     fetch_counts,
     fetch_metrics,
@@ -30,15 +37,33 @@ from tasks.analysis import (
     judge_interval,
     plan_canary,
 )
+from tasks.history import find_last_promotion
 from tasks.judgement import ask_for_judgement
 from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
-from tasks.setup import LOCK_LEASE_SECONDS, ensure_release_lock, load_block, load_release_spec
+from tasks.recovery import describe_end, recover_release
+from tasks.runs import candidate_for
+from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.turn import wait_for_turn
 from tasks.waiting import wait_until
 
-PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
+PROMOTED, ROLLED_BACK, ABORTED = "promoted", "rolled-back", "aborted"
+#: The state of a run that ended without releasing (superseded, a duplicate, older than
+#: production): type Cancelled, named so that the crash automation does not react to it.
+SKIPPED = "Skipped"
 
 
-@flow(name="canary-release", flow_run_name="canary-release-{app}-{commit}")
+def _on_bad_end(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_crashed / on_cancellation: clean up from the dying process (best effort; the
+    automation on Crashed / Cancelled runs starts `reconcile`, which does the same)."""
+    params = flow_run.parameters or {}
+    with contextlib.suppress(Exception):
+        recover_release(load_block(params.get("platform", "local-platform/local")),
+                        params["app"], run_id=flow_run.id, image=params.get("image"),
+                        commit=params.get("commit"), why=describe_end(state))  # fmt: skip
+
+
+@flow(name="canary-release", flow_run_name="canary-release-{app}-{commit}",
+      on_crashed=[_on_bad_end], on_cancellation=[_on_bad_end])  # fmt: skip
 def canary_release(
     app: str,
     image: str,
@@ -46,80 +71,162 @@ def canary_release(
     config: str | None = None,
     platform: str = "local-platform/local",
     metrics: str = "prometheus-source/local",
-) -> dict[str, Any]:
+    repo: str | None = None,
+    pushed_at: str | None = None,
+) -> dict[str, Any] | State:
     """Release `image` (built from `commit`) of `app` as a judged canary.
 
     `config` is the release spec (default deployments/releases/<app>.yaml); `platform`
-    and `metrics` name the blocks to act on and to read metrics from.
+    and `metrics` name the blocks to act on and to read metrics from; `repo` and
+    `pushed_at` (from the push) order this release among others of the app (canary.queue).
     """
-    logger = get_run_logger()
     app, commit = check_app_name(app), check_commit(commit)
     spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
     plat, source = load_block(platform), load_block(metrics).source()
+    newer = _ordering(plat, app, repo)
+    with contextlib.ExitStack() as lock:
+        turn = wait_for_turn("canary-release", app, ensure_release_lock(app), lock, newer=newer)
+        if turn.place is not Place.PROCEED:
+            return _skip(app, image, commit, turn.reason)
+        stale = against_production(runs.this_run(), _production(plat, app), newer)
+        if stale is not None:
+            return _skip(app, image, commit, stale)
+        return _release(plat, source, spec, canary_config, app, image, commit)
+
+
+def _ordering(plat: Any, app: str, repo: str | None) -> Callable[[Candidate, Candidate], bool | None]:
+    """Which of two commits is newer: git ancestry where the builder knows it, else the
+    push time (each answer asked once)."""
+    known: dict[tuple[str, str], bool | None] = {}
+
+    def newer(a: Candidate, b: Candidate) -> bool | None:
+        if repo and (a.commit, b.commit) not in known:
+            forward = p.is_ancestor(plat, app, repo, b.commit, a.commit)
+            backward = p.is_ancestor(plat, app, repo, a.commit, b.commit) if not forward else False
+            known[a.commit, b.commit] = True if forward else (False if backward else None)
+        answer = known.get((a.commit, b.commit))
+        return answer if answer is not None else by_push_time(a, b)
+
+    return newer
+
+
+def _production(plat: Any, app: str) -> Candidate | None:
+    """What production runs, as a queue candidate (its commit; when it was pushed)."""
+    commit = p.read_production_commit(plat, app)
+    last = find_last_promotion(app)
+    if commit is None and last is not None:
+        commit = last.get("commit")
+    if not commit:
+        return None
+    pushed = last.get("pushed_at") if last and last.get("commit") == commit else None
+    return candidate_for(commit, pushed)
+
+
+def _skip(app: str, image: str, commit: str, reason: str) -> State:
+    """End without releasing: a report and a canary.release.aborted event that say why."""
+    get_run_logger().info("%s %s: not released: %s", app, commit[:12], reason)
+    publish_report(app, markdown_report(
+        app=app, image=image, commit=commit, outcome=ABORTED, reason=reason, records=[],
+        thresholds=None), f"{app} {commit[:12]}: {ABORTED} ({reason})")  # fmt: skip
+    emit(f"canary.release.{ABORTED}", app, {"image": image, "commit": commit, "reason": reason})
+    return Cancelled(name=SKIPPED, message=reason)
+
+
+def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryConfig, app: str,
+             image: str, commit: str) -> dict[str, Any]:  # fmt: skip
+    """Inside the app's lock: baseline and canary, the analysis, the decision; ALWAYS clean
+    up, then report what production runs, read back, not what the flow meant to do."""
+    logger = get_run_logger()
     thresholds = spec.analysis.thresholds
     records: list[JudgementRecord] = []
-    outcome, reason, production = ROLLED_BACK, "the release did not finish", None
-    plan: list[str] = []
-
-    # The lease is renewed while this run lives; if the process is killed the slot frees
-    # itself after LOCK_LEASE_SECONDS, and the next release's reconcile repairs the rest.
-    with concurrency(ensure_release_lock(app), occupy=1, strict=True,
-                     lease_duration=LOCK_LEASE_SECONDS):  # fmt: skip
-        failure: BaseException | None = None
-        try:
-            logger.info("leftovers of earlier releases repaired: %s", p.reconcile_app(plat, app))
-            production = p.read_production_image(plat, app)
-            if production is None:
-                raise ConfigError(
-                    f"{app} has no production deployment to compare against; deploy the first "
-                    "version directly (the demo does: `python scripts/bootstrap_production.py`)"
-                )
-            if any(m.evidence != "series" for m in canary_config.metrics):
-                plan = plan_canary(source, spec, canary_config)
-                for line in plan:
-                    logger.info("plan: %s", line)
-            p.deploy_track(plat, app, "baseline", production)
-            p.deploy_track(plat, app, "canary", image)
-            p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
-            p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
-            decision = _analyse(plat, source, spec, canary_config, app, commit, records)
-            promote, reason = decision.action is Action.PROMOTE, decision.reason
-            if not promote and spec.manual_judgement and decision.marginal:
-                promote, reason = ask_for_judgement(
-                    app, _last_score(records) or 0.0,
-                    timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
-            if promote:
-                p.promote_image(plat, app, image)
-                outcome = PROMOTED
-        except BaseException as exc:
-            failure, reason = exc, f"the release failed and was rolled back: {exc}"
-            raise
-        finally:
-            cleanup, cleanup_error = _clean_up(plat, app)
-            last = _last_score(records)
-            publish_report(app, markdown_report(
-                app=app, image=image, commit=commit, outcome=outcome, reason=reason,
-                records=records, thresholds=thresholds, cleanup=cleanup, plan=plan,
-            ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
-            emit(f"canary.release.{outcome}", app, {
-                "image": image, "commit": commit, "score": last, "reason": reason,
-                "judgements": len(records), "previous_image": production,
-                # analysis time until the decision (the windows grow from the analysis start)
-                "decision_seconds": ((records[-1].window_end - records[-1].window_start)
-                                     .total_seconds() if records else None),
-                "window_start": records[0].window_start.isoformat() if records else None,
-                "window_end": records[-1].window_end.isoformat() if records else None,
-                "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
-            })  # fmt: skip
-            if cleanup_error is not None:
-                if failure is None:
-                    raise cleanup_error
-                # The release's own failure stays the run's failure; cleanup's is attached.
-                failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
+    reason, production, plan = "the release did not finish", None, []
+    failure: BaseException | None = None
+    try:
+        logger.info("leftovers of earlier releases repaired: %s", p.reconcile_app(plat, app))
+        production = p.read_production_image(plat, app)
+        if production is None:
+            raise ConfigError(
+                f"{app} has no production deployment to compare against; deploy the first "
+                "version directly (the demo does: `python scripts/bootstrap_production.py`)"
+            )
+        if any(m.evidence != "series" for m in canary_config.metrics):
+            plan = plan_canary(source, spec, canary_config)
+            for line in plan:
+                logger.info("plan: %s", line)
+        p.deploy_track(plat, app, "baseline", production)
+        p.deploy_track(plat, app, "canary", image)
+        p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
+        p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
+        decision = _analyse(plat, source, spec, canary_config, app, commit, records)
+        promote, reason = decision.action is Action.PROMOTE, decision.reason
+        if not promote and spec.manual_judgement and decision.marginal:
+            promote, reason = ask_for_judgement(
+                app, _last_score(records) or 0.0,
+                timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
+        if promote:
+            p.promote_image(plat, app, image)
+    except BaseException as exc:
+        failure, reason = exc, f"the release failed and was rolled back: {_words(exc)}"
+        raise
+    finally:
+        cleanup, cleanup_error = run_cleanup({
+            "roll_back_traffic": lambda: p.roll_back_traffic(plat, app),
+            "remove_baseline": lambda: p.remove_track(plat, app, "baseline"),
+            "remove_canary": lambda: p.remove_track(plat, app, "canary"),
+            "restore_routes": lambda: p.restore_routes(plat, app),
+        })  # fmt: skip
+        outcome, reason = _read_back(plat, app, image, production, reason)
+        last = _last_score(records)
+        publish_report(app, markdown_report(
+            app=app, image=image, commit=commit, outcome=outcome, reason=reason,
+            records=records, thresholds=thresholds, cleanup=cleanup, plan=plan,
+        ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
+        emit(f"canary.release.{outcome}", app, {
+            "image": image, "commit": commit, "score": last, "reason": reason,
+            "judgements": len(records), "previous_image": production,
+            # analysis time until the decision (the windows grow from the analysis start)
+            "decision_seconds": ((records[-1].window_end - records[-1].window_start)
+                                 .total_seconds() if records else None),
+            "window_start": records[0].window_start.isoformat() if records else None,
+            "window_end": records[-1].window_end.isoformat() if records else None,
+            "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
+            "pushed_at": _param("pushed_at"),
+        })  # fmt: skip
+        if cleanup_error is not None:
+            if failure is None:
+                raise cleanup_error
+            # The release's own failure stays the run's failure; cleanup's is attached.
+            failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
     logger.info("%s %s: %s (%s)", app, commit[:12], outcome, reason)
     return {"app": app, "commit": commit, "image": image, "outcome": outcome,
-            "score": _last_score(records),
-            "reason": reason}  # fmt: skip
+            "score": _last_score(records), "reason": reason}  # fmt: skip
+
+
+def _read_back(plat: Any, app: str, image: str, before: str | None, reason: str) -> tuple[str, str]:
+    """The outcome is what production runs now, read back from the platform."""
+    try:
+        now = p.read_production_image(plat, app)
+    except Exception as exc:  # the report must still go out
+        return ROLLED_BACK, f"{reason}; production could not be read back ({_words(exc)})"
+    if now == image and before != image:
+        return PROMOTED, reason
+    if now != before:
+        return ROLLED_BACK, f"{reason}; production runs {now} (read back), not {before}"
+    return ROLLED_BACK, reason
+
+
+def _words(exc: BaseException) -> str:
+    """An exception in words: its type and message (some carry no message at all)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _param(name: str) -> Any:
+    from prefect.context import get_run_context
+
+    with contextlib.suppress(Exception):
+        return get_run_context().flow_run.parameters.get(name)  # type: ignore[union-attr]
+    return None
 
 
 def _last_score(records: list[JudgementRecord]) -> float | None:
@@ -170,28 +277,3 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
             break
     progress(bar, 100.0)
     return decision
-
-
-def _clean_up(plat: Any, app: str) -> tuple[list[str], BaseException | None]:
-    """Roll traffic back first (read back), then remove both tracks, then restore routes.
-
-    After a promotion "back" is the new production. Every step runs even if an earlier one
-    failed; the first failure is returned for the flow to raise once the report is out, and
-    the reconcile at the start of the next release finishes the job.
-    """
-    done: list[str] = []
-    errors: list[BaseException] = []
-    steps = [
-        ("all traffic to production (read back)", lambda: p.roll_back_traffic(plat, app)),
-        ("baseline removed", lambda: p.remove_track(plat, app, "baseline")),
-        ("canary removed", lambda: p.remove_track(plat, app, "canary")),
-        ("routes restored", lambda: p.restore_routes(plat, app)),
-    ]
-    for label, step in steps:
-        try:
-            step()
-            done.append(label)
-        except Exception as exc:  # keep cleaning; report below
-            errors.append(exc)
-            done.append(f"FAILED: {label}: {exc}")
-    return done, (errors[0] if errors else None)

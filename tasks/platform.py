@@ -34,6 +34,18 @@ def read_production_image(platform: Any, app: str) -> str | None:
     return platform.production_image(app)
 
 
+@task(name="read-production-commit", task_run_name="production-commit-{app}", **_TASK)
+def read_production_commit(platform: Any, app: str) -> str | None:
+    return platform.production_commit(app)
+
+
+@task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
+def is_ancestor(platform: Any, app: str, repo: str, older: str, newer: str) -> bool | None:
+    """Git ancestry where the platform's builder knows it (None: unknown)."""
+    check = getattr(platform.builder_for(app), "is_ancestor", None)
+    return check(repo, older, newer) if check is not None else None
+
+
 @task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
 def deploy_track(platform: Any, app: str, track: Track, image: str) -> None:
     platform.workloads().deploy(app, track, image)

@@ -9,8 +9,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from canary.config import CanaryConfig
 from canary.errors import ConfigError
@@ -70,16 +73,27 @@ def load_block(name: str) -> Any:
 @task(name="ensure-release-lock", task_run_name="ensure-release-lock-{app}",
       cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
 def ensure_release_lock(app: str) -> str:
-    """Create the app's limit (1 slot) if missing: a missing limit would be silently skipped."""
+    """Create the app's limit (1 slot) if missing: a missing limit would be silently skipped.
+
+    A limit an operator switched off stays off: that is how releases are frozen (every
+    lock taker waits while it is off, see tasks.turn)."""
     name = release_lock_name(app)
     with get_client(sync_client=True) as client:
-        # A concurrent release may create it first: the result is the same.
-        with contextlib.suppress(ObjectAlreadyExists):
-            client.upsert_global_concurrency_limit_by_name(name, 1)
-        # An inactive limit is skipped even with strict=True: switch it back on.
-        limit = client.read_global_concurrency_limit_by_name(name)
-        if not limit.active or limit.limit != 1:
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(active=True, limit=1)
-            )
+        try:
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            # A concurrent release may create it first: the result is the same.
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1, active=True))  # fmt: skip
+            return name
+        if limit.limit != 1:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1))
     return name
+
+
+def lock_state(name: str) -> tuple[bool, int]:
+    """(active, slots taken) of a release lock, as the server has it now."""
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    return bool(limit.active), int(limit.active_slots)

@@ -91,3 +91,13 @@ def finished(*names: str) -> Callable[[dict[str, Any]], bool]:
 def concurrency_limit(name: str) -> Any:
     with get_client(sync_client=True) as client:
         return client.read_global_concurrency_limit_by_name(name)
+
+
+def logs_matching(text: str) -> list[str]:
+    """Messages of the run logs on the server that contain `text` (logs arrive in batches)."""
+    from prefect.client.schemas.filters import LogFilter
+    from prefect.client.schemas.sorting import LogSort
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(), limit=200, sort=LogSort.TIMESTAMP_DESC)
+    return [log.message for log in logs if text in log.message]

@@ -76,10 +76,18 @@ class _Builder:
         self._platform.rec.record("build", self._app, repo, commit)
         return f"registry.test/{self._app}:{commit[:12]}"
 
+    def is_ancestor(self, repo: str, older: str, newer: str) -> bool | None:
+        """Ancestry from the fake's history: a list of commits, oldest first."""
+        history = self._platform.history
+        if older not in history or newer not in history:
+            return None
+        return history.index(older) < history.index(newer)
+
 
 class _Workloads:
-    def __init__(self, rec: Recorder) -> None:
+    def __init__(self, rec: Recorder, platform: FakePlatform | None = None) -> None:
         self.rec = rec
+        self.platform = platform
         #: track -> (from which look on, why) it is not serving: kills a track mid-release
         self.down: dict[str, tuple[int, str]] = {}
         self.looks: dict[str, int] = {}
@@ -98,6 +106,8 @@ class _Workloads:
 
     def promote(self, app: str, image: str) -> None:
         self.rec.record("promote", app, image)
+        if self.platform is not None:
+            self.platform.production = image  # what production runs now, read back later
 
     def remove(self, app: str, track: str) -> None:
         self.rec.record("remove", app, track, track=track)
@@ -140,7 +150,11 @@ class FakePlatform:
         self.production = production
         self.ignore_weights = ignore_weights
         self.weights: dict[str, Weights] = {}
-        self._workloads = _Workloads(rec)
+        #: commits in git order (oldest first) for the builder's ancestry answers
+        self.history: list[str] = []
+        #: the commit production runs (None: unknown, as on Kubernetes)
+        self.production_commit_value: str | None = None
+        self._workloads = _Workloads(rec, self)
         self._router = _Router(self)
 
     def builder_for(self, app: str) -> _Builder:
@@ -159,6 +173,10 @@ class FakePlatform:
     def production_image(self, app: str) -> str | None:
         self.rec.record("production_image", app)
         return self.production
+
+    def production_commit(self, app: str) -> str | None:
+        self.rec.record("production_commit", app)
+        return self.production_commit_value
 
     def restore_routes(self, app: str) -> None:
         self.rec.record("restore_routes", app)

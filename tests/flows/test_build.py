@@ -15,12 +15,15 @@ def test_success_returns_image_and_emits_succeeded(make_env):
     args = env.build_args(commit=COMMIT.upper())  # a commit id is accepted in any case
     result = build_flow.build(**args)
     image = f"registry.test/gg-build:{COMMIT[:12]}"
-    assert result == {"app": "gg-build", "commit": COMMIT, "image": image, "repo": args["repo"]}
-    assert env.rec.calls == [("build", "gg-build", args["repo"], COMMIT)]
+    assert result == {"app": "gg-build", "commit": COMMIT, "image": image, "repo": args["repo"],
+                      "pushed_at": None}
+    assert env.rec.calls == [("production_commit", "gg-build"),
+                             ("build", "gg-build", args["repo"], COMMIT)]  # fmt: skip
     assert env.loaded == ["fake-platform/test"]
     event = api.events("canary.build.succeeded", "gg-build")[0]
     assert event.resource["app"] == "gg-build"
-    assert event.payload == {"image": image, "commit": COMMIT, "repo": args["repo"]}
+    assert event.payload == {"image": image, "commit": COMMIT, "repo": args["repo"],
+                             "pushed_at": None}
     assert api.events("canary.build.failed", "gg-build", at_least=0) == []
 
 
@@ -62,3 +65,26 @@ def test_bad_app_name_is_rejected_before_building(make_env):
     with pytest.raises(ConfigError, match="app 'Gold_Goose' is not a valid name"):
         build_flow.build(**env.build_args(app="Gold_Goose"))
     assert env.rec.calls == [] and env.loaded == []
+
+
+# -- idempotent by commit -------------------------------------------------------------------
+
+
+def test_a_second_build_of_a_built_commit_is_skipped(make_env):
+    env = make_env("gg-build-twice")
+    build_flow.build(**env.build_args())
+    state = build_flow.build(**env.build_args(), return_state=True)
+    assert state.is_cancelled() and state.name == "Skipped", state
+    assert "already handled by run build-gg-build-twice-" in state.message
+    assert env.rec.count("build") == 1  # one build, however many deliveries
+    assert len(api.events("canary.build.succeeded", "gg-build-twice")) == 1
+
+
+def test_a_build_of_the_commit_production_runs_is_skipped(make_env):
+    env = make_env("gg-build-prod")
+    env.platform.production_commit_value = COMMIT
+    state = build_flow.build(**env.build_args(), return_state=True)
+    assert state.is_cancelled() and state.name == "Skipped"
+    assert state.message == f"production already runs commit {COMMIT[:12]}: nothing to build or release"
+    assert env.rec.count("build") == 0
+    assert api.events("canary.build.succeeded", "gg-build-prod", at_least=0) == []

@@ -60,6 +60,11 @@ def expected_cleanup(app: str) -> list[tuple[Any, ...]]:
     ]
 
 
+def cleanup_and_read_back(env: Any) -> list[tuple[Any, ...]]:
+    """The cleanup calls, then the read-back of what production runs."""
+    return [*expected_cleanup(env.app), ("production_image", env.app)]
+
+
 def report(state: Any, app: str) -> str:
     found = api.artifacts_of(flow_run_id(state), "markdown")
     assert [a.key for a in found] == [f"canary-report-{app}"]
@@ -106,6 +111,7 @@ def test_good_canary_calls_in_order(promoted):
     # each look: the split read back, then (after the metrics) both tracks' readiness
     per_window = [("read_weights", app), ("serving", app, "baseline"), ("serving", app, "canary")]
     assert platform_calls(env) == [
+        ("production_commit", app),  # the release's turn: not older than production
         ("reconcile", app),
         ("production_image", app),
         ("deploy", app, "baseline", PRODUCTION),  # the baseline runs production's image
@@ -120,6 +126,7 @@ def test_good_canary_calls_in_order(promoted):
         *per_window,  # past the last step it holds
         ("promote", app, IMAGE),
         *expected_cleanup(app),
+        ("production_image", app),  # the outcome is what production runs, read back
     ]
 
 
@@ -204,7 +211,7 @@ def test_bad_canary_is_rolled_back_after_first_judgement(make_env):
     assert env.rec.count("promote") == 0
     assert env.rec.count("fetch_pair") == len(METRICS)  # one window only: fail fast
     assert env.rec.named("set_weights") == [("set_weights", env.app, Weights(80, 10, 10))]
-    assert cleanup_calls(env) == expected_cleanup(env.app)
+    assert cleanup_calls(env) == cleanup_and_read_back(env)
 
     runs = api.task_runs(flow_run_id(state), until=api.finished(f"restore-routes-{env.app}"))
     judged = sorted(name for name in runs if name.startswith("judge-interval"))
@@ -268,7 +275,7 @@ def test_permanent_error_is_not_retried_and_cleanup_runs(make_env, key, error, c
     failing = [c for c in env.rec.named(calls) if key.partition(":")[2] in ("", c[2])]
     assert len(failing) == 1, f"retried a permanent error: {failing}"
     assert env.rec.count("promote") == 0
-    assert cleanup_calls(env) == expected_cleanup(env.app)
+    assert cleanup_calls(env) == cleanup_and_read_back(env)
     event = api.events("canary.release.rolled-back", env.app)[0]
     assert str(error()) in event.payload["reason"]
     text = report(state, env.app)
@@ -285,7 +292,7 @@ def test_metrics_outage_beyond_retries_fails_closed(make_env):
     assert isinstance(exc, MetricsError)
     assert env.rec.count("fetch_pair") == 4  # the first try and 3 retries
     assert env.rec.count("promote") == 0
-    assert cleanup_calls(env) == expected_cleanup(env.app)
+    assert cleanup_calls(env) == cleanup_and_read_back(env)
     event = api.events("canary.release.rolled-back", env.app)[0]
     assert event.payload["judgements"] == 0 and "Prometheus timed out" in event.payload["reason"]
 
@@ -301,7 +308,7 @@ def test_failed_cleanup_step_does_not_stop_later_steps(make_env):
     state = run(env)
     exc = failure(state)
     assert isinstance(exc, PlatformError) and "forbidden" in str(exc)
-    assert cleanup_calls(env) == expected_cleanup(env.app)  # canary removed, routes restored
+    assert cleanup_calls(env) == cleanup_and_read_back(env)  # canary removed, routes restored
     text = report(state, env.app)
     assert "- FAILED: baseline removed: forbidden: delete deployment" in text
     assert "- canary removed" in text and "- routes restored" in text
@@ -332,7 +339,8 @@ def test_no_production_deploys_nothing(make_env):
     with pytest.raises(ConfigError, match="gg-noprod has no production deployment"):
         release_flow.canary_release(**env.release_args())
     calls = env.rec.calls
-    assert calls[:2] == [("reconcile", env.app), ("production_image", env.app)]
+    assert calls[:3] == [("production_commit", env.app), ("reconcile", env.app),
+                         ("production_image", env.app)]
     assert not [c for c in calls if c[0] in ("deploy", "promote", "set_weights")], calls
     # Cleanup still ran (idempotent, nothing to remove), so the end is reported like any other.
     assert ("rollback", env.app) in calls

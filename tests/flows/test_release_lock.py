@@ -8,7 +8,10 @@ import time
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.concurrency.sync import concurrency
 
 import flows.canary_release as release_flow
@@ -40,15 +43,32 @@ def test_release_creates_its_lock_holds_and_frees_it(make_env):
     assert limit.active_slots == 0  # released although the run failed
 
 
-def test_deactivated_lock_is_reactivated(make_env):
+def test_a_lock_switched_off_freezes_releases_until_it_is_on_again(make_env):
+    """An operator switches the app's limit off: releases wait, say so, and go on after."""
     env = make_env("gg-lock-off", production=None)
+    name = "canary-release-gg-lock-off"
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name="canary-release-gg-lock-off", limit=1, active=False)
+            GlobalConcurrencyLimitCreate(name=name, limit=1, active=False)
         )
     held = slots_held_during_reconcile(env)
-    release_flow.canary_release(**env.release_args(), return_state=True)
+    outcome: dict[str, object] = {}
+
+    def release() -> None:
+        outcome["state"] = release_flow.canary_release(**env.release_args(), return_state=True)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(release,))
+    thread.start()
+    logs = api.poll(lambda: api.logs_matching("releases are frozen"), bool, deadline=60)
+    assert logs and f"the concurrency limit '{name}' is switched off" in logs[0]
+    assert env.rec.calls == [] and thread.is_alive(), "a frozen release went on"
+    assert not api.concurrency_limit(name).active, "the release switched the limit back on"
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the release did not go on once the limit was on"
     assert held == [1], "the release ran without holding its lock"
+    assert outcome["state"].is_failed()  # no production: fails right after taking the lock
 
 
 def test_second_release_waits_for_the_lock(make_env):
@@ -71,4 +91,4 @@ def test_second_release_waits_for_the_lock(make_env):
     assert not thread.is_alive(), "the release never got the lock"
     state = outcome["state"]
     assert state.is_completed() and state.result()["outcome"] == "rolled-back"
-    assert env.rec.calls[0] == ("reconcile", "gg-queue")
+    assert env.rec.calls[:2] == [("production_commit", "gg-queue"), ("reconcile", "gg-queue")]

@@ -181,6 +181,21 @@ class GitBuilder:
         return full, tree
 
     # -- Builder ----------------------------------------------------------------------------
+    def is_ancestor(self, repo: str, older: str, newer: str) -> bool | None:
+        """True if commit `older` is an ancestor of `newer` in `repo` (so `newer` is the
+        newer one), False if not, None when either commit is unknown to the mirror."""
+        mirror = self.mirror_of(repo)
+        if not (mirror / "HEAD").exists():
+            return None
+        for rev in (older, newer):
+            if self._resolve(mirror, rev) is None:
+                return None
+        res = self._git("--git-dir", str(mirror), "merge-base", "--is-ancestor",
+                        "--end-of-options", older, newer, check=False)  # fmt: skip
+        if res.returncode in (0, 1):
+            return res.returncode == 0
+        return None
+
     def build(self, repo: str, commit: str) -> str:
         """The image reference of `commit` (built now, or found in the store)."""
         return self.build_artifact(repo, commit).image

@@ -1,0 +1,100 @@
+"""What Prefect knows about the runs of a flow for one app: the queue's view, and whether
+somebody asked this run to stop.
+
+Runs of `canary-release` and `build` are named `<flow>-<app>-<commit>` (their
+flow_run_name), so the runs of one app are found by name; their parameters say the commit
+and when it was pushed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterStartTime,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.context import get_run_context
+
+from canary.queue import Candidate
+
+#: Not final: the run may still act.
+LIVE = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED,
+        StateType.CANCELLING}  # fmt: skip
+#: State names of runs whose work is done (a release that ended, either way).
+DONE_NAMES = {"Completed", "Promoted", "RolledBack"}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def candidate(run: Any) -> Candidate:
+    """A flow run as the queue sees it."""
+    state = run.state
+    params = run.parameters or {}
+    created = _parse_time(run.created) or datetime.now(UTC)
+    return Candidate(
+        run_id=str(run.id), name=run.name, commit=str(params.get("commit", "")).lower(),
+        created=created, live=state is not None and state.type in LIVE,
+        completed=state is not None and (state.type is StateType.COMPLETED
+                                         or state.name in DONE_NAMES),
+        pushed_at=_parse_time(params.get("pushed_at")),
+    )  # fmt: skip
+
+
+def candidate_for(commit: str, pushed_at: Any = None) -> Candidate:
+    """A commit that is not a run (production's), so the queue can compare against it."""
+    return Candidate(run_id=f"commit:{commit}", name=f"production ({commit[:12]})",
+                     commit=commit.lower(), created=datetime.min.replace(tzinfo=UTC), live=False,
+                     pushed_at=_parse_time(pushed_at))  # fmt: skip
+
+
+def sibling_runs(flow_name: str, app: str, *, within_days: int = 7) -> list[Candidate]:
+    """The runs of `flow_name` for `app` of the last days (this run included)."""
+    prefix = f"{flow_name}-{app}-"
+    query = FlowRunFilter(
+        name=FlowRunFilterName(like_=prefix),
+        start_time=FlowRunFilterStartTime(is_null_=True),
+    )
+    since = datetime.now(UTC) - timedelta(days=within_days)
+    with get_client(sync_client=True) as client:
+        unstarted = client.read_flow_runs(flow_run_filter=query, limit=200)
+        started = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_=prefix),
+            start_time=FlowRunFilterStartTime(after_=since)), limit=200)  # fmt: skip
+    runs = {r.id: r for r in [*unstarted, *started] if r.name.startswith(prefix)}
+    return [candidate(r) for r in runs.values()]
+
+
+def this_run() -> Candidate:
+    """The calling flow run as the queue sees it."""
+    ctx = get_run_context()
+    run = ctx.flow_run  # type: ignore[union-attr]
+    with get_client(sync_client=True) as client:
+        return candidate(client.read_flow_run(run.id))
+
+
+def stop_requested() -> str | None:
+    """Why this run was asked to stop (a Cancelling or Cancelled state in its history, e.g.
+    a person cancelled it while it was still queued), or None."""
+    ctx = get_run_context()
+    run_id = ctx.flow_run.id  # type: ignore[union-attr]
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(run_id)
+    for state in states:
+        if state.type in (StateType.CANCELLING, StateType.CANCELLED):
+            return state.message or f"a person cancelled the run ({state.name})"
+    return None
