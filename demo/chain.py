@@ -1,5 +1,5 @@
-"""The whole local chain as real processes: Prefect server, local stack, deployments, worker,
-webhook relay. Used by `make demo` and by the end-to-end tests.
+"""The whole local chain as real processes: Prefect server, local stack and its supervisor,
+deployments, worker, webhook relay. Used by `make demo` and by the end-to-end tests.
 
 Every process is started in its own session and recorded (pid, kernel start time, argv) in
 `<home>/chain.json`; `stop()` signals only processes that still match their record, so a
@@ -20,10 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canary.platforms.local import procs
+from canary.platforms.local import procs, supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+#: The server keeps concurrency leases on disk (under PREFECT_HOME), not in memory: a
+#: restarted server still knows which release holds an app's lock, so the lock neither
+#: leaks (the slot taken for good) nor gets handed to a second release.
+SERVER_ENV = {
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
+}
 
 
 @dataclass
@@ -140,7 +148,8 @@ class Chain:
             raise ChainError("a webhook secret is needed (GITHUB_WEBHOOK_SECRET)")
         env = self.client_env()
         log = self._start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(c.prefect_port)], env)  # fmt: skip
+                                             "--port", str(c.prefect_port)],
+                          {**env, **SERVER_ENV})  # fmt: skip
         poll(lambda: _get_ok(f"{c.api_url}/health"), timeout=180, what="Prefect server health",
              log=log)  # fmt: skip
         self.say(f"Prefect server: {c.ui_url}")
@@ -154,6 +163,12 @@ class Chain:
                    f"{c.app}={c.app_port}"], "starting HAProxy and Prometheus")  # fmt: skip
         self.say(f"HAProxy: {c.app} on 127.0.0.1:{c.app_port}; "
                  f"Prometheus: http://127.0.0.1:{c.prometheus_port}")  # fmt: skip
+        sup_log = self._start("supervisor", [sys.executable, "-m", "canary.platforms.local",
+                                             "--state-dir", str(c.state_dir), "supervise",
+                                             "--interval", "2"], env)  # fmt: skip
+        poll(self._supervising, timeout=30, what="the local stack's supervisor", log=sup_log)
+        self.say(f"supervisor: restarts a dead HAProxy, Prometheus or production "
+                 f"(log {c.state_dir / 'stack' / 'supervisor.log'})")  # fmt: skip
         self._run([PREFECT, "--no-prompt", "deploy", "--all"], "prefect deploy --all")
         self.say("deployments build and canary-release registered, with their automations")
         worker_log = self._start("worker", [PREFECT, "worker", "start", "--pool", "canary-local",
@@ -165,6 +180,13 @@ class Chain:
         poll(lambda: _get_ok(f"http://127.0.0.1:{c.relay_port}/healthz"), timeout=30,
              what="webhook relay health", log=relay_log)  # fmt: skip
         self.say(f"webhook relay: {c.relay_url}")
+
+    def _supervising(self) -> bool:
+        """The recorded supervisor runs, is the one the stack knows, and has checked once."""
+        raw = self._records().get("supervisor")
+        doc = supervisor.read_status(self.config.state_dir)
+        return (raw is not None and doc.get("running") is True and doc.get("pid") == raw["pid"]
+                and doc.get("checked", 0) >= doc.get("started", float("inf")))  # fmt: skip
 
     def _worker_online(self) -> bool:
         body = json.dumps({}).encode()
@@ -180,12 +202,14 @@ class Chain:
         return any(w.get("status") == "ONLINE" for w in workers)
 
     def stop(self) -> list[str]:
-        """Stop what this chain started (relay, worker, server) and the local stack."""
+        """Stop what this chain started (the supervisor first, so it restarts nothing being
+        stopped; relay, worker, server) and the local stack."""
         stopped = []
         data = self._records()
-        for name in ("relay", "worker", "prefect-server"):
+        for name in ("supervisor", "relay", "worker", "prefect-server"):
             raw = data.pop(name, None)
-            if raw is not None and procs.stop(procs.ProcessRecord.from_json(raw), timeout=15):
+            timeout = 30 if name == "supervisor" else 15  # it may be mid-restart
+            if raw is not None and procs.stop(procs.ProcessRecord.from_json(raw), timeout=timeout):
                 stopped.append(name)
         procs.write_json(self.records_file, data)
         c = self.config

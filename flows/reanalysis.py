@@ -2,8 +2,9 @@
 
 Two modes:
 - `post-promotion` (the scheduled default): the current production against production
-  *before* the last promotion, the control window time-shifted to end at the promotion
-  (Kayenta's control offset). Catches regressions that appear only under full traffic.
+  *before* the last promotion, the control window time-shifted to end when that release's
+  canary phase began (Kayenta's control offset), so production then carried all of its
+  traffic, like now. Catches regressions that appear only under full traffic.
 - `window`: a recorded window (e.g. a past canary's, from its event payload) judged again,
   typically under a new canary config.
 Both publish the same table and report artifacts as a release; a failing verdict emits
@@ -13,10 +14,12 @@ disabled-by-default automation `restore-production-on-regression` can act on.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.context import get_run_context
 
 from canary.analysis.decision import final_decision
 from canary.analysis.windows import JudgementWindow
@@ -26,7 +29,19 @@ from canary.report import JudgementRecord, markdown_report
 from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion
 from tasks.publish import emit, publish_interval, publish_report
-from tasks.setup import load_block, load_release_spec
+from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.turn import take_lock
+
+
+def canary_began(promotion: dict[str, Any], begin_after: timedelta) -> datetime:
+    """When the promoted release first split traffic: its analysis began `begin_after`
+    (the warm-up) after that. Without a recorded window, the promotion time (older events)."""
+    started = promotion.get("window_start")
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(started) - begin_after
+    occurred: datetime = promotion["occurred"]
+    return occurred
 
 
 @flow(name="canary-reanalysis", flow_run_name="canary-reanalysis-{app}-{mode}")
@@ -58,7 +73,7 @@ def canary_reanalysis(
         start = max(
             promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes)
         )
-        offset = end - promoted_at
+        offset = end - canary_began(promotion, spec.analysis.begin_after)
         scopes = spec.scopes.model_copy(update={
             "control": spec.scopes.production, "experiment": spec.scopes.production})  # fmt: skip
     elif mode == "window":
@@ -79,9 +94,13 @@ def canary_reanalysis(
                              control_start=start - offset, control_end=end - offset,
                              not_before=end, step=step)  # fmt: skip
     source = load_block(metrics).source()
-    pairs = fetch_metrics(source, canary_config, scopes, window)
-    counts = (fetch_counts(source, canary_config, scopes, window)
-              if any(m.evidence != "series" for m in canary_config.metrics) else [])  # fmt: skip
+    # Under the app's lock: production's windows are not read while a canary changes it.
+    with contextlib.ExitStack() as held:
+        take_lock(app, ensure_release_lock(app), held,
+                  me=str(get_run_context().flow_run.id))  # type: ignore[union-attr]
+        pairs = fetch_metrics(source, canary_config, scopes, window)
+        counts = (fetch_counts(source, canary_config, scopes, window)
+                  if any(m.evidence != "series" for m in canary_config.metrics) else [])  # fmt: skip
     # One look, two windows that need not carry equal traffic: count metrics are judged
     # against the observed share of requests (valid for a single look; docs/judge.md).
     result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1, counts,

@@ -1,31 +1,87 @@
 """Flow `reconcile`: repair what a crashed release left behind, and say what was fixed.
 
-Also run at the start of every canary release (inside its lock); run on its own, it takes
-the same per-app lock, so it waits for a live release instead of tearing it down. Restores 100 % primary (verified by reading
-back), removes baseline and canary, restores the user's routes.
+Also run at the start of every canary release (inside its lock). Run on its own, it takes
+the same per-app lock, so it waits for a live release instead of tearing it down. It is
+started by an automation when a canary-release run ends Crashed, Cancelled or Failed (or
+stops sending heartbeats): `run_id` names that run, whose end it then reports (on that run,
+once) after putting production in order. Restores 100 % primary (verified by reading back),
+removes baseline and canary, restores the user's routes, and frees the app's lock if a
+killed process or a server restart left it taken with nobody alive to hold it.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 from typing import Any
+from uuid import UUID
 
-from prefect import flow
-from prefect.concurrency.sync import concurrency
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+from prefect.states import Crashed
 
 from canary.release import check_app_name
 from tasks.platform import reconcile_app
 from tasks.publish import publish_report
-from tasks.setup import LOCK_LEASE_SECONDS, ensure_release_lock, load_block
+from tasks.recovery import describe_end, free_leaked_lock, recover_release
+from tasks.setup import ensure_release_lock, load_block
+from tasks.turn import take_lock
 
 
 @flow(name="reconcile", flow_run_name="reconcile-{app}")
-def reconcile(app: str, platform: str = "local-platform/local") -> dict[str, Any]:
+def reconcile(app: str, platform: str = "local-platform/local", run_id: str | None = None) -> dict[str, Any]:
+    """`run_id`: the canary-release run that ended badly (its id, or its event resource id)."""
+    logger = get_run_logger()
     app = check_app_name(app)
-    # Take the release lock: repairing while a live release runs would tear it down.
-    with concurrency(ensure_release_lock(app), occupy=1, strict=True,
-                     lease_duration=LOCK_LEASE_SECONDS):  # fmt: skip
-        report = reconcile_app(load_block(platform), app)
-    publish_report(app, f"# Reconcile of `{app}`\n\n```json\n{json.dumps(report, indent=2, default=str)}\n```\n",
+    me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    freed = free_leaked_lock(app, me=me)
+    if freed:
+        logger.warning("%s: %s", app, freed)
+    lock = ensure_release_lock(app)
+    with contextlib.ExitStack() as held:
+        take_lock(app, lock, held, me=me)
+        plat = load_block(platform)
+        found = reconcile_app(plat, app)
+        recovered = _recover(plat, app, run_id) if run_id else None
+    words = _in_words(app, found, freed, recovered)
+    for line in words:
+        logger.info("%s", line)
+    publish_report(app, "\n".join([f"# Reconcile of `{app}`", "", *[f"- {w}" for w in words], ""]),
                    f"{app}: reconcile")  # fmt: skip
-    return report
+    return {"app": app, "found": found, "freed_lock": freed, "recovered": recovered}
+
+
+def _recover(plat: Any, app: str, run_id: str) -> dict[str, Any]:
+    """Report the end of release `run_id`; a run still marked Running holds no lock (we
+    have it), so its process is gone: mark it Crashed first."""
+    run_uuid = UUID(run_id.rsplit(".", 1)[-1])
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_uuid)
+        if run.state is not None and not run.state.is_final():
+            client.set_flow_run_state(run_uuid, Crashed(message=(
+                "the release stopped sending heartbeats and its lock was free: its process "
+                "is gone")), force=True)  # fmt: skip
+            run = client.read_flow_run(run_uuid)
+    params = run.parameters or {}
+    return recover_release(plat, app, run_id=run_uuid, image=params.get("image"),
+                           commit=params.get("commit"), why=describe_end(run.state))  # fmt: skip
+
+
+def _in_words(app: str, found: dict[str, Any], freed: str | None,
+              recovered: dict[str, Any] | None) -> list[str]:  # fmt: skip
+    """What reconcile found and did, as sentences (the platform's report is a dict)."""
+    lines = []
+    stopped = found.get("stopped") or found.get("removed") or []
+    if stopped:
+        lines.append(f"stopped {len(stopped)} leftover process(es) or object(s) of earlier "
+                     f"releases: {', '.join(map(str, stopped))}")  # fmt: skip
+    else:
+        lines.append("found nothing left over from earlier releases")
+    primary = found.get("primary")
+    if primary is not None:
+        lines.append(f"production is {primary}; all traffic goes to it (read back)")
+    if freed:
+        lines.append(freed)
+    if recovered is not None:
+        lines.append(f"release run {recovered['run']}: {recovered['outcome']}: {recovered['reason']}")
+    return lines

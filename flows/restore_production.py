@@ -6,21 +6,33 @@ with the image that production ran before the last promotion.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+import contextlib
 
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+
+from canary.errors import PlatformError
 from canary.release import check_app_name
 from tasks.platform import promote_image, read_production_image, roll_back_traffic
 from tasks.publish import emit
-from tasks.setup import load_block
+from tasks.setup import ensure_release_lock, load_block
+from tasks.turn import take_lock
 
 
 @flow(name="restore-production", flow_run_name="restore-production-{app}")
 def restore_production(app: str, image: str, platform: str = "local-platform/local") -> str:
+    """Under the app's lock (never in the middle of a canary release), then read back."""
     app = check_app_name(app)
-    plat = load_block(platform)
-    previous = read_production_image(plat, app)
-    promote_image(plat, app, image)
-    roll_back_traffic(plat, app)
-    get_run_logger().info("%s production restored to %s", app, image)
-    emit("canary.production.restored", app, {"image": image, "previous_image": previous})
-    return image
+    me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    with contextlib.ExitStack() as held:
+        take_lock(app, ensure_release_lock(app), held, me=me)
+        plat = load_block(platform)
+        previous = read_production_image(plat, app)
+        promote_image(plat, app, image)
+        roll_back_traffic(plat, app)
+        now = read_production_image(plat, app)
+    if now != image:
+        raise PlatformError(f"{app}: production runs {now} after restoring {image} (read back)")
+    get_run_logger().info("%s production restored to %s (read back), was %s", app, now, previous)
+    emit("canary.production.restored", app, {"image": now, "previous_image": previous})
+    return now

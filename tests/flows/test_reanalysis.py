@@ -28,3 +28,30 @@ def test_window_reanalysis_finds_a_regression_in_the_counts(tmp_path, monkeypatc
     env = install(monkeypatch, tmp_path, "re-bad", sequential=True, bad=("error-rate",))
     result = _run(env)
     assert result["outcome"] == "regressed" and result["score"] == 0.0, result
+
+
+def test_post_promotion_control_ends_before_the_canary_phase(tmp_path, monkeypatch):
+    """Like with like: production before the canary began (all traffic), not a window that
+    ends inside the canary phase, when production carried only part of the traffic."""
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from tests.flows import api
+
+    env = install(monkeypatch, tmp_path, "re-post", sequential=True)
+    began = datetime.now(UTC) - timedelta(seconds=120)  # the release split traffic here
+    window_start = began + timedelta(seconds=0)  # the test spec's begin_after is 0 s
+    emit_event(event="canary.release.promoted", occurred=began + timedelta(seconds=60),
+               resource={"prefect.resource.id": "canary.app.re-post", "app": "re-post"},
+               payload={"image": "img:new", "previous_image": "img:old", "commit": "c" * 40,
+                        "window_start": window_start.isoformat(),
+                        "window_end": (began + timedelta(seconds=60)).isoformat()})  # fmt: skip
+    EventsWorker.drain_all()
+    api.events("canary.release.promoted", "re-post")  # stored before the flow looks
+    result = reanalysis_flow.canary_reanalysis(app=env.app, config=str(env.spec), metrics=METRICS,
+                                               window_minutes=1)  # fmt: skip
+    assert result["outcome"] == "verified", result
+    (_, _, control, experiment, _) = env.rec.named("fetch_counts_pair")[0]
+    assert abs((control.end - began).total_seconds()) < 1, (control.end, began)
+    assert experiment.scope == control.scope == "primary"
+    assert (experiment.end - experiment.start) == (control.end - control.start)
