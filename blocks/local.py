@@ -101,6 +101,11 @@ class LocalPlatform(Block):
         artifact = load_artifact(self.state_dir, image)
         return artifact.commit if artifact is not None else None
 
+    def image_version(self, image: str) -> str | None:
+        """The VERSION the artifact was built with."""
+        artifact = load_artifact(self.state_dir, image)
+        return artifact.version if artifact is not None else None
+
     def reconcile(self, app: str) -> dict[str, Any]:
         """Repair a crashed release: 100 % primary (read back), orphans stopped."""
         self.start()

@@ -74,13 +74,15 @@ def by_push_time(a: Candidate, b: Candidate) -> bool | None:
     return a.pushed_at > b.pushed_at
 
 
-def place(me: Candidate, others: Sequence[Candidate], newer: Newer = by_push_time) -> QueueDecision:
-    """Where `me` stands among the other runs of the same flow and app."""
+def place(me: Candidate, others: Sequence[Candidate], newer: Newer = by_push_time, *,
+          retry: bool = False) -> QueueDecision:  # fmt: skip
+    """Where `me` stands among the other runs of the same flow and app. A `retry` (asked for
+    by a person) may release a commit that was handled before."""
     others = [o for o in others if o.run_id != me.run_id]
     for other in others:
         if other.commit != me.commit:
             continue
-        if other.completed:
+        if other.completed and not retry:
             return QueueDecision(Place.DUPLICATE, f"commit {me.short} was already handled by "
                                  f"run {other.name} (completed)", other)  # fmt: skip
         if other.live and _earlier(other, me):

@@ -103,6 +103,10 @@ class ReleaseSpec(Model):
     #: on a Marginal final score, pause for a person's decision (timeout = roll back)
     manual_judgement: bool = False
     manual_judgement_timeout_seconds: int = Field(600, gt=0)
+    #: after these looks, pause for a person: continue or roll back (timeout = roll back)
+    manual_gates: tuple[int, ...] = ()
+    #: before promoting, pause for a person: promote or roll back (timeout = roll back)
+    manual_gate_before_promotion: bool = False
     source: str = Field("<spec>", exclude=True)
 
     @field_validator("app")
@@ -112,6 +116,13 @@ class ReleaseSpec(Model):
             return check_app_name(app)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("manual_gates")
+    @classmethod
+    def _gates(cls, gates: tuple[int, ...]) -> tuple[int, ...]:
+        if any(g < 1 for g in gates):
+            raise ValueError(f"manual_gates are look numbers, 1 or more; got {list(gates)}")
+        return tuple(sorted(set(gates)))
 
     @model_validator(mode="after")
     def _lifetime_needed(self) -> ReleaseSpec:

@@ -1,10 +1,15 @@
-"""What a person reads about a release: per-interval tables and the final markdown report.
+"""What a person reads about a release: the headline first, then the numbers behind it.
 
 Pure text building (no Prefect): the flows hand these to Prefect artifacts, tests read them.
+The report answers "what happened, which metric, by how much, how sure" in its first
+lines: a headline, a narrow summary table (failing metrics first, units, 3 significant
+digits) that fits the UI's artifact frame, the group scores, the guards, the decision's
+timeline and a picture per metric; the long reasons come last. Times carry their zone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy/scipy stay out of flows that only publish (the build flow)
     from canary.analysis.decision import Decision
     from canary.judge import IntervalJudgement
+    from canary.judge.interval import MetricJudgement
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,48 +34,210 @@ class JudgementRecord:
     decision: Decision | None = None
 
 
+# -- numbers for people ----------------------------------------------------------------------
+
+
+def sig(value: float | None, digits: int = 3) -> str:
+    """3 significant digits, no exponent for everyday magnitudes; '–' for no number."""
+    if value is None or not math.isfinite(value):
+        return "∞" if value == math.inf else "–"
+    if value == 0:
+        return "0"
+    text = f"{value:.{digits}g}"
+    if "e" in text and 1e-4 <= abs(value) < 1e6:
+        text = f"{value:.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
+    return text
+
+
+def clock(moment: datetime) -> str:
+    """A time with its zone (the UI shows local time: never leave the zone to guessing)."""
+    return f"{moment:%H:%M:%S} {moment.tzname() or 'UTC'}"
+
+
+def duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def _pct(rate: float) -> str:
+    return f"{sig(100 * rate)}%"
+
+
+def _latency(value: float | None, unit: str) -> str:
+    from canary.judge.sequential import format_value
+
+    return format_value(value, unit)
+
+
+# -- one metric in words ----------------------------------------------------------------------
+
+
+def _confidence(m: MetricJudgement) -> str:
+    alpha = getattr(m.result, "alpha", None)
+    return f"{sig(100 * (1 - alpha))}% confidence" if alpha is not None else "98% confidence"
+
+
+def _worst_quantile(result: Any) -> tuple[str, float, float] | None:
+    """(name, baseline, canary) of the reported quantile that moved the most, relatively."""
+    best = None
+    for base, can in zip(result.control_quantiles, result.experiment_quantiles, strict=True):
+        if base.estimate and can.estimate is not None and base.estimate > 0:
+            change = abs(can.estimate / base.estimate - 1)
+            if best is None or change > best[0]:
+                best = (change, f"p{100 * base.quantile:g}", base.estimate, can.estimate)
+    return None if best is None else best[1:]
+
+
+def sides(m: MetricJudgement) -> tuple[str, str, str]:
+    """(baseline, canary, effect) of one metric, with units, 3 significant digits."""
+    from canary.judge.classify import MetricResult
+    from canary.judge.sequential import CountsResult, HistogramResult
+
+    r = m.result
+    if isinstance(r, CountsResult):
+        base = f"{_pct(r.control_rate)} ({r.control_events:.0f}/{r.control_total:.0f})" if r.control_total else "–"
+        can = f"{_pct(r.experiment_rate)} ({r.experiment_events:.0f}/{r.experiment_total:.0f})" if r.experiment_total else "–"
+        effect = "–" if not math.isfinite(r.ratio) else f"×{sig(r.ratio)}"
+        if math.isfinite(r.ratio_lower) or math.isfinite(r.ratio_upper):
+            effect += f" [{sig(r.ratio_lower)}, {sig(r.ratio_upper)}]"
+        return base, can, effect
+    if isinstance(r, HistogramResult):
+        worst = _worst_quantile(r)
+        if worst is None:
+            return "–", "–", "–"
+        name, b, c = worst
+        change = f"{'+' if c >= b else ''}{sig(100 * (c / b - 1))}% at {name}"
+        return f"{name} {_latency(b, r.unit)}", f"{name} {_latency(c, r.unit)}", change
+    assert isinstance(r, MetricResult)
+    effect = "–" if not math.isfinite(r.deviation) else f"{'+' if r.deviation >= 1 else ''}{sig(100 * (r.deviation - 1))}%"
+    return sig(r.control.mean), sig(r.experiment.mean), effect
+
+
+def _phrase(m: MetricJudgement) -> str:
+    """One failing metric as the headline says it."""
+    if m.classification.value == "Nodata":
+        text = f"{m.name}: no data"
+    else:
+        base, can, effect = sides(m)
+        text = f"{m.name} {effect} (canary {_bare(can)} vs baseline {_bare(base)}, {_confidence(m)})"
+    return text + (", critical" if m.critical else "")
+
+
+def _bare(side: str) -> str:
+    """'p50 87.4 ms' -> '87.4 ms' (the effect already names the quantile)."""
+    head, _, rest = side.partition(" ")
+    return rest if head.startswith("p") and head[1:].replace(".", "").isdigit() else side
+
+
+def failing(judgement: IntervalJudgement) -> list[MetricJudgement]:
+    """The metrics that count against the canary, critical ones first."""
+    bad = [m for m in judgement.metrics if not m.metric.canary.muted
+           and m.classification.value != "Pass"]  # fmt: skip
+    return sorted(bad, key=lambda m: not m.critical)
+
+
+def explain_failing(judgement: IntervalJudgement) -> list[str]:
+    """One line per failing metric (or guard): its effect and how sure, for the run's log."""
+    lines = [f"guard {g.name} failed: {g.reason}" for g in judgement.failed_guards]
+    lines += [_phrase(m) for m in failing(judgement)]
+    return lines
+
+
+def failing_metrics(records: Sequence[JudgementRecord]) -> list[dict[str, Any]]:
+    """The last look's failing metrics, for events (name, result, effect in words)."""
+    if not records:
+        return []
+    return [{"metric": m.name, "result": m.classification.value, "critical": m.critical,
+             "effect": _phrase(m)} for m in failing(records[-1].judgement)]  # fmt: skip
+
+
+def headline(outcome: str, reason: str, records: Sequence[JudgementRecord]) -> str:
+    """The first line: the outcome and the metric, by how much, how sure."""
+    word = {"promoted": "promoted", "rolled-back": "rolled back", "aborted": "not released"}.get(outcome, outcome)
+    if not records:
+        return f"{word}: {reason}"
+    last = records[-1].judgement
+    guards = last.failed_guards
+    if guards:
+        return f"{word}: guard {guards[0].name} failed: {guards[0].reason}"
+    bad = failing(last)
+    if bad and outcome != "promoted":
+        return f"{word}: " + "; ".join(_phrase(m) for m in bad[:3])
+    return f"{word}: {reason}"
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def _metric_name(m: MetricJudgement) -> str:
+    tags = ",".join(f"{k}={v}" for k, v in sorted(m.tags.items()))
+    return f"{m.name}{' {' + tags + '}' if tags else ''}"
+
+
+def _role(m: MetricJudgement) -> str:
+    return "muted" if m.metric.canary.muted else ("critical" if m.metric.canary.critical else "")
+
+
+def _metric_label(m: MetricJudgement) -> str:
+    role = _role(m)
+    return f"{_metric_name(m)}{f' ({role})' if role else ''}"
+
+
 def interval_rows(record: JudgementRecord) -> list[dict[str, Any]]:
-    """The per-interval table: one row per judged series, then one per guard, then the
-    decision, with the window it covers."""
-    window = f"{record.window_start:%H:%M:%S}–{record.window_end:%H:%M:%S}"
-    rows = []
-    for row in record.judgement.rows():
-        rows.append({"interval": record.index, "window": window, **row})
-    blank = dict.fromkeys(rows[0], None) if rows else {}
-    for guard in record.judgement.guards:
-        rows.append({**blank, "interval": record.index, "window": window,
-                     "metric": f"guard: {guard.name}", "kind": "guard",
-                     "classification": "Pass" if guard.ok else "Fail", "reason": guard.reason})  # fmt: skip
+    """The per-look table: one row per judged metric, failing first, then one per guard and
+    the decision. Human column names; a column empty in every row is left out."""
+    window = f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
+    j = record.judgement
+    metrics = sorted(j.metrics, key=lambda m: (m.classification.value == "Pass", not m.critical))
+    rows: list[dict[str, Any]] = []
+    for m in metrics:
+        base, can, effect = sides(m)
+        rows.append({
+            "look": record.index, "window": window, "metric": _metric_name(m), "role": _role(m),
+            "result": m.classification.value, "decided": _decided(m), "baseline": base,
+            "canary": can, "effect": effect,
+            "stops the release": "yes" if m.critical else "",
+            "reason": m.result.reason,
+        })  # fmt: skip
+    for guard in j.guards:
+        rows.append({"look": record.index, "window": window, "metric": f"guard: {guard.name}",
+                     "result": "Pass" if guard.ok else "Fail",
+                     "stops the release": "" if guard.ok else "yes", "reason": guard.reason})  # fmt: skip
     if record.decision is not None:
-        rows.append({**blank, "interval": record.index, "window": window, "metric": "decision",
-                     "kind": "decision", "classification": record.decision.action.value,
-                     "reason": record.decision.reason})  # fmt: skip
-    return rows
+        rows.append({"look": record.index, "window": window, "metric": "decision",
+                     "result": record.decision.action.value, "reason": record.decision.reason})  # fmt: skip
+    columns = [c for c in dict.fromkeys(k for row in rows for k in row)
+               if any(row.get(c) not in (None, "", "–") for row in rows)]  # fmt: skip
+    return [{c: row.get(c, "") for c in columns} for row in rows]
 
 
-def _side(row: dict[str, Any], judgement: IntervalJudgement, side: str) -> str:
-    """What a person compares for one side: a mean, a rate, or the latency quantiles."""
-    from canary.judge.sequential import CountsResult, HistogramResult, format_value
-
-    metric = next((m for m in judgement.metrics if m.name == row["metric"]), None)
-    result = metric.result if metric is not None else None
-    if isinstance(result, CountsResult):
-        events, total = ((result.control_events, result.control_total) if side == "baseline"
-                         else (result.experiment_events, result.experiment_total))  # fmt: skip
-        rate = f"{100 * events / total:.3g}%" if total else "–"
-        return f"{rate} ({events:.0f}/{total:.0f})"
-    if isinstance(result, HistogramResult):
-        bands = result.control_quantiles if side == "baseline" else result.experiment_quantiles
-        return ", ".join(f"p{100 * b.quantile:g} {format_value(b.estimate, result.unit)}" for b in bands)
-    return _fmt(row[f"{side}_mean"])
+def _decided(m: MetricJudgement) -> str:
+    if not hasattr(m.result, "decided"):
+        return ""
+    return "yes" if m.decided else "not yet"
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _summary_table(judgement: IntervalJudgement) -> list[str]:
+    """Four narrow columns (the UI's artifact frame is ~730 px wide); reasons come later."""
+    lines = ["| metric | result | effect | canary vs baseline |", "|---|---|---|---|"]
+    order = sorted(judgement.metrics, key=lambda m: (m.metric.canary.muted,
+                                                     m.classification.value == "Pass", not m.critical))  # fmt: skip
+    for m in order:
+        base, can, effect = sides(m)
+        label = m.classification.value
+        bad = label != "Pass" and not m.metric.canary.muted
+        result = (f"**{label}**" if bad else label) + (", decided" if m.decided else "")
+        role = _role(m)
+        name = f"{_metric_name(m)}<br>*{role}*" if role else _metric_name(m)
+        lines.append(f"| {name} | {result} | {effect} | {can} vs {base} |")
+    return lines
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -- the report ------------------------------------------------------------------------------
 
 
 def markdown_report(
@@ -83,67 +251,57 @@ def markdown_report(
     thresholds: Any,
     cleanup: Sequence[str] = (),
     plan: Sequence[str] = (),
+    pictures: bool = True,
 ) -> str:
     """The final report: what happened, why, and the numbers behind it."""
-    lines = [
-        f"# Canary release of `{app}`: **{outcome}**",
-        "",
-        f"- commit `{commit}`",
-        f"- image `{image}`",
-        f"- decision: {reason}",
-    ]
+    lines = [f"# Canary release of `{app}`: **{outcome}**", "",
+             f"**{headline(outcome, reason, records)}**", ""]  # fmt: skip
+    lines += [f"- commit `{commit}`", f"- image `{image}`", f"- decision: {_short(reason)}"]
+    if records:
+        first, last = records[0], records[-1]
+        spent = (last.window_end - first.window_start).total_seconds()
+        lines.append(f"- decided at {clock(last.window_end)} after {duration(spent)} of analysis "
+                     f"(look {last.index}, canary share {last.canary_share}%)")  # fmt: skip
     if thresholds is not None:
-        lines.append(f"- thresholds: pass {thresholds.pass_}, marginal {thresholds.marginal}")
-    lines += ["", "## Judgements", ""]
+        lines.append(f"- score thresholds: pass {sig(thresholds.pass_)}, marginal {sig(thresholds.marginal)}")
     if not records:
-        lines.append("No judgement completed (the release stopped before its first interval).")
+        lines += ["", "No judgement was made (the release stopped before its first look)."]
     else:
-        lines += [
-            "| # | window | canary share | score | verdict | groups |",
-            "|---|---|---|---|---|---|",
-        ]
+        last_j = records[-1].judgement
+        lines += ["", f"## Metrics (look {records[-1].index})", "", *_summary_table(last_j)]
+        groups = ", ".join(f"{g} {sig(s)}" for g, s in last_j.group_scores.items())
+        lines += ["", f"Score {sig(last_j.summary_score)} ({groups})."]
+        if last_j.guards:
+            lines += ["", "## Guards", ""]
+            lines += [f"- {'ok' if g.ok else '**FAILED**'} {g.name}: {g.reason}" for g in last_j.guards]
+        lines += ["", "## Timeline", ""]
+        lines.append(f"- {clock(records[0].window_start)}: analysis windows begin")
         for r in records:
-            groups = ", ".join(f"{g} {s:g}" for g, s in r.judgement.group_scores.items())
-            lines.append(
-                f"| {r.index} | {r.window_start:%H:%M:%S}–{r.window_end:%H:%M:%S} | "
-                f"{r.canary_share}% | {r.judgement.summary_score:g} | "
-                f"{r.judgement.verdict.value} | {groups} |"
-            )
-        last = records[-1].judgement
-        lines += [
-            "",
-            f"## Metrics in the last judgement (#{records[-1].index})",
-            "",
-            "| metric | result | decided | baseline | canary | CI | reason |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for row in last.rows():
-            ci = (
-                f"[{_fmt(row['ci_lower'])}, {_fmt(row['ci_upper'])}]"
-                if row["ci_lower"] is not None
-                else "–"
-            )
-            flag = " (critical)" if row["critical"] else ""
-            muted = " (muted)" if row["muted"] else ""
-            name = row["metric"] + (f" {{{row['tags']}}}" if row["tags"] else "")
-            decided = {True: "yes", False: "not yet", None: "–"}[row["decided"]]
-            lines.append(
-                f"| {name}{muted} | {row['classification']}{flag} | {decided} | "
-                f"{_side(row, last, 'baseline')} | {_side(row, last, 'canary')} | {ci} | "
-                f"{row['reason']} |"
-            )
-        if last.guards:
-            lines += ["", f"## Guards at the last look (#{records[-1].index})", ""]
-            lines += [f"- {'ok' if g.ok else 'FAILED'} {g.name}: {g.reason}" for g in last.guards]
-        decisions = [r for r in records if r.decision is not None]
-        if decisions:
-            lines += ["", "## Why it stopped when it did", ""]
-            lines += [f"- #{r.index} ({r.canary_share}% share, window ending "
-                      f"{r.window_end:%H:%M:%S}): {r.decision.action.value}: {r.decision.reason}"  # type: ignore[union-attr]
-                      for r in decisions]  # fmt: skip
+            action = r.decision.action.value if r.decision is not None else r.judgement.verdict.value
+            why = r.decision.reason if r.decision is not None else ""
+            lines.append(f"- {clock(r.window_end)}: look {r.index} at {r.canary_share}% share, "
+                         f"score {sig(r.judgement.summary_score)}: **{action}**"
+                         + (f" ({_short(why, 120)})" if why else ""))  # fmt: skip
+        if pictures:
+            lines += _pictures(records)
+        lines += ["", "## Details", "", f"Decision: {reason}", ""]
+        for m in last_j.metrics:
+            lines.append(f"- **{_metric_label(m)}** {m.classification.value}: {m.result.reason}")
     if plan:
         lines += ["", "## Plan (from production's traffic before the canary started)", ""]
         lines += [f"- {line}" for line in plan]
     if cleanup:
         lines += ["", "## Cleanup", ""] + [f"- {step}" for step in cleanup]
     return "\n".join(lines) + "\n"
+
+
+def _pictures(records: Sequence[JudgementRecord]) -> list[str]:
+    from canary.pictures import metric_charts, png_data_uri
+
+    charts = metric_charts(records)
+    if not charts:
+        return []
+    lines = ["", "## Pictures", ""]
+    for name, bad, png in charts:
+        lines += [f"![{name}{' (failing)' if bad else ''}]({png_data_uri(png)})", ""]
+    return lines

@@ -21,7 +21,7 @@ from prefect.states import Cancelled
 from canary.queue import Place, place
 from canary.release import check_app_name, check_commit
 from tasks import runs
-from tasks.platform import build_image, read_production_commit
+from tasks.platform import build_image, image_version, read_production_commit
 from tasks.publish import emit
 from tasks.setup import load_block
 
@@ -37,10 +37,10 @@ def _announce(flow: Any, flow_run: Any, state: Any) -> None:
     built = state.result()
     emit("canary.build.succeeded", built["app"], {
         "image": built["image"], "commit": built["commit"], "repo": built["repo"],
-        "pushed_at": built.get("pushed_at")})  # fmt: skip
+        "pushed_at": built.get("pushed_at"), "version": built.get("version")})  # fmt: skip
 
 
-@flow(name="build", flow_run_name="build-{app}-{commit}", log_prints=False,
+@flow(name="build", flow_run_name="build-{app}-{commit:.7}", log_prints=False,
       on_completion=[_announce])  # fmt: skip
 def build(
     repo: str, commit: str, app: str, platform: str = "local-platform/local",
@@ -62,8 +62,10 @@ def build(
         emit("canary.build.failed", app, {"commit": str(commit), "repo": repo,
                                           "reason": str(exc)[:2000]})  # fmt: skip
         raise
-    logger.info("built %s at %s: %s", app, commit, image)
-    return {"app": app, "commit": commit, "image": image, "repo": repo, "pushed_at": pushed_at}
+    version = image_version(plat, app, image)
+    logger.info("built %s %s at %s: %s", app, version or "", commit, image)
+    return {"app": app, "commit": commit, "image": image, "repo": repo, "pushed_at": pushed_at,
+            "version": version}
 
 
 def _why_not_build(app: str, commit: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Completed, Failed
 
 from canary.analysis.decision import Action, Decision, decide
 from canary.analysis.windows import judgement_windows
@@ -27,7 +27,13 @@ from canary.errors import ConfigError
 from canary.judge.guards import evaluate_guards
 from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.release import ReleaseSpec, check_app_name, check_commit
-from canary.report import JudgementRecord, markdown_report
+from canary.report import (
+    JudgementRecord,
+    explain_failing,
+    failing_metrics,
+    headline,
+    markdown_report,
+)
 from tasks import platform as p
 from tasks import runs
 from tasks.analysis import (
@@ -37,9 +43,18 @@ from tasks.analysis import (
     judge_interval,
     plan_canary,
 )
+from tasks.commands import take as take_command
 from tasks.history import find_last_promotion
-from tasks.judgement import ask_for_judgement
-from tasks.publish import emit, progress, publish_interval, publish_report, start_progress
+from tasks.judgement import ask_for_judgement, ask_person
+from tasks.publish import (
+    emit,
+    progress,
+    publish_interval,
+    publish_report,
+    run_link,
+    start_progress,
+    tag_run,
+)
 from tasks.recovery import describe_end, recover_release
 from tasks.runs import candidate_for
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
@@ -62,7 +77,16 @@ def _on_bad_end(flow: Any, flow_run: Any, state: Any) -> None:
                         commit=params.get("commit"), why=describe_end(state))  # fmt: skip
 
 
-@flow(name="canary-release", flow_run_name="canary-release-{app}-{commit}",
+def _run_name() -> str:
+    """`canary-release-<app>-<version>-<short commit>`: what a person looks for in the list."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    version = params.get("version") or "unversioned"
+    return f"canary-release-{params['app']}-{version}-{str(params['commit'])[:7]}"
+
+
+@flow(name="canary-release", flow_run_name=_run_name,
       on_crashed=[_on_bad_end], on_cancellation=[_on_bad_end])  # fmt: skip
 def canary_release(
     app: str,
@@ -73,25 +97,37 @@ def canary_release(
     metrics: str = "prometheus-source/local",
     repo: str | None = None,
     pushed_at: str | None = None,
+    version: str | None = None,
+    retry: bool = False,
 ) -> dict[str, Any] | State:
     """Release `image` (built from `commit`) of `app` as a judged canary.
 
     `config` is the release spec (default deployments/releases/<app>.yaml); `platform`
     and `metrics` name the blocks to act on and to read metrics from; `repo` and
-    `pushed_at` (from the push) order this release among others of the app (canary.queue).
+    `pushed_at` (from the push) order this release among others of the app (canary.queue);
+    `version` names the run; `retry` releases a commit that was released before
+    (`canary retry`). Ends Promoted (type Completed), RolledBack (type Failed: alerting on
+    failed runs sees it) or Skipped (type Cancelled), the reason as the state message.
     """
     app, commit = check_app_name(app), check_commit(commit)
     spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
     plat, source = load_block(platform), load_block(metrics).source()
     newer = _ordering(plat, app, repo)
+    tag_run(app=app, commit=commit, version=version)
     with contextlib.ExitStack() as lock:
-        turn = wait_for_turn("canary-release", app, ensure_release_lock(app), lock, newer=newer)
+        turn = wait_for_turn("canary-release", app, ensure_release_lock(app), lock, newer=newer,
+                             retry=retry)  # fmt: skip
         if turn.place is not Place.PROCEED:
             return _skip(app, image, commit, turn.reason)
         stale = against_production(runs.this_run(), _production(plat, app), newer)
         if stale is not None:
             return _skip(app, image, commit, stale)
-        return _release(plat, source, spec, canary_config, app, image, commit)
+        result = _release(plat, source, spec, canary_config, app, image, commit)
+    tag_run(outcome=result["outcome"])
+    message = result["headline"]
+    if result["outcome"] == PROMOTED:
+        return Completed(name="Promoted", message=message, data=result)
+    return Failed(name="RolledBack", message=message, data=result)
 
 
 def _ordering(plat: Any, app: str, repo: str | None) -> Callable[[Candidate, Candidate], bool | None]:
@@ -129,6 +165,7 @@ def _skip(app: str, image: str, commit: str, reason: str) -> State:
         app=app, image=image, commit=commit, outcome=ABORTED, reason=reason, records=[],
         thresholds=None), f"{app} {commit[:12]}: {ABORTED} ({reason})")  # fmt: skip
     emit(f"canary.release.{ABORTED}", app, {"image": image, "commit": commit, "reason": reason})
+    tag_run(outcome="skipped")
     return Cancelled(name=SKIPPED, message=reason)
 
 
@@ -159,10 +196,14 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
         p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
         decision = _analyse(plat, source, spec, canary_config, app, commit, records)
         promote, reason = decision.action is Action.PROMOTE, decision.reason
+        timeout = spec.manual_judgement_timeout_seconds
         if not promote and spec.manual_judgement and decision.marginal:
-            promote, reason = ask_for_judgement(
-                app, _last_score(records) or 0.0,
-                timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
+            promote, reason = ask_for_judgement(app, _last_score(records) or 0.0,
+                                                timeout_seconds=timeout)  # fmt: skip
+        if promote and spec.manual_gate_before_promotion and not decision.manual:
+            promote, gate = ask_person(app, "before-promotion", f"{reason}. Promote?",
+                                       timeout_seconds=timeout)  # fmt: skip
+            reason = gate
         if promote:
             p.promote_image(plat, app, image)
     except BaseException as exc:
@@ -177,12 +218,15 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
         })  # fmt: skip
         outcome, reason = _read_back(plat, app, image, production, reason)
         last = _last_score(records)
-        publish_report(app, markdown_report(
+        title = headline(outcome, reason, records)
+        report_id = publish_report(app, markdown_report(
             app=app, image=image, commit=commit, outcome=outcome, reason=reason,
             records=records, thresholds=thresholds, cleanup=cleanup, plan=plan,
-        ), f"{app} {commit[:12]}: {outcome}")  # fmt: skip
+        ), f"{app} {commit[:12]}: {title}")  # fmt: skip
         emit(f"canary.release.{outcome}", app, {
             "image": image, "commit": commit, "score": last, "reason": reason,
+            "headline": title, "report": str(report_id), "url": run_link(),
+            "failing": failing_metrics(records),
             "judgements": len(records), "previous_image": production,
             # analysis time until the decision (the windows grow from the analysis start)
             "decision_seconds": ((records[-1].window_end - records[-1].window_start)
@@ -197,9 +241,9 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
                 raise cleanup_error
             # The release's own failure stays the run's failure; cleanup's is attached.
             failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
-    logger.info("%s %s: %s (%s)", app, commit[:12], outcome, reason)
+    logger.info("%s %s: %s", app, commit[:12], title)
     return {"app": app, "commit": commit, "image": image, "outcome": outcome,
-            "score": _last_score(records), "reason": reason}  # fmt: skip
+            "score": _last_score(records), "reason": reason, "headline": title}  # fmt: skip
 
 
 def _read_back(plat: Any, app: str, image: str, before: str | None, reason: str) -> tuple[str, str]:
@@ -229,6 +273,23 @@ def _param(name: str) -> Any:
     return None
 
 
+def _param_run_id() -> str:
+    from prefect.context import get_run_context
+
+    return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+
+def _commanded(command: dict[str, Any], look: int, looks: int) -> Decision:
+    """An operator's `canary promote` / `canary abort`, as the decision of this look."""
+    who = command.get("by") or "an operator"
+    if command["action"] == "promote":
+        return Decision(Action.PROMOTE, f"promoted by {who} (canary promote) before look {look} "
+                        f"of {looks}: the rest of the analysis skipped", True, early=True,
+                        manual=True)  # fmt: skip
+    return Decision(Action.ROLL_BACK, f"rolled back by {who} (canary abort) before look {look} "
+                    f"of {looks}", True, early=True, manual=True)  # fmt: skip
+
+
 def _last_score(records: list[JudgementRecord]) -> float | None:
     return records[-1].judgement.summary_score if records else None
 
@@ -245,11 +306,19 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
     has_counts = any(m.evidence != "series" for m in config.metrics)
     previous = (0.0, 0.0)
     decision = Decision(Action.ROLL_BACK, "no judgement was made", True)
+    run_id = _param_run_id()
+
+    def tick() -> dict[str, Any] | None:
+        progress(bar, 100 * (datetime.now(UTC) - start).total_seconds() / total)
+        return take_command(app, run_id)
+
     for window in windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(plat, app, weights)
-        wait_until(window.not_before, tick=lambda: progress(
-            bar, 100 * (datetime.now(UTC) - start).total_seconds() / total))  # fmt: skip
+        command = wait_until(window.not_before, tick=tick)
+        if command is not None:
+            progress(bar, 100.0)
+            return _commanded(command, window.index, len(windows))
         pairs = fetch_metrics(source, config, spec.scopes, window)
         counts = fetch_counts(source, config, spec.scopes, window) if has_counts else []
         requests = fetch_request_counts(source, config, spec.scopes, window)
@@ -271,9 +340,17 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
         )  # fmt: skip
         records.append(record)
         publish_interval(app, record)
-        logger.info("judgement %d/%d: score %s → %s; %s", window.index, len(windows),
-                    result.summary_score, result.verdict.value, decision.reason)  # fmt: skip
+        logger.info("%s look %d/%d: score %s → %s; %s", app, window.index, len(windows),
+                    result.summary_score, decision.action.value, decision.reason)  # fmt: skip
+        for line in explain_failing(result):
+            logger.warning("%s look %d: %s", app, window.index, line)
         if decision.final:
             break
+        if window.index in spec.manual_gates:
+            go_on, why = ask_person(app, "after-look", f"Look {window.index} passed. Continue?",
+                                    timeout_seconds=spec.manual_judgement_timeout_seconds)  # fmt: skip
+            if not go_on:
+                decision = Decision(Action.ROLL_BACK, why, True, early=True, manual=True)
+                break
     progress(bar, 100.0)
     return decision

@@ -79,7 +79,8 @@ def _in_words(app: str, found: dict[str, Any], freed: str | None,
         lines.append("found nothing left over from earlier releases")
     primary = found.get("primary")
     if primary is not None:
-        lines.append(f"production is {primary}; all traffic goes to it (read back)")
+        what = f"process {primary}" if isinstance(primary, int) else str(primary)
+        lines.append(f"production is {what}; all traffic goes to it (read back)")
     if freed:
         lines.append(freed)
     if recovered is not None:

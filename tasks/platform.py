@@ -39,6 +39,13 @@ def read_production_commit(platform: Any, app: str) -> str | None:
     return platform.production_commit(app)
 
 
+@task(name="read-image-version", task_run_name="image-version-{app}", **_TASK)
+def image_version(platform: Any, app: str, image: str) -> str | None:
+    """The version an image reports (the app's VERSION), where the platform knows it."""
+    read = getattr(platform, "image_version", None)
+    return read(image) if read is not None else None
+
+
 @task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
 def is_ancestor(platform: Any, app: str, repo: str, older: str, newer: str) -> bool | None:
     """Git ancestry where the platform's builder knows it (None: unknown)."""
@@ -77,7 +84,7 @@ def promote_image(platform: Any, app: str, image: str) -> None:
     platform.workloads().promote(app, image)
 
 
-@task(name="roll-back-traffic", task_run_name="roll-back-{app}", **_TASK)
+@task(name="cleanup-traffic", task_run_name="cleanup-traffic-{app}", **_TASK)
 def roll_back_traffic(platform: Any, app: str) -> Weights:
     """100 % production, verified by the adapter reading it back; returns what it read."""
     router = platform.router()
@@ -93,11 +100,11 @@ def _verified(got: Weights, want: Weights, app: str) -> Weights:
     return got
 
 
-@task(name="remove-track", task_run_name="remove-{app}-{track}", **_TASK)
+@task(name="cleanup-track", task_run_name="cleanup-{app}-{track}", **_TASK)
 def remove_track(platform: Any, app: str, track: Track) -> None:
     platform.workloads().remove(app, track)
 
 
-@task(name="restore-routes", task_run_name="restore-routes-{app}", **_TASK)
+@task(name="cleanup-routes", task_run_name="cleanup-routes-{app}", **_TASK)
 def restore_routes(platform: Any, app: str) -> None:
     platform.restore_routes(app)

@@ -6,10 +6,13 @@ Nothing published here ever contains a secret: only names, images, numbers and r
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -26,13 +29,32 @@ def _key(*parts: object) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in text)
 
 
-def start_progress(app: str, description: str) -> UUID:
-    return create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
-                                    description=description)  # fmt: skip
+@dataclass
+class Progress:
+    """A progress artifact updated at most every 10 % or 15 s (each update is an event in
+    the feed: a bar moved every 2 s floods it)."""
+
+    artifact_id: UUID
+    shown: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+    step: float = 10.0
+    every: float = 15.0
+
+    def __call__(self, percent: float) -> None:
+        percent = max(0.0, min(100.0, percent))
+        due = time.monotonic() - self.at >= self.every
+        if percent >= 100.0 > self.shown or percent - self.shown >= self.step or (due and percent > self.shown):
+            update_progress_artifact(artifact_id=self.artifact_id, progress=percent)
+            self.shown, self.at = percent, time.monotonic()
 
 
-def progress(artifact_id: UUID, percent: float) -> None:
-    update_progress_artifact(artifact_id=artifact_id, progress=max(0.0, min(100.0, percent)))
+def start_progress(app: str, description: str) -> Progress:
+    return Progress(create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
+                                             description=description))  # fmt: skip
+
+
+def progress(bar: Progress, percent: float) -> None:
+    bar(percent)
 
 
 def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary") -> None:
@@ -48,9 +70,31 @@ def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary")
     )
 
 
-def publish_report(app: str, markdown: str, description: str, *, kind: str = "canary") -> None:
-    create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
-                             description=description)  # fmt: skip
+def publish_report(app: str, markdown: str, description: str, *, kind: str = "canary") -> UUID:
+    """The report artifact; its id goes into the release's event."""
+    return create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
+                                    description=description)  # fmt: skip
+
+
+def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:
+    """One link artifact per metric: its Prometheus graph over the analysis."""
+    for metric, url in links:
+        create_link_artifact(key=_key("canary-graph", app, metric), link=url,
+                             link_text=f"{metric}: baseline and canary in Prometheus",
+                             description=f"{app} {metric} in Prometheus")  # fmt: skip
+
+
+def run_link() -> str | None:
+    """This flow run's page in the Prefect UI, for events and notifications."""
+    from prefect.context import get_run_context
+    from prefect.settings import PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    try:
+        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    except Exception:
+        return None
+    return f"{ui}/runs/flow-run/{run_id}" if ui else None
 
 
 def emit(event: str, app: str, payload: dict[str, Any]) -> None:
@@ -59,3 +103,21 @@ def emit(event: str, app: str, payload: dict[str, Any]) -> None:
         resource={"prefect.resource.id": f"canary.app.{app}", "app": app},
         payload=payload,
     )
+
+
+def tag_run(**labels: str | None) -> None:
+    """Set `name:value` tags on this flow run (app, commit, version, outcome), replacing a
+    tag of the same name; the runs list can then be filtered by them."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import get_run_context
+
+    try:
+        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    except Exception:
+        return
+    with get_client(sync_client=True) as client:
+        tags = list(client.read_flow_run(run_id).tags or [])
+        for name, value in labels.items():
+            if value:
+                tags = [t for t in tags if not t.startswith(f"{name}:")] + [f"{name}:{value}"]
+        client.update_flow_run(run_id, tags=tags)

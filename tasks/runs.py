@@ -75,7 +75,9 @@ def sibling_runs(flow_name: str, app: str, *, within_days: int = 7) -> list[Cand
         started = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(like_=prefix),
             start_time=FlowRunFilterStartTime(after_=since)), limit=200)  # fmt: skip
-    runs = {r.id: r for r in [*unstarted, *started] if r.name.startswith(prefix)}
+    # the name prefix of app "gg" also matches app "gg-order": the parameters decide
+    runs = {r.id: r for r in [*unstarted, *started]
+            if r.name.startswith(prefix) and (r.parameters or {}).get("app") == app}  # fmt: skip
     return [candidate(r) for r in runs.values()]
 
 

@@ -27,7 +27,7 @@ Newer = Callable[[Candidate, Candidate], bool | None]
 
 
 def wait_for_turn(flow_name: str, app: str, lock: str, stack: contextlib.ExitStack, *,
-                  newer: Newer, poll: float = POLL_SECONDS) -> QueueDecision:  # fmt: skip
+                  newer: Newer, poll: float = POLL_SECONDS, retry: bool = False) -> QueueDecision:  # fmt: skip
     """PROCEED (the lock is then held in `stack`), or why this run must end instead."""
     logger = get_run_logger()
     said = ""
@@ -42,7 +42,7 @@ def wait_for_turn(flow_name: str, app: str, lock: str, stack: contextlib.ExitSta
         stopped = runs.stop_requested()
         if stopped:
             return QueueDecision(Place.CANCELLED, f"cancelled while queued: {stopped}")
-        decision = place(runs.this_run(), runs.sibling_runs(flow_name, app), newer)
+        decision = place(runs.this_run(), runs.sibling_runs(flow_name, app), newer, retry=retry)
         if decision.place in (Place.SUPERSEDED, Place.DUPLICATE):
             return decision
         if decision.place is Place.WAIT:

@@ -50,6 +50,8 @@ class Decision:
     final: bool
     early: bool = False
     marginal: bool = False
+    #: a person decided (an operator command, a manual gate), not the numbers
+    manual: bool = False
 
 
 def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:

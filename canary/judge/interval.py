@@ -101,6 +101,10 @@ class MetricJudgement:
     metric: MetricConfig
     tags: Mapping[str, str]
     result: AnyResult
+    #: series metrics: the judged points (control, experiment) and their time grid
+    points: tuple[Any, Any] | None = None
+    start: Any = None
+    step: int | None = None
 
     @property
     def name(self) -> str:
@@ -112,7 +116,10 @@ class MetricJudgement:
 
     @property
     def critical(self) -> bool:
+        """True when this result trips the metric's critical rule (never for a muted one)."""
         r = self.result
+        if self.metric.canary.muted:
+            return False
         if isinstance(r, MetricResult):
             return bool(r.critical)
         failed = r.classification in (Classification.HIGH, Classification.LOW, Classification.NODATA)
@@ -250,18 +257,20 @@ def judge(
             result = _compare(metric, by_counts.get(metric.name), split)
             judged.append(MetricJudgement(metric=metric, tags=MappingProxyType({}), result=result))
             continue
-        for tags, control, experiment in by_name.get(metric.name) or [({}, [], [])]:
+        for tags, control, experiment, grid in by_name.get(metric.name) or [({}, [], [], None)]:
             result = _classify(metric, control, experiment, generator)
-            judged.append(
-                MetricJudgement(metric=metric, tags=MappingProxyType(dict(tags)), result=result)
-            )
+            start, step = grid if grid is not None else (None, None)
+            judged.append(MetricJudgement(
+                metric=metric, tags=MappingProxyType(dict(tags)), result=result,
+                points=(np.asarray(control, dtype=float), np.asarray(experiment, dtype=float)),
+                start=start, step=step))  # fmt: skip
 
     scored = [
         ScoredMetric(
             m.metric.name,
             m.result.classification,
             m.metric.groups,
-            critical=m.critical,
+            critical=m.critical or bool(getattr(m.result, "critical", False)),
             muted=m.metric.canary.muted,
         )
         for m in judged
@@ -381,29 +390,39 @@ def _classify(
     )
 
 
+Grid = tuple[Any, int] | None  # (start, step in seconds) of a pair's points, when known
+
+
 def _group_pairs(
     config: CanaryConfig, pairs: Iterable[PairLike] | Mapping[str, tuple[Any, Any]]
-) -> dict[str, list[tuple[Mapping[str, str], Any, Any]]]:
+) -> dict[str, list[tuple[Mapping[str, str], Any, Any, Grid]]]:
     known = {m.name for m in config.metrics}
-    grouped: dict[str, list[tuple[Mapping[str, str], Any, Any]]] = {}
+    grouped: dict[str, list[tuple[Mapping[str, str], Any, Any, Grid]]] = {}
     if isinstance(pairs, Mapping):
-        items: Sequence[tuple[str, Mapping[str, str], Any, Any]] = []
+        items: Sequence[tuple[str, Mapping[str, str], Any, Any, Grid]] = []
         for name, value in pairs.items():
             if not (isinstance(value, Sequence) and len(value) == 2):
                 raise ConfigError(
                     f"judge: pairs[{name!r}] must be a (control, experiment) tuple of value arrays"
                 )
-            items.append((name, {}, value[0], value[1]))
+            items.append((name, {}, value[0], value[1], None))
     else:
-        items = [(p.name, p.tags, p.control_values, p.experiment_values) for p in pairs]
-    for name, tags, control, experiment in items:
+        items = [(p.name, p.tags, p.control_values, p.experiment_values, _grid(p)) for p in pairs]
+    for name, tags, control, experiment, grid in items:
         if name not in known:
             raise ConfigError(
                 f"judge: pairs hold metric {name!r}, which canary config {config.name!r} does not "
                 f"define (its metrics: {', '.join(sorted(known)) or 'none'})"
             )
-        grouped.setdefault(name, []).append((tags, control, experiment))
+        grouped.setdefault(name, []).append((tags, control, experiment, grid))
     return grouped
+
+
+def _grid(pair: Any) -> Grid:
+    """The experiment series' start and step, for pairs that carry them (MetricPair)."""
+    series = getattr(pair, "experiment", None)
+    start, step = getattr(series, "start", None), getattr(series, "step", None)
+    return (start, int(step)) if start is not None and step else None
 
 
 def _thresholds(value: Thresholds | Mapping[str, float | None] | None) -> Thresholds | None:

@@ -379,6 +379,10 @@ class HistogramResult:
     worst_reference: float | None = None
     experiment_share_above: float | None = None
     control_share_above: float | None = None
+    #: the cumulative counts judged (last bound +Inf), for pictures and re-judging
+    upper_bounds: tuple[float, ...] = ()
+    control_buckets: tuple[float, ...] = ()
+    experiment_buckets: tuple[float, ...] = ()
     kind: str = "histogram"
 
 
@@ -584,7 +588,8 @@ def compare_histograms(
     threshold = math.log(1.0 / a)
     quantiles = {"control": _quantile_bands(c, bounds, a), "canary": _quantile_bands(e, bounds, a)}
     common = {"direction": d, "alpha": a, "tolerance": tol, "unit": unit,
-              "control_total": n_c, "experiment_total": n_e,
+              "control_total": n_c, "experiment_total": n_e, "upper_bounds": tuple(b.tolist()),
+              "control_buckets": tuple(c.tolist()), "experiment_buckets": tuple(e.tolist()),
               "control_quantiles": quantiles["control"],
               "experiment_quantiles": quantiles["canary"]}  # fmt: skip
     if n_c == 0 or n_e == 0:

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -265,6 +265,30 @@ class PrometheusMetricSource:
         params = {"query": query, "time": iso_instant(scope.end)}
         result = self._get("/api/v1/query", params, query, name)
         return parse_matrix(result, metric=name)
+
+    def graph_link(self, metric: MetricConfig, templates: Mapping[str, str] | None,
+                   control_scope: MetricScope, experiment_scope: MetricScope) -> str:
+        """A link to Prometheus's graph page showing the metric for both sides over the
+        experiment's window (count metrics as a 1-minute rate, or p99 for histograms)."""
+        exprs = [self._graph_expr(metric, templates, scope) for scope in (control_scope, experiment_scope)]
+        seconds = max(60, math.ceil((experiment_scope.end - experiment_scope.start).total_seconds()))
+        end = experiment_scope.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        params: dict[str, str] = {}
+        for i, expr in enumerate(exprs):
+            params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{seconds}s",
+                       f"g{i}.end_input": end}  # fmt: skip
+        return f"{self._safe_url}/graph?{urlencode(params)}"
+
+    def _graph_expr(self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope) -> str:
+        query = metric.query
+        if isinstance(query, PrometheusQuery) and query.ratio is not None:
+            events, total = (self.selector(t, templates, scope, name=metric.name)
+                             for t in (query.ratio.events, query.ratio.total))  # fmt: skip
+            return f"sum(rate({events}[1m])) / sum(rate({total}[1m]))"
+        if isinstance(query, PrometheusQuery) and query.histogram is not None:
+            buckets = self.selector(query.histogram.buckets, templates, scope, name=metric.name)
+            return f"histogram_quantile(0.99, sum by (le) (rate({buckets}[1m])))"
+        return self.build(metric, templates, scope)
 
     def check(self) -> None:
         """Raise a MetricsError unless the server answers its health endpoint."""

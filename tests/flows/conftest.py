@@ -182,3 +182,13 @@ def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """make_env(app, **knobs) -> Env: fakes patched in, fast retries (see install())."""
     fast_retries(monkeypatch)
     return lambda app, **knobs: install(monkeypatch, tmp_path, app, **knobs)
+
+
+def released(state: object) -> dict:
+    """The result of a release that ended Promoted (type Completed) or RolledBack (type
+    Failed, so that alerting on failed runs sees it), with the headline as its message."""
+    assert state.name in ("Promoted", "RolledBack"), (state.name, state.message)  # type: ignore[attr-defined]
+    assert state.is_completed() if state.name == "Promoted" else state.is_failed()  # type: ignore[attr-defined]
+    result = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
+    assert state.message == result["headline"]  # type: ignore[attr-defined]
+    return result

@@ -16,14 +16,14 @@ def test_success_returns_image_and_emits_succeeded(make_env):
     result = build_flow.build(**args)
     image = f"registry.test/gg-build:{COMMIT[:12]}"
     assert result == {"app": "gg-build", "commit": COMMIT, "image": image, "repo": args["repo"],
-                      "pushed_at": None}
+                      "pushed_at": None, "version": None}
     assert env.rec.calls == [("production_commit", "gg-build"),
                              ("build", "gg-build", args["repo"], COMMIT)]  # fmt: skip
     assert env.loaded == ["fake-platform/test"]
     event = api.events("canary.build.succeeded", "gg-build")[0]
     assert event.resource["app"] == "gg-build"
     assert event.payload == {"image": image, "commit": COMMIT, "repo": args["repo"],
-                             "pushed_at": None}
+                             "pushed_at": None, "version": None}
     assert api.events("canary.build.failed", "gg-build", at_least=0) == []
 
 

@@ -18,7 +18,7 @@ from canary.errors import ConfigError, MetricsError, PlatformError
 from canary.ports import Weights
 from tasks._retry import only_transient
 from tests.flows import api
-from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, install
+from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, install, released
 from tests.flows.fakes import HEALTHY, LATENCY
 
 #: The tasks as defined (fixtures replace them with zero-delay copies while flows run).
@@ -92,8 +92,8 @@ def promoted(tmp_path_factory: pytest.TempPathFactory):
 
 def test_good_canary_is_promoted(promoted):
     env, state = promoted
-    assert state.is_completed(), state.message
-    result = state.result()
+    result = released(state)
+    assert state.name == "Promoted"
     assert result == {
         "app": "gg-good",
         "commit": COMMIT,
@@ -101,7 +101,9 @@ def test_good_canary_is_promoted(promoted):
         "outcome": "promoted",
         "score": 100.0,
         "reason": result["reason"],
+        "headline": result["headline"],
     }
+    assert result["headline"].startswith("promoted: ")
     assert "reaches the pass threshold 95" in result["reason"]
 
 
@@ -181,14 +183,15 @@ def test_good_canary_artifacts(promoted):
     assert [a.key for a in tables] == ["canary-interval-gg-good"] * 3
     for index, table in enumerate(tables, start=1):
         rows = api.table_rows(table)
-        metrics = [r for r in rows if r["kind"] not in ("guard", "decision")]
-        assert [r["metric"] for r in metrics] == METRICS
-        assert {r["interval"] for r in rows} == {index}
-        assert {r["classification"] for r in metrics} == {"Pass"}
-        guards = {r["metric"]: r["classification"] for r in rows if r["kind"] == "guard"}
+        metrics = [r for r in rows if not r["metric"].startswith("guard:") and r["metric"] != "decision"]
+        assert sorted(r["metric"] for r in metrics) == sorted(METRICS)
+        assert {r["look"] for r in rows} == {index}
+        assert {r["result"] for r in metrics} == {"Pass"}
+        guards = {r["metric"]: r["result"] for r in rows if r["metric"].startswith("guard:")}
         assert guards == {"guard: readiness": "Pass", "guard: traffic": "Pass", "guard: split": "Pass"}
-        decision = [r for r in rows if r["kind"] == "decision"]
-        assert [d["classification"] for d in decision] == ["continue" if index < 3 else "promote"]
+        decision = [r for r in rows if r["metric"] == "decision"]
+        assert [d["result"] for d in decision] == ["continue" if index < 3 else "promote"]
+        assert next(r for r in metrics if r["metric"] == "error-ratio")["role"] == "critical"
     bars = api.artifacts_of(run_id, "progress")
     assert [a.key for a in bars] == ["canary-progress-gg-good"]
     assert bars[0].data == 100.0
@@ -204,21 +207,22 @@ def test_good_canary_artifacts(promoted):
 def test_bad_canary_is_rolled_back_after_first_judgement(make_env):
     env = make_env("gg-bad", bad=LATENCY)
     state = run(env)
-    assert state.is_completed(), state.message
-    result = state.result()
+    result = released(state)
+    assert state.name == "RolledBack" and state.is_failed()
     assert result["outcome"] == "rolled-back" and result["score"] == 50.0
+    assert state.message.startswith("rolled back: latency-p")
     assert "at or below the marginal threshold 75" in result["reason"]
     assert env.rec.count("promote") == 0
     assert env.rec.count("fetch_pair") == len(METRICS)  # one window only: fail fast
     assert env.rec.named("set_weights") == [("set_weights", env.app, Weights(80, 10, 10))]
     assert cleanup_calls(env) == cleanup_and_read_back(env)
 
-    runs = api.task_runs(flow_run_id(state), until=api.finished(f"restore-routes-{env.app}"))
+    runs = api.task_runs(flow_run_id(state), until=api.finished(f"cleanup-routes-{env.app}"))
     judged = sorted(name for name in runs if name.startswith("judge-interval"))
     assert judged == ["judge-interval-1"]
     tables = api.artifacts_of(flow_run_id(state), "table")
     assert len(tables) == 1
-    rows = {r["metric"]: r["classification"] for r in api.table_rows(tables[0])}
+    rows = {r["metric"]: r["result"] for r in api.table_rows(tables[0])}
     assert rows["latency-p50"] == rows["latency-p99"] == "High"
 
     event = api.events("canary.release.rolled-back", env.app)[0]
@@ -235,8 +239,7 @@ def test_transient_deploy_error_is_retried(make_env):
     env = make_env("gg-retry", lifetime="1s")
     env.rec.fail("deploy:baseline", lambda: PlatformError("apiserver 503", transient=True), times=2)
     state = run(env)
-    assert state.is_completed(), state.message
-    assert state.result()["outcome"] == "promoted"
+    assert released(state)["outcome"] == "promoted"
     deploys = env.rec.named("deploy")
     assert [c[2] for c in deploys] == ["baseline", "baseline", "baseline", "canary"]
     name = f"deploy-{env.app}-baseline"

@@ -19,7 +19,7 @@ from prefect.flow_runs import resume_flow_run
 
 import flows.canary_release as release_flow
 from tests.flows import api
-from tests.flows.conftest import Env
+from tests.flows.conftest import Env, released
 
 
 def _marginal_env(make_env: Any, app: str, timeout: int) -> Env:
@@ -72,7 +72,7 @@ def test_marginal_release_waits_for_a_person(make_env: Any, answer: str, outcome
     assert env.rec.count("promote") == 0  # nothing happens while it waits
     resume_flow_run(run_id, run_input={"decision": answer, "comment": "checked the dashboards"})
     state = running.join()
-    result = state.result()
+    result = released(state)
     assert result["outcome"] == outcome
     assert result["score"] == 75.0
     assert "manual judgement (checked the dashboards)" in result["reason"]
@@ -98,6 +98,6 @@ def test_without_the_switch_a_marginal_score_rolls_back_at_once(make_env: Any) -
     spec["manual_judgement"] = False
     env.spec.write_text(yaml.safe_dump(spec))
     started = time.monotonic()
-    result = release_flow.canary_release(**env.release_args(), return_state=True).result()
+    result = released(release_flow.canary_release(**env.release_args(), return_state=True))
     assert result["outcome"] == "rolled-back" and result["score"] == 75.0
     assert time.monotonic() - started < 60  # it did not wait for a person

@@ -16,6 +16,7 @@ from prefect.concurrency.sync import concurrency
 
 import flows.canary_release as release_flow
 from tests.flows import api
+from tests.flows.conftest import released
 from tests.flows.fakes import LATENCY
 
 
@@ -90,5 +91,5 @@ def test_second_release_waits_for_the_lock(make_env):
     thread.join(timeout=60)
     assert not thread.is_alive(), "the release never got the lock"
     state = outcome["state"]
-    assert state.is_completed() and state.result()["outcome"] == "rolled-back"
+    assert released(state)["outcome"] == "rolled-back"
     assert env.rec.calls[:2] == [("production_commit", "gg-queue"), ("reconcile", "gg-queue")]

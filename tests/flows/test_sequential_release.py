@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from tests.flows import api
+from tests.flows.conftest import released
 from tests.flows.test_canary_release import flow_run_id, platform_calls, report, run
 
 
 def _outcome(env: Any) -> tuple[dict[str, Any], str]:
     state = run(env)
-    assert state.is_completed(), state.message
-    return state.result(), report(state, env.app)
+    return released(state), report(state, env.app)
 
 
 def test_unchanged_canary_is_promoted_at_the_end(make_env):
@@ -26,7 +26,7 @@ def test_unchanged_canary_is_promoted_at_the_end(make_env):
     assert result["outcome"] == "promoted", result["reason"]
     assert "no regression proven in 3 looks" in result["reason"]
     assert env.rec.count("fetch_counts_pair") == 3 * 2  # two count metrics, three looks
-    assert "## Why it stopped when it did" in text and "## Guards at the last look" in text
+    assert "## Timeline" in text and "## Guards" in text and "## Pictures" in text
     # the plan, from production's traffic before the canary started
     assert "## Plan" in text and "error-rate: production serves 1e+03 req/s" in text
 
@@ -57,7 +57,7 @@ def test_killed_canary_fails_the_release_at_once(make_env):
     assert "readiness" in result["reason"] and "pid 4242" in result["reason"]
     assert env.rec.count("promote") == 0
     assert ("serving", env.app, "canary") in platform_calls(env)
-    assert "FAILED readiness" in text
+    assert "**FAILED** readiness" in text
 
 
 def test_starved_canary_fails_the_split_guard(make_env):
@@ -71,9 +71,10 @@ def test_starved_canary_fails_the_split_guard(make_env):
 def test_missing_series_is_never_promoted_blind(make_env):
     env = make_env("seq-missing", sequential=True, missing=("latency",))
     state = run(env)
-    result = state.result()
+    result = released(state)
     assert result["outcome"] == "rolled-back"
     assert "promoted blind" in result["reason"] and "no series for the canary" in result["reason"]
     rows = api.table_rows(api.artifacts_of(flow_run_id(state), "table")[0])
     latency = next(r for r in rows if r["metric"] == "latency")
-    assert latency["classification"] == "Nodata" and latency["critical"] is True
+    assert latency["result"] == "Nodata" and latency["role"] == "critical"
+    assert latency["stops the release"] == "yes"

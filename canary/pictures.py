@@ -1,0 +1,183 @@
+"""A picture per judged metric: baseline vs canary over the analysis, and for histograms the
+two latency distributions, the failing metric marked. PNG bytes, for the release report.
+
+Drawing lives here, apart from the judge (canary/judge stays numpy/scipy only): the
+pictures are made from the judgement records a release keeps, look by look. matplotlib
+runs headless (Agg), in the flow-run process, a few tens of milliseconds a picture.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from canary.report import JudgementRecord
+
+__all__ = ["WIDTH_PX", "metric_charts", "png_data_uri"]
+
+#: Fits the Prefect UI's artifact frame (~730 px) without scrolling.
+WIDTH_PX = 700
+_DPI = 100
+BASELINE, CANARY, FAILING = "#4c72b0", "#dd8452", "#c44e52"
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def metric_charts(records: Sequence[JudgementRecord]) -> list[tuple[str, bool, bytes]]:
+    """(metric name, failing?, PNG) for every metric of the last judgement, failing first."""
+    if not records:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = []
+    for judged in records[-1].judgement.metrics:
+        history = [_metric_in(r, judged.name) for r in records]
+        failing = judged.classification.value not in ("Pass",) and not judged.metric.canary.muted
+        kind = judged.metric.evidence
+        if judged.classification.value == "Nodata" and not failing:
+            continue  # a muted metric without data: nothing to draw
+        if kind == "ratio":
+            png = _ratio_chart(judged.name, records, history, failing)
+        elif kind == "histogram":
+            png = _histogram_chart(judged.name, records, history, failing)
+        else:
+            png = _series_chart(judged.name, judged, failing)
+        out.append((judged.name, failing, png))
+    return sorted(out, key=lambda item: not item[1])
+
+
+def _metric_in(record: JudgementRecord, name: str) -> Any:
+    return next((m for m in record.judgement.metrics if m.name == name), None)
+
+
+def _figure(panels: int = 1) -> tuple[Any, Any]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(WIDTH_PX / _DPI, 2.6), dpi=_DPI,
+                             squeeze=False)  # fmt: skip
+    fig.patch.set_facecolor("white")
+    return fig, axes[0]
+
+
+def _finish(fig: Any, title: str, failing: bool) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10, color=FAILING if failing else "black",
+                 fontweight="bold" if failing else "normal")  # fmt: skip
+    if failing:
+        fig.patch.set_edgecolor(FAILING)
+        fig.patch.set_linewidth(4)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _ends(records: Sequence[JudgementRecord]) -> list[float]:
+    """Each look's time, in seconds since the analysis windows began."""
+    origin = records[0].window_start
+    return [(r.window_end - origin).total_seconds() for r in records]
+
+
+def _label(judged: Any) -> str:
+    verdict = judged.classification.value if judged is not None else "–"
+    return f"{verdict}{' (critical)' if judged is not None and judged.critical else ''}"
+
+
+def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[Any], failing: bool) -> bytes:
+    """The event rate of each look's new requests, per track (%)."""
+    fig, (ax,) = _figure()
+    for side, color, label in (("control", BASELINE, "baseline"), ("experiment", CANARY, "canary")):
+        rates, prev_e, prev_t = [], 0.0, 0.0
+        for m in history:
+            r = m.result if m is not None else None
+            events = getattr(r, f"{side}_events", math.nan) if r is not None else math.nan
+            total = getattr(r, f"{side}_total", math.nan) if r is not None else math.nan
+            new_t = total - prev_t
+            rates.append(100 * (events - prev_e) / new_t if new_t > 0 else math.nan)
+            prev_e, prev_t = events, total
+        ax.plot(_ends(records), rates, marker="o", color=color, label=label)
+    ax.set_ylabel("rate in the look (%)")
+    ax.set_xlabel("seconds since the analysis began")
+    ax.legend(fontsize=8)
+    last = history[-1].result if history and history[-1] is not None else None
+    ratio = getattr(last, "ratio", math.nan)
+    return _finish(fig, f"{name}: {_label(history[-1])}; rate ratio {ratio:.3g}", failing)
+
+
+def _quantile(bounds: np.ndarray, counts: np.ndarray, q: float) -> float:
+    total = counts[-1]
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    i = int(np.searchsorted(counts[:-1], rank, side="left"))
+    if i >= len(bounds) - 1:
+        return float(bounds[-2])
+    lo_b = bounds[i - 1] if i > 0 else 0.0
+    lo_c = counts[i - 1] if i > 0 else 0.0
+    width = counts[i] - lo_c
+    return float(lo_b + (rank - lo_c) / width * (bounds[i] - lo_b)) if width > 0 else float(bounds[i])
+
+
+def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: list[Any], failing: bool) -> bytes:
+    """Left: p50 and p99 of each look's new requests, per track. Right: both tracks'
+    latency distributions over the whole analysis (share of requests at or below)."""
+    fig, (left, right) = _figure(2)
+    last = history[-1].result if history and history[-1] is not None else None
+    unit = getattr(last, "unit", "")
+    scale, axis = (1000.0, "ms") if unit in ("s", "seconds") else (1.0, "ms" if unit in ("ms",) else unit)
+    bounds = np.asarray(getattr(last, "upper_bounds", ()) or (), dtype=float)
+    for side, color, label in (("control", BASELINE, "baseline"), ("experiment", CANARY, "canary")):
+        p50, p99, prev = [], [], None
+        for m in history:
+            counts = np.asarray(getattr(m.result, f"{side}_buckets", ()) if m is not None else (), dtype=float)
+            if counts.size == 0 or bounds.size == 0:
+                p50.append(math.nan)
+                p99.append(math.nan)
+                continue
+            new = counts - prev if prev is not None and prev.size == counts.size else counts
+            p50.append(_quantile(bounds, new, 0.5) * scale)
+            p99.append(_quantile(bounds, new, 0.99) * scale)
+            prev = counts
+        left.plot(_ends(records), p50, marker="o", color=color, label=f"{label} p50")
+        left.plot(_ends(records), p99, marker="^", linestyle="--", color=color, label=f"{label} p99")
+        counts = np.asarray(getattr(last, f"{side}_buckets", ()) or (), dtype=float)
+        if counts.size and counts[-1] > 0:
+            finite = bounds[:-1] * scale
+            right.step(finite, counts[:-1] / counts[-1], where="post", color=color, label=label)
+    left.set_ylabel(f"latency ({axis})")
+    left.set_xlabel("seconds since the analysis began")
+    right.set_xscale("log")
+    right.set_xlabel(f"latency ({axis})")
+    right.set_ylabel("share at or below")
+    for ax, size in ((left, 7), (right, 8)):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=size)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    return _finish(fig, f"{name}: {_label(history[-1])}", failing)
+
+
+def _series_chart(name: str, judged: Any, failing: bool) -> bytes:
+    """The range-query points of the last judgement, per track."""
+    fig, (ax,) = _figure()
+    if judged.points is not None:
+        control, experiment = judged.points
+        x = np.arange(max(len(control), len(experiment)))
+        step = judged.step or 1
+        ax.plot(x[: len(control)] * step, control, color=BASELINE, label="baseline")
+        ax.plot(x[: len(experiment)] * step, experiment, color=CANARY, label="canary")
+        ax.set_xlabel("seconds into the window")
+        ax.legend(fontsize=8)
+    muted = " (muted)" if judged.metric.canary.muted else ""
+    return _finish(fig, f"{name}{muted}: {_label(judged)}", failing)
