@@ -5,20 +5,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus haproxy git
+APT_PACKAGES := prometheus haproxy git chromium
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline clean
 
 setup: system-packages $(STAMP)
 
-# Debian packages the tests and the demo run for real (Prometheus, HAProxy, git).
+# Debian packages the tests and the demo run for real (Prometheus, HAProxy, git, and
+# Chromium for the tests that look at the Prefect UI).
 # Installed only when a binary is missing; no daemon is started (none is needed).
 system-packages:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v git >/dev/null || missing="$$missing git"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

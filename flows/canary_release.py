@@ -40,6 +40,7 @@ from tasks.analysis import (
     fetch_counts,
     fetch_metrics,
     fetch_request_counts,
+    graph_links,
     judge_interval,
     plan_canary,
 )
@@ -49,6 +50,7 @@ from tasks.judgement import ask_for_judgement, ask_person
 from tasks.publish import (
     emit,
     progress,
+    publish_graph_links,
     publish_interval,
     publish_report,
     run_link,
@@ -353,4 +355,7 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
                 decision = Decision(Action.ROLL_BACK, why, True, early=True, manual=True)
                 break
     progress(bar, 100.0)
+    if records:  # one link per metric to its Prometheus graph over the analysis
+        last = next(w for w in windows if w.index == records[-1].index)
+        publish_graph_links(app, graph_links(source, config, spec.scopes, last))
     return decision

@@ -78,6 +78,18 @@ def judge_interval(
                  split=split)  # fmt: skip
 
 
+@task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)
+def graph_links(source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
+    """(metric, link to its Prometheus graph of both sides over the window), where the
+    metric source can draw one."""
+    link = getattr(source, "graph_link", None)
+    if link is None:
+        return []
+    control, experiment = window_scopes(scopes, window)
+    return [(m.name, link(m, config.templates, control, experiment)) for m in config.metrics
+            if m.is_prometheus]  # fmt: skip
+
+
 @task(name="plan-canary", task_run_name="plan-canary-{spec.app}", cache_policy=NO_CACHE)
 def plan_canary(source: Any, spec: ReleaseSpec, config: CanaryConfig, window_seconds: float = 600.0,
                 seed: int = 0) -> list[str]:  # fmt: skip
