@@ -28,10 +28,12 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 
-# The venv is rebuilt only when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+# The venv is rebuilt only when a requirements file (or the project's metadata) changes.
+# The project itself is installed editable, without dependencies, for the `canary` CLI.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 lint: setup

@@ -1,0 +1,151 @@
+"""`canary`: the operator's command line for prefect-canary releases.
+
+    canary status [APP]                     running releases: look, split, judgement, time left
+    canary history APP                      past releases: outcome, score, duration, report
+    canary promote APP | abort APP          promote now (manual) / roll back now
+    canary retry APP COMMIT                 release a commit again
+    canary approve APP | reject APP         answer a paused manual gate or judgement
+    canary validate CONFIG [--prometheus URL]   a canary config or release spec, checked
+    canary plan --spec SPEC --prometheus URL    how long a canary must run
+    canary backtest APP --config NEW --prometheus URL [--csv FILE]
+
+Every command takes --json (for scripts) and talks to PREFECT_API_URL (or --api). Exit
+status 0 on success, 1 when the server cannot answer or the command cannot be carried
+out (the message says why), 2 on bad arguments or an invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+PROG = "canary"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]  # fmt: skip
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    text = str(value)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n")[2:11]))  # fmt: skip
+    parser.add_argument("--api", help="the Prefect API URL [PREFECT_API_URL]")
+    parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("status", help="running releases")
+    p.add_argument("app", nargs="?")
+    p = sub.add_parser("history", help="past releases of an app")
+    p.add_argument("app")
+    p.add_argument("--limit", type=int, default=20)
+    for name, what in (("promote", "promote now, skipping the rest of the analysis"),
+                       ("abort", "roll back now")):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        p.add_argument("app")
+        p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the end [120]")
+    p = sub.add_parser("retry", help="release a commit again")
+    p.add_argument("app")
+    p.add_argument("commit")
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, help=f"{name} a paused release's manual gate or judgement")
+        p.add_argument("app")
+        p.add_argument("--comment", default="")
+    p = sub.add_parser("validate", help="check a canary config or a release spec")
+    p.add_argument("path")
+    p.add_argument("--prometheus", metavar="URL", help="also run every query there")
+    p.add_argument("--scope", default="primary", help="scope to query for a canary config alone")
+    sub.add_parser("plan", help="how long a canary must run (python -m canary plan --help)",
+                   add_help=False)  # fmt: skip
+    p = sub.add_parser("backtest", help="judge recorded releases again under a new config")
+    p.add_argument("app")
+    p.add_argument("--config", required=True, help="the new canary config or release spec")
+    p.add_argument("--prometheus", required=True, metavar="URL")
+    p.add_argument("--csv", metavar="FILE", help="also write the table as CSV (pandas)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> Any:
+    from cli import check, operate
+    from cli.api import Api
+
+    if args.command == "validate":
+        return check.validate(args.path, args.prometheus, scope=args.scope)
+    api = Api(args.api)
+    by = f"{getpass.getuser()} via canary {args.command}"
+    if args.command == "status":
+        return operate.status(api, args.app)
+    if args.command == "history":
+        return operate.history(api, args.app, args.limit)
+    if args.command in ("promote", "abort"):
+        return operate.command(api, args.app, args.command, by=by, wait=args.wait)
+    if args.command == "retry":
+        return operate.retry(api, args.app, args.commit)
+    if args.command in ("approve", "reject"):
+        return operate.answer(api, args.app, approve=args.command == "approve",
+                              comment=args.comment, by=by)  # fmt: skip
+    if args.command == "backtest":
+        rows = check.backtest(api, args.app, args.config, args.prometheus)
+        if args.csv:
+            import pandas as pd
+
+            pd.DataFrame(rows).to_csv(args.csv, index=False)
+        return rows
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:  # one implementation: python -m canary plan
+        from canary.__main__ import main as canary_main
+
+        return canary_main(argv)
+    args = _parser().parse_args(argv)
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from canary.errors import CanaryError, ConfigError
+    from cli.api import ApiUnreachable
+    from cli.operate import CommandError
+
+    try:
+        result = _run(args)
+    except ConfigError as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (ApiUnreachable, CommandError, CanaryError) as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except PrefectHTTPStatusError as exc:
+        print(f"{PROG} {args.command}: the Prefect API refused the request: {exc}", file=sys.stderr)
+        return 1
+    rows = result if isinstance(result, list) else [result]
+    print(json.dumps(result, indent=2, default=str) if args.json else _table(rows))
+    if args.command == "validate" and not all(r.get("ok", True) for r in rows):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

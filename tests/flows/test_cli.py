@@ -1,0 +1,154 @@
+"""The `canary` CLI against a real Prefect server, with releases running on the fake platform.
+
+(The same commands during a live release on the local platform: tests/e2e/test_cli_live.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import yaml
+from prefect.concurrency.sync import concurrency
+
+import flows.canary_release as release_flow
+from cli.main import main
+from tests.flows.conftest import Env, released
+from tests.flows.test_manual_judgement import Background
+
+
+def canary(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
+    """Run the CLI; (exit code, its JSON output (None when there is none), stderr)."""
+    code = main(["--json", *args])
+    out = capsys.readouterr()
+    return code, json.loads(out.out) if out.out.strip() else None, out.err
+
+
+def _long_env(make_env: Any, app: str, **spec_changes: Any) -> Env:
+    env = make_env(app, sequential=True)
+    spec = yaml.safe_load(env.spec.read_text())
+    spec["analysis"].update({"lifetime": "30s", "interval": "2s"})
+    spec.update(spec_changes)
+    env.spec.write_text(yaml.safe_dump(spec))
+    return env
+
+
+def _until(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _looking(capsys: pytest.CaptureFixture[str], app: str) -> dict[str, Any]:
+    """`canary status APP` once the release has made a look."""
+    def look() -> dict[str, Any] | None:
+        code, rows, _ = canary(capsys, "status", app)
+        return rows[0] if code == 0 and rows and rows[0]["look"] else None
+
+    return _until(look, f"a look of {app}")
+
+
+def test_status_shows_the_running_release_and_promote_ends_it(make_env, capsys):
+    env = _long_env(make_env, "cli-promote")
+    running = Background(env)
+    row = _looking(capsys, "cli-promote")
+    assert row["app"] == "cli-promote" and row["state"] == "Running"
+    assert row["canary share"] in (10, 20) and row["progress"] is not None
+    assert row["run"].startswith("http") and "/runs/flow-run/" in row["run"]
+    code, result, err = canary(capsys, "promote", "cli-promote", "--wait", "60")
+    assert code == 0, err
+    state = running.join()
+    outcome = released(state)
+    assert state.name == "Promoted" and result["state"] == "Promoted"
+    assert "(canary promote)" in outcome["reason"] and "the rest of the analysis skipped" in outcome["reason"]
+    assert env.rec.count("promote") == 1
+    code, rows, _ = canary(capsys, "history", "cli-promote")
+    assert code == 0 and rows[0]["outcome"] == "Promoted" and rows[0]["duration (s)"] is not None
+
+
+def test_abort_rolls_back_a_running_release(make_env, capsys):
+    env = _long_env(make_env, "cli-abort")
+    running = Background(env)
+    _looking(capsys, "cli-abort")
+    code, result, err = canary(capsys, "abort", "cli-abort", "--wait", "60")
+    assert code == 0, err
+    outcome = released(running.join())
+    assert outcome["outcome"] == "rolled-back" and "(canary abort)" in outcome["reason"]
+    assert env.rec.count("promote") == 0 and ("rollback", env.app) in env.rec.calls
+
+
+def test_abort_of_a_queued_release_cancels_it(make_env, capsys):
+    env = _long_env(make_env, "cli-queued")
+    lock = release_flow.ensure_release_lock.fn("cli-queued")
+    with concurrency(lock, occupy=1, strict=True, timeout_seconds=10):
+        running = Background(env)
+        _until(lambda: canary(capsys, "status", "cli-queued")[1], "the queued release")
+        code, result, err = canary(capsys, "abort", "cli-queued")
+        assert code == 0 and result["action"] == "cancelled while queued", (result, err)
+        state = running.join()
+    assert state.is_cancelled(), state
+    assert env.rec.count("deploy") == 0
+
+
+@pytest.mark.parametrize(("verb", "state_name"), [("approve", "Promoted"), ("reject", "RolledBack")])
+def test_approve_or_reject_a_gate_before_promotion(make_env, capsys, verb, state_name):
+    app = f"cli-gate-{verb}"
+    env = _long_env(make_env, app, manual_gate_before_promotion=True,
+                    manual_judgement_timeout_seconds=120)  # fmt: skip
+    spec = yaml.safe_load(env.spec.read_text())
+    spec["analysis"].update({"lifetime": "2s", "interval": "1s"})  # quick to the gate
+    env.spec.write_text(yaml.safe_dump(spec))
+    running = Background(env)
+    _until(lambda: any(r["state"] == "Paused" for r in (canary(capsys, "status", app)[1] or [])),
+           "the paused release")  # fmt: skip
+    code, result, err = canary(capsys, verb, app, "--comment", "dashboards look fine")
+    assert code == 0, err
+    assert result["gate"] == "before-promotion"
+    state = running.join()
+    outcome = released(state)
+    assert state.name == state_name
+    assert "dashboards look fine" in outcome["reason"]
+    assert env.rec.count("promote") == (1 if verb == "approve" else 0)
+
+
+def test_retry_releases_a_commit_again(make_env, capsys):
+    env = make_env("cli-retry", bad=("latency-p50", "latency-p99"))  # a quick roll back
+    released(release_flow.canary_release(**env.release_args(), return_state=True))
+    release_flow.canary_release.to_deployment(name="canary-release").apply()
+    code, result, err = canary(capsys, "retry", "cli-retry", env.release_args()["commit"][:8])
+    assert code == 0, err
+    from cli.api import Api
+
+    created = Api().run(result["run"].rsplit("/", 1)[-1])
+    assert created.parameters["retry"] is True and created.parameters["image"] == env.release_args()["image"]
+
+
+def test_commands_say_what_is_wrong(capsys):
+    code, _, err = canary(capsys, "promote", "cli-nothing-runs")
+    assert code == 1 and "no running canary release of 'cli-nothing-runs'" in err
+    code, _, err = canary(capsys, "retry", "cli-nothing-runs", "abc123")
+    assert code == 1 and "no earlier canary release" in err
+    code, _, err = canary(capsys, "--api", "http://127.0.0.1:9/api", "status")
+    assert code == 1 and "did not answer" in err and "is it running?" in err
+    code, _, err = canary(capsys, "validate", "/nonexistent/spec.yaml")
+    assert code == 2 and "cannot read it" in err
+    code, rows, err = canary(capsys, "validate", "deployments/releases/goldengoose.yaml")
+    assert code == 0 and all(r["ok"] for r in rows) and "sequential-v1" in rows[0]["detail"]
+
+
+def test_status_lists_every_app_without_an_argument(make_env, capsys):
+    env = _long_env(make_env, "cli-all")
+    running = Background(env)
+    _looking(capsys, "cli-all")
+    code, rows, _ = canary(capsys, "status")
+    assert code == 0 and "cli-all" in {r["app"] for r in rows}
+    canary(capsys, "abort", "cli-all", "--wait", "60")
+    running.join()
+
+
