@@ -163,6 +163,13 @@ def headline(outcome: str, reason: str, records: Sequence[JudgementRecord]) -> s
     bad = failing(last)
     if bad and outcome != "promoted":
         return f"{word}: " + "; ".join(_phrase(m) for m in bad[:3])
+    decision = records[-1].decision
+    if outcome == "promoted" and decision is not None and not decision.manual:
+        looks = len(records)
+        if decision.early:
+            return f"{word}: every metric within its tolerance after {looks} look{'s' * (looks > 1)}"
+        return (f"{word}: no regression proven in {looks} look{'s' * (looks > 1)}, "
+                f"score {sig(last.summary_score)}")  # fmt: skip
     return f"{word}: {reason}"
 
 

@@ -57,7 +57,7 @@ from tasks.publish import (
     start_progress,
     tag_run,
 )
-from tasks.recovery import describe_end, recover_release
+from tasks.recovery import describe_end, other_lock_takers, recover_release
 from tasks.runs import candidate_for
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
 from tasks.turn import wait_for_turn
@@ -71,9 +71,15 @@ SKIPPED = "Skipped"
 
 def _on_bad_end(flow: Any, flow_run: Any, state: Any) -> None:
     """on_crashed / on_cancellation: clean up from the dying process (best effort; the
-    automation on Crashed / Cancelled runs starts `reconcile`, which does the same)."""
+    automation on Crashed / Cancelled runs starts `reconcile`, which does the same).
+
+    Only while no other run that takes the app's lock is alive: this run may never have had
+    the lock (cancelled while it waited for it), and the release that has it must not lose
+    its baseline and canary. Reconcile repairs and reports then, under the lock."""
     params = flow_run.parameters or {}
     with contextlib.suppress(Exception):
+        if other_lock_takers(params["app"], me=str(flow_run.id)):
+            return
         recover_release(load_block(params.get("platform", "local-platform/local")),
                         params["app"], run_id=flow_run.id, image=params.get("image"),
                         commit=params.get("commit"), why=describe_end(state))  # fmt: skip
@@ -115,7 +121,7 @@ def canary_release(
     spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
     plat, source = load_block(platform), load_block(metrics).source()
     newer = _ordering(plat, app, repo)
-    tag_run(app=app, commit=commit, version=version)
+    tag_run(app=app, commit=commit[:12], version=version)
     with contextlib.ExitStack() as lock:
         turn = wait_for_turn("canary-release", app, ensure_release_lock(app), lock, newer=newer,
                              retry=retry)  # fmt: skip
