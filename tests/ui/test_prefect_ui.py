@@ -121,4 +121,4 @@ def test_the_report_shows_its_pictures(server: Any, releases: dict[str, Any], br
         "img[src^='data:image/png']", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
     assert len(images) >= 2, images  # error-rate and latency
     assert all(done and width >= 600 for _, done, width in images), images
-    assert any("latency (failing)" == alt for alt, _, _ in images), images
+    assert any(alt == "latency (failing)" for alt, _, _ in images), images
