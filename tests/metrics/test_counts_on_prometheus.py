@@ -278,3 +278,45 @@ def test_counter_increase_per_track(run: Run) -> None:
     )
     assert got == {"baseline": 2 * THREADS * PER_THREAD, "canary": 2 * THREADS * PER_THREAD}
     print(f"scenario: {run.seconds:.1f} s, {sum(got.values()):.0f} requests in the window")
+
+
+# -- the CLI's checks on the same live data ---------------------------------------------------
+
+
+def test_canary_validate_runs_every_query(run: Run, tmp_path: Path) -> None:
+    """`canary validate CONFIG --prometheus URL`: every metric answers for the scope asked,
+    and a selector that matches nothing is named."""
+    import yaml
+
+    from cli.check import validate
+
+    config = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
+    rows = validate(str(config), run.prometheus.url, scope="canary", minutes=10)
+    by_check = {r["check"]: r for r in rows}
+    assert by_check["error-rate @ canary"]["ok"] and by_check["latency @ canary"]["ok"], rows
+    assert "requests in the window" in by_check["latency @ canary"]["detail"]
+    data = yaml.safe_load(config.read_text())
+    data["metrics"][1]["query"]["histogram"]["buckets"] = 'no_such_histogram_bucket{track="${scope}"}'
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(data))
+    rows = {r["check"]: r for r in validate(str(broken), run.prometheus.url, scope="canary")}
+    assert not rows["latency @ canary"]["ok"]
+    assert rows["latency @ canary"]["detail"] == "the counters match no series"
+
+
+def test_canary_backtest_judges_a_recorded_window_again(run: Run) -> None:
+    """`canary backtest`: a recorded release (its event's window and scopes) judged again
+    under a config; the old outcome next to the new verdict."""
+    from types import SimpleNamespace
+
+    from cli.check import backtest
+
+    event = SimpleNamespace(event="canary.release.promoted", occurred=run.end, payload={
+        "commit": "c" * 40, "window_start": run.start.isoformat(), "window_end": run.end.isoformat(),
+        "control_scope": "baseline", "experiment_scope": "canary"})  # fmt: skip
+    recorded = SimpleNamespace(events=lambda app, prefixes: [event])
+    config = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
+    (row,) = backtest(recorded, "goldengoose", str(config), run.prometheus.url)
+    # the canary answers 25 % of its requests with 500: the new judge rolls it back
+    assert row["old"] == "promoted" and row["new"] == "rolled-back" and row["changed"], row
+    assert "error-rate High" in row["why (new)"]
