@@ -28,9 +28,21 @@ from canary.release import check_app_name
 from canary.report import JudgementRecord, markdown_report
 from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion
-from tasks.publish import emit, publish_interval, publish_report
+from tasks.publish import emit, publish_interval, publish_report, rename_run
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
 from tasks.turn import take_lock
+
+
+def _window_name(start: datetime, end: datetime) -> str:
+    """A run name a person can tell apart: the window judged, in UTC."""
+    return f"{start.astimezone(UTC):%Y%m%d-%H%M%S}-to-{end.astimezone(UTC):%H%M%S}-utc"
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(round(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
 
 
 def canary_began(promotion: dict[str, Any], begin_after: timedelta) -> datetime:
@@ -61,7 +73,7 @@ def canary_reanalysis(
     app = check_app_name(app)
     spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
     step = spec.analysis.step
-    previous_image = image = None
+    previous_image = image = commit = None
     if mode == "post-promotion":
         promotion = find_last_promotion(app)
         if promotion is None:
@@ -69,6 +81,7 @@ def canary_reanalysis(
             return {"app": app, "mode": mode, "verdict": None, "reason": "no promotion to verify"}
         promoted_at: datetime = promotion["occurred"]
         image, previous_image = promotion.get("image"), promotion.get("previous_image")
+        commit = promotion.get("commit")
         end = end or datetime.now(UTC)
         start = max(
             promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes)
@@ -90,6 +103,7 @@ def canary_reanalysis(
         logger.info(reason)
         return {"app": app, "mode": mode, "verdict": None, "reason": reason}
 
+    rename_run(f"canary-reanalysis-{app}-{_window_name(start, end)}")
     window = JudgementWindow(index=1, experiment_start=start, experiment_end=end,
                              control_start=start - offset, control_end=end - offset,
                              not_before=end, step=step)  # fmt: skip
@@ -105,16 +119,19 @@ def canary_reanalysis(
     # against the observed share of requests (valid for a single look; docs/judge.md).
     result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1, counts,
                             split=None)  # fmt: skip
-    record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=0,
+    share = 100 if mode == "post-promotion" else 0  # production carried all of its traffic
+    record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=share,
                              judgement=result)  # fmt: skip
     publish_interval(app, record, kind="canary-reanalysis")
     ok, reason = final_decision(result.summary_score, spec.analysis.thresholds)
     outcome = "verified" if ok else "regressed"
+    shifted = f"the control window is {_human(offset)} earlier" if offset else "same window"
     publish_report(app, markdown_report(
-        app=app, image=image or "-", commit="-", outcome=f"re-analysis ({mode}): {outcome}",
-        reason=f"{reason}; control shifted back by {offset}", records=[record],
-        thresholds=spec.analysis.thresholds,
-    ), f"{app} re-analysis ({mode}): {outcome}", kind="canary-reanalysis")  # fmt: skip
+        app=app, image=image or "-", commit=commit or "(not recorded)",
+        outcome=f"re-analysis ({mode}): {outcome}", reason=f"{reason}; {shifted}",
+        records=[record], thresholds=spec.analysis.thresholds,
+    ), f"{app} re-analysis ({mode}) of {_window_name(start, end)}: {outcome}",
+        kind="canary-reanalysis")  # fmt: skip
     summary = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
                "score": result.summary_score, "image": image, "previous_image": previous_image,
                "start": start.isoformat(), "end": end.isoformat(),

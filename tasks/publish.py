@@ -121,3 +121,16 @@ def tag_run(**labels: str | None) -> None:
             if value:
                 tags = [t for t in tags if not t.startswith(f"{name}:")] + [f"{name}:{value}"]
         client.update_flow_run(run_id, tags=tags)
+
+
+def rename_run(name: str) -> None:
+    """Give this flow run a name known only once it runs (a re-analysis's window)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import get_run_context
+
+    try:
+        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    except Exception:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run_id, name=name)

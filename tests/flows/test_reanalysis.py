@@ -55,3 +55,12 @@ def test_post_promotion_control_ends_before_the_canary_phase(tmp_path, monkeypat
     assert abs((control.end - began).total_seconds()) < 1, (control.end, began)
     assert experiment.scope == control.scope == "primary"
     assert (experiment.end - experiment.start) == (control.end - control.start)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_="canary-reanalysis-re-post-")))  # fmt: skip
+    assert runs and runs[0].name.endswith("-utc") and "-to-" in runs[0].name  # named by window
+    report = api.artifacts_of(runs[0].id, "markdown")[0].data
+    assert "commit `" + "c" * 40 + "`" in report and "earlier" in report
