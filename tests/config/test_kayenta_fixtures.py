@@ -11,6 +11,8 @@ from canary.config import CanaryConfig, OtherQuery, PrometheusQuery
 from canary.errors import ConfigError
 from tests.config.kayenta_fixtures import CONFIGS, DUPLICATED, REQUESTS
 
+pytestmark = pytest.mark.needs("kayenta")
+
 ALL = sorted(p.name for p in CONFIGS.glob("*.json"))
 LOADABLE = [name for name in ALL if name != DUPLICATED]
 

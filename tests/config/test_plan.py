@@ -181,6 +181,7 @@ def test_kayenta_request_rejections(overrides: dict[str, Any], message: str) -> 
         AnalysisPlan.from_kayenta_request(standalone(**overrides), source="req.json")
 
 
+@pytest.mark.needs("kayenta")
 def test_a_single_judgement_execution_request_is_not_a_standalone_request() -> None:
     text = (REQUESTS / "kayenta-web-CanaryControllerTest-execution-request.json").read_text()
     with pytest.raises(ConfigError, match="^req.json: scopes: .*CanaryExecutionRequest"):

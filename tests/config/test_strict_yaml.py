@@ -52,17 +52,20 @@ def p99(**canary: object) -> dict:
     return data
 
 
+@pytest.mark.needs("kayenta")
 def test_clean_fixture_list_is_not_empty() -> None:
     assert len(CLEAN) == 18
 
 
 @pytest.mark.parametrize("name", CLEAN)
+@pytest.mark.needs("kayenta")
 def test_kayenta_json_converted_to_yaml_loads_equal(tmp_path: Path, name: str) -> None:
     data = json.loads((CONFIGS / name).read_text())
     assert CanaryConfig.load(write(tmp_path, data, "c.yml")) == CanaryConfig.load(CONFIGS / name)
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(OBSOLETE.items()))
+@pytest.mark.needs("kayenta")
 def test_obsolete_or_broken_fixtures_are_refused_in_yaml(
     tmp_path: Path, name: str, expected: str
 ) -> None:

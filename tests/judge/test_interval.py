@@ -39,6 +39,7 @@ def _metric(name, groups, **canary):
     }
 
 
+@pytest.mark.needs("kayenta")
 def test_muted_fixture_critical_failure_is_reported_but_not_scored():
     """Kayenta's own muted-metric integration config: the failing metric is muted."""
     config = CanaryConfig.load(CONFIGS / "kayenta-integration-tests-prometheus-muted-metric.json")

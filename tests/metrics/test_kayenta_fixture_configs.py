@@ -29,7 +29,7 @@ from canary.metrics.scope import MetricScope
 from tests.config.kayenta_fixtures import CONFIGS
 from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("kayenta")]
 
 NAMESPACE, LOCATION = "prod-namespace", "us-central1"
 SCOPES = {"baseline": "myapp-baseline", "canary": "myapp-canary"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,8 @@ from canary.metrics.promql import build_query, java_split_commas, substitute
 from canary.metrics.scope import MetricScope
 
 START = datetime(2020, 7, 27, 19, 17, 36, tzinfo=UTC)
-FIXTURES = Path("/work/shared/fixtures/kayenta/configs")
+from tests.config.kayenta_fixtures import CONFIGS as FIXTURES  # noqa: E402
+
 SPEC_TEMPLATES = {
     "someTemplate": "some-label=${scope}",
     "anotherTemplate": "my-server-group=${scope}",
@@ -390,6 +390,7 @@ FIXTURE_CASES = [
 ]  # fmt: skip
 
 
+@pytest.mark.needs("kayenta")
 @pytest.mark.parametrize("file,metric_name,scope_kw,expected", FIXTURE_CASES)
 def test_fixture_configs(file, metric_name, scope_kw, expected):
     config = CanaryConfig.load(FIXTURES / file)
@@ -397,6 +398,7 @@ def test_fixture_configs(file, metric_name, scope_kw, expected):
     assert build_query(metric.query, config.templates, scope(**scope_kw)) == expected
 
 
+@pytest.mark.needs("kayenta")
 def test_every_prometheus_fixture_metric_is_covered():
     covered = {(f, m) for f, m, _, _ in FIXTURE_CASES}
     found = set()
@@ -407,6 +409,7 @@ def test_every_prometheus_fixture_metric_is_covered():
     assert found == covered
 
 
+@pytest.mark.needs("kayenta")
 def test_md3_fixture_without_resource_type_fails_like_kayenta():
     config = CanaryConfig.load(
         FIXTURES / "json-formats-md-3-prometheus-MySamplePrometheusCanaryConfig.json"

@@ -130,6 +130,7 @@ def _crd(kind: str) -> Any:
     return next(t for t in (*BUILTINS, *load_crds(default_crd_dir())) if t.kind == kind)
 
 
+@pytest.mark.needs("crds")
 def test_generated_custom_resources_fit_the_crd_schemas() -> None:
     run = taskrun_manifest("gg-0123", repo=REPO, commit=COMMIT, destination=f"{IMAGE_REPO}:{COMMIT}",
                            labels={"a": "b"}, timeout=600, kaniko_image="kaniko:1", git_image=GIT_IMAGE,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,10 +113,11 @@ KNATIVE_BUILD_SCHEMA = {
 
 
 def default_crd_dir() -> Path:
-    """``$K8S_STANDIN_CRDS``, else ../shared/crds next to the repository."""
-    if env := os.environ.get("K8S_STANDIN_CRDS"):
-        return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "crds"
+    """``$K8S_STANDIN_CRDS``, else the maintainers' copy next to the repository
+    (tests/support/shared.py)."""
+    from tests.support.shared import location
+
+    return location("crds")
 
 
 def _tighten(node: Any) -> Any:
