@@ -40,7 +40,8 @@ class Place(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One run as the queue sees it. `live`: not in a final state; `completed`: ended
-    Completed (its work is done); `pushed_at`: when its commit was pushed, if known."""
+    Completed (its work is done); `pushed_at`: when its commit was pushed, if known;
+    `started`: its process began running the flow (only such a run can hold a lock)."""
 
     run_id: str
     name: str
@@ -49,6 +50,7 @@ class Candidate:
     live: bool
     completed: bool = False
     pushed_at: datetime | None = None
+    started: bool = False
 
     @property
     def short(self) -> str:

@@ -19,11 +19,20 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.events import emit_event
 
 from canary.cleanup import run_cleanup
+from canary.queue import Candidate
 from tasks import runs
 from tasks.setup import release_lock_name
 
 #: Flows that take an app's lock (their runs are named `<flow>-<app>-...`).
 LOCK_TAKERS = ("canary-release", "reconcile", "restore-production", "canary-reanalysis")
+
+
+def other_lock_takers(app: str, *, me: str | None = None) -> list[Candidate]:
+    """The live runs (but `me`) of the flows that take the app's lock and have started: one
+    of them may hold it. Runs not yet started hold nothing (the scheduler keeps future
+    re-analysis runs Scheduled all along)."""
+    return [c for flow in LOCK_TAKERS for c in runs.sibling_runs(flow, app)
+            if c.live and c.started and c.run_id != me]  # fmt: skip
 
 
 def describe_end(state: Any) -> str:
@@ -103,9 +112,7 @@ def free_leaked_lock(app: str, *, me: str | None = None) -> str | None:
             return None
         if limit.active_slots <= 0:
             return None
-        alive = [c for flow in LOCK_TAKERS for c in runs.sibling_runs(flow, app)
-                 if c.live and c.run_id != me]  # fmt: skip
-        if alive:
+        if other_lock_takers(app, me=me):
             return None
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
     return (f"freed the lock {name!r}: {limit.active_slots} slot(s) were taken while no run that "

@@ -1,9 +1,10 @@
 """What Prefect knows about the runs of a flow for one app: the queue's view, and whether
 somebody asked this run to stop.
 
-Runs of `canary-release` and `build` are named `<flow>-<app>-<commit>` (their
-flow_run_name), so the runs of one app are found by name; their parameters say the commit
-and when it was pushed.
+The runs of one app are found by their flow and their `app` parameter, not by name: a run
+gets its flow_run_name (`<flow>-<app>-...`) only when its process starts, so a run still
+Scheduled or Pending carries a random name. Their parameters say the commit and when it
+was pushed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilter,
-    FlowRunFilterName,
     FlowRunFilterStartTime,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 
 from canary.queue import Candidate
@@ -46,12 +49,16 @@ def candidate(run: Any) -> Candidate:
     state = run.state
     params = run.parameters or {}
     created = _parse_time(run.created) or datetime.now(UTC)
+    # Cancelled before its process ran the flow: the engine refuses to start a Cancelling
+    # run, and Prefect may never mark it Cancelled (a cancel that lands while the worker
+    # submits it is missed); it will never act, so it holds no place in any queue or lock.
+    never = state is not None and state.type is StateType.CANCELLING and run.start_time is None
     return Candidate(
         run_id=str(run.id), name=run.name, commit=str(params.get("commit", "")).lower(),
-        created=created, live=state is not None and state.type in LIVE,
+        created=created, live=state is not None and state.type in LIVE and not never,
         completed=state is not None and (state.type is StateType.COMPLETED
                                          or state.name in DONE_NAMES),
-        pushed_at=_parse_time(params.get("pushed_at")),
+        pushed_at=_parse_time(params.get("pushed_at")), started=run.start_time is not None,
     )  # fmt: skip
 
 
@@ -64,20 +71,17 @@ def candidate_for(commit: str, pushed_at: Any = None) -> Candidate:
 
 def sibling_runs(flow_name: str, app: str, *, within_days: int = 7) -> list[Candidate]:
     """The runs of `flow_name` for `app` of the last days (this run included)."""
-    prefix = f"{flow_name}-{app}-"
-    query = FlowRunFilter(
-        name=FlowRunFilterName(like_=prefix),
-        start_time=FlowRunFilterStartTime(is_null_=True),
-    )
+    flows = FlowFilter(name=FlowFilterName(any_=[flow_name]))
     since = datetime.now(UTC) - timedelta(days=within_days)
+    newest = FlowRunSort.EXPECTED_START_TIME_DESC
     with get_client(sync_client=True) as client:
-        unstarted = client.read_flow_runs(flow_run_filter=query, limit=200)
-        started = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(like_=prefix),
-            start_time=FlowRunFilterStartTime(after_=since)), limit=200)  # fmt: skip
-    # the name prefix of app "gg" also matches app "gg-order": the parameters decide
-    runs = {r.id: r for r in [*unstarted, *started]
-            if r.name.startswith(prefix) and (r.parameters or {}).get("app") == app}  # fmt: skip
+        unstarted = client.read_flow_runs(flow_filter=flows, sort=newest, limit=200,
+                                          flow_run_filter=FlowRunFilter(
+                                              start_time=FlowRunFilterStartTime(is_null_=True)))
+        started = client.read_flow_runs(flow_filter=flows, sort=newest, limit=200,
+                                        flow_run_filter=FlowRunFilter(
+                                            start_time=FlowRunFilterStartTime(after_=since)))
+    runs = {r.id: r for r in [*unstarted, *started] if (r.parameters or {}).get("app") == app}
     return [candidate(r) for r in runs.values()]
 
 

@@ -17,7 +17,7 @@ from prefect.concurrency.sync import concurrency
 
 from canary.queue import Candidate, Place, QueueDecision, place
 from tasks import runs
-from tasks.recovery import LOCK_TAKERS
+from tasks.recovery import other_lock_takers
 from tasks.setup import LOCK_LEASE_SECONDS, lock_state
 
 #: Seconds between two looks at the queue while waiting (also the lock's try time).
@@ -77,8 +77,7 @@ def take_lock(app: str, lock: str, held: contextlib.ExitStack, *, me: str, poll:
             held.enter_context(concurrency(lock, occupy=1, strict=True,
                                            lease_duration=LOCK_LEASE_SECONDS))  # fmt: skip
             return
-        alive = [c for f in LOCK_TAKERS for c in runs.sibling_runs(f, app)
-                 if c.live and c.run_id != me]  # fmt: skip
+        alive = other_lock_takers(app, me=me)
         if not alive:
             logger.info("%s: releases are frozen (%r is switched off); nothing else runs, so "
                         "this repair goes on", app, lock)  # fmt: skip
