@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus haproxy git chromium
 PYTEST_ARGS ?=
+# Two workers (the machine has 2 cores); tests sharing a service stay on one (tests/conftest.py).
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline clean
 
@@ -43,7 +45,7 @@ lint: setup
 # The whole suite: lint, import rules, then every test (real Prometheus, HAProxy, Prefect).
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: lint
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Fast loop while developing: skips tests that start real services.

@@ -147,12 +147,7 @@ class Chain:
         if not c.webhook_secret:
             raise ChainError("a webhook secret is needed (GITHUB_WEBHOOK_SECRET)")
         env = self.client_env()
-        log = self._start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(c.prefect_port)],
-                          {**env, **SERVER_ENV})  # fmt: skip
-        poll(lambda: _get_ok(f"{c.api_url}/health"), timeout=180, what="Prefect server health",
-             log=log)  # fmt: skip
-        self.say(f"Prefect server: {c.ui_url}")
+        self.start_server()
         self._run([sys.executable, "scripts/register_blocks.py", "--state-dir", str(c.state_dir),
                    "--app", c.app, "--app-port", str(c.app_port), "--stats-port",
                    str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
@@ -171,15 +166,36 @@ class Chain:
                  f"(log {c.state_dir / 'stack' / 'supervisor.log'})")  # fmt: skip
         self._run([PREFECT, "--no-prompt", "deploy", "--all"], "prefect deploy --all")
         self.say("deployments build and canary-release registered, with their automations")
-        worker_log = self._start("worker", [PREFECT, "worker", "start", "--pool", "canary-local",
-                                            "--name", "canary-local-worker"], env)  # fmt: skip
-        poll(self._worker_online, timeout=60, what="worker online", log=worker_log)
+        self.start_worker()
         relay_env = {**env, "GITHUB_WEBHOOK_SECRET": c.webhook_secret}
         relay_log = self._start("relay", [sys.executable, "-m", "webhook", "--host", "127.0.0.1",
                                           "--port", str(c.relay_port)], relay_env)  # fmt: skip
         poll(lambda: _get_ok(f"http://127.0.0.1:{c.relay_port}/healthz"), timeout=30,
              what="webhook relay health", log=relay_log)  # fmt: skip
         self.say(f"webhook relay: {c.relay_url}")
+
+    def start_server(self) -> None:
+        """The Prefect server (again, after it died: same port, same PREFECT_HOME), healthy."""
+        c = self.config
+        log = self._start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1",
+                                             "--port", str(c.prefect_port)],
+                          {**self.client_env(), **SERVER_ENV})  # fmt: skip
+        poll(lambda: _get_ok(f"{c.api_url}/health"), timeout=180, what="Prefect server health",
+             log=log)  # fmt: skip
+        self.say(f"Prefect server: {c.ui_url}")
+
+    def start_worker(self) -> None:
+        """The process worker of the pool (again, after it died), online."""
+        log = self._start("worker", [PREFECT, "worker", "start", "--pool", "canary-local",
+                                     "--name", "canary-local-worker"], self.client_env())  # fmt: skip
+        poll(self._worker_online, timeout=60, what="worker online", log=log)
+
+    def record(self, name: str) -> procs.ProcessRecord | None:
+        """The recorded process `name` (prefect-server, worker, relay, supervisor) if it is
+        still ours, else None."""
+        raw = self._records().get(name)
+        rec = procs.ProcessRecord.from_json(raw) if raw is not None else None
+        return rec if rec is not None and procs.is_ours(rec) else None
 
     def _supervising(self) -> bool:
         """The recorded supervisor runs, is the one the stack knows, and has checked once."""

@@ -23,7 +23,7 @@ from prefect.states import Crashed
 from canary.release import check_app_name
 from tasks.platform import reconcile_app
 from tasks.publish import publish_report
-from tasks.recovery import describe_end, free_leaked_lock, recover_release
+from tasks.recovery import describe_end, free_leaked_lock, held_by_the_dead, recover_release
 from tasks.setup import ensure_release_lock, load_block
 from tasks.turn import take_lock
 
@@ -34,15 +34,23 @@ def reconcile(app: str, platform: str = "local-platform/local", run_id: str | No
     logger = get_run_logger()
     app = check_app_name(app)
     me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-    freed = free_leaked_lock(app, me=me)
-    if freed:
-        logger.warning("%s: %s", app, freed)
     lock = ensure_release_lock(app)
+    # A lock held by the dead (a killed release) is not waited for: its lease lapses only
+    # after a minute, and production must not stay split that long. Nothing alive can
+    # hold it meanwhile, so the repair runs now; the lock frees itself (or is reset) after.
+    dead = held_by_the_dead(app, me=me)
     with contextlib.ExitStack() as held:
-        take_lock(app, lock, held, me=me)
+        if dead:
+            logger.info("%s: the lock %r is held by a run that is gone; repairing now, without "
+                        "waiting for its lease to lapse", app, lock)  # fmt: skip
+        else:
+            take_lock(app, lock, held, me=me)
         plat = load_block(platform)
         found = reconcile_app(plat, app)
         recovered = _recover(plat, app, run_id) if run_id else None
+    freed = free_leaked_lock(app, me=me) if dead else None
+    if freed:
+        logger.warning("%s: %s", app, freed)
     words = _in_words(app, found, freed, recovered)
     for line in words:
         logger.info("%s", line)

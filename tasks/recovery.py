@@ -10,6 +10,7 @@ report and the event are then published once, by whichever comes first.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +22,7 @@ from prefect.events import emit_event
 from canary.cleanup import run_cleanup
 from canary.queue import Candidate
 from tasks import runs
-from tasks.setup import release_lock_name
+from tasks.setup import LOCK_LEASE_SECONDS, release_lock_name
 
 #: Flows that take an app's lock (their runs are named `<flow>-<app>-...`).
 LOCK_TAKERS = ("canary-release", "reconcile", "restore-production", "canary-reanalysis")
@@ -101,19 +102,50 @@ def recover_release(platform: Any, app: str, *, run_id: UUID | str, image: str |
     return {**result, "published": True}
 
 
-def free_leaked_lock(app: str, *, me: str | None = None) -> str | None:
-    """Free the app's lock when its slot is taken but no run that could hold it is alive
-    (a server restart or a killed process can leave one); returns what was done, in words."""
-    name = release_lock_name(app)
+#: How long a slot may stay taken with no live run that takes the lock before it is known to
+#: have no lease behind it: a killed holder's lease lapses LOCK_LEASE_SECONDS after its last
+#: renewal and the server's repossessor (every 15 s) then frees the slot itself. Resetting the
+#: count earlier would be wrong twice over: when the dead holder's lease is reaped later, the
+#: server takes its slot back from whoever holds the lock by then (a live release).
+LEAK_GRACE_SECONDS = LOCK_LEASE_SECONDS + 30
+
+
+def _lock_limit(name: str) -> Any:
     with get_client(sync_client=True) as client:
         try:
-            limit = client.read_global_concurrency_limit_by_name(name)
+            return client.read_global_concurrency_limit_by_name(name)
         except Exception:  # no limit yet: nothing held
             return None
-        if limit.active_slots <= 0:
-            return None
+
+
+def held_by_the_dead(app: str, *, me: str | None = None) -> bool:
+    """The app's lock is taken and no run that could hold it is alive: its holder was
+    killed (its lease lapses by itself) or a server restart lost the lease."""
+    limit = _lock_limit(release_lock_name(app))
+    return limit is not None and limit.active and limit.active_slots > 0 \
+        and not other_lock_takers(app, me=me)
+
+
+def free_leaked_lock(app: str, *, me: str | None = None, grace: float = LEAK_GRACE_SECONDS,
+                     poll: float = 2.0) -> str | None:  # fmt: skip
+    """Wait (up to `grace` s) for a lock held by the dead to be freed by the server when the
+    holder's lease lapses; a slot still taken after that has no lease (a server restart
+    without persistent lease storage) and is reset. Stops waiting as soon as a live run
+    could hold the lock. Returns what happened, in words (None: nothing was held)."""
+    name = release_lock_name(app)
+    start = time.monotonic()
+    while True:
+        limit = _lock_limit(name)
+        if limit is None or limit.active_slots <= 0:
+            waited = time.monotonic() - start
+            return (f"the lock {name!r} of a dead holder was freed by the server when its lease "
+                    f"lapsed, {waited:.0f} s after this repair began") if waited >= poll else None
         if other_lock_takers(app, me=me):
             return None
+        if time.monotonic() - start >= grace:
+            break
+        time.sleep(poll)
+    with get_client(sync_client=True) as client:
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
-    return (f"freed the lock {name!r}: {limit.active_slots} slot(s) were taken while no run that "
-            "takes it was alive (left by a killed process or a server restart)")
+    return (f"freed the lock {name!r}: {limit.active_slots} slot(s) were still taken {grace:.0f} s "
+            "after their holder died, with no lease behind them (a server restart lost it)")

@@ -155,7 +155,8 @@ def test_relay_rejections_and_redelivery_start_no_extra_runs(live: Live) -> None
 
 
 def test_killed_release_is_repaired_by_reconcile(live: Live) -> None:
-    """SIGKILL the release mid-analysis: leftovers stay; the reconcile flow repairs them."""
+    """SIGKILL the release mid-analysis: the worker marks it Crashed and the automation runs
+    reconcile by itself, which removes the leftovers and reports the end on the release."""
     from canary.platforms.local import procs
 
     before = list(live.commits.values())[-1]
@@ -163,25 +164,42 @@ def test_killed_release_is_repaired_by_reconcile(live: Live) -> None:
     assert live.push(sha, before=before).returncode == 0
     deadline = time.monotonic() + 180
     victims: list = []
+    runs: list = []
     while time.monotonic() < deadline and not victims:
         runs = [r for r in live.flow_runs("canary-release") if r["parameters"].get("commit") == sha]
         if runs and _tracks(live) >= {"baseline", "canary"}:
             # The flow-run process itself: its app children inherit the same variable.
             victims = [rec for rec in procs.find_marked({"PREFECT__FLOW_RUN_ID": runs[0]["id"]})
-                       if "prefect" in " ".join(rec.argv)
-                       and not any(a.endswith("server.py") for a in rec.argv)]  # fmt: skip
+                       if "prefect.engine" in rec.argv]  # fmt: skip
         time.sleep(0.5)
     assert victims, "the release never got baseline and canary running"
     for rec in victims:
         os.kill(rec.pid, signal.SIGKILL)
-    assert _tracks(live) >= {"baseline", "canary"}  # the crash left them behind
-    run = live.run_deployment("reconcile", "reconcile", {"app": APP}, timeout=180)
-    assert run["state_type"] == "COMPLETED", run["state_name"]
-    assert _tracks(live) == {"primary"}
+    killed = time.monotonic()
+    # Nobody starts reconcile here: the automation on the Crashed run does, within a minute.
+    while _tracks(live) != {"primary"} and time.monotonic() < killed + 60:
+        time.sleep(0.5)
+    assert _tracks(live) == {"primary"}, "the leftovers were not removed within a minute"
     status = _local_status(live)
     weights = status["apps"][APP]["weights"]
     assert weights["primary"] > 0 and weights.get("baseline", 0) == weights.get("canary", 0) == 0
-    assert "stopped" in live.markdown(run)
+    release = live.wait_run("canary-release", sha, timeout=60)
+    assert release["state_type"] == "CRASHED", release["state_name"]
+    repairs = [r for r in live.flow_runs("reconcile")
+               if (r["parameters"].get("run_id") or "").endswith(release["id"])]  # fmt: skip
+    assert repairs, "the automation started no reconcile for the crashed release"
+    repair = repairs[0]
+    while repair["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        assert time.monotonic() < killed + 120, repair["state_name"]
+        time.sleep(0.5)
+        repair = httpx.get(f"{live.api}/flow_runs/{repair['id']}", timeout=10).json()
+    assert repair["state_type"] == "COMPLETED", repair["state_name"]
+    assert "stopped" in live.markdown(repair), live.markdown(repair)
+    # The release's own report and event say how it ended, in words.
+    assert "crashed or was killed" in live.markdown(release), live.markdown(release)
+    (event,) = _wait_event(live, sha)
+    assert event["event"] == "canary.release.rolled-back"
+    assert "crashed or was killed" in event["payload"]["reason"], event["payload"]
 
 
 def _local_status(live: Live) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
@@ -93,3 +94,44 @@ def test_second_release_waits_for_the_lock(make_env):
     state = outcome["state"]
     assert released(state)["outcome"] == "rolled-back"
     assert env.rec.calls[:2] == [("production_commit", "gg-queue"), ("reconcile", "gg-queue")]
+
+
+def _lock_with_slots(app: str, slots: int) -> str:
+    name = f"canary-release-{app}"
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(Exception):  # it exists already
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=slots))
+    return name
+
+
+def test_a_slot_without_lease_or_holder_is_reset_after_the_grace_time() -> None:
+    """A server restart without lease storage leaves a slot taken with no lease: once the
+    grace time (a dead holder's lease would have lapsed by then) is over, it is reset."""
+    from tasks.recovery import free_leaked_lock, held_by_the_dead
+
+    name = _lock_with_slots("leaky", 1)
+    assert held_by_the_dead("leaky")
+    started = time.monotonic()
+    said = free_leaked_lock("leaky", grace=1.0, poll=0.2)
+    assert time.monotonic() - started >= 1.0  # it waited for a lease to lapse first
+    assert said is not None and "no lease behind them" in said, said
+    assert api.concurrency_limit(name).active_slots == 0
+    assert not held_by_the_dead("leaky")
+    assert free_leaked_lock("leaky", grace=1.0, poll=0.2) is None  # nothing held: nothing said
+
+
+def test_a_slot_freed_by_the_server_meanwhile_is_not_reset() -> None:
+    """While it waits, the slot is freed (as the repossessor does when the dead holder's
+    lease lapses): it says so and resets nothing."""
+    from tasks.recovery import free_leaked_lock
+
+    name = _lock_with_slots("lapsing", 1)
+    timer = threading.Timer(0.6, lambda: _lock_with_slots("lapsing", 0))
+    timer.start()
+    try:
+        said = free_leaked_lock("lapsing", grace=30.0, poll=0.2)
+    finally:
+        timer.cancel()
+    assert said is not None and "freed by the server when its lease lapsed" in said, said
+    assert api.concurrency_limit(name).active_slots == 0
