@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus haproxy git chromium
 PYTEST_ARGS ?=
-# Two workers (the machine has 2 cores); tests sharing a service stay on one (tests/conftest.py).
-PYTEST_XDIST ?= -n 2 --dist loadgroup
+# Two workers (the machine has 2 cores); each test file runs on one worker, so a module- or
+# session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
+PYTEST_XDIST ?= -n 2 --dist loadfile
 
 .PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline clean
 
