@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,18 +290,6 @@ class Stack:
             f"(allowed {allowance}): {seen.errors}")  # fmt: skip
         self.wait_quiet()
         row.held = "yes"
-
-
-def poll(what: str, check: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
-    """`check()` until it returns something truthy; AssertionError naming `what` after."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from canary.platforms.local.procs import ProcessRecord
-from tests.faults.conftest import APP, Stack, poll
+from tests.faults.conftest import APP, Stack
 from tests.support.live_chain import FINAL, ROOT
+from tests.support.polling import poll
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

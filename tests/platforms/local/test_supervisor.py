@@ -33,6 +33,7 @@ from canary.ports import Weights
 from demo import __main__ as demo_cli
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, HAPROXY, PROMETHEUS, ROOT, Commits
+from tests.support.polling import poll as wait_for
 
 ALL_PRIMARY = {"primary": 100, "baseline": 0, "canary": 0, "handoff": 0}
 TIMES: dict[str, float] = {}  # part -> seconds from SIGKILL to healthy, printed at the end
@@ -59,14 +60,7 @@ class Own:
 
 
 def poll(what: str, check: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(0.02)
+    return wait_for(what, check, timeout, every=0.02)
 
 
 def answers(url: str) -> bool:
