@@ -12,19 +12,9 @@ from tests.support.shared import in_ci, missing
 #: modules that start the stand-in themselves (not through the `standin` fixture)
 KUBERNETES_STANDIN_MODULES = {"test_standin.py"}
 
-#: Test directories whose tests share a session-, package- or module-scoped service (a
-#: Prefect server, a chain, Prometheus): under pytest-xdist (`--dist loadgroup`) each runs on
-#: one worker, so a service starts once; the other tests spread over the workers.
-SHARED_SERVICE_DIRS = {"e2e", "faults", "flows", "ui", "metrics", "platforms", "webhook", "demo"}
-TESTS = Path(__file__).resolve().parent
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        top = Path(str(item.path)).relative_to(TESTS).parts[0]
-        if top in SHARED_SERVICE_DIRS:
-            item.add_marker(pytest.mark.xdist_group(top))
         kinds = [m.args[0] for m in item.iter_markers("needs")]
         # the Kubernetes API stand-in validates custom resources against the real CRDs
         if "standin" in getattr(item, "fixturenames", ()) or KUBERNETES_STANDIN_MODULES & {Path(str(item.path)).name}:
