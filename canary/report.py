@@ -151,10 +151,12 @@ def failing_metrics(records: Sequence[JudgementRecord]) -> list[dict[str, Any]]:
              "effect": _phrase(m)} for m in failing(records[-1].judgement)]  # fmt: skip
 
 
-def headline(outcome: str, reason: str, records: Sequence[JudgementRecord]) -> str:
-    """The first line: the outcome and the metric, by how much, how sure."""
+def headline(outcome: str, reason: str, records: Sequence[JudgementRecord],
+             by_person: bool = False) -> str:  # fmt: skip
+    """The first line: the outcome and the metric, by how much, how sure. `by_person`: a
+    person decided (canary promote/abort, a manual judgement or gate): their reason leads."""
     word = {"promoted": "promoted", "rolled-back": "rolled back", "aborted": "not released"}.get(outcome, outcome)
-    if not records:
+    if not records or by_person:
         return f"{word}: {reason}"
     last = records[-1].judgement
     guards = last.failed_guards
@@ -259,10 +261,11 @@ def markdown_report(
     cleanup: Sequence[str] = (),
     plan: Sequence[str] = (),
     pictures: bool = True,
+    by_person: bool = False,
 ) -> str:
     """The final report: what happened, why, and the numbers behind it."""
     lines = [f"# Canary release of `{app}`: **{outcome}**", "",
-             f"**{headline(outcome, reason, records)}**", ""]  # fmt: skip
+             f"**{headline(outcome, reason, records, by_person)}**", ""]  # fmt: skip
     lines += [f"- commit `{commit}`", f"- image `{image}`", f"- decision: {_short(reason)}"]
     if records:
         first, last = records[0], records[-1]

@@ -57,7 +57,7 @@ from tasks.publish import (
     start_progress,
     tag_run,
 )
-from tasks.recovery import describe_end, other_lock_takers, recover_release
+from tasks.recovery import describe_end, found_in_words, other_lock_takers, recover_release
 from tasks.runs import candidate_for
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
 from tasks.turn import wait_for_turn
@@ -186,8 +186,9 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
     records: list[JudgementRecord] = []
     reason, production, plan = "the release did not finish", None, []
     failure: BaseException | None = None
+    by_person = False  # an operator's command, a manual judgement or gate decided
     try:
-        logger.info("leftovers of earlier releases repaired: %s", p.reconcile_app(plat, app))
+        logger.info("before the release: %s", "; ".join(found_in_words(p.reconcile_app(plat, app))))
         production = p.read_production_image(plat, app)
         if production is None:
             raise ConfigError(
@@ -212,6 +213,7 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             promote, gate = ask_person(app, "before-promotion", f"{reason}. Promote?",
                                        timeout_seconds=timeout)  # fmt: skip
             reason = gate
+        by_person = decision.manual or reason != decision.reason
         if promote:
             p.promote_image(plat, app, image)
     except BaseException as exc:
@@ -226,10 +228,11 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
         })  # fmt: skip
         outcome, reason = _read_back(plat, app, image, production, reason)
         last = _last_score(records)
-        title = headline(outcome, reason, records)
+        title = headline(outcome, reason, records, by_person)
         report_id = publish_report(app, markdown_report(
             app=app, image=image, commit=commit, outcome=outcome, reason=reason,
             records=records, thresholds=thresholds, cleanup=cleanup, plan=plan,
+            by_person=by_person,
         ), f"{app} {commit[:12]}: {title}")  # fmt: skip
         emit(f"canary.release.{outcome}", app, {
             "image": image, "commit": commit, "score": last, "reason": reason,

@@ -23,7 +23,13 @@ from prefect.states import Crashed
 from canary.release import check_app_name
 from tasks.platform import reconcile_app
 from tasks.publish import publish_report
-from tasks.recovery import describe_end, free_leaked_lock, held_by_the_dead, recover_release
+from tasks.recovery import (
+    describe_end,
+    found_in_words,
+    free_leaked_lock,
+    held_by_the_dead,
+    recover_release,
+)
 from tasks.setup import ensure_release_lock, load_block
 from tasks.turn import take_lock
 
@@ -78,17 +84,7 @@ def _recover(plat: Any, app: str, run_id: str) -> dict[str, Any]:
 def _in_words(app: str, found: dict[str, Any], freed: str | None,
               recovered: dict[str, Any] | None) -> list[str]:  # fmt: skip
     """What reconcile found and did, as sentences (the platform's report is a dict)."""
-    lines = []
-    stopped = found.get("stopped") or found.get("removed") or []
-    if stopped:
-        lines.append(f"stopped {len(stopped)} leftover process(es) or object(s) of earlier "
-                     f"releases: {', '.join(map(str, stopped))}")  # fmt: skip
-    else:
-        lines.append("found nothing left over from earlier releases")
-    primary = found.get("primary")
-    if primary is not None:
-        what = f"process {primary}" if isinstance(primary, int) else str(primary)
-        lines.append(f"production is {what}; all traffic goes to it (read back)")
+    lines = found_in_words(found)
     if freed:
         lines.append(freed)
     if recovered is not None:

@@ -149,3 +149,24 @@ def free_leaked_lock(app: str, *, me: str | None = None, grace: float = LEAK_GRA
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
     return (f"freed the lock {name!r}: {limit.active_slots} slot(s) were still taken {grace:.0f} s "
             "after their holder died, with no lease behind them (a server restart lost it)")
+
+
+def found_in_words(found: dict[str, Any]) -> list[str]:
+    """A platform's reconcile report (a dict) as sentences: what was stopped or forgotten,
+    and what production is now."""
+    lines = []
+    stopped = found.get("stopped") or found.get("removed") or []
+    if stopped:
+        lines.append(f"stopped {len(stopped)} leftover process(es) or object(s) of earlier "
+                     f"releases: {', '.join(map(str, stopped))}")  # fmt: skip
+    dropped = found.get("dropped") or []
+    if dropped:  # e.g. tracks that died with a killed release's process
+        lines.append(f"forgot {len(dropped)} recorded process(es) of earlier releases that had "
+                     f"already exited: {', '.join(map(str, dropped))}")  # fmt: skip
+    if not stopped and not dropped:
+        lines.append("found nothing left over from earlier releases")
+    primary = found.get("primary")
+    if primary is not None:
+        what = f"process {primary}" if isinstance(primary, int) else str(primary)
+        lines.append(f"production is {what}; all traffic goes to it (read back)")
+    return lines

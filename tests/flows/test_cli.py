@@ -67,6 +67,8 @@ def test_status_shows_the_running_release_and_promote_ends_it(make_env, capsys):
     outcome = released(state)
     assert state.name == "Promoted" and result["state"] == "Promoted"
     assert "(canary promote)" in outcome["reason"] and "the rest of the analysis skipped" in outcome["reason"]
+    # the person's decision leads the headline (the run's state message), not the judge's
+    assert state.message.startswith("promoted: promoted by ") and "(canary promote)" in result["why"]
     assert env.rec.count("promote") == 1
     code, rows, _ = canary(capsys, "history", "cli-promote")
     assert code == 0 and rows[0]["outcome"] == "Promoted" and rows[0]["duration (s)"] is not None
