@@ -8,7 +8,6 @@ and the stack's pid files are found by whichever flow run (or reconcile) comes n
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads
+from canary.release import check_app_name
 
 
 class LocalPlatform(Block):
@@ -46,9 +46,7 @@ class LocalPlatform(Block):
     @field_validator("app")
     @classmethod
     def _app_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
-            raise ValueError("app must be 1-63 of A-Z a-z 0-9 . _ - (it names HAProxy objects)")
-        return value
+        return check_app_name(value)  # the one app-name rule (ConfigError is a ValueError)
 
     def stack(self) -> LocalStack:
         return LocalStack(

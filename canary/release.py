@@ -39,6 +39,19 @@ def check_app_name(app: str) -> str:
     return app
 
 
+def app_name_for_repository(repository: str) -> str:
+    """The app name for a GitHub repository name (`owner/` dropped): lowercased, every run of
+    characters outside [a-z0-9] becomes one '-', leading/trailing '-' dropped, cut to 63.
+    `MyService` -> `myservice`, `web_api.v2` -> `web-api-v2`. A name that leaves nothing (or
+    a release spec that wants another name) names the app in `.canary/release.yaml`."""
+    name = repository.rsplit("/", 1)[-1] if isinstance(repository, str) else ""
+    mapped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
+    if not mapped:
+        raise ConfigError(f"repository {repository!r} maps to no valid app name: name the app "
+                          "with `app:` in the repository's .canary/release.yaml")  # fmt: skip
+    return check_app_name(mapped)
+
+
 def check_commit(commit: str) -> str:
     """A full 40-hex git commit id (a branch or short id is ambiguous and not reproducible)."""
     if not isinstance(commit, str) or not _COMMIT.fullmatch(commit.lower()):

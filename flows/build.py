@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
 from canary.queue import Place, place
-from canary.release import check_app_name, check_commit
+from canary.release import app_name_for_repository, check_commit
 from tasks import runs
 from tasks.platform import build_image, image_version, read_production_commit
 from tasks.publish import emit
@@ -46,11 +46,17 @@ def build(
     repo: str, commit: str, app: str, platform: str = "local-platform/local",
     pushed_at: str | None = None,
 ) -> dict[str, str | None] | State:
-    """Build `commit` of `repo` for `app` on the platform named by the block `platform`."""
+    """Build `commit` of `repo` for `app` on the platform named by the block `platform`.
+    `app` may be a repository name (the push automation passes it): it is mapped to a valid
+    app name (`MyService` -> `myservice`, see canary.release.app_name_for_repository)."""
     logger = get_run_logger()
     try:
-        app, commit = check_app_name(app), check_commit(commit)
-        skip = _why_not_build(app, commit)
+        given = app
+        app, commit = app_name_for_repository(app), check_commit(commit)
+        if app != given:
+            logger.info("repository %r releases as app %r (app names are RFC 1123 labels)",
+                        given, app)  # fmt: skip
+        skip = _why_not_build(given, commit)  # its sibling runs carry the same parameter
         plat = load_block(platform)
         if skip is None and read_production_commit(plat, app) == commit:
             skip = f"production already runs commit {commit[:12]}: nothing to build or release"

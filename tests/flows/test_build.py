@@ -60,10 +60,17 @@ def test_bad_commit_is_rejected_before_building(make_env, n, commit):
     assert event.payload["commit"] == commit and commit in event.payload["reason"]
 
 
-def test_bad_app_name_is_rejected_before_building(make_env):
+def test_a_repository_name_is_mapped_to_a_valid_app_name(make_env):
+    env = make_env("gold-goose")
+    result = build_flow.build(**env.build_args(app="Gold_Goose"))  # the GitHub repository name
+    assert result["app"] == "gold-goose"
+    assert api.events("canary.build.succeeded", "gold-goose")[0].resource["app"] == "gold-goose"
+
+
+def test_a_repository_name_that_maps_to_nothing_is_rejected_before_building(make_env):
     env = make_env("gg-build-app")
-    with pytest.raises(ConfigError, match="app 'Gold_Goose' is not a valid name"):
-        build_flow.build(**env.build_args(app="Gold_Goose"))
+    with pytest.raises(ConfigError, match="maps to no valid app name"):
+        build_flow.build(**env.build_args(app="___"))
     assert env.rec.calls == [] and env.loaded == []
 
 
