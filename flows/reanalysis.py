@@ -27,10 +27,13 @@ from canary.errors import ConfigError
 from canary.release import check_app_name
 from canary.report import JudgementRecord, markdown_report
 from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
-from tasks.history import find_last_promotion
+from tasks.history import find_last_promotion, find_released_apps
 from tasks.publish import emit, publish_interval, publish_report, rename_run
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
 from tasks.turn import take_lock
+
+#: where an app's release spec is, unless the run names another ({app}: the app's name)
+DEFAULT_SPEC = "deployments/releases/{app}.yaml"
 
 
 def _window_name(start: datetime, end: datetime) -> str:
@@ -56,9 +59,16 @@ def canary_began(promotion: dict[str, Any], begin_after: timedelta) -> datetime:
     return occurred
 
 
-@flow(name="canary-reanalysis", flow_run_name="canary-reanalysis-{app}-{mode}")
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    return f"canary-reanalysis-{params.get('app') or 'every-app'}-{params.get('mode', 'post-promotion')}"
+
+
+@flow(name="canary-reanalysis", flow_run_name=_run_name)
 def canary_reanalysis(
-    app: str,
+    app: str | None = None,
     mode: Literal["post-promotion", "window"] = "post-promotion",
     config: str | None = None,
     metrics: str = "prometheus-source/local",
@@ -69,9 +79,17 @@ def canary_reanalysis(
     experiment_scope: str | None = None,
     control_offset_seconds: float = 0.0,
 ) -> dict[str, Any]:
+    """Re-judge `app`'s production (or a recorded window); without `app`, every app with a
+    release history, one subflow run each (one app's failure does not stop the others)."""
     logger = get_run_logger()
+    if app is None:
+        if mode != "post-promotion":
+            raise ConfigError("mode 'window' judges one app's recorded window: name the app")
+        return _every_app(mode=mode, config=config, metrics=metrics,
+                          window_minutes=window_minutes)  # fmt: skip
     app = check_app_name(app)
-    spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
+    # `config` may name the app as {app}: one template for every app of a fan-out
+    spec, canary_config = load_release_spec((config or DEFAULT_SPEC).format(app=app), app)
     step = spec.analysis.step
     previous_image = image = commit = None
     if mode == "post-promotion":
@@ -140,3 +158,27 @@ def canary_reanalysis(
         emit("canary.reanalysis.regressed", app, summary)
         logger.warning("%s regressed: %s", app, reason)
     return summary
+
+
+def _every_app(**params: Any) -> dict[str, Any]:
+    """The post-promotion re-analysis of every app with a release history."""
+    logger = get_run_logger()
+    apps = find_released_apps()
+    if not apps:
+        logger.info("no app has a release in the event history: nothing to re-analyse")
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name in apps:
+        try:
+            results[name] = canary_reanalysis(app=name, **params)
+        except Exception as exc:  # the others still run; this run fails at the end
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            logger.error("re-analysis of %s failed: %s", name, failed[name])
+    regressed = sorted(a for a, r in results.items() if r.get("outcome") == "regressed")
+    logger.info("re-analysed %d app(s): %d verified, %d regressed%s, %d failed",
+                len(apps), sum(r.get("outcome") == "verified" for r in results.values()),
+                len(regressed), f" ({', '.join(regressed)})" if regressed else "",
+                len(failed))  # fmt: skip
+    if failed:
+        raise RuntimeError("re-analysis failed for " + "; ".join(f"{a}: {w}" for a, w in failed.items()))
+    return {"apps": apps, "results": results, "regressed": regressed}

@@ -20,7 +20,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.states import Crashed
 
+from canary.errors import ConfigError
 from canary.release import check_app_name
+from tasks.history import find_released_apps
 from tasks.platform import reconcile_app
 from tasks.publish import publish_report
 from tasks.recovery import (
@@ -34,10 +36,22 @@ from tasks.setup import ensure_release_lock, load_block
 from tasks.turn import take_lock
 
 
-@flow(name="reconcile", flow_run_name="reconcile-{app}")
-def reconcile(app: str, platform: str = "local-platform/local", run_id: str | None = None) -> dict[str, Any]:
-    """`run_id`: the canary-release run that ended badly (its id, or its event resource id)."""
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"reconcile-{flow_run.parameters.get('app') or 'every-app'}"
+
+
+@flow(name="reconcile", flow_run_name=_run_name)
+def reconcile(app: str | None = None, platform: str = "local-platform/local",
+              run_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """`run_id`: the canary-release run that ended badly (its id, or its event resource id).
+    Without `app`: every app with a release history, one subflow run each."""
     logger = get_run_logger()
+    if app is None:
+        if run_id is not None:
+            raise ConfigError("run_id names one app's release: give its app too")
+        return _every_app(platform)
     app = check_app_name(app)
     me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     lock = ensure_release_lock(app)
@@ -63,6 +77,24 @@ def reconcile(app: str, platform: str = "local-platform/local", run_id: str | No
     publish_report(app, "\n".join([f"# Reconcile of `{app}`", "", *[f"- {w}" for w in words], ""]),
                    f"{app}: reconcile")  # fmt: skip
     return {"app": app, "found": found, "freed_lock": freed, "recovered": recovered}
+
+
+def _every_app(platform: str) -> dict[str, Any]:
+    logger = get_run_logger()
+    apps = find_released_apps()
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name in apps:
+        try:
+            results[name] = reconcile(app=name, platform=platform)
+        except Exception as exc:  # the others are still repaired; this run fails at the end
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            logger.error("reconcile of %s failed: %s", name, failed[name])
+    logger.info("reconciled %d app(s)%s", len(results),
+                f"; failed: {', '.join(failed)}" if failed else "")  # fmt: skip
+    if failed:
+        raise RuntimeError("reconcile failed for " + "; ".join(f"{a}: {w}" for a, w in failed.items()))
+    return {"apps": apps, "results": results}
 
 
 def _recover(plat: Any, app: str, run_id: str) -> dict[str, Any]:

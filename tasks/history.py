@@ -37,3 +37,29 @@ def find_last_promotion(app: str, *, within_days: int = 7) -> dict[str, Any] | N
     # A plain datetime: Prefect's DateTime subclass drops its tzinfo in `+ timedelta`.
     occurred = datetime.fromtimestamp(newest.occurred.timestamp(), UTC)
     return {"occurred": occurred, "event": newest.event, **newest.payload}
+
+
+#: the events that say an app has a release history (and that name it as canary.app.<app>)
+HISTORY_EVENTS = ["canary.release.promoted", "canary.release.rolled-back",
+                  "canary.release.aborted", "canary.production.restored"]  # fmt: skip
+
+
+@task(name="find-released-apps", cache_policy=NO_CACHE, **RETRYING)
+def find_released_apps(*, within_days: int = 7, max_pages: int = 200) -> list[str]:
+    """Every app with a release (or a restore) in the event history, sorted: what the
+    scheduled re-analysis and reconcile fan out over."""
+    now = datetime.now(UTC)
+    query = EventFilter(
+        occurred=EventOccurredFilter(since=now - timedelta(days=within_days), until=now),
+        event=EventNameFilter(name=HISTORY_EVENTS),
+        resource=EventResourceFilter(id_prefix=["canary.app."]),
+    )
+    apps: set[str] = set()
+    with get_client(sync_client=True) as client:
+        page = client.read_events(filter=query, limit=50)  # the server allows at most 50
+        for _ in range(max_pages):
+            apps.update(e.resource.id.removeprefix("canary.app.") for e in page.events)
+            if not page.next_page:
+                break
+            page = client.read_events_page(page.next_page)
+    return sorted(a for a in apps if a)

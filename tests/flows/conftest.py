@@ -19,6 +19,7 @@ import yaml
 import flows.build
 import flows.canary_release
 import flows.reanalysis
+import flows.reconcile
 import tasks.platform
 import tasks.setup
 from canary.errors import ConfigError
@@ -170,7 +171,7 @@ def install(
             raise ConfigError(f"block {name!r} is not one of the test's fakes")
         return blocks[name]
 
-    for module in (tasks.setup, flows.canary_release, flows.build, flows.reanalysis):
+    for module in (tasks.setup, flows.canary_release, flows.build, flows.reanalysis, flows.reconcile):
         mp.setattr(module, "load_block", load_block)
     config = SEQUENTIAL_CONFIG if sequential else CANARY_CONFIG
     spec = write_spec(directory / f"{app}.yaml", app, lifetime=lifetime, canary_config=config)

@@ -64,3 +64,52 @@ def test_post_promotion_control_ends_before_the_canary_phase(tmp_path, monkeypat
     assert runs and runs[0].name.endswith("-utc") and "-to-" in runs[0].name  # named by window
     report = api.artifacts_of(runs[0].id, "markdown")[0].data
     assert "commit `" + "c" * 40 + "`" in report and "earlier" in report
+
+
+def test_without_an_app_every_released_app_is_reanalysed_and_one_failure_stops_none(
+        tmp_path, monkeypatch):  # fmt: skip
+    """The scheduled deployment names no app: each app with a release history gets its own
+    subflow run; an app whose spec is missing fails that run at the end, naming it, after
+    the others were judged."""
+    import pytest
+
+    env = install(monkeypatch, tmp_path, "re-fan", sequential=True)
+
+    monkeypatch.setattr(reanalysis_flow, "find_released_apps", lambda: ["re-fan", "re-fan-nospec"])
+    end = datetime.now(UTC)
+    template = str(env.spec.parent / "{app}.yaml")
+    with pytest.raises(RuntimeError, match=r"re-analysis failed for re-fan-nospec: ConfigError"):
+        reanalysis_flow.canary_reanalysis(config=template, metrics=METRICS, mode="post-promotion",
+                                          end=end)  # fmt: skip
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        names = {r.name: r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_="canary-reanalysis-re-fan")))}  # fmt: skip
+        parents = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_="canary-reanalysis-every-app")))  # fmt: skip
+    # re-fan has no promotion in this server's history: its run ends saying so, Completed
+    assert names["canary-reanalysis-re-fan-post-promotion"].state.is_completed()
+    assert names["canary-reanalysis-re-fan-nospec-post-promotion"].state.is_failed()
+    assert parents and parents[0].state.is_failed()
+
+
+def test_released_apps_are_found_from_the_event_history() -> None:
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from tasks.history import find_released_apps
+
+    for app, event in [("hist-a", "canary.release.promoted"), ("hist-b", "canary.release.rolled-back"),
+                       ("hist-c", "canary.production.restored")]:  # fmt: skip
+        emit_event(event=event, resource={"prefect.resource.id": f"canary.app.{app}", "app": app})
+    emit_event(event="canary.build.succeeded",  # a build alone is no release history
+               resource={"prefect.resource.id": "canary.app.hist-built-only", "app": "hist-built-only"})
+    EventsWorker.drain_all()
+    from tests.support.polling import poll
+
+    found = poll("the released apps in the event history",
+                 lambda: (lambda f: f if {"hist-a", "hist-b", "hist-c"} <= set(f) else None)(
+                     find_released_apps.fn()), timeout=30)  # fmt: skip
+    assert "hist-built-only" not in found and found == sorted(found)

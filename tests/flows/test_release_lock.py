@@ -135,3 +135,15 @@ def test_a_slot_freed_by_the_server_meanwhile_is_not_reset() -> None:
         timer.cancel()
     assert said is not None and "freed by the server when its lease lapsed" in said, said
     assert api.concurrency_limit(name).active_slots == 0
+
+
+def test_reconcile_without_an_app_repairs_every_released_app_under_its_lock(make_env, monkeypatch):
+    import flows.reconcile as reconcile_flow
+
+    env = make_env("gg-sweep")
+    held = slots_held_during_reconcile(env)
+    monkeypatch.setattr(reconcile_flow, "find_released_apps", lambda: ["gg-sweep"])
+    result = reconcile_flow.reconcile(platform="fake-platform/test")
+    assert result["apps"] == ["gg-sweep"] and "gg-sweep" in result["results"]
+    assert held == [1]  # each app's repair holds that app's lock
+    assert ("reconcile", "gg-sweep") in env.rec.calls
