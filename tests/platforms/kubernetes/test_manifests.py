@@ -144,16 +144,17 @@ def test_generated_custom_resources_fit_the_crd_schemas() -> None:
                             subsets("track", "primary"))
     validate(_crd("DestinationRule"), "v1", rule, None)
     vs = user_virtual_service()
-    vs["spec"] = apply_weights(vs["spec"], [1, 2], APP, Weights(80, 10, 10), mirror_percent=5)
+    vs["spec"] = apply_weights(vs["spec"], [1, 2], APP, Weights(80, 10, 10), mirror=True)
     validate(_crd("VirtualService"), "v1", vs, None)
-    assert vs["spec"]["http"][2]["mirror"] == {"host": APP, "subset": "canary", "port": {"number": 8080}}
+    assert vs["spec"]["http"][2]["mirrors"][1] == {
+        "destination": {"host": APP, "subset": "canary", "port": {"number": 8080}}, "percentage": {"value": 10.0}}
 
 
 def test_derived_deployments_are_valid_deployments() -> None:
     production = production_deployment()
     for track in ("baseline", "canary"):
         manifest = derived_deployment(production, track=track, image=PROD_IMAGE, replicas=1,
-                                      container="app", track_label="track", version_key="version")
+                                      container="app")
         kubernetes_validate.validate(manifest, "1.37", strict=True)
         labels = manifest["spec"]["template"]["metadata"]["labels"]
         assert manifest["spec"]["selector"]["matchLabels"].items() <= labels.items()
