@@ -26,6 +26,10 @@ TRACK_LABEL = f"{PREFIX}track"
 SOURCE_ANNOTATION = f"{PREFIX}source"
 ORIGINAL_ANNOTATION = f"{PREFIX}original"
 PRIMARY = "primary"
+#: Where releases before the prefix change put the same things; still read (never written),
+#: so their leftovers (a crashed run's copies, a recorded VirtualService) are cleaned up.
+LEGACY_APP_LABEL = "canary.prefect.io/app"
+LEGACY_ORIGINAL_ANNOTATION = "canary.prefect.io/original"
 TRACKS = ("baseline", "canary")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _FATAL_WAITING = {"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError",
@@ -38,7 +42,7 @@ def managed_labels(app: str) -> dict[str, str]:
 
 def is_managed(obj: dict[str, Any], app: str) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(MANAGED_BY) == MANAGER and labels.get(APP_LABEL) == app
+    return labels.get(MANAGED_BY) == MANAGER and app in (labels.get(APP_LABEL), labels.get(LEGACY_APP_LABEL))
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:

@@ -13,7 +13,7 @@ from typing import Any
 from canary.errors import ConfigError, PlatformError
 from canary.ports import Weights
 
-from .manifests import ORIGINAL_ANNOTATION, TRACKS, managed_labels
+from .manifests import LEGACY_ORIGINAL_ANNOTATION, ORIGINAL_ANNOTATION, TRACKS, managed_labels
 
 SUBSETS = ("primary", *TRACKS)
 
@@ -26,7 +26,8 @@ def record(obj: dict[str, Any]) -> str:
 
 
 def recorded(obj: dict[str, Any]) -> str | None:
-    return (obj.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_ANNOTATION)
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return annotations.get(ORIGINAL_ANNOTATION) or annotations.get(LEGACY_ORIGINAL_ANNOTATION)
 
 
 def with_record(obj: dict[str, Any]) -> dict[str, Any]:

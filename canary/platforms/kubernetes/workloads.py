@@ -18,7 +18,6 @@ from canary.ports import Track
 from .client import DEPLOYMENT, POD, KubeClient
 from .errors import ConflictError
 from .manifests import (
-    APP_LABEL,
     MANAGED_BY,
     MANAGER,
     TRACK_LABEL,
@@ -142,8 +141,8 @@ class KubernetesWorkloads:
 
     def leftovers(self, app: str) -> list[str]:
         """Names of our Deployments for ``app`` that still exist (for a reconcile)."""
-        selector = f"{MANAGED_BY}={MANAGER},{APP_LABEL}={app}"
-        return [d["metadata"]["name"] for d in self.client.list(DEPLOYMENT, selector)]
+        ours = self.client.list(DEPLOYMENT, f"{MANAGED_BY}={MANAGER}")
+        return [d["metadata"]["name"] for d in ours if is_managed(d, app)]
 
     # -- waiting --------------------------------------------------------------------------
     def _pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:

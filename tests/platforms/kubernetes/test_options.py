@@ -306,3 +306,31 @@ def test_without_a_release_spec_every_default_applies(standin: StandIn, tmp_path
     builder = cluster.builder("registry.example.com/shop/x")
     assert (builder.dockerfile, builder.context, builder.service_account, builder.docker_config_secret) == (
         "Dockerfile", ".", None, None)
+
+
+def test_leftovers_of_a_release_before_the_prefix_change_are_still_cleaned_up(
+        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+    """A run that crashed under the old canary.prefect.io labels: reconcile finds its copy
+    and its record of the VirtualService, though it writes only prefect-canary.dev now."""
+    from canary.platforms.kubernetes.manifests import derived_deployment
+    from canary.platforms.kubernetes.routes import record
+
+    from .conftest import production_deployment
+
+    old = derived_deployment(production_deployment(), track="canary", image=IMAGE, replicas=1,
+                             container="app")
+    old["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "prefect-canary",
+                                 "canary.prefect.io/app": APP}
+    standin.seed(old)
+
+    def split_by_an_old_run(vs: dict[str, Any]) -> dict[str, Any]:
+        vs["metadata"]["annotations"] = {**vs["metadata"]["annotations"], "canary.prefect.io/original": record(vs)}
+        vs["spec"]["http"][2]["timeout"] = "9s"  # stands for the old run's edit
+        return vs
+
+    standin.store.patch(standin.store.by_kind("VirtualService"), "v1", NS, APP, split_by_an_old_run)
+    found = _cluster(standin, tmp_path).reconcile(APP)
+    assert found["removed"] == [f"{APP}-canary"]
+    standin.controller.settle()
+    assert standin.names("Deployment") == [APP]
+    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
