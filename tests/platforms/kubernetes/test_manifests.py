@@ -134,11 +134,13 @@ def _crd(kind: str) -> Any:
 def test_generated_custom_resources_fit_the_crd_schemas() -> None:
     run = taskrun_manifest("gg-0123", repo=REPO, commit=COMMIT, destination=f"{IMAGE_REPO}:{COMMIT}",
                            labels={"a": "b"}, timeout=600, kaniko_image="kaniko:1", git_image=GIT_IMAGE,
-                           dockerfile="Dockerfile", context=".", service_account="builder")
+                           dockerfile="Dockerfile", context=".", service_account="builder",
+                           docker_config_secret="registry-push")
     validate(_crd("TaskRun"), "v1", run, None)
+    assert run["spec"]["workspaces"][1]["secret"]["secretName"] == "registry-push"
     build = build_manifest("gg-0123", repo=REPO, commit=COMMIT, destination=f"{IMAGE_REPO}:{COMMIT}",
                            labels={}, timeout=600, kaniko_image="kaniko:1", dockerfile="Dockerfile",
-                           context="app", service_account=None)
+                           context="app", service_account="builder", docker_config_secret="registry-push")
     validate(_crd("Build"), "v1alpha1", build, None)  # the CRD has no schema: ours, hand-written
     rule = destination_rule(APP, f"{APP}-canary", APP, "networking.istio.io/v1",
                             subsets("track", "primary"))
