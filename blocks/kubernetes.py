@@ -5,17 +5,31 @@ async client and keeps the cluster config (tokens included) as plain JSON. Here 
 a ``SecretStr`` (stored encrypted, never shown in the UI, repr or ``model_dump()``) and is
 revealed only when the API client is built. Sources are tried in the prefect-kubernetes
 order: explicit host (+ token), then a kubeconfig (path + context), then in-cluster.
+
+Options come from two places (docs/kubernetes.md lists them all): per-cluster ones are this
+block's fields (build system, registry and its credentials, build service account, track
+label, timeouts); per-app ones are the ``kubernetes:`` section of the app's release spec
+(VirtualService and routes, DestinationRule, split or mirror, replicas, container,
+Dockerfile and context), read when an adapter for that app is made. The flows call
+``workloads()`` and ``router()`` without an app, so those hand out a dispatcher that makes
+the app's adapter on each call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from canary.config.kubernetes import KubernetesRelease, object_name
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import (
+    TRACK_LABEL,
     IstioRouter,
     KnativeBuilder,
     KubeClient,
@@ -23,6 +37,44 @@ from canary.platforms.kubernetes import (
     TektonBuilder,
     new_api_client,
 )
+from canary.platforms.kubernetes.builds import KANIKO_IMAGE
+from canary.release import ReleaseSpec, TrafficPlan
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def _is_subdomain(value: str) -> bool:
+    try:
+        return object_name(value) is not None
+    except ValueError:
+        return False
+
+
+def _flow_parameters() -> dict[str, Any]:
+    """The current flow run's parameters ({} outside a run)."""
+    with contextlib.suppress(Exception):
+        from prefect.runtime import flow_run
+
+        return dict(flow_run.parameters or {})
+    return {}
+
+
+class ForEachApp:
+    """What ``router()`` / ``workloads()`` return: every port method takes the app first,
+    so each call is made on that app's adapter, built with that app's options."""
+
+    def __init__(self, make: Callable[[str], Any]) -> None:
+        self._make = make
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(app: str, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self._make(app), method)(app, *args, **kwargs)
+
+        return call
 
 
 class KubernetesCluster(Block):
@@ -50,7 +102,49 @@ class KubernetesCluster(Block):
         None, description="Registry path builds push to, e.g. registry.example.com/team; "
         "an app's image is <image_repository>/<app>."
     )
-    build_system: str = Field("tekton", description="'tekton' (TaskRun + kaniko) or 'knative'.")
+    build_system: Literal["tekton", "knative"] = Field(
+        "tekton", description="'tekton' (TaskRun + kaniko) or 'knative' (Knative Build + kaniko).")
+    build_service_account: str | None = Field(
+        None, description="ServiceAccount the build pods run as (git and registry secrets "
+        "attached to it are used); default: the namespace's `default`.")
+    registry_secret: str | None = Field(
+        None, description="Secret with registry credentials (docker config JSON, e.g. made by "
+        "`kubectl create secret docker-registry`), mounted where kaniko reads it.")
+    registry_secret_key: str = Field(
+        ".dockerconfigjson", description="Key of `registry_secret` holding the docker config JSON.")
+    kaniko_image: str = Field(KANIKO_IMAGE, description="The kaniko executor image builds run.")
+    build_timeout_seconds: float = Field(1800.0, gt=0, description="How long a build may run.")
+    rollout_timeout_seconds: float = Field(
+        600.0, gt=0, description="How long a promotion waits for production's rolling update.")
+    istio_api_version: Literal["v1", "v1beta1", "v1alpha3"] = Field(
+        "v1", description="networking.istio.io version to use (v1 needs Istio >= 1.22).")
+    track_label: str = Field(
+        TRACK_LABEL, description="Pod label telling primary, baseline and canary apart; "
+        "production's selector must include it with the value `primary`.")
+    release_specs: str = Field(
+        "deployments/releases", description="Folder of release specs (<app>.yaml) to read an "
+        "app's `kubernetes:` options from when the flow run names none (`config`).")
+
+    @field_validator("build_service_account", "registry_secret")
+    @classmethod
+    def _object_names(cls, value: str | None) -> str | None:
+        return object_name(value)
+
+    @field_validator("registry_secret_key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if not _SECRET_KEY.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Secret key (letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("track_label")
+    @classmethod
+    def _track_label(cls, value: str) -> str:
+        prefix, _, name = value.rpartition("/")
+        if not _LABEL_NAME.fullmatch(name) or (prefix and not _is_subdomain(prefix)):
+            raise ValueError(f"track_label {value!r} is not a label key: use [prefix/]name, e.g. "
+                             f"{TRACK_LABEL}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> KubernetesCluster:
@@ -78,18 +172,57 @@ class KubernetesCluster(Block):
         """The adapters' client, bound to ``namespace``."""
         return KubeClient(self.get_api_client(), self.namespace, request_timeout=self.request_timeout)
 
-    def workloads(self, **options: Any) -> KubernetesWorkloads:
-        return KubernetesWorkloads(self.get_client(), **options)
+    # -- per-app options, from the app's release spec -----------------------------------
+    def release_spec(self, app: str) -> ReleaseSpec | None:
+        """The release spec the current run uses for ``app`` (its ``config`` parameter), else
+        ``<release_specs>/<app>.yaml`` if there is one, else None (every default applies)."""
+        params = _flow_parameters()
+        if params.get("app") == app and params.get("config"):
+            return ReleaseSpec.load(Path(str(params["config"])))
+        path = Path(self.release_specs) / f"{app}.yaml"
+        return ReleaseSpec.load(path) if path.is_file() else None
 
-    def router(self, **options: Any) -> IstioRouter:
-        return IstioRouter(self.get_client(), **options)
+    def app_options(self, app: str) -> tuple[KubernetesRelease, int]:
+        """(the app's ``kubernetes:`` options, the canary's largest traffic share in %)."""
+        spec = self.release_spec(app)
+        if spec is None:
+            return KubernetesRelease(), max(TrafficPlan().steps)
+        return spec.kubernetes, max(spec.traffic.steps)
 
-    def builder(self, image: str, *, system: str = "tekton", **options: Any) -> TektonBuilder | KnativeBuilder:
-        """A Tekton (default) or Knative Build builder pushing to ``image``."""
+    def workloads_for(self, app: str) -> KubernetesWorkloads:
+        options, share = self.app_options(app)
+        return KubernetesWorkloads(self.get_client(), replicas=options.replicas, max_share=share,
+                                   container=options.container, track_label=self.track_label,
+                                   rollout_timeout=self.rollout_timeout_seconds)
+
+    def router_for(self, app: str) -> IstioRouter:
+        options, _ = self.app_options(app)
+        return IstioRouter(self.get_client(), virtual_service=options.virtual_service,
+                           routes=options.routes or None, host=options.host,
+                           destination_rule=options.destination_rule,
+                           mirror=options.traffic == "mirror", track_label=self.track_label,
+                           api_version=self.istio_api_version)
+
+    def workloads(self) -> Any:
+        """The Workloads port for any app (each call uses that app's options)."""
+        return ForEachApp(self.workloads_for)
+
+    def router(self) -> Any:
+        """The TrafficRouter port for any app (each call uses that app's options)."""
+        return ForEachApp(self.router_for)
+
+    def builder(self, image: str, *, system: str | None = None, **options: Any) -> TektonBuilder | KnativeBuilder:
+        """A Tekton or Knative Build builder pushing to ``image``, with this block's build
+        options (``options`` override them, e.g. dockerfile= and context=)."""
+        system = system or self.build_system
         if system not in ("tekton", "knative"):
-            raise ValueError(f"system must be 'tekton' or 'knative', not {system!r}")
+            raise ConfigError(f"build_system must be 'tekton' or 'knative', not {system!r}")
         kind = TektonBuilder if system == "tekton" else KnativeBuilder
-        return kind(self.get_client(), image=image, **options)
+        defaults: dict[str, Any] = {
+            "service_account": self.build_service_account, "docker_config_secret": self.registry_secret,
+            "docker_config_key": self.registry_secret_key, "kaniko_image": self.kaniko_image,
+            "timeout": self.build_timeout_seconds}
+        return kind(self.get_client(), image=image, **{**defaults, **options})
 
     # -- what the flows call (the same methods on every platform block) -----------------
     def builder_for(self, app: str) -> TektonBuilder | KnativeBuilder:
@@ -98,10 +231,12 @@ class KubernetesCluster(Block):
                 f"KubernetesCluster block {self._block_document_name!r}: set image_repository "
                 "(the registry path builds push to) before building on the cluster"
             )
-        return self.builder(f"{self.image_repository.rstrip('/')}/{app}", system=self.build_system)
+        options, _ = self.app_options(app)
+        return self.builder(f"{self.image_repository.rstrip('/')}/{app}", dockerfile=options.dockerfile,
+                            context=options.context)
 
     def production_image(self, app: str) -> str | None:
-        return self.workloads().production_image(app)
+        return self.workloads_for(app).production_image(app)
 
     def production_commit(self, app: str) -> str | None:
         """Unknown on Kubernetes (images carry no commit we can trust): releases are then
@@ -111,9 +246,9 @@ class KubernetesCluster(Block):
     def reconcile(self, app: str) -> dict[str, Any]:
         """Repair a crashed release: 100 % primary (read back), our Deployments deleted,
         the user's routes restored: in that order, so no request reaches a deleted pod."""
-        router = self.router()
+        router = self.router_for(app)
         router.rollback(app)
-        workloads = self.workloads()
+        workloads = self.workloads_for(app)
         removed = workloads.leftovers(app)
         for track in ("baseline", "canary"):
             workloads.remove(app, track)
@@ -121,4 +256,4 @@ class KubernetesCluster(Block):
         return {"weights": "100% primary (verified)", "removed": removed}
 
     def restore_routes(self, app: str) -> None:
-        self.router().restore(app)
+        self.router_for(app).restore(app)

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from canary.config import AnalysisPlan, CanaryConfig
 from canary.config._base import Model, validate
+from canary.config.kubernetes import KubernetesRelease
 from canary.errors import ConfigError
 from canary.ports import Weights
 
@@ -120,6 +121,8 @@ class ReleaseSpec(Model):
     manual_gates: tuple[int, ...] = ()
     #: before promoting, pause for a person: promote or roll back (timeout = roll back)
     manual_gate_before_promotion: bool = False
+    #: how the app is released on Kubernetes (ignored by the local platform)
+    kubernetes: KubernetesRelease = Field(default_factory=KubernetesRelease)
     source: str = Field("<spec>", exclude=True)
 
     @field_validator("app")

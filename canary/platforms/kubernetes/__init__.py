@@ -15,6 +15,7 @@ from .client import DEPLOYMENT, POD, Kind, KubeClient, new_api_client
 from .errors import ConflictError, InvalidObjectError, NotFoundError, WaitTimeout
 from .istio import IstioRouter
 from .knative import KnativeBuilder
+from .manifests import PREFIX, TRACK_LABEL
 from .tekton import TektonBuilder
 from .workloads import KubernetesWorkloads
 
@@ -28,6 +29,8 @@ __all__ = [
     "KnativeBuilder",
     "KubeClient",
     "KubernetesWorkloads",
+    "PREFIX",
+    "TRACK_LABEL",
     "NotFoundError",
     "TektonBuilder",
     "WaitTimeout",

@@ -16,7 +16,7 @@ from canary.errors import BuildError, ConfigError, PlatformError
 
 from .client import Kind, KubeClient
 from .errors import ConflictError, WaitTimeout
-from .manifests import MANAGED_BY, MANAGER, pinned, split_image
+from .manifests import MANAGED_BY, MANAGER, PREFIX, pinned, split_image
 
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 _REPO = re.compile(r"^(https?://|ssh://|git@)\S+$")
@@ -50,19 +50,36 @@ def run_name(repository: str, commit: str) -> str:
 
 
 def build_labels(repository: str, commit: str) -> dict[str, str]:
-    return {MANAGED_BY: MANAGER, "canary.prefect.io/commit": commit,
-            "canary.prefect.io/image": run_name(repository, commit).rsplit("-", 1)[0]}
+    return {MANAGED_BY: MANAGER, f"{PREFIX}commit": commit,
+            f"{PREFIX}image": run_name(repository, commit).rsplit("-", 1)[0]}
+
+
+#: Where kaniko looks for registry credentials (its DOCKER_CONFIG default).
+KANIKO_DOCKER_CONFIG = "/kaniko/.docker"
+
+
+def docker_config_items(key: str) -> list[dict[str, str]]:
+    """A docker-config Secret's key mounted as ``config.json``, the file kaniko reads;
+    ``kubectl create secret docker-registry`` stores it under ``.dockerconfigjson``."""
+    return [{"key": key, "path": "config.json"}]
 
 
 class ClusterBuilder:
-    """Builder port skeleton; subclasses give the kind, the manifest and how to read it."""
+    """Builder port skeleton; subclasses give the kind, the manifest and how to read it.
+
+    ``service_account``: the run's pod identity (image pull/push secrets, git credentials);
+    ``docker_config_secret``: a Secret holding registry credentials (docker config JSON under
+    ``docker_config_key``), mounted where kaniko reads it; ``dockerfile`` and ``context``:
+    paths inside the repository (the Dockerfile is relative to the context).
+    """
 
     kind: Kind
 
     def __init__(self, client: KubeClient, *, image: str, service_account: str | None = None,
                  timeout: float = 1800.0, keep_runs: bool = False, window: float = 30.0,
                  kaniko_image: str = KANIKO_IMAGE, dockerfile: str = "Dockerfile",
-                 context: str = ".") -> None:
+                 context: str = ".", docker_config_secret: str | None = None,
+                 docker_config_key: str = ".dockerconfigjson") -> None:
         repository, _, digest = split_image(image)
         if digest:
             raise ConfigError(f"image must name a repository to push to, not a digest: {image!r}")
@@ -75,6 +92,8 @@ class ClusterBuilder:
         self.kaniko_image = kaniko_image
         self.dockerfile = dockerfile
         self.context = context
+        self.docker_config_secret = docker_config_secret
+        self.docker_config_key = docker_config_key
 
     # -- for subclasses -------------------------------------------------------------------
     def manifest(self, name: str, repo: str, commit: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Order matters, and every step is read back (Argo Rollouts #1838 and PR#4612 are 
 happens otherwise): subsets exist before any route names them; weights are verified by
 reading the VirtualService back; a roll back is 100 % primary, verified, before anything
 is deleted; restore puts the user's VirtualService back byte for byte and only then removes
-the subsets. Pin traffic to primary (``set_weights(app, Weights.all_primary())``) *before*
+the subsets (from a user's DestinationRule: only the subsets we added, nothing else). Pin traffic to primary (``set_weights(app, Weights.all_primary())``) *before*
 creating baseline and canary, and delete them *before* ``restore``: an unpinned route sends
 traffic to every pod behind the Service, canary pods included.
 """
@@ -18,7 +18,11 @@ from canary.ports import Weights
 
 from . import routes
 from .client import DEPLOYMENT, Kind, KubeClient
-from .manifests import is_managed, production_track
+from .manifests import PREFIX, TRACK_LABEL, is_managed, production_track
+
+#: On a user's DestinationRule we extend: the subsets we added (comma-separated), which
+#: restore removes, so whatever else they change meanwhile (mTLS, their subsets) stays.
+ADDED_SUBSETS = f"{PREFIX}added-subsets"
 
 
 def virtual_service_kind(version: str = "v1") -> Kind:
@@ -34,23 +38,22 @@ class IstioRouter:
 
     ``routes``: names of the HTTP routes to split (default: every route to a single host);
     ``host``: that host, if it must be pinned; ``destination_rule``: the name of the user's
-    DestinationRule for the host, to extend (recorded and restored like the VirtualService)
-    instead of creating ``<app>-canary``; ``mirror_percent``: also mirror that share of live
-    traffic to the canary while it takes part; ``track_label``: the pod label subsets use.
+    DestinationRule for the host, to extend with our subsets (only those are removed again)
+    instead of creating ``<app>-canary``; ``mirror``: live traffic stays 100 % on primary and
+    baseline and canary get mirrored copies of their shares instead of a weighted split;
+    ``track_label``: the pod label subsets use.
     """
 
     def __init__(self, client: KubeClient, *, virtual_service: str | None = None,
                  routes: tuple[str, ...] | None = None, host: str | None = None,
-                 destination_rule: str | None = None, mirror_percent: float | None = None,
-                 track_label: str = "track", api_version: str = "v1") -> None:
-        if mirror_percent is not None and not 0 < mirror_percent <= 100:
-            raise ConfigError(f"mirror_percent must be in (0, 100], got {mirror_percent}")
+                 destination_rule: str | None = None, mirror: bool = False,
+                 track_label: str = TRACK_LABEL, api_version: str = "v1") -> None:
         self.client = client
         self.virtual_service = virtual_service
         self.routes = tuple(routes) if routes else None
         self.host = host
         self.destination_rule = destination_rule
-        self.mirror_percent = mirror_percent
+        self.mirror = mirror
         self.track_label = track_label
         self.vs_kind = virtual_service_kind(api_version)
         self.dr_kind = destination_rule_kind(api_version)
@@ -66,13 +69,13 @@ class IstioRouter:
             indexes, _ = routes.managed_routes(current["spec"], self.routes, host, name)
             current = routes.with_record(current)
             current["spec"] = routes.apply_weights(current["spec"], indexes, host, weights,
-                                                   self.mirror_percent)
+                                                   self.mirror)
             return current
 
         self.client.update(self.vs_kind, name, mutate)
         back = self._read_vs(app)
         indexes, _ = routes.managed_routes(back["spec"], self.routes, host, name)
-        wanted = routes.apply_weights(back["spec"], indexes, host, weights, self.mirror_percent)
+        wanted = routes.apply_weights(back["spec"], indexes, host, weights, self.mirror)
         if back["spec"] != wanted or routes.weights_of(back["spec"], indexes, name) != weights:
             raise PlatformError(f"VirtualService {name!r} does not hold the weights just written "
                                 f"({weights}); is another controller (Argo CD, Flux) reverting it?",
@@ -97,8 +100,7 @@ class IstioRouter:
         if self.client.get(self.vs_kind, name) is not None:
             self._restore(self.vs_kind, name)
         if self.destination_rule:
-            if self.client.get(self.dr_kind, self.destination_rule) is not None:
-                self._restore(self.dr_kind, self.destination_rule)
+            self._remove_added_subsets(self.destination_rule)
             return
         ours = self.client.get(self.dr_kind, self._dr_name(app))
         if ours is not None and is_managed(ours, app):
@@ -139,7 +141,11 @@ class IstioRouter:
             if routes.has_subsets(current["spec"], wanted):
                 return None
             if self.destination_rule:
-                current = routes.with_record(current)
+                annotations = current["metadata"].get("annotations") or {}
+                earlier = [n for n in annotations.get(ADDED_SUBSETS, "").split(",") if n]
+                added = routes.added_subsets(current["spec"], wanted, name)
+                current["metadata"]["annotations"] = {
+                    **annotations, ADDED_SUBSETS: ",".join(dict.fromkeys([*earlier, *added]))}
             elif not is_managed(current, app):
                 raise ConfigError(f"DestinationRule {name!r} exists but is not ours; pass "
                                   f"destination_rule={name!r} to extend it instead")
@@ -151,6 +157,29 @@ class IstioRouter:
         if back is None or not routes.has_subsets(back["spec"], wanted):
             raise PlatformError(f"DestinationRule {name!r} does not hold the subsets just written",
                                 transient=False)
+
+    def _remove_added_subsets(self, name: str) -> None:
+        """Take out of the user's DestinationRule exactly the subsets we added; idempotent."""
+        if self.client.get(self.dr_kind, name) is None:
+            return
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+            annotations = dict(current["metadata"].get("annotations") or {})
+            if ADDED_SUBSETS not in annotations:
+                return None
+            names = [n for n in annotations.pop(ADDED_SUBSETS).split(",") if n]
+            current["spec"] = routes.without_subsets(current["spec"], names)
+            if annotations:
+                current["metadata"]["annotations"] = annotations
+            else:
+                current["metadata"].pop("annotations", None)
+            return current
+
+        self.client.update(self.dr_kind, name, mutate)
+        back = self.client.get(self.dr_kind, name)
+        if back is not None and ADDED_SUBSETS in (back["metadata"].get("annotations") or {}):
+            raise PlatformError(f"DestinationRule {name!r} still lists our subsets after removing "
+                                "them; another try will remove them", transient=True)
 
     def _restore(self, kind: Kind, name: str) -> None:
         current = self.client.get(kind, name)

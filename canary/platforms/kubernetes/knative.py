@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .builds import ClusterBuilder, Outcome, build_labels, succeeded_condition
+from .builds import (
+    KANIKO_DOCKER_CONFIG,
+    ClusterBuilder,
+    Outcome,
+    build_labels,
+    docker_config_items,
+    succeeded_condition,
+)
 from .client import Kind
 
 BUILD = Kind("Build", "build.knative.dev", "v1alpha1", "builds")
@@ -19,7 +26,8 @@ BUILD_STEP = "build-and-push"
 
 def build_manifest(name: str, *, repo: str, commit: str, destination: str, labels: dict[str, str],
                    timeout: float, kaniko_image: str, dockerfile: str, context: str,
-                   service_account: str | None) -> dict[str, Any]:
+                   service_account: str | None, docker_config_secret: str | None = None,
+                   docker_config_key: str = ".dockerconfigjson") -> dict[str, Any]:
     folder = context.strip("/")
     workdir = "/workspace" if folder in ("", ".") else f"/workspace/{folder}"
     spec: dict[str, Any] = {
@@ -36,6 +44,11 @@ def build_manifest(name: str, *, repo: str, commit: str, destination: str, label
     }
     if service_account:
         spec["serviceAccountName"] = service_account
+    if docker_config_secret:  # registry credentials: a volume where kaniko reads them
+        spec["volumes"] = [{"name": "docker-config", "secret": {
+            "secretName": docker_config_secret, "items": docker_config_items(docker_config_key)}}]
+        spec["steps"][0]["volumeMounts"] = [{"name": "docker-config", "mountPath": KANIKO_DOCKER_CONFIG,
+                                             "readOnly": True}]
     return {"apiVersion": BUILD.api_version, "kind": "Build",
             "metadata": {"name": name, "labels": labels}, "spec": spec}
 
@@ -71,7 +84,9 @@ class KnativeBuilder(ClusterBuilder):
         return build_manifest(name, repo=repo, commit=commit, destination=self.destination(commit),
                               labels=build_labels(self.repository, commit), timeout=self.timeout,
                               kaniko_image=self.kaniko_image, dockerfile=self.dockerfile,
-                              context=self.context, service_account=self.service_account)
+                              context=self.context, service_account=self.service_account,
+                              docker_config_secret=self.docker_config_secret,
+                              docker_config_key=self.docker_config_key)
 
     def outcome(self, run: dict[str, Any]) -> Outcome | None:
         return build_outcome(run)

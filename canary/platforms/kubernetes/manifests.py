@@ -1,9 +1,12 @@
 """Pure functions that build and read Deployment manifests (no I/O, so they are unit-tested).
 
-Baseline and canary are copies of production's pod template, told apart by a ``track``
-label that is added to both the selector and the pod labels, so each Deployment owns only its
-own pods while the Service (which selects production's labels) still reaches all of them and
-Istio subsets split the traffic by track.
+Labels and selectors (docs/kubernetes.md says why, against Flagger and Argo Rollouts):
+production selects its pods with ``prefect-canary.dev/track: primary`` among its selector's
+labels; baseline and canary are copies of production's pod template with that label set to
+``baseline`` / ``canary`` in both their selector and their pods. So production's selector
+(which its HPA scales by) never matches a baseline or canary pod, each Deployment owns only
+its own pods, and the Service (which selects without the track label) still reaches all of
+them, so Istio subsets can split the traffic by track.
 """
 
 from __future__ import annotations
@@ -16,8 +19,17 @@ from canary.errors import ConfigError, PlatformError
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "prefect-canary"
-APP_LABEL = "canary.prefect.io/app"
-ORIGINAL_ANNOTATION = "canary.prefect.io/original"
+#: Our own label and annotation prefix (a domain this project controls).
+PREFIX = "prefect-canary.dev/"
+APP_LABEL = f"{PREFIX}app"
+TRACK_LABEL = f"{PREFIX}track"
+SOURCE_ANNOTATION = f"{PREFIX}source"
+ORIGINAL_ANNOTATION = f"{PREFIX}original"
+PRIMARY = "primary"
+#: Where releases before the prefix change put the same things; still read (never written),
+#: so their leftovers (a crashed run's copies, a recorded VirtualService) are cleaned up.
+LEGACY_APP_LABEL = "canary.prefect.io/app"
+LEGACY_ORIGINAL_ANNOTATION = "canary.prefect.io/original"
 TRACKS = ("baseline", "canary")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _FATAL_WAITING = {"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError",
@@ -30,7 +42,7 @@ def managed_labels(app: str) -> dict[str, str]:
 
 def is_managed(obj: dict[str, Any], app: str) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(MANAGED_BY) == MANAGER and labels.get(APP_LABEL) == app
+    return labels.get(MANAGED_BY) == MANAGER and app in (labels.get(APP_LABEL), labels.get(LEGACY_APP_LABEL))
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:
@@ -84,38 +96,60 @@ def target_container(deployment: dict[str, Any], container: str | None) -> dict[
                       f"{container!r} (it has: {names}); set container= to one of them")
 
 
-def production_track(production: dict[str, Any], track_label: str) -> str:
-    """The track label value of production's pods, which the primary subset selects.
+def production_track(production: dict[str, Any], track_label: str = TRACK_LABEL) -> str:
+    """The track value production's *selector* requires (``primary``), which the primary
+    subset selects and baseline/canary pods never carry.
 
-    Without it the primary subset cannot exclude baseline and canary pods, so refuse early,
-    before anything is created, and say how to fix it.
+    A selector without it would also select the baseline and canary pods (they carry every
+    other label of production's pods, so the Service reaches them), and production's HPA
+    and PDB would count them. Selectors are immutable, so this cannot be fixed for the user:
+    refuse before anything is created, and say exactly what to change.
     """
     name = production["metadata"]["name"]
-    labels = production["spec"]["template"].get("metadata", {}).get("labels") or {}
-    value = labels.get(track_label)
-    if not value or value in TRACKS:
+    selector = production["spec"].get("selector") or {}
+    value = (selector.get("matchLabels") or {}).get(track_label)
+    if value and value not in TRACKS:
+        return str(value)
+    shown = selector_string(selector) or "{}"
+    if value:
         raise ConfigError(
-            f"production Deployment {name!r} needs a {track_label!r} label on its pods that is not "
-            f"baseline/canary (e.g. {track_label}: primary in spec.template.metadata.labels, not in "
-            "the selector), so traffic can be split by track")
-    return value
+            f"production Deployment {name!r} selects {track_label}={value}, a value reserved for "
+            f"the copies this tool makes; use {track_label}: {PRIMARY} in its selector and pod labels")
+    raise ConfigError(
+        f"production Deployment {name!r} selects its pods by {shown!r}, which would also select "
+        "the baseline and canary pods (they keep production's labels to stay behind its Service), "
+        "so production's HPA and PDB would count them. Add "
+        f"'{track_label}: {PRIMARY}' to BOTH spec.selector.matchLabels and "
+        f"spec.template.metadata.labels of Deployment {name!r} (and to the selector of its "
+        "PodDisruptionBudget, if any), not to the Service's selector. A Deployment's selector "
+        "cannot be changed in place: re-create it without stopping its pods, e.g. "
+        f"`kubectl delete deployment {name} --cascade=orphan` then `kubectl apply` the edited "
+        "manifest (docs/kubernetes.md, 'Labels and selectors')")
+
+
+def canary_replicas(production: dict[str, Any], max_share: int) -> int:
+    """Enough pods for the canary's largest share: ceil(production's replicas x share / 100),
+    at least 1 (a 40-replica app at 10 % gets 4 baseline + 4 canary, not 40 + 40)."""
+    replicas = int(production["spec"].get("replicas", 1) or 0)
+    return max(1, -(-replicas * max_share // 100))
 
 
 def derived_deployment(production: dict[str, Any], *, track: str, image: str,
-                       replicas: int | None, container: str | None, track_label: str,
-                       version_key: str) -> dict[str, Any]:
+                       replicas: int, container: str | None, track_label: str = TRACK_LABEL,
+                       version_key: str = "version") -> dict[str, Any]:
     """The ``<app>-<track>`` Deployment: production's pod template, another track and image.
 
     Production's own metadata labels are not copied (a GitOps tool tracking them would prune
     or adopt our copy); its pod labels and annotations are, so the Service, sidecars and
-    scraping treat the copy like production.
+    scraping treat the copy like production; only the track label differs, in the selector
+    and the pods, which is what keeps production's selector off the copy's pods.
     """
     if track not in TRACKS:
         raise ConfigError(f"track must be one of {TRACKS}, not {track!r}")
     app = production["metadata"]["name"]
     spec = copy.deepcopy(production["spec"])
     spec.pop("paused", None)
-    spec["replicas"] = spec.get("replicas", 1) if replicas is None else replicas
+    spec["replicas"] = replicas
     selector = spec.setdefault("selector", {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), track_label: track}
     template_meta = spec["template"].setdefault("metadata", {})
@@ -129,7 +163,7 @@ def derived_deployment(production: dict[str, Any], *, track: str, image: str,
         "kind": "Deployment",
         "metadata": {"name": f"{app}-{track}",
                      "labels": {**managed_labels(app), track_label: track},
-                     "annotations": {"canary.prefect.io/source": app}},
+                     "annotations": {SOURCE_ANNOTATION: app}},
         "spec": spec,
     }
 

@@ -13,7 +13,7 @@ from typing import Any
 from canary.errors import ConfigError, PlatformError
 from canary.ports import Weights
 
-from .manifests import ORIGINAL_ANNOTATION, TRACKS, managed_labels
+from .manifests import LEGACY_ORIGINAL_ANNOTATION, ORIGINAL_ANNOTATION, TRACKS, managed_labels
 
 SUBSETS = ("primary", *TRACKS)
 
@@ -26,7 +26,8 @@ def record(obj: dict[str, Any]) -> str:
 
 
 def recorded(obj: dict[str, Any]) -> str | None:
-    return (obj.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_ANNOTATION)
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return annotations.get(ORIGINAL_ANNOTATION) or annotations.get(LEGACY_ORIGINAL_ANNOTATION)
 
 
 def with_record(obj: dict[str, Any]) -> dict[str, Any]:
@@ -98,37 +99,45 @@ def _port(route: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def split(route: dict[str, Any], host: str, weights: Weights,
-          mirror_percent: float | None) -> dict[str, Any]:
-    """The HTTP route with its destinations replaced by weighted subsets (zero shares left out)."""
+def split(route: dict[str, Any], host: str, weights: Weights, mirror: bool = False) -> dict[str, Any]:
+    """The HTTP route with its destinations replaced by our subsets.
+
+    Weighted (the default): one destination per track with a share (zero shares left out).
+    Mirrored: every live request goes to primary, and baseline and canary each get a copy
+    of their share of the requests (Istio ``mirrors``; the copies' responses are dropped),
+    so users never see a canary response while both sides are judged on the same traffic.
+    """
     port = _port(route)
-    destinations = []
-    for subset, weight in zip(SUBSETS, (weights.primary, weights.baseline, weights.canary), strict=True):
-        if weight:
-            destination: dict[str, Any] = {"host": host, "subset": subset}
-            if port is not None:
-                destination["port"] = port
-            destinations.append({"destination": destination, "weight": weight})
-    new = {**route, "route": destinations}
-    new.pop("mirror", None)
-    new.pop("mirrorPercentage", None)
-    if mirror_percent and weights.primary < 100:
-        new["mirror"] = {"host": host, "subset": "canary", **({"port": port} if port else {})}
-        new["mirrorPercentage"] = {"value": float(mirror_percent)}
+
+    def destination(subset: str) -> dict[str, Any]:
+        return {"host": host, "subset": subset, **({"port": port} if port is not None else {})}
+
+    new = {key: value for key, value in route.items() if key not in ("mirror", "mirrorPercentage", "mirrors")}
+    if mirror:
+        new["route"] = [{"destination": destination("primary"), "weight": 100}]
+        copies = [{"destination": destination(subset), "percentage": {"value": float(share)}}
+                  for subset, share in (("baseline", weights.baseline), ("canary", weights.canary)) if share]
+        if copies:
+            new["mirrors"] = copies
+        return new
+    new["route"] = [{"destination": destination(subset), "weight": weight}
+                    for subset, weight in zip(SUBSETS, (weights.primary, weights.baseline, weights.canary),
+                                              strict=True) if weight]
     return new
 
 
 def apply_weights(spec: dict[str, Any], indexes: list[int], host: str, weights: Weights,
-                  mirror_percent: float | None) -> dict[str, Any]:
+                  mirror: bool = False) -> dict[str, Any]:
     http = list(spec["http"])
     for i in indexes:
-        http[i] = split(http[i], host, weights, mirror_percent)
+        http[i] = split(http[i], host, weights, mirror)
     return {**spec, "http": http}
 
 
 def weights_of(spec: dict[str, Any], indexes: list[int], vs_name: str) -> Weights:
     """The split the managed routes carry; a destination without a subset counts as primary
-    (the user's own route: the Service decides, no split is in force)."""
+    (the user's own route: the Service decides, no split is in force); a mirrored copy to
+    baseline or canary counts as that track's share."""
     found = set()
     for i in indexes:
         shares = dict.fromkeys(SUBSETS, 0)
@@ -139,6 +148,12 @@ def weights_of(spec: dict[str, Any], indexes: list[int], vs_name: str) -> Weight
                 raise PlatformError(f"VirtualService {vs_name!r} routes to unknown subset {subset!r}",
                                     transient=False)
             shares[subset] += d.get("weight", 100 if len(destinations) == 1 else 0)
+        for copy in spec["http"][i].get("mirrors") or []:  # mirrored shares come out of primary's
+            subset = copy.get("destination", {}).get("subset")
+            if subset in TRACKS:
+                share = int(round((copy.get("percentage") or {}).get("value", 100)))
+                shares[subset] += share
+                shares["primary"] -= share
         found.add((shares["primary"], shares["baseline"], shares["canary"]))
     if len(found) != 1:
         raise PlatformError(f"VirtualService {vs_name!r}: its routes disagree on the split {sorted(found)}",
@@ -160,6 +175,29 @@ def with_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]]) -> dict[str
     """A DestinationRule spec with our subsets in place and the user's other subsets kept."""
     names = {s["name"] for s in wanted}
     return {**spec, "subsets": [s for s in spec.get("subsets") or [] if s.get("name") not in names] + wanted}
+
+
+def added_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]], dr_name: str) -> list[str]:
+    """The names of ``wanted`` subsets a user's DestinationRule lacks (what we add, and later
+    remove); refuses a subset of theirs that has one of our names but other labels."""
+    present = {s.get("name"): s for s in spec.get("subsets") or []}
+    for subset in wanted:
+        theirs = present.get(subset["name"])
+        if theirs is not None and theirs.get("labels") != subset["labels"]:
+            raise ConfigError(
+                f"DestinationRule {dr_name!r} already has a subset {subset['name']!r} selecting "
+                f"{theirs.get('labels')}; the canary needs that name for {subset['labels']}: rename "
+                "the subset in your DestinationRule (or leave destination_rule unset to use our own)")
+    return [s["name"] for s in wanted if s["name"] not in present]
+
+
+def without_subsets(spec: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The spec with the named subsets (ours) removed and every other field left as it is."""
+    kept = [s for s in spec.get("subsets") or [] if s.get("name") not in names]
+    new = {key: value for key, value in spec.items() if key != "subsets"}
+    if kept:
+        new["subsets"] = kept
+    return new
 
 
 def has_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]]) -> bool:

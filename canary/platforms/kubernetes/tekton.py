@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .builds import ClusterBuilder, Outcome, build_labels, succeeded_condition
+from .builds import ClusterBuilder, Outcome, build_labels, docker_config_items, succeeded_condition
 from .client import Kind
 
 TASKRUN = Kind("TaskRun", "tekton.dev", "v1", "taskruns")
@@ -27,7 +27,9 @@ _PARAMS = ("repo-url", "revision", "image", "dockerfile", "context")
 
 def taskrun_manifest(name: str, *, repo: str, commit: str, destination: str, labels: dict[str, str],
                      timeout: float, kaniko_image: str, git_image: str, dockerfile: str,
-                     context: str, service_account: str | None) -> dict[str, Any]:
+                     context: str, service_account: str | None,
+                     docker_config_secret: str | None = None,
+                     docker_config_key: str = ".dockerconfigjson") -> dict[str, Any]:
     values = dict(zip(_PARAMS, (repo, commit, destination, dockerfile, context), strict=True))
     spec: dict[str, Any] = {
         "timeout": f"{max(1, int(timeout))}s",
@@ -53,6 +55,13 @@ def taskrun_manifest(name: str, *, repo: str, commit: str, destination: str, lab
     }
     if service_account:
         spec["serviceAccountName"] = service_account
+    if docker_config_secret:  # registry credentials: a workspace kaniko finds via DOCKER_CONFIG
+        spec["workspaces"].append({"name": "dockerconfig", "secret": {
+            "secretName": docker_config_secret, "items": docker_config_items(docker_config_key)}})
+        task = spec["taskSpec"]
+        task["workspaces"].append({"name": "dockerconfig", "readOnly": True,
+                                   "description": "docker config.json with registry credentials"})
+        task["steps"][1]["env"] = [{"name": "DOCKER_CONFIG", "value": "$(workspaces.dockerconfig.path)"}]
     return {"apiVersion": TASKRUN.api_version, "kind": "TaskRun",
             "metadata": {"name": name, "labels": labels}, "spec": spec}
 
@@ -91,7 +100,9 @@ class TektonBuilder(ClusterBuilder):
                                 labels=build_labels(self.repository, commit), timeout=self.timeout,
                                 kaniko_image=self.kaniko_image, git_image=self.git_image,
                                 dockerfile=self.dockerfile, context=self.context,
-                                service_account=self.service_account)
+                                service_account=self.service_account,
+                                docker_config_secret=self.docker_config_secret,
+                                docker_config_key=self.docker_config_key)
 
     def outcome(self, run: dict[str, Any]) -> Outcome | None:
         return taskrun_outcome(run)

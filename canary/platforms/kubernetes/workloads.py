@@ -18,9 +18,10 @@ from canary.ports import Track
 from .client import DEPLOYMENT, POD, KubeClient
 from .errors import ConflictError
 from .manifests import (
-    APP_LABEL,
     MANAGED_BY,
     MANAGER,
+    TRACK_LABEL,
+    canary_replicas,
     derived_deployment,
     is_managed,
     pod_problems,
@@ -35,18 +36,20 @@ from .manifests import (
 class KubernetesWorkloads:
     """Workloads port over the Deployments ``<app>``, ``<app>-baseline``, ``<app>-canary``.
 
-    ``replicas``: for baseline and canary (default: production's); ``container``: the one
-    whose image a release replaces (default: the first); ``rollout_timeout``: how long
+    ``replicas``: for baseline and canary each (default: enough for ``max_share``, the
+    canary's largest traffic share in percent, see ``canary_replicas``); ``container``: the
+    one whose image a release replaces (default: the first); ``rollout_timeout``: how long
     ``promote`` waits for production's rolling update; ``pod_check_interval``: how often a
     wait looks at the pods, to fail fast on CrashLoopBackOff and to explain a timeout.
     """
 
-    def __init__(self, client: KubeClient, *, replicas: int | None = None,
-                 container: str | None = None, track_label: str = "track",
+    def __init__(self, client: KubeClient, *, replicas: int | None = None, max_share: int = 10,
+                 container: str | None = None, track_label: str = TRACK_LABEL,
                  version_label_key: str = "version", rollout_timeout: float = 600.0,
                  pod_check_interval: float = 5.0) -> None:
         self.client = client
         self.replicas = replicas
+        self.max_share = max_share
         self.container = container
         self.track_label = track_label
         self.version_label_key = version_label_key
@@ -68,7 +71,9 @@ class KubernetesWorkloads:
         """Create (or bring up to date) ``<app>-<track>`` running ``image``."""
         production = self._production(app)
         production_track(production, self.track_label)
-        wanted = derived_deployment(production, track=track, image=image, replicas=self.replicas,
+        replicas = self.replicas if self.replicas is not None else canary_replicas(production,
+                                                                                    self.max_share)
+        wanted = derived_deployment(production, track=track, image=image, replicas=replicas,
                                     container=self.container, track_label=self.track_label,
                                     version_key=self.version_label_key)
         name = wanted["metadata"]["name"]
@@ -136,15 +141,13 @@ class KubernetesWorkloads:
 
     def leftovers(self, app: str) -> list[str]:
         """Names of our Deployments for ``app`` that still exist (for a reconcile)."""
-        selector = f"{MANAGED_BY}={MANAGER},{APP_LABEL}={app}"
-        return [d["metadata"]["name"] for d in self.client.list(DEPLOYMENT, selector)]
+        ours = self.client.list(DEPLOYMENT, f"{MANAGED_BY}={MANAGER}")
+        return [d["metadata"]["name"] for d in ours if is_managed(d, app)]
 
     # -- waiting --------------------------------------------------------------------------
     def _pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        spec = deployment.get("spec", {})
-        track = (spec.get("template", {}).get("metadata", {}).get("labels") or {}).get(self.track_label)
-        extra = {self.track_label: track} if track else None  # production's selector matches ours too
-        return self.client.list(POD, selector_string(spec.get("selector") or {}, extra))
+        # each Deployment's selector matches only its own track's pods (manifests.py)
+        return self.client.list(POD, selector_string(deployment.get("spec", {}).get("selector") or {}))
 
     def _wait_rollout(self, name: str, timeout: float) -> None:
         state: dict[str, Any] = {"progress": "not read yet", "checked": time.monotonic(), "obj": None}

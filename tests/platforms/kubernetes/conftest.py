@@ -15,6 +15,7 @@ import yaml
 
 from canary.errors import CanaryError, is_transient
 from canary.platforms.kubernetes import (
+    TRACK_LABEL,
     IstioRouter,
     KnativeBuilder,
     KubeClient,
@@ -47,9 +48,9 @@ def production_deployment() -> dict[str, Any]:
         "metadata": {"name": APP, "labels": {"app": APP, "app.kubernetes.io/instance": "shop"}},
         "spec": {
             "replicas": 3,
-            "selector": {"matchLabels": {"app": APP}},
+            "selector": {"matchLabels": {"app": APP, TRACK_LABEL: "primary"}},
             "template": {
-                "metadata": {"labels": {"app": APP, "track": "primary", "version": "v1"},
+                "metadata": {"labels": {"app": APP, TRACK_LABEL: "primary", "version": "v1"},
                              "annotations": {"prometheus.io/scrape": "true"}},
                 "spec": {"containers": [
                     {"name": "app", "image": PROD_IMAGE, "ports": [{"containerPort": 8080}],

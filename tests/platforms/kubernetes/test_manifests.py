@@ -134,26 +134,29 @@ def _crd(kind: str) -> Any:
 def test_generated_custom_resources_fit_the_crd_schemas() -> None:
     run = taskrun_manifest("gg-0123", repo=REPO, commit=COMMIT, destination=f"{IMAGE_REPO}:{COMMIT}",
                            labels={"a": "b"}, timeout=600, kaniko_image="kaniko:1", git_image=GIT_IMAGE,
-                           dockerfile="Dockerfile", context=".", service_account="builder")
+                           dockerfile="Dockerfile", context=".", service_account="builder",
+                           docker_config_secret="registry-push")
     validate(_crd("TaskRun"), "v1", run, None)
+    assert run["spec"]["workspaces"][1]["secret"]["secretName"] == "registry-push"
     build = build_manifest("gg-0123", repo=REPO, commit=COMMIT, destination=f"{IMAGE_REPO}:{COMMIT}",
                            labels={}, timeout=600, kaniko_image="kaniko:1", dockerfile="Dockerfile",
-                           context="app", service_account=None)
+                           context="app", service_account="builder", docker_config_secret="registry-push")
     validate(_crd("Build"), "v1alpha1", build, None)  # the CRD has no schema: ours, hand-written
     rule = destination_rule(APP, f"{APP}-canary", APP, "networking.istio.io/v1",
                             subsets("track", "primary"))
     validate(_crd("DestinationRule"), "v1", rule, None)
     vs = user_virtual_service()
-    vs["spec"] = apply_weights(vs["spec"], [1, 2], APP, Weights(80, 10, 10), mirror_percent=5)
+    vs["spec"] = apply_weights(vs["spec"], [1, 2], APP, Weights(80, 10, 10), mirror=True)
     validate(_crd("VirtualService"), "v1", vs, None)
-    assert vs["spec"]["http"][2]["mirror"] == {"host": APP, "subset": "canary", "port": {"number": 8080}}
+    assert vs["spec"]["http"][2]["mirrors"][1] == {
+        "destination": {"host": APP, "subset": "canary", "port": {"number": 8080}}, "percentage": {"value": 10.0}}
 
 
 def test_derived_deployments_are_valid_deployments() -> None:
     production = production_deployment()
     for track in ("baseline", "canary"):
         manifest = derived_deployment(production, track=track, image=PROD_IMAGE, replicas=1,
-                                      container="app", track_label="track", version_key="version")
+                                      container="app")
         kubernetes_validate.validate(manifest, "1.37", strict=True)
         labels = manifest["spec"]["template"]["metadata"]["labels"]
         assert manifest["spec"]["selector"]["matchLabels"].items() <= labels.items()

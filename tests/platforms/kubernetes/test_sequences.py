@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from canary.errors import ConfigError, PlatformError
-from canary.platforms.kubernetes import IstioRouter, KubernetesWorkloads, TektonBuilder, WaitTimeout
+from canary.platforms.kubernetes import (
+    TRACK_LABEL,
+    IstioRouter,
+    KubernetesWorkloads,
+    TektonBuilder,
+    WaitTimeout,
+)
 from canary.ports import Weights
 from tests.support.k8s_standin import StandIn
 
@@ -41,7 +47,7 @@ def _nothing_left(standin: StandIn, rules: tuple[str, ...] = ()) -> None:
     assert standin.names("DestinationRule") == list(rules)
     assert standin.names("TaskRun") == []
     pods = [standin.read("Pod", name) for name in standin.names("Pod")]
-    assert {p["metadata"]["labels"]["track"] for p in pods if p} == {"primary"}
+    assert {p["metadata"]["labels"][TRACK_LABEL] for p in pods if p} == {"primary"}
 
 
 def test_build_canary_steps_promote_cleanup_leaves_production_on_the_new_digest(
@@ -56,8 +62,8 @@ def test_build_canary_steps_promote_cleanup_leaves_production_on_the_new_digest(
     assert canary and baseline
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert baseline["spec"]["template"]["spec"]["containers"][0]["image"] == PROD_IMAGE
-    assert canary["spec"]["selector"]["matchLabels"] == {"app": APP, "track": "canary"}
-    assert canary["spec"]["replicas"] == 3  # production's, by default
+    assert canary["spec"]["selector"]["matchLabels"] == {"app": APP, TRACK_LABEL: "canary"}
+    assert canary["spec"]["replicas"] == 1  # ceil(3 x 10 %), not production's 3
     assert canary["spec"]["template"]["spec"]["containers"][1]["name"] == "sidecar"  # template kept
 
     for weights in STEPS:
@@ -237,18 +243,28 @@ def test_a_concurrent_writer_is_not_overwritten_on_409(
     assert vs and vs["metadata"]["labels"]["seen"] == "yes" and router.read_weights(APP) == STEPS[0]
 
 
-def test_production_without_a_track_label_is_refused_before_anything_is_written(
-        standin: StandIn, router: IstioRouter, workloads: KubernetesWorkloads) -> None:
+@pytest.mark.parametrize("pods_labelled", [False, True])
+def test_production_whose_selector_would_match_the_copies_is_refused_before_anything_is_written(
+        standin: StandIn, router: IstioRouter, workloads: KubernetesWorkloads, pods_labelled: bool) -> None:
+    """The usual app (selector == Service selector == {app}); with the track label on its pods
+    only, as the old scheme asked, it is still refused: the selector is what HPA/PDB use."""
     from .conftest import production_deployment, user_virtual_service
 
     unlabelled = production_deployment()
-    del unlabelled["spec"]["template"]["metadata"]["labels"]["track"]
+    del unlabelled["spec"]["selector"]["matchLabels"][TRACK_LABEL]
+    if not pods_labelled:
+        del unlabelled["spec"]["template"]["metadata"]["labels"][TRACK_LABEL]
     standin.seed(unlabelled)
     standin.seed(user_virtual_service())
-    with pytest.raises(ConfigError, match="track"):
-        router.set_weights(APP, Weights.all_primary())
-    with pytest.raises(ConfigError, match="track"):
-        workloads.deploy(APP, "canary", PROD_IMAGE)
+    for attempt in (lambda: router.set_weights(APP, Weights.all_primary()),
+                    lambda: workloads.deploy(APP, "canary", PROD_IMAGE)):
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert f"production Deployment {APP!r} selects its pods by 'app={APP}'" in message
+        assert f"'{TRACK_LABEL}: primary' to BOTH spec.selector.matchLabels and " \
+               "spec.template.metadata.labels" in message
+        assert "--cascade=orphan" in message and "Service" in message
     assert {r.call.verb for r in standin.requests} <= {"get", "list", "watch"}
 
 
@@ -259,14 +275,12 @@ def test_a_users_destination_rule_is_extended_then_restored_byte_for_byte(
 
     standin.seed(users_destination_rule())
     before = user_view(standin.read("DestinationRule", "goldengoose-traffic"))
-    router = IstioRouter(kube, destination_rule="goldengoose-traffic", mirror_percent=10)
+    router = IstioRouter(kube, destination_rule="goldengoose-traffic")
     _start(standin, router, workloads, f"{IMAGE_REPO}@sha256:{'5' * 64}")
     router.set_weights(APP, STEPS[0])
     rule = standin.read("DestinationRule", "goldengoose-traffic")
     assert rule and [s["name"] for s in rule["spec"]["subsets"]] == ["legacy", "primary", "baseline", "canary"]
     assert rule["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"}}
-    vs = standin.read("VirtualService", APP)
-    assert vs and vs["spec"]["http"][2]["mirrorPercentage"] == {"value": 10.0}
     assert standin.names("DestinationRule") == ["goldengoose-traffic"]  # no second rule for the host
     finish(router, workloads)
     assert user_view(standin.read("DestinationRule", "goldengoose-traffic")) == before

@@ -11,7 +11,7 @@ import kubernetes.client as k8s
 import pytest
 from kubernetes import watch
 
-from canary.platforms.kubernetes import new_api_client
+from canary.platforms.kubernetes import TRACK_LABEL, new_api_client
 from tests.support.k8s_standin import StandIn
 
 from .conftest import TOKEN, production_deployment, user_virtual_service
@@ -140,9 +140,9 @@ def test_label_selectors_and_watch_with_timeout(api: StandIn, client: k8s.ApiCli
     apps = k8s.AppsV1Api(client)
     apps.create_namespaced_deployment(NS, production_deployment())
     api.controller.settle()
-    pods = core.list_namespaced_pod(NS, label_selector="app=goldengoose,track in (primary,canary),!gone")
+    pods = core.list_namespaced_pod(NS, label_selector=f"app=goldengoose,{TRACK_LABEL} in (primary,canary),!gone")
     assert len(pods.items) == 3
-    assert core.list_namespaced_pod(NS, label_selector="track notin (primary)").items == []
+    assert core.list_namespaced_pod(NS, label_selector=f"{TRACK_LABEL} notin (primary)").items == []
     with pytest.raises(k8s.ApiException) as bad:
         core.list_namespaced_pod(NS, label_selector="track in primary")
     assert bad.value.status == 400

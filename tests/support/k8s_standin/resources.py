@@ -77,7 +77,21 @@ BUILTINS = (
 )
 
 #: Knative Build's CRD predates structural schemas, so it has none: this hand-written one
-#: covers the v1alpha1 fields the seed's Build uses (git source, steps, service account).
+#: covers the v1alpha1 fields the seed's Build uses (git source, steps, service account, and
+#: secret volumes mounted into a step: BuildSpec.Volumes is []corev1.Volume, a step a
+#: corev1.Container; only the Volume/VolumeMount fields used are listed, typed as in core/v1).
+_KEY_TO_PATH = {"type": "object", "required": ["key", "path"],
+                "properties": {"key": {"type": "string"}, "path": {"type": "string"},
+                               "mode": {"type": "integer"}}}
+_VOLUME = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string"},
+    "secret": {"type": "object", "properties": {
+        "secretName": {"type": "string"}, "items": {"type": "array", "items": _KEY_TO_PATH},
+        "defaultMode": {"type": "integer"}, "optional": {"type": "boolean"}}},
+    "emptyDir": {"type": "object", "properties": {"medium": {"type": "string"}}}}}
+_VOLUME_MOUNT = {"type": "object", "required": ["name", "mountPath"], "properties": {
+    "name": {"type": "string"}, "mountPath": {"type": "string"}, "readOnly": {"type": "boolean"},
+    "subPath": {"type": "string"}}}
 _STEP = {
     "type": "object",
     "required": ["image"],
@@ -89,6 +103,7 @@ _STEP = {
         "workingDir": {"type": "string"},
         "env": {"type": "array", "items": {"type": "object", "required": ["name"],
                 "properties": {"name": {"type": "string"}, "value": {"type": "string"}}}},
+        "volumeMounts": {"type": "array", "items": _VOLUME_MOUNT},
     },
 }
 KNATIVE_BUILD_SCHEMA = {
@@ -104,6 +119,7 @@ KNATIVE_BUILD_SCHEMA = {
                     "type": "object", "required": ["url", "revision"],
                     "properties": {"url": {"type": "string"}, "revision": {"type": "string"}}}}},
                 "steps": {"type": "array", "minItems": 1, "items": _STEP},
+                "volumes": {"type": "array", "items": _VOLUME},
                 "status": {"type": "string", "enum": ["", "BuildCancelled"]},
             },
         },

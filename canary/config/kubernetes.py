@@ -1,0 +1,91 @@
+"""The per-app Kubernetes options of a release spec (its ``kubernetes:`` section).
+
+Per-app things live here, with the app (how its VirtualService and routes are named, its
+DestinationRule, how its traffic is shared, its replicas, where its Dockerfile is);
+per-cluster things (credentials, registry, build system, service account) live on the
+``KubernetesCluster`` block. docs/kubernetes.md lists every option. This module imports no
+Kubernetes client: a local release validates the section without loading one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from canary.config._base import Model
+
+#: RFC 1123 subdomain: names of VirtualServices, DestinationRules, hosts.
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+#: RFC 1123 label: container names.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def object_name(value: str | None) -> str | None:
+    """An RFC 1123 subdomain (<= 253 chars) or None; the error says what to use instead."""
+    if value is not None and (len(value) > 253 or not _SUBDOMAIN.fullmatch(value)):
+        raise ValueError(f"{value!r} is not a Kubernetes object name: use lowercase "
+                         "letters, digits, '-' and '.', starting and ending with a letter or digit")
+    return value
+
+
+def repository_path(value: str) -> str:
+    """A path inside the cloned repository: relative, without '..' (it must not escape it)."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise ValueError(f"{value!r} must be a relative path inside the repository "
+                         "(like 'Dockerfile' or 'services/api'), without '..'")
+    return value
+
+
+class KubernetesRelease(Model):
+    """How one app is released on Kubernetes; every field is optional (defaults in docs)."""
+
+    #: the app's VirtualService (default: named like the app)
+    virtual_service: str | None = None
+    #: names of the HTTP routes to split (default: every route to the app's one host)
+    routes: tuple[str, ...] = ()
+    #: the host those routes send to, when a VirtualService routes to several
+    host: str | None = None
+    #: a DestinationRule of the app's to add our subsets to (e.g. one with mTLS settings),
+    #: instead of creating `<app>-canary`; at cleanup only our subsets are removed
+    destination_rule: str | None = None
+    #: "split": baseline/canary serve their share of live traffic; "mirror": live traffic
+    #: stays on production and baseline/canary get mirrored copies of their share
+    traffic: Literal["split", "mirror"] = "split"
+    #: pods of baseline and of canary each (default: ceil(production x max share / 100))
+    replicas: int | None = Field(None, ge=1, le=1000)
+    #: the container whose image a release replaces (default: the first)
+    container: str | None = None
+    #: Dockerfile path, relative to `context`
+    dockerfile: str = "Dockerfile"
+    #: build context, relative to the repository's root
+    context: str = "."
+
+    @field_validator("virtual_service", "host", "destination_rule")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return object_name(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, routes: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not r.strip() for r in routes) or len(set(routes)) != len(routes):
+            raise ValueError(f"{list(routes)} must be distinct, non-empty names of "
+                             "HTTP routes in the VirtualService (their `name:` fields)")
+        return routes
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a container name "
+                             "(1-63 lowercase letters, digits and '-')")
+        return value
+
+    @field_validator("dockerfile", "context")
+    @classmethod
+    def _paths(cls, value: str) -> str:
+        return repository_path(value)
