@@ -118,7 +118,7 @@ def test_every_container_runs_the_projects_image_set_in_one_place() -> None:
     (image,) = _kustomization()["images"]
     assert set(image) == {"name", "newName", "newTag"}
     for file, _, container in _containers():
-        assert container["image"].split(":")[0] == image["name"], file
+        assert container["image"].rsplit(":", 1)[0] == image["name"], file
 
 
 def test_pods_run_as_the_images_non_root_user() -> None:
@@ -160,9 +160,10 @@ def test_kustomize_renders_every_container_with_the_chosen_image(tmp_path: Path)
         pytest.skip("kubectl not installed: the kustomize rendering is not checked")
     copy = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, copy)
+    (image,) = _kustomization()["images"]  # as shipped, or as README step 4 set it
     text = (copy / "kustomization.yaml").read_text()
-    text = text.replace("newName: registry.example.com/prefect-canary", "newName: reg.test/me/pc")
-    (copy / "kustomization.yaml").write_text(text.replace("newTag: 0.1.0", "newTag: abc"))
+    text = text.replace(f"newName: {image['newName']}", "newName: reg.test/me/pc")
+    (copy / "kustomization.yaml").write_text(text.replace(f"newTag: {image['newTag']}", "newTag: abc"))
     rendered = subprocess.run([kubectl, "kustomize", str(copy)], check=True, capture_output=True,
                               text=True, timeout=60).stdout  # fmt: skip
     docs = [d for d in yaml.safe_load_all(rendered) if d]
