@@ -24,7 +24,9 @@ RUN pip install -r requirements-kubernetes.txt
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/canary canary
 
 COPY --chown=root:root . .
-RUN python -c "import flows.canary_release, blocks.kubernetes, webhook, prefect_kubernetes"
 
 USER 10001
+# Fails the build, not the first flow run, when the code and its dependencies do not import
+# (as the user that runs them, so nothing under HOME ends up owned by root).
+RUN python -c "import flows.canary_release, flows.reconcile, blocks.kubernetes, webhook, prefect_kubernetes"
 CMD ["prefect", "worker", "start", "--type", "kubernetes", "--pool", "canary-kubernetes"]
