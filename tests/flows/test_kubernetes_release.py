@@ -32,6 +32,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.states import Crashed
 from pydantic import SecretStr
 
+import flows.build as build_flow
 import flows.canary_release as release_flow
 import flows.reconcile as reconcile_flow
 import tasks.recovery
@@ -53,6 +54,8 @@ from tests.support.k8s_standin import StandIn
 
 ISTIO_CONFIG = REPO / "deployments" / "canary-configs" / "istio.yaml"
 NEW_IMAGE = PROD_IMAGE.replace("a" * 64, "b" * 64)
+IMAGE_REPOSITORY = "registry.example.com/shop"
+GIT_REPO = "https://github.com/example/app.git"
 #: healthy: 1000 requests per second per workload, 0.2 % of them 503
 HEALTHY = Workload(rate=1000.0, errors=0.002)
 
@@ -91,8 +94,8 @@ class Cluster:
         for workload in (app, f"{app}-baseline", f"{app}-canary"):
             prometheus.set(workload, HEALTHY)
         name = f"standin-{app}"
-        KubernetesCluster(namespace=NS, host=standin.url, token=SecretStr(TOKEN)).save(
-            name, overwrite=True)  # fmt: skip
+        KubernetesCluster(namespace=NS, host=standin.url, token=SecretStr(TOKEN),
+                          image_repository=IMAGE_REPOSITORY).save(name, overwrite=True)  # fmt: skip
         PrometheusSource(url=prometheus.url).save(name, overwrite=True)
         self.platform = f"canary-kubernetes-cluster/{name}"
         self.metrics = f"prometheus-source/{name}"
@@ -108,8 +111,8 @@ class Cluster:
             "ready_timeout_seconds": 20,
         }))  # fmt: skip
 
-    def release_args(self) -> dict[str, str]:
-        return {"app": self.app, "image": NEW_IMAGE, "commit": COMMIT, "config": str(self.spec),
+    def release_args(self, image: str = NEW_IMAGE) -> dict[str, str]:
+        return {"app": self.app, "image": image, "commit": COMMIT, "config": str(self.spec),
                 "platform": self.platform, "metrics": self.metrics}  # fmt: skip
 
     def production_image(self) -> str:
@@ -173,6 +176,23 @@ def test_a_canary_answering_errors_is_rolled_back_on_the_cluster(cluster) -> Non
     c.assert_production_alone()
     (event,) = api.events("canary.release.rolled-back", c.app)
     assert [(f["metric"], f["result"]) for f in event.payload["failing"]] == [("error-rate", "High")]
+
+
+def test_a_tekton_build_then_its_release_through_the_block(cluster) -> None:
+    """The build flow's half of the chain: a TaskRun (checked against Tekton's CRD schema)
+    builds the commit, its digest pins the image, the TaskRun is deleted, and that image is
+    what the release promotes."""
+    c = cluster("gg-k8s-built")
+    built = build_flow.build(repo=GIT_REPO, commit=COMMIT, app=c.app, platform=c.platform)
+    image = built["image"]
+    assert image.startswith(f"{IMAGE_REPOSITORY}/{c.app}@sha256:")
+    created = [r for r in c.standin.requests if r.call.verb == "create" and r.call.plural == "taskruns"]
+    assert len(created) == 1 and created[0].status == 201
+    assert c.standin.names("TaskRun") == []  # deleted once the digest was read
+    state = release_flow.canary_release(**c.release_args(image), return_state=True)
+    assert released(state)["outcome"] == "promoted"
+    assert c.production_image() == image
+    c.assert_production_alone()
 
 
 #: The release in a process of its own, so that it can be killed (SIGKILL: no `finally`,
