@@ -38,6 +38,7 @@ import flows.reconcile as reconcile_flow
 import tasks.recovery
 from blocks.kubernetes import KubernetesCluster
 from blocks.prometheus import PrometheusSource
+from canary.platforms.kubernetes.manifests import TRACK_LABEL as TRACK
 from tests.flows import api
 from tests.flows.conftest import COMMIT, REPO, fast_retries, released
 from tests.platforms.kubernetes.conftest import (
@@ -135,7 +136,7 @@ class Cluster:
         assert self.standin.names("Deployment") == [self.app]
         assert self.standin.names("DestinationRule") == []
         pods = [self.standin.read("Pod", name) for name in self.standin.names("Pod")]
-        assert {p["metadata"]["labels"]["track"] for p in pods if p} == {"primary"}
+        assert {p["metadata"]["labels"][TRACK] for p in pods if p} == {"primary"}
 
 
 @pytest.fixture
