@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus haproxy git chromium
+APT_PACKAGES := prometheus haproxy git chromium postgresql
 PYTEST_ARGS ?=
 # Two workers (the machine has 2 cores); each test file runs on one worker, so a module- or
 # session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
@@ -15,15 +15,17 @@ PYTEST_XDIST ?= -n 2 --dist loadfile
 
 setup: system-packages $(STAMP)
 
-# Debian packages the tests and the demo run for real (Prometheus, HAProxy, git, and
-# Chromium for the tests that look at the Prefect UI).
-# Installed only when a binary is missing; no daemon is started (none is needed).
+# Debian packages the tests and the demo run for real (Prometheus, HAProxy, git, Chromium
+# for the tests that look at the Prefect UI, PostgreSQL for the Prefect server's database).
+# Installed only when a binary is missing; no daemon is started: the package's own cluster
+# service is not used, the chain starts a cluster of its own (demo/postgres.py).
 system-packages:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -71,8 +73,10 @@ bench-pipeline: setup
 	$(PY) bench/pipeline_latency.py
 
 # The whole chain on this machine, left running to browse; options: make demo DEMO_ARGS='--prefect-port 4201'
+# DB=postgres puts the Prefect server on a PostgreSQL cluster of the demo's own (default: SQLite).
+DB ?= sqlite
 demo: setup
-	@$(PY) -m demo $(DEMO_ARGS)
+	@$(PY) -m demo --db $(DB) $(DEMO_ARGS)
 
 # Stops exactly what make demo started (verified pids), idempotent.
 demo-stop:

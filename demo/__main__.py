@@ -75,6 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default = getattr(_DEFAULTS, attr)
         p.add_argument(flag, dest=attr, type=_port, default=default,
                        help=f"{what} on 127.0.0.1 (default {default})")  # fmt: skip
+    p.add_argument("--db", choices=("sqlite", "postgres"), default=_DEFAULTS.db,
+                   help="the Prefect server's database: embedded SQLite (default) or a "
+                        "PostgreSQL cluster of the demo's own, under --home")  # fmt: skip
+    p.add_argument("--db-port", dest="db_port", type=_port, default=_DEFAULTS.db_port,
+                   help=f"PostgreSQL on 127.0.0.1, with --db postgres (default {_DEFAULTS.db_port})")  # fmt: skip
     p.add_argument("--rate", type=float, default=30.0,
                    help="steady production load, requests per second (default 30)")  # fmt: skip
     p.add_argument("--load-duration", type=float, default=900.0,
@@ -96,7 +101,9 @@ def _port(text: str) -> int:
 
 def chain_config(args: argparse.Namespace, secret: str = "") -> ChainConfig:
     ports = {attr: getattr(args, attr) for attr, _, _ in PORTS}
-    return ChainConfig(home=args.home.resolve(), app=APP, webhook_secret=secret, **ports)
+    return ChainConfig(home=args.home.resolve(), app=APP, webhook_secret=secret,
+                       db=getattr(args, "db", "sqlite"), db_port=getattr(args, "db_port", 15432),
+                       **ports)  # fmt: skip
 
 
 def port_settings(config: ChainConfig) -> dict[str, int]:

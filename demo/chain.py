@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.platforms.local import procs, supervisor
+from demo.postgres import PostgresCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -46,6 +47,10 @@ class ChainConfig:
     scrape_interval: float = 1.0
     worker_poll_seconds: float = 0.5
     webhook_secret: str = field(default="", repr=False)
+    #: the Prefect server's database: "sqlite" (embedded, under home/prefect) or "postgres"
+    #: (a cluster of this chain's own on 127.0.0.1:db_port, see demo/postgres.py)
+    db: str = "sqlite"
+    db_port: int = 15432
 
     @property
     def api_url(self) -> str:
@@ -174,12 +179,28 @@ class Chain:
              what="webhook relay health", log=relay_log)  # fmt: skip
         self.say(f"webhook relay: {c.relay_url}")
 
+    def postgres(self) -> PostgresCluster:
+        return PostgresCluster(self.home, self.config.db_port)
+
+    def server_env(self) -> dict[str, str]:
+        """The server's environment: the clients' plus its lease storage and database (the
+        PostgreSQL URL carries a password: only the server's environment holds it)."""
+        env = {**self.client_env(), **SERVER_ENV}
+        if self.config.db == "postgres":
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.postgres().start()
+        elif self.config.db != "sqlite":
+            raise ChainError(f"db must be 'sqlite' or 'postgres', not {self.config.db!r}")
+        return env
+
     def start_server(self) -> None:
-        """The Prefect server (again, after it died: same port, same PREFECT_HOME), healthy."""
+        """The Prefect server (again, after it died: same port, same PREFECT_HOME, same
+        database), healthy."""
         c = self.config
+        env = self.server_env()
+        if c.db == "postgres":
+            self.say(f"PostgreSQL: 127.0.0.1:{c.db_port} (data {self.postgres().data_dir})")
         log = self._start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(c.prefect_port)],
-                          {**self.client_env(), **SERVER_ENV})  # fmt: skip
+                                             "--port", str(c.prefect_port)], env)  # fmt: skip
         poll(lambda: _get_ok(f"{c.api_url}/health"), timeout=180, what="Prefect server health",
              log=log)  # fmt: skip
         self.say(f"Prefect server: {c.ui_url}")
@@ -229,6 +250,8 @@ class Chain:
                 stopped.append(name)
         procs.write_json(self.records_file, data)
         c = self.config
+        if (self.home / "postgres").exists() and self.postgres().stop():  # after the server
+            stopped.append("postgres")
         if c.state_dir.exists():
             self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir",
                        str(c.state_dir), "stop"], "stopping the local stack")  # fmt: skip

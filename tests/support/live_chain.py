@@ -201,15 +201,17 @@ def require_binaries() -> None:
 
 
 @contextlib.contextmanager
-def start_live(home: Path, *, say: Callable[[str], None] = print) -> Iterator[Live]:
+def start_live(home: Path, *, say: Callable[[str], None] = print, db: str = "postgres") -> Iterator[Live]:
     """A chain of its own (free ports, state under `home`) with production on v1 of a fresh
-    goldengoose repository; stopped (everything it started) on the way out."""
+    goldengoose repository; stopped (everything it started) on the way out. The Prefect
+    server runs on PostgreSQL (the production backend) unless `db` says "sqlite"."""
     require_binaries()
     ports = procs.free_ports(6)
     secret = secrets.token_hex(16)
     config = ChainConfig(home=home, prefect_port=ports[0], relay_port=ports[1],
                          app=APP, app_port=ports[2], stats_port=ports[3],
-                         prometheus_port=ports[4], webhook_secret=secret)  # fmt: skip
+                         prometheus_port=ports[4], webhook_secret=secret, db=db,
+                         db_port=ports[5])  # fmt: skip
     chain = Chain(config, say=lambda line: say(f"[chain] {line}"))
     repo = home / APP
     shutil.copytree(ROOT / "examples" / "goldengoose", repo,
@@ -225,3 +227,5 @@ def start_live(home: Path, *, say: Callable[[str], None] = print) -> Iterator[Li
         yield state
     finally:
         chain.stop()
+        if db == "postgres":
+            chain.postgres().remove()  # its data may live in the system temp dir
