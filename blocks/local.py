@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
@@ -33,6 +33,9 @@ class LocalPlatform(Block):
 
     state_dir: str = Field(".state/local", description="Artifacts, pid files, logs, configs.")
     app: str = Field("goldengoose", description="App name: HAProxy backend, metric label.")
+    apps: dict[str, int] = Field(default_factory=dict, description=(
+        "More apps on this machine, app name -> its HAProxy frontend port: each has its own "
+        "backends, Prometheus targets and production, and is released independently."))  # fmt: skip
     app_subdir: str = Field("", description="The app's directory inside the git repository.")
     app_port: int = Field(18080, ge=1, le=65535, description="HAProxy frontend port of the app.")
     haproxy_stats_port: int = Field(18404, ge=1, le=65535, description="HAProxy /metrics port.")
@@ -48,6 +51,32 @@ class LocalPlatform(Block):
     def _app_name(cls, value: str) -> str:
         return check_app_name(value)  # the one app-name rule (ConfigError is a ValueError)
 
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, port in value.items():
+            check_app_name(name)
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"apps: the port of {name!r} must be 1-65535, not {port!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> LocalPlatform:
+        ports = {"haproxy_stats_port": self.haproxy_stats_port,
+                 "prometheus_port": self.prometheus_port,
+                 f"app_port ({self.app})": self.app_port,
+                 **{f"apps[{n}]": p for n, p in self.apps.items() if n != self.app}}  # fmt: skip
+        seen: dict[int, str] = {}
+        for what, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{what} and {seen[port]} both use port {port}: give each its own")
+            seen[port] = what
+        return self
+
+    def frontends(self) -> dict[str, int]:
+        """Every app of this platform and its frontend port (`app` first)."""
+        return {self.app: self.app_port, **{n: p for n, p in self.apps.items() if n != self.app}}
+
     def stack(self) -> LocalStack:
         return LocalStack(
             Path(self.state_dir),
@@ -59,9 +88,10 @@ class LocalPlatform(Block):
         )
 
     def start(self) -> dict[str, str]:
-        """Register the app and bring HAProxy and Prometheus up (idempotent)."""
+        """Register the apps and bring HAProxy and Prometheus up (idempotent)."""
         stack = self.stack()
-        stack.add_app(self.app, self.app_port)
+        for name, port in self.frontends().items():
+            stack.add_app(name, port)
         return stack.start()
 
     def builder(self) -> GitBuilder:

@@ -102,3 +102,38 @@ def test_block_validates_its_fields() -> None:
         schema["properties"]
     )
     assert LocalPlatform.get_block_type_slug() == "local-platform"
+
+
+@pytest.mark.slow
+def test_one_block_serves_several_apps_each_with_its_frontend(tmp_path: Path) -> None:
+    """Many apps on one machine: each gets its HAProxy frontend and backends, and its
+    router weights are its own."""
+    state = tmp_path / "st"
+    a_port, b_port, stats_port, prometheus_port = procs.free_ports(4)
+    block = LocalPlatform(state_dir=str(state), app="app-a", app_port=a_port,
+                          apps={"app-b": b_port}, haproxy_stats_port=stats_port,
+                          prometheus_port=prometheus_port, haproxy_bin=HAPROXY,
+                          prometheus_bin=PROMETHEUS)  # fmt: skip
+    records: list[procs.ProcessRecord] = []
+    try:
+        block.start()
+        for name in ("haproxy", "prometheus"):
+            doc = json.loads((state / "stack" / f"{name}.pid.json").read_text())
+            records.append(procs.ProcessRecord.from_json(doc["process"]))
+        status = cli(state, block, "status")
+        assert {a: s["frontend"] for a, s in status["apps"].items()} == {"app-a": a_port, "app-b": b_port}
+        router = block.router()
+        assert router.read_weights("app-a").primary == router.read_weights("app-b").primary == 100
+    finally:
+        block.stack().stop()
+        for rec in records:
+            procs.stop(rec)
+
+
+def test_several_apps_are_validated() -> None:
+    with pytest.raises(ValidationError, match="RFC 1123"):
+        LocalPlatform(apps={"Bad_App": 18081})
+    with pytest.raises(ValidationError, match="both use port 18080"):
+        LocalPlatform(app_port=18080, apps={"other": 18080})
+    with pytest.raises(ValidationError, match="must be 1-65535"):
+        LocalPlatform(apps={"other": 0})
