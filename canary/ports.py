@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from canary.errors import ConfigError
 
@@ -160,4 +160,39 @@ class TrafficRouter(Protocol):
 
     def rollback(self, app: str) -> None:
         """Send 100 % to production and verify it by reading back; idempotent."""
+        ...
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """Where releases run: what the flows ask of a platform block (the local platform,
+    the Kubernetes cluster, the tests' fake). The flows see only this seam: a new platform
+    (or a new router, e.g. Gateway API or Linkerd, behind `router`) needs no flow change."""
+
+    def builder_for(self, app: str) -> Builder:
+        """The builder of `app`'s commits."""
+        ...
+
+    def workloads(self) -> Workloads:
+        """Production and the baseline/canary pair."""
+        ...
+
+    def router(self) -> TrafficRouter:
+        """The traffic split."""
+        ...
+
+    def production_image(self, app: str) -> str | None:
+        """The image production runs now (read from the platform), None before the first."""
+        ...
+
+    def production_commit(self, app: str) -> str | None:
+        """The commit production's image was built from, when the platform knows it."""
+        ...
+
+    def reconcile(self, app: str) -> dict[str, Any]:
+        """After a crash: 100 % production (read back), baseline and canary gone; a report."""
+        ...
+
+    def restore_routes(self, app: str) -> None:
+        """Put the user's routes back as they were before the release (idempotent)."""
         ...
