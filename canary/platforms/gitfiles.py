@@ -13,10 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from canary.appconfig import MAX_BYTES
 from canary.errors import BuildError, ConfigError, PlatformError
-
-#: The most the files of one config directory may add up to: they travel in an event.
-MAX_BYTES = 64 * 1024
 
 
 def _git(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
