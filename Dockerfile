@@ -16,6 +16,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/prefect-canary
 
+# git: the build flow reads the pushed commit's .canary/ (a shallow fetch of that commit).
+RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first: a code change then rebuilds only the last layers.
 COPY requirements.txt requirements-kubernetes.txt ./
 RUN pip install -r requirements-kubernetes.txt

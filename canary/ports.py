@@ -119,6 +119,12 @@ class Builder(Protocol):
         """
         ...
 
+    # Optional (looked up with getattr, like ``is_ancestor``):
+    # ``config_files(repo, commit, directory=".canary") -> dict[str, str] | None`` returns
+    # the text of every file under ``directory`` at ``commit`` (None: the commit has none),
+    # read without executing anything from the repository. A builder without it means
+    # "no files": the release spec then comes from deployments/releases/.
+
 
 @runtime_checkable
 class Workloads(Protocol):

@@ -150,7 +150,9 @@ class ReleaseSpec(Model):
         return self
 
     @classmethod
-    def load(cls, path: str | Path) -> ReleaseSpec:
+    def load(cls, path: str | Path, *, default_app: str | None = None) -> ReleaseSpec:
+        """`default_app` fills in a missing `app:` (a spec carried by the app's own commit
+        may leave it out: the app is then the one named after its repository)."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())
@@ -160,6 +162,8 @@ class ReleaseSpec(Model):
             raise ConfigError(f"release spec {path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"release spec {path}: expected a mapping at the top level")
+        if default_app is not None and "app" not in data:
+            data = {"app": default_app, **data}
         return validate(cls, {**data, "source": str(path)}, source=str(path), kayenta=False)
 
     def canary_config_path(self) -> Path:

@@ -4,6 +4,11 @@ Triggered by the `github.push` event (see prefect.yaml). On success it emits
 `canary.build.succeeded` (resource `canary.app.<app>`, payload image + commit), which
 triggers the canary release; on failure `canary.build.failed` with the reason.
 
+The release config travels with the app: a commit with `.canary/release.yaml` (and the
+canary config it names, inside `.canary/`) has both validated here, before building, and
+carried as `app_config` in the event; its `app:` names the app. A bad `.canary/` fails the
+build. Without `.canary/` the release reads deployments/releases/<app>.yaml.
+
 Idempotent by commit: however many deliveries of one commit arrive, one build runs and
 announces it; the others end at once (state Skipped, type Cancelled) saying which run
 did the work, and so does a build of the commit production already runs. A run cancelled
@@ -18,12 +23,13 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
+from canary.appconfig import DIRECTORY
 from canary.queue import Place, place
 from canary.release import app_name_for_repository, check_commit
 from tasks import runs
-from tasks.platform import build_image, image_version, read_production_commit
+from tasks.platform import build_image, image_version, read_config_files, read_production_commit
 from tasks.publish import emit
-from tasks.setup import load_block
+from tasks.setup import check_app_config, load_block
 
 SKIPPED = "Skipped"
 
@@ -37,7 +43,8 @@ def _announce(flow: Any, flow_run: Any, state: Any) -> None:
     built = state.result()
     emit("canary.build.succeeded", built["app"], {
         "image": built["image"], "commit": built["commit"], "repo": built["repo"],
-        "pushed_at": built.get("pushed_at"), "version": built.get("version")})  # fmt: skip
+        "pushed_at": built.get("pushed_at"), "version": built.get("version"),
+        "app_config": built.get("app_config")})  # fmt: skip
 
 
 @flow(name="build", flow_run_name="build-{app}-{commit:.7}", log_prints=False,
@@ -45,7 +52,7 @@ def _announce(flow: Any, flow_run: Any, state: Any) -> None:
 def build(
     repo: str, commit: str, app: str, platform: str = "local-platform/local",
     pushed_at: str | None = None,
-) -> dict[str, str | None] | State:
+) -> dict[str, Any] | State:
     """Build `commit` of `repo` for `app` on the platform named by the block `platform`.
     `app` may be a repository name (the push automation passes it): it is mapped to a valid
     app name (`MyService` -> `myservice`, see canary.release.app_name_for_repository)."""
@@ -58,6 +65,9 @@ def build(
                         given, app)  # fmt: skip
         skip = _why_not_build(given, commit)  # its sibling runs carry the same parameter
         plat = load_block(platform)
+        app_config = None
+        if skip is None:
+            app, app_config = _app_config(plat, app, repo, commit)
         if skip is None and read_production_commit(plat, app) == commit:
             skip = f"production already runs commit {commit[:12]}: nothing to build or release"
         if skip is not None:
@@ -71,7 +81,19 @@ def build(
     version = image_version(plat, app, image)
     logger.info("built %s %s at %s: %s", app, version or "", commit, image)
     return {"app": app, "commit": commit, "image": image, "repo": repo, "pushed_at": pushed_at,
-            "version": version}
+            "version": version, "app_config": app_config}
+
+
+def _app_config(plat: Any, app: str, repo: str, commit: str) -> tuple[str, dict[str, str] | None]:
+    """(the app, the release config to carry) from the commit's `.canary/`; (app, None)
+    when it has none: the release then reads deployments/releases/<app>.yaml."""
+    files = read_config_files(plat, app, repo, commit)
+    if files is None:
+        return app, None
+    app_config, named = check_app_config(files, app, f"{repo} at {commit[:12]}")
+    if named != app:
+        get_run_logger().info("%s/release.yaml names the app %r (not %r)", DIRECTORY, named, app)
+    return named, app_config
 
 
 def _why_not_build(app: str, commit: str) -> str | None:

@@ -59,7 +59,7 @@ from tasks.publish import (
 )
 from tasks.recovery import describe_end, found_in_words, other_lock_takers, recover_release
 from tasks.runs import candidate_for
-from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.setup import ensure_release_lock, load_app_config, load_block, load_release_spec
 from tasks.turn import wait_for_turn
 from tasks.waiting import wait_until
 
@@ -107,10 +107,13 @@ def canary_release(
     pushed_at: str | None = None,
     version: str | None = None,
     retry: bool = False,
+    app_config: dict[str, str] | None = None,
 ) -> dict[str, Any] | State:
     """Release `image` (built from `commit`) of `app` as a judged canary.
 
-    `config` is the release spec (default deployments/releases/<app>.yaml); `platform`
+    `app_config` is the release config the build carried from the commit's `.canary/`
+    (canary.appconfig; it wins over `config`); else `config` is the release spec (default
+    deployments/releases/<app>.yaml); `platform`
     and `metrics` name the blocks to act on and to read metrics from; `repo` and
     `pushed_at` (from the push) order this release among others of the app (canary.queue);
     `version` names the run; `retry` releases a commit that was released before
@@ -118,7 +121,9 @@ def canary_release(
     failed runs sees it) or Skipped (type Cancelled), the reason as the state message.
     """
     app, commit = check_app_name(app), check_commit(commit)
-    spec, canary_config = load_release_spec(config or f"deployments/releases/{app}.yaml", app)
+    spec, canary_config = (
+        load_app_config(app_config, app, commit) if app_config
+        else load_release_spec(config or f"deployments/releases/{app}.yaml", app))  # fmt: skip
     plat, source = load_block(platform), load_block(metrics).source()
     newer = _ordering(plat, app, repo)
     tag_run(app=app, commit=commit[:12], version=version)

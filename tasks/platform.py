@@ -19,6 +19,14 @@ from tasks._retry import RETRYING
 _TASK = {"cache_policy": NO_CACHE, **RETRYING}
 
 
+@task(name="read-config-files", task_run_name="read-config-files-{app}@{commit:.12}", **_TASK)
+def read_config_files(platform: Any, app: str, repo: str, commit: str) -> dict[str, str] | None:
+    """The files of the commit's `.canary/` where the platform's builder can read them
+    (None: none there, or a builder that cannot: deployments/releases/ is used then)."""
+    read = getattr(platform.builder_for(app), "config_files", None)
+    return read(repo, commit) if read is not None else None
+
+
 @task(name="build-image", task_run_name="build-{app}@{commit}", **_TASK)
 def build_image(platform: Any, app: str, repo: str, commit: str) -> str:
     return platform.builder_for(app).build(repo, commit)

@@ -15,6 +15,7 @@ from prefect.client.schemas.actions import (
 )
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from canary import appconfig
 from canary.config import CanaryConfig
 from canary.errors import ConfigError
 from canary.release import ReleaseSpec
@@ -37,6 +38,21 @@ def load_release_spec(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
     if spec.app != app:
         raise ConfigError(f"release spec {path} is for app {spec.app!r}, not {app!r}")
     return spec, spec.load_canary_config()
+
+
+@task(name="check-app-config", task_run_name="check-app-config-{app}", cache_policy=NO_CACHE)
+def check_app_config(files: dict[str, str], app: str, where: str) -> tuple[dict[str, str], str]:
+    """Validate a commit's `.canary/` (never retried): the texts to carry, and the app."""
+    return appconfig.check_files(files, app, where)
+
+
+@task(name="load-app-config", task_run_name="load-app-config-{app}", cache_policy=NO_CACHE)
+def load_app_config(app_config: Any, app: str, commit: str) -> tuple[ReleaseSpec, CanaryConfig]:
+    """The release config the build carried from the commit, validated by the same loaders."""
+    spec, config = appconfig.load(app_config, app, f"app_config of commit {commit[:12]}")
+    if spec.app != app:
+        raise ConfigError(f"app_config of commit {commit[:12]} is for app {spec.app!r}, not {app!r}")
+    return spec, config
 
 
 #: Block type slug -> the module that defines it (imported on demand: the Kubernetes client

@@ -76,6 +76,11 @@ class _Builder:
         self._platform.rec.record("build", self._app, repo, commit)
         return f"registry.test/{self._app}:{commit[:12]}"
 
+    def config_files(self, repo: str, commit: str) -> dict[str, str] | None:
+        """The commit's `.canary/` files: the fake's `config_files` (None: it has none)."""
+        self._platform.rec.record("config_files", self._app, repo, commit)
+        return self._platform.config_files
+
     def is_ancestor(self, repo: str, older: str, newer: str) -> bool | None:
         """Ancestry from the fake's history: a list of commits, oldest first."""
         history = self._platform.history
@@ -154,6 +159,8 @@ class FakePlatform:
         self.history: list[str] = []
         #: the commit production runs (None: unknown, as on Kubernetes)
         self.production_commit_value: str | None = None
+        #: the files of the built commit's .canary/ (None: it has none)
+        self.config_files: dict[str, str] | None = None
         self._workloads = _Workloads(rec, self)
         self._router = _Router(self)
 

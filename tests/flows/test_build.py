@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import flows.build as build_flow
 from canary.errors import BuildError, ConfigError, PlatformError
 from tests.flows import api
-from tests.flows.conftest import COMMIT
+from tests.flows.conftest import CANARY_CONFIG, COMMIT
 
 
 def test_success_returns_image_and_emits_succeeded(make_env):
@@ -16,14 +17,15 @@ def test_success_returns_image_and_emits_succeeded(make_env):
     result = build_flow.build(**args)
     image = f"registry.test/gg-build:{COMMIT[:12]}"
     assert result == {"app": "gg-build", "commit": COMMIT, "image": image, "repo": args["repo"],
-                      "pushed_at": None, "version": None}
-    assert env.rec.calls == [("production_commit", "gg-build"),
+                      "pushed_at": None, "version": None, "app_config": None}
+    assert env.rec.calls == [("config_files", "gg-build", args["repo"], COMMIT),
+                             ("production_commit", "gg-build"),
                              ("build", "gg-build", args["repo"], COMMIT)]  # fmt: skip
     assert env.loaded == ["fake-platform/test"]
     event = api.events("canary.build.succeeded", "gg-build")[0]
     assert event.resource["app"] == "gg-build"
     assert event.payload == {"image": image, "commit": COMMIT, "repo": args["repo"],
-                             "pushed_at": None, "version": None}
+                             "pushed_at": None, "version": None, "app_config": None}
     assert api.events("canary.build.failed", "gg-build", at_least=0) == []
 
 
@@ -95,3 +97,51 @@ def test_a_build_of_the_commit_production_runs_is_skipped(make_env):
     assert state.message == f"production already runs commit {COMMIT[:12]}: nothing to build or release"
     assert env.rec.count("build") == 0
     assert api.events("canary.build.succeeded", "gg-build-prod", at_least=0) == []
+
+
+# -- the release config travels with the app (.canary/ of the commit) ----------------------
+
+
+def canary_files(**change: object) -> dict[str, str]:
+    """A .canary/ with a release spec (no app: named after the repository) and its config."""
+    spec = {"canary_config": "canary.yaml",
+            "analysis": {"lifetime": "3s", "interval": "1s", "begin_after": "0s", "step": "1s",
+                         "thresholds": {"pass": 95, "marginal": 75}}, **change}  # fmt: skip
+    return {"release.yaml": yaml.safe_dump(spec), "canary.yaml": CANARY_CONFIG.read_text()}
+
+
+def test_the_commits_canary_directory_is_validated_and_carried_in_the_event(make_env):
+    env = make_env("gg-build-carry")
+    env.platform.config_files = canary_files()
+    result = build_flow.build(**env.build_args())
+    carried = result["app_config"]
+    assert carried == {"release": env.platform.config_files["release.yaml"],
+                       "canary_config": CANARY_CONFIG.read_text(),
+                       "canary_config_name": "canary.yaml"}  # fmt: skip
+    event = api.events("canary.build.succeeded", "gg-build-carry")[0]
+    assert event.payload["app_config"] == carried
+
+
+def test_the_spec_may_name_the_app(make_env):
+    env = make_env("gg-build-named")
+    env.platform.config_files = canary_files(app="storefront")
+    result = build_flow.build(**env.build_args())
+    assert result["app"] == "storefront"
+    assert [c[:2] for c in env.rec.calls] == [("config_files", "gg-build-named"),
+                                              ("production_commit", "storefront"),
+                                              ("build", "storefront")]  # fmt: skip
+    event = api.events("canary.build.succeeded", "storefront")[0]
+    assert event.resource["app"] == "storefront"
+
+
+def test_a_bad_canary_directory_fails_the_build_before_building(make_env):
+    env = make_env("gg-build-badcfg")
+    env.platform.config_files = canary_files(analysis={"lifetime": "3s", "interval": "1s",
+                                                       "thresholds": {"pass": 95}, "colour": 1})
+    with pytest.raises(ConfigError, match=r"\.canary/release\.yaml: analysis: unknown key .colour."):
+        build_flow.build(**env.build_args())
+    assert env.rec.count("build") == 0
+    [event] = api.events("canary.build.failed", "gg-build-badcfg")
+    assert "at 0123456789ab: .canary/release.yaml: analysis: unknown key 'colour'" in (
+        event.payload["reason"])
+    assert api.events("canary.build.succeeded", "gg-build-badcfg", at_least=0) == []

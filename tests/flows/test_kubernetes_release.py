@@ -179,13 +179,19 @@ def test_a_canary_answering_errors_is_rolled_back_on_the_cluster(cluster) -> Non
     assert [(f["metric"], f["result"]) for f in event.payload["failing"]] == [("error-rate", "High")]
 
 
-def test_a_tekton_build_then_its_release_through_the_block(cluster) -> None:
+def test_a_tekton_build_then_its_release_through_the_block(cluster, monkeypatch) -> None:
     """The build flow's half of the chain: a TaskRun (checked against Tekton's CRD schema)
     builds the commit, its digest pins the image, the TaskRun is deleted, and that image is
     what the release promotes."""
+    import canary.platforms.kubernetes.builds as builds
+
+    fetched: list[tuple[str, str]] = []  # no network here: the commit has no .canary/
+    monkeypatch.setattr(builds, "fetch_directory",
+                        lambda repo, commit, directory: fetched.append((repo, commit)))  # fmt: skip
     c = cluster("gg-k8s-built")
     built = build_flow.build(repo=GIT_REPO, commit=COMMIT, app=c.app, platform=c.platform)
     image = built["image"]
+    assert fetched == [(GIT_REPO, COMMIT)] and built["app_config"] is None  # read, before building
     assert image.startswith(f"{IMAGE_REPOSITORY}/{c.app}@sha256:")
     created = [r for r in c.standin.requests if r.call.verb == "create" and r.call.plural == "taskruns"]
     assert len(created) == 1 and created[0].status == 201

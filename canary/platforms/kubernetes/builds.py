@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary.errors import BuildError, ConfigError, PlatformError
+from canary.platforms.gitfiles import fetch_directory
 
 from .client import Kind, KubeClient
 from .errors import ConflictError, WaitTimeout
@@ -109,6 +110,12 @@ class ClusterBuilder:
     # -- the port -------------------------------------------------------------------------
     def destination(self, commit: str) -> str:
         return f"{self.repository}:{commit}"
+
+    def config_files(self, repo: str, commit: str, directory: str = ".canary") -> dict[str, str] | None:
+        """The files under `directory` at `commit`: the build runs in the cluster, so the
+        flow process fetches just that commit (shallow, into a temporary directory)."""
+        check_source(repo, commit)
+        return fetch_directory(repo, commit, directory)
 
     def build(self, repo: str, commit: str) -> str:
         """Run the build of ``commit`` and return ``<repository>@sha256:...``."""

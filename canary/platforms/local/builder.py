@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import BuildError, ConfigError, PlatformError
+from canary.platforms.gitfiles import read_directory
 from canary.platforms.local import procs
 from canary.platforms.local.spec import AppSpec, process_env, render
 
@@ -195,6 +196,13 @@ class GitBuilder:
         if res.returncode in (0, 1):
             return res.returncode == 0
         return None
+
+    def config_files(self, repo: str, commit: str, directory: str = ".canary") -> dict[str, str] | None:
+        """The files under `directory` of the app directory at `commit` (None: it has none),
+        read from the mirror with git plumbing: nothing of the repository runs."""
+        full, _ = self.resolve(repo, commit)  # fetches the commit into the mirror if missing
+        where = f"{self.subdir}/{directory}" if self.subdir else directory
+        return read_directory(self.mirror_of(repo), full, where)
 
     def build(self, repo: str, commit: str) -> str:
         """The image reference of `commit` (built now, or found in the store)."""

@@ -1,0 +1,100 @@
+"""A release config carried by the app's own commit (`.canary/`), checked once at the build.
+
+The build reads `.canary/release.yaml` and the canary config it names (a relative path that
+stays inside `.canary/`) from the pushed commit, validates both with the same loaders as
+the files in deployments/releases/, and passes the two texts on in the
+canary.build.succeeded event; the release loads them again through the same code. So a
+config change is a commit to the app, judged like any other. Without `.canary/` the
+release falls back to this repository's deployments/releases/<app>.yaml.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from canary.config import CanaryConfig
+from canary.errors import ConfigError
+from canary.release import ReleaseSpec
+
+DIRECTORY = ".canary"
+RELEASE_FILE = "release.yaml"
+#: The most the carried texts may add up to: they travel in an event payload.
+MAX_BYTES = 64 * 1024
+KEYS = ("release", "canary_config", "canary_config_name")
+
+
+def check_files(files: dict[str, str], app: str, where: str) -> tuple[dict[str, str], str]:
+    """(the app_config to carry, the app it releases) from the files of `.canary/`.
+
+    `where` names the commit in errors ("<repo> at <commit>"); `app` is the app named
+    after the repository, which the spec's own `app:` overrides."""
+    if RELEASE_FILE not in files:
+        raise ConfigError(
+            f"{where}: {DIRECTORY}/ has no {RELEASE_FILE} (it has {', '.join(sorted(files))}); "
+            f"add one, or remove {DIRECTORY}/ to use deployments/releases/{app}.yaml")  # fmt: skip
+    with _written(files, where) as root:
+        spec, _, name = _load(root, app, where)
+    carried = {"release": files[RELEASE_FILE], "canary_config": files[name],
+               "canary_config_name": name}  # fmt: skip
+    _check_size(carried, where)
+    return carried, spec.app
+
+
+def load(app_config: object, app: str, where: str) -> tuple[ReleaseSpec, CanaryConfig]:
+    """The spec and canary config of a carried app_config (validated again: it came through
+    an event, and this is the one code path that turns config text into models)."""
+    if not isinstance(app_config, dict) or set(app_config) != set(KEYS) or not all(
+        isinstance(app_config[k], str) for k in KEYS
+    ):
+        raise ConfigError(f"{where}: app_config must be a mapping of the strings "
+                          f"{', '.join(KEYS)}; got {type(app_config).__name__}")  # fmt: skip
+    _check_size(app_config, where)
+    name = app_config["canary_config_name"]
+    with _written({RELEASE_FILE: app_config["release"], name: app_config["canary_config"]},
+                  where) as root:  # fmt: skip
+        spec, config, _ = _load(root, app, where)
+    return spec, config
+
+
+def _load(root: Path, app: str, where: str) -> tuple[ReleaseSpec, CanaryConfig, str]:
+    """(spec, canary config, the config's path inside the directory)."""
+    try:
+        spec = ReleaseSpec.load(root / RELEASE_FILE, default_app=app)
+        name = _inside(root, spec.canary_config_path(), where, spec.canary_config)
+        return spec, spec.load_canary_config(), name
+    except ConfigError as exc:  # name the file as the app's author knows it
+        raise ConfigError(str(exc).replace(str(root), f"{where}: {DIRECTORY}")) from None
+
+
+def _inside(root: Path, path: Path, where: str, given: str) -> str:
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{where}: {DIRECTORY}/{RELEASE_FILE}: canary_config {given!r} "
+                          f"must be a relative path inside {DIRECTORY}/") from None  # fmt: skip
+
+
+def _check_size(texts: dict[str, str], where: str) -> None:
+    size = sum(len(v.encode()) for v in texts.values())
+    if size > MAX_BYTES:
+        raise ConfigError(f"{where}: the release config is {size} bytes, more than the "
+                          f"{MAX_BYTES // 1024} KiB an event may carry; shorten it")  # fmt: skip
+
+
+@contextmanager
+def _written(files: dict[str, str], where: str) -> Iterator[Path]:
+    """The files under a temporary directory (the loaders read files, and resolve the
+    canary config relative to the spec)."""
+    with tempfile.TemporaryDirectory(prefix="canary-app-config-") as tmp:
+        root = Path(tmp).resolve()
+        for name, text in files.items():
+            rel = PurePosixPath(name)
+            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                raise ConfigError(f"{where}: {name!r} is not a relative path inside {DIRECTORY}/")
+            target = root.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        yield root
