@@ -6,7 +6,8 @@ A validation error, a failed build or a failed judgement is never retried.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 from prefect.tasks import exponential_backoff
 
@@ -27,7 +28,16 @@ def only_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-RETRYING = {
+class RetryOptions(TypedDict):
+    """The retry keywords of ``@task``, typed so ``**RETRYING`` type-checks against it."""
+
+    retries: int
+    retry_delay_seconds: Callable[[int], list[float]]
+    retry_jitter_factor: float
+    retry_condition_fn: Callable[[Any, Any, Any], bool]
+
+
+RETRYING: RetryOptions = {
     "retries": RETRIES,
     "retry_delay_seconds": RETRY_DELAYS,
     "retry_jitter_factor": RETRY_JITTER,

@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.errors import PlatformError
 from canary.ports import Track, Weights
-from tasks._retry import RETRYING
+from tasks._retry import RETRYING, RetryOptions
 
-_TASK = {"cache_policy": NO_CACHE, **RETRYING}
+
+class _TaskOptions(RetryOptions):
+    cache_policy: CachePolicy
+
+
+_TASK: _TaskOptions = {"cache_policy": NO_CACHE, **RETRYING}
 
 
 @task(name="read-config-files", task_run_name="read-config-files-{app}@{commit:.12}", **_TASK)

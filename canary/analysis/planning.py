@@ -163,7 +163,8 @@ class MetricPlan:
                    lifetime_suffices=self.lifetime_suffices, seconds_needed=self.seconds_needed,
                    lifetime_needed=None if self.looks_needed is None
                    else self.looks_needed * self.schedule.interval)  # fmt: skip
-        return _finite(out)
+        finite: dict[str, Any] = _finite(out)
+        return finite
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +178,10 @@ class ReleasePlan:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite({"config": self.config, "window": self.window,
+        finite: dict[str, Any] = _finite({"config": self.config, "window": self.window,
                         "schedule": asdict(self.schedule), "notes": list(self.notes),
                         "metrics": [m.to_dict() for m in self.metrics]})  # fmt: skip
+        return finite
 
 
 def _finite(value: Any) -> Any:
@@ -244,7 +246,9 @@ def _run(draw: Draw, judge: Judge, lam: np.ndarray, *, looks: int, stop: float |
 def _ratio_draw(p_base: float, p_canary: float, rng: np.random.Generator) -> Draw:
     def draw(n_c: np.ndarray, n_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ev_c, ev_e = rng.binomial(n_c, p_base), rng.binomial(n_e, p_canary)
-        stack = lambda ev, n: np.stack([ev, n], axis=-1).cumsum(axis=0).astype(float)  # noqa: E731
+        def stack(ev: np.ndarray, n: np.ndarray) -> np.ndarray:
+            return np.stack([ev, n], axis=-1).cumsum(axis=0).astype(float)
+
         return stack(ev_c, n_c), stack(ev_e, n_e)
 
     return draw
@@ -252,7 +256,9 @@ def _ratio_draw(p_base: float, p_canary: float, rng: np.random.Generator) -> Dra
 
 def _histogram_draw(p_base: np.ndarray, p_canary: np.ndarray, rng: np.random.Generator) -> Draw:
     def draw(n_c: np.ndarray, n_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        side = lambda n, p: rng.multinomial(n, p).cumsum(axis=-1).cumsum(axis=0).astype(float)  # noqa: E731
+        def side(n: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return rng.multinomial(n, p).cumsum(axis=-1).cumsum(axis=0).astype(float)
+
         return side(n_c, p_base), side(n_e, p_canary)
 
     return draw
@@ -397,7 +403,7 @@ def plan_metric(
     if not effect > 0 or (direction == "decrease" and effect >= 1):
         raise ConfigError(f"metric {name!r}: min_effect {effect:g} must be > 0 (and < 1 for "
                           "direction 'decrease': a rate or latency cannot fall by 100 % or more)")  # fmt: skip
-    common = {"name": name, "kind": kind, "schedule": schedule, "direction": direction, "alpha": a,
+    common: dict[str, Any] = {"name": name, "kind": kind, "schedule": schedule, "direction": direction, "alpha": a,
               "tolerance": tol, "min_effect": effect, "unit": unit, "power": power,
               "request_rate": float(request_rate)}  # fmt: skip
     compare_counts(0, 1, 0, 1, direction=direction, alpha=a, tolerance=tol)  # the judge's checks
@@ -430,7 +436,7 @@ def plan_metric(
     lam = np.array([request_rate * schedule.share(k) / 100 * schedule.interval
                     for k in range(1, horizon + 1)])  # fmt: skip
     threshold = math.log(1.0 / a)
-    run = {"sims": simulations, "how": arrivals, "threshold": threshold, "rng": rng}
+    run: dict[str, Any] = {"sims": simulations, "how": arrivals, "threshold": threshold, "rng": rng}
     curve, _ = _run(draw, judge, lam, looks=horizon, stop=power, min_looks=schedule.looks, **run)
     aa_safe: list[float] = []
     false_alarm = None

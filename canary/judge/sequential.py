@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -166,8 +167,8 @@ def _theta(ratio: np.ndarray | float, split: float) -> np.ndarray:
 
 
 def ratio_log_evidence(
-    control_events: np.ndarray, control_total: np.ndarray, experiment_events: np.ndarray,
-    experiment_total: np.ndarray, *, direction: str, tolerance: float, split: float = 0.5,
+    control_events: np.ndarray | float, control_total: np.ndarray | float,
+    experiment_events: np.ndarray | float, experiment_total: np.ndarray | float, *, direction: str, tolerance: float, split: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """compare_counts' log e-values, for arrays of counts (any shape; simulations use it).
 
@@ -271,7 +272,7 @@ def compare_counts(
     events = ce + ee
     lower, upper = _ratio_bounds(ee, events, w, threshold)
     ratio = _rate_ratio(ce, ct, ee, et)
-    common = {
+    common: dict[str, Any] = {  # CountsResult's shared fields, checked by the dataclass
         "direction": d, "alpha": a, "tolerance": tol, "control_events": ce,
         "control_total": ct, "experiment_events": ee, "experiment_total": et,
         "ratio": ratio, "ratio_lower": lower, "ratio_upper": upper,
@@ -431,7 +432,8 @@ def _slower(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float
         return np.zeros(slow.shape[:-1])
     both = np.concatenate([exceed, fast], axis=-1)
     top = both.max(axis=-1, keepdims=True)
-    return np.log(np.exp(both - top).sum(axis=-1)) + top[..., 0] - math.log(both.shape[-1])
+    log_mean: np.ndarray = np.log(np.exp(both - top).sum(axis=-1)) + top[..., 0] - math.log(both.shape[-1])
+    return log_mean
 
 
 def _within_terms(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float,
@@ -587,7 +589,7 @@ def compare_histograms(
     n_c, n_e = float(c[-1]), float(e[-1])
     threshold = math.log(1.0 / a)
     quantiles = {"control": _quantile_bands(c, bounds, a), "canary": _quantile_bands(e, bounds, a)}
-    common = {"direction": d, "alpha": a, "tolerance": tol, "unit": unit,
+    common: dict[str, Any] = {"direction": d, "alpha": a, "tolerance": tol, "unit": unit,
               "control_total": n_c, "experiment_total": n_e, "upper_bounds": tuple(b.tolist()),
               "control_buckets": tuple(c.tolist()), "experiment_buckets": tuple(e.tolist()),
               "control_quantiles": quantiles["control"],
@@ -611,7 +613,7 @@ def compare_histograms(
         checks.append(_weakest(c, e, bounds, down_factor, 1.0 - w))
     safe = min(checks, key=lambda item: item[0])
 
-    detail = {"worst_bound": None, "worst_reference": None,
+    detail: _WorstDetail = {"worst_bound": None, "worst_reference": None,
               "experiment_share_above": None, "control_share_above": None}  # fmt: skip
     if worst.bound >= 0 and float(reg_) >= math.log(1.0 / a):  # only a regression names a bound
         slow_b, ref_b = float(bounds[worst.bound]), float(bounds[worst.reference])
@@ -648,7 +650,16 @@ def compare_histograms(
     return HistogramResult(Classification.PASS, False, reason, evidence=evidence, safety=safety, **detail, **common)
 
 
-def _where(detail: dict[str, float | None], unit: str, higher: bool) -> str:
+class _WorstDetail(TypedDict):
+    """Where a histogram regression is worst (HistogramResult's fields; None: no regression)."""
+
+    worst_bound: float | None
+    worst_reference: float | None
+    experiment_share_above: float | None
+    control_share_above: float | None
+
+
+def _where(detail: _WorstDetail, unit: str, higher: bool) -> str:
     cb, bb = detail["worst_bound"], detail["worst_reference"]
     cs, bs = detail["experiment_share_above"], detail["control_share_above"]
     if cb is None or bb is None or cs is None or bs is None:
