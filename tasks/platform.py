@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.errors import PlatformError
-from canary.ports import Track, Weights
+from canary.ports import Platform, Track, Weights
 from tasks._retry import RETRYING, RetryOptions
 
 
@@ -25,7 +25,7 @@ _TASK: _TaskOptions = {"cache_policy": NO_CACHE, **RETRYING}
 
 
 @task(name="read-config-files", task_run_name="read-config-files-{app}@{commit:.12}", **_TASK)
-def read_config_files(platform: Any, app: str, repo: str, commit: str) -> dict[str, str] | None:
+def read_config_files(platform: Platform, app: str, repo: str, commit: str) -> dict[str, str] | None:
     """The files of the commit's `.canary/` where the platform's builder can read them
     (None: none there, or a builder that cannot: deployments/releases/ is used then)."""
     read = getattr(platform.builder_for(app), "config_files", None)
@@ -33,59 +33,59 @@ def read_config_files(platform: Any, app: str, repo: str, commit: str) -> dict[s
 
 
 @task(name="build-image", task_run_name="build-{app}@{commit}", **_TASK)
-def build_image(platform: Any, app: str, repo: str, commit: str) -> str:
+def build_image(platform: Platform, app: str, repo: str, commit: str) -> str:
     return platform.builder_for(app).build(repo, commit)
 
 
 @task(name="reconcile-app", task_run_name="reconcile-{app}", **_TASK)
-def reconcile_app(platform: Any, app: str) -> dict[str, Any]:
+def reconcile_app(platform: Platform, app: str) -> dict[str, Any]:
     return platform.reconcile(app)
 
 
 @task(name="read-production-image", task_run_name="production-image-{app}", **_TASK)
-def read_production_image(platform: Any, app: str) -> str | None:
+def read_production_image(platform: Platform, app: str) -> str | None:
     return platform.production_image(app)
 
 
 @task(name="read-production-commit", task_run_name="production-commit-{app}", **_TASK)
-def read_production_commit(platform: Any, app: str) -> str | None:
+def read_production_commit(platform: Platform, app: str) -> str | None:
     return platform.production_commit(app)
 
 
 @task(name="read-image-version", task_run_name="image-version-{app}", **_TASK)
-def image_version(platform: Any, app: str, image: str) -> str | None:
+def image_version(platform: Platform, app: str, image: str) -> str | None:
     """The version an image reports (the app's VERSION), where the platform knows it."""
     read = getattr(platform, "image_version", None)
     return read(image) if read is not None else None
 
 
 @task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
-def is_ancestor(platform: Any, app: str, repo: str, older: str, newer: str) -> bool | None:
+def is_ancestor(platform: Platform, app: str, repo: str, older: str, newer: str) -> bool | None:
     """Git ancestry where the platform's builder knows it (None: unknown)."""
     check = getattr(platform.builder_for(app), "is_ancestor", None)
     return check(repo, older, newer) if check is not None else None
 
 
 @task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
-def deploy_track(platform: Any, app: str, track: Track, image: str) -> None:
+def deploy_track(platform: Platform, app: str, track: Track, image: str) -> None:
     platform.workloads().deploy(app, track, image)
 
 
 # Not retried: the wait has its own deadline; retrying would multiply the spec's timeout.
 @task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", cache_policy=NO_CACHE)
-def wait_track_ready(platform: Any, app: str, track: Track, timeout: float) -> None:
+def wait_track_ready(platform: Platform, app: str, track: Track, timeout: float) -> None:
     platform.workloads().wait_ready(app, track, timeout)
 
 
 @task(name="check-serving", task_run_name="check-serving-{app}", **_TASK)
-def check_serving(platform: Any, app: str) -> dict[str, str | None]:
+def check_serving(platform: Platform, app: str) -> dict[str, str | None]:
     """Each track's readiness right now: None, or why it is not serving."""
     workloads = platform.workloads()
     return {track: workloads.serving(app, track) for track in ("baseline", "canary")}
 
 
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
-def set_traffic(platform: Any, app: str, weights: Weights) -> Weights:
+def set_traffic(platform: Platform, app: str, weights: Weights) -> Weights:
     """Apply the split and read it back: judging traffic that is not in force is worthless."""
     router = platform.router()
     router.set_weights(app, weights)
@@ -93,12 +93,12 @@ def set_traffic(platform: Any, app: str, weights: Weights) -> Weights:
 
 
 @task(name="promote-image", task_run_name="promote-{app}", **_TASK)
-def promote_image(platform: Any, app: str, image: str) -> None:
+def promote_image(platform: Platform, app: str, image: str) -> None:
     platform.workloads().promote(app, image)
 
 
 @task(name="cleanup-traffic", task_run_name="cleanup-traffic-{app}", **_TASK)
-def roll_back_traffic(platform: Any, app: str) -> Weights:
+def roll_back_traffic(platform: Platform, app: str) -> Weights:
     """100 % production, verified by the adapter reading it back; returns what it read."""
     router = platform.router()
     router.rollback(app)
@@ -114,10 +114,10 @@ def _verified(got: Weights, want: Weights, app: str) -> Weights:
 
 
 @task(name="cleanup-track", task_run_name="cleanup-{app}-{track}", **_TASK)
-def remove_track(platform: Any, app: str, track: Track) -> None:
+def remove_track(platform: Platform, app: str, track: Track) -> None:
     platform.workloads().remove(app, track)
 
 
 @task(name="cleanup-routes", task_run_name="cleanup-routes-{app}", **_TASK)
-def restore_routes(platform: Any, app: str) -> None:
+def restore_routes(platform: Platform, app: str) -> None:
     platform.restore_routes(app)

