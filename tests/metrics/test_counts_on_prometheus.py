@@ -248,10 +248,12 @@ def test_histogram_counts_equal_the_latencies_seen(run: Run) -> None:
         assert counts.total == len(app.answers) == run.observed[app.track]
         by_bound = dict(zip(counts.upper_bounds, counts.buckets, strict=True))
         latencies = [seconds for _, seconds in app.answers]
+        # The app answers every request LATENCY_MS after it arrives (0.5 ms above LOW): all
+        # of them lie in (LOW, HIGH]. The client measures at least that (assert it: the
+        # fixed latency was applied) but adds its own queueing on a loaded machine, so only
+        # the server's histogram is held to the upper bound.
         assert by_bound[LOW] == sum(s <= LOW for s in latencies) == 0
-        assert by_bound[HIGH] == sum(s <= HIGH for s in latencies) == len(latencies), (
-            f"client latencies above {HIGH}: {sorted(s for s in latencies if s > HIGH)}"
-        )
+        assert by_bound[HIGH] == counts.total == len(latencies)
 
 
 def test_restart_counts_both_lifetimes(run: Run) -> None:
