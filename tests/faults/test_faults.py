@@ -216,9 +216,9 @@ def test_flow_run_process_killed(stack: Stack) -> None:
         assert run["state_type"] == "CRASHED", run["state_name"]
         row.explained_s = _explained(stack, run, sha, fault, "rolled-back",
                                      "crashed or was killed")  # fmt: skip
-        repairs = [r for r in live.flow_runs("reconcile")
-                   if (r["parameters"].get("run_id") or "").endswith(run["id"])]  # fmt: skip
-        assert repairs, "no reconcile run was started for the crashed release"
+        repairs = poll("the automation's reconcile run for the crashed release", lambda: [
+            r for r in live.flow_runs("reconcile")
+            if (r["parameters"].get("run_id") or "").endswith(run["id"])], 30, every=1)  # fmt: skip
         row.outcome = f"Crashed; repaired by the automation's reconcile ({repairs[0]['state_name']})"
 
 
