@@ -46,12 +46,15 @@ from tests.platforms.kubernetes.conftest import (
     PROD_IMAGE,
     TOKEN,
     production_deployment,
-    role_rules,
     user_view,
     user_virtual_service,
 )
+from tests.platforms.kubernetes.conftest import standin as _standin_fixture
 from tests.support.istio_prometheus import IstioPrometheus, Workload
 from tests.support.k8s_standin import StandIn
+
+#: the stand-in fixture of tests/platforms/kubernetes (a fresh stand-in enforcing the Role)
+standin = _standin_fixture
 
 ISTIO_CONFIG = REPO / "deployments" / "canary-configs" / "istio.yaml"
 NEW_IMAGE = PROD_IMAGE.replace("a" * 64, "b" * 64)
@@ -65,14 +68,6 @@ def _renamed(obj: dict[str, Any], app: str) -> dict[str, Any]:
     """The stand-in conftest's production objects for `app` (each test has its own app:
     the test server's events, artifacts and locks are shared by the package)."""
     return json.loads(json.dumps(obj).replace("goldengoose", app))
-
-
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    """A fresh API stand-in that answers 403 to anything the adapters' Role does not grant."""
-    with StandIn(namespace=NS, token=TOKEN, rbac=role_rules()) as server:
-        yield server
-        assert server.controller.errors == []
 
 
 @pytest.fixture
