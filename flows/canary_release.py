@@ -43,6 +43,7 @@ from tasks.analysis import (
     graph_links,
     judge_interval,
     plan_canary,
+    wait_for_requests,
 )
 from tasks.commands import take as take_command
 from tasks.history import find_last_promotion
@@ -331,6 +332,12 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
     for window in windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(plat, app, weights)
+        if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
+            waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
+                                       spec.ready_timeout_seconds)  # fmt: skip
+            if waited >= 2:
+                logger.info("%s: both tracks' requests visible in Prometheus after %.1f s",
+                            app, waited)  # fmt: skip
         command = wait_until(window.not_before, tick=tick)
         if command is not None:
             progress(bar, 100.0)

@@ -3,6 +3,7 @@ retries."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,17 @@ from prefect.cache_policies import NO_CACHE
 from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig, Thresholds
-from canary.errors import CanaryError
+from canary.errors import CanaryError, MetricsError
 from canary.judge import IntervalJudgement, judge
 from canary.judge.guards import GuardResult
-from canary.metrics.collect import collect_counts, collect_pairs, count_requests, production_counts
+from canary.metrics.collect import (
+    collect_counts,
+    collect_pairs,
+    count_requests,
+    production_counts,
+    request_counter,
+    unseen_tracks,
+)
 from canary.metrics.counts import CountsPair
 from canary.metrics.scope import MetricScope, scope_pair
 from canary.metrics.series import MetricPair
@@ -61,6 +69,48 @@ def fetch_request_counts(
     """(baseline, canary) requests over the window, for the guards; None without a counter."""
     control, experiment = window_scopes(scopes, window)
     return count_requests(source, config, control, experiment)
+
+
+@task(name="wait-for-metrics", task_run_name="wait-for-metrics-{app}", cache_policy=NO_CACHE)
+def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: str, since: datetime,
+                      timeout_seconds: float, every: float = 0.5) -> float:  # fmt: skip
+    """Poll until Prometheus shows requests of both tracks since `since` (the first traffic
+    shift), so the first look never judges a track that is not scraped yet. Returns the
+    seconds waited (0 without a request counter: then only readiness guards the looks).
+
+    Raises MetricsError, naming the tracks and the counter, when they stay unseen for
+    `timeout_seconds`: the release then fails closed, with that reason."""
+    began = time.monotonic()
+    deadline = began + timeout_seconds
+    last: MetricsError | None = None
+    while True:
+        control, experiment = scope_pair(
+            baseline=scopes.control, canary=scopes.experiment, start=since,
+            end=max(datetime.now(UTC), since + timedelta(milliseconds=1)), step=1,
+            location=scopes.location, extended_scope_params=scopes.extended_scope_params,
+        )  # fmt: skip
+        try:
+            unseen = unseen_tracks(source, config, control, experiment)
+            last = None
+        except MetricsError as exc:
+            if not exc.transient:
+                raise
+            unseen, last = [scopes.control, scopes.experiment], exc
+        if unseen is None:
+            return 0.0
+        if not unseen:
+            return time.monotonic() - began
+        if time.monotonic() >= deadline:
+            counter = request_counter(config)
+            selector = counter[0] if counter else "-"
+            why = f" (last error: {last})" if last else ""
+            raise MetricsError(
+                f"Prometheus showed no request of {' and '.join(unseen)} of {app} within "
+                f"{timeout_seconds:g} s after traffic reached them (request counter "
+                f"{selector}){why}: is the track scraped, and does the selector match its "
+                "series? A canary is never judged before its requests are visible."
+            )
+        time.sleep(every)
 
 
 @task(name="judge-interval", task_run_name="judge-interval-{index}", cache_policy=NO_CACHE)

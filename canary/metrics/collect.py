@@ -85,6 +85,23 @@ def count_requests(
     return sides[0].get(key, 0.0), sides[1].get(key, 0.0)
 
 
+def unseen_tracks(
+    source: MetricSource, config: CanaryConfig, control: MetricScope, experiment: MetricScope
+) -> list[str] | None:
+    """The tracks (scope names) whose request counter shows no request over the scopes'
+    window, in (control, experiment) order; None when the config has no request counter.
+
+    Prometheus discovers a new target after a delay (its discovery manager hands new
+    targets to the scrapers at most every 5 s; Kubernetes service discovery adds the
+    watch latency), and Istio's request series only exist after a track's first request:
+    until both tracks' requests are visible, a look would judge a track that merely has
+    not been scraped yet."""
+    got = count_requests(source, config, control, experiment)
+    if got is None:
+        return None
+    return [scope.scope for scope, n in zip((control, experiment), got, strict=True) if n <= 0]
+
+
 def production_counts(
     source: MetricSource, config: CanaryConfig, scope: MetricScope
 ) -> dict[str, RatioCounts | HistogramCounts | None]:

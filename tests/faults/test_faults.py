@@ -389,10 +389,14 @@ def test_fifty_concurrent_deliveries_of_one_commit(stack: Stack) -> None:
         built = [r for r in final if r["state_type"] == "COMPLETED"]
         skipped = [r for r in final if r["state_name"] == "Skipped"]
         # On SQLite the storm can make the server answer the worker 503 (database locked)
-        # while it submits a run: that run ends Crashed without ever starting, so it built
-        # nothing. Allowed (issue 14 moves the server to PostgreSQL), counted, and bounded.
-        unsubmitted = [r for r in final if r["state_type"] == "CRASHED" and r.get("start_time") is None
+        # while it submits a run: the worker marks that run Crashed without starting its
+        # process (Prefect may still have stamped a start time when it went Pending), so it
+        # built nothing; `built` == 1 and one release below hold either way. Allowed on
+        # SQLite only (issue 14 moves the server to PostgreSQL), counted, and bounded.
+        unsubmitted = [r for r in final if r["state_type"] == "CRASHED"
                        and "Failed to submit flow run" in ((r.get("state") or {}).get("message") or "")]  # fmt: skip
+        if live.db != "sqlite":
+            assert not unsubmitted, unsubmitted
         assert len(final) == 50, len(final)
         assert len(built) == 1, [(r["name"], r["state_name"]) for r in built]
         assert len(skipped) + len(unsubmitted) == 49 and len(unsubmitted) <= 5, (

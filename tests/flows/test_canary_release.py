@@ -137,8 +137,12 @@ def test_good_canary_fetches_each_window_after_it_closed(promoted):
     names = [c[0] if c[0] != "fetch_pair" else f"fetch:{c[1]}" for c in env.rec.calls]
     window = (["set_weights", "read_weights"] + [f"fetch:{m}" for m in METRICS]
               + ["counter_increase", "counter_increase", "serving", "serving"])  # fmt: skip
+    # the first look waits until both tracks' requests are visible (one poll here: the fake
+    # store shows them at once), then every look: traffic first, then the data
+    wait = ["counter_increase", "counter_increase"]
+    expected = window[:2] + wait + window[2:] + window * 2
     first = names.index("set_weights")
-    assert names[first : first + 3 * len(window)] == window * 3  # traffic first, then the data
+    assert names[first : first + len(expected)] == expected
     fetches = env.rec.named("fetch_pair")
     ends = []
     for _, _, control, experiment, when in fetches:

@@ -55,6 +55,11 @@ class Live:
     def api(self) -> str:
         return self.chain.config.api_url
 
+    @property
+    def db(self) -> str:
+        """The Prefect server's database: "sqlite" or "postgres"."""
+        return self.chain.config.db
+
     def commit(self, version: str, faults: dict[str, Any] | None = None) -> str:
         (self.repo / "VERSION").write_text(f"{version}\n")
         (self.repo / "faults.json").write_text(json.dumps(faults or {}) + "\n")

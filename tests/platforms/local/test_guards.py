@@ -23,7 +23,7 @@ from canary.analysis.decision import Action, Decision, decide
 from canary.config import CanaryConfig
 from canary.judge import judge
 from canary.judge.guards import evaluate_guards
-from canary.metrics.collect import collect_counts, count_requests
+from canary.metrics.collect import collect_counts, count_requests, unseen_tracks
 from canary.metrics.prometheus import PrometheusMetricSource
 from canary.metrics.scope import scope_pair
 from canary.ports import Weights
@@ -63,6 +63,22 @@ def source(platform: Platform) -> Iterator[PrometheusMetricSource]:
         yield s
 
 
+def _wait_requests_visible(source: PrometheusMetricSource, config: CanaryConfig, since: datetime,
+                           timeout: float = 30) -> None:  # fmt: skip
+    """Until Prometheus shows both tracks' requests since `since` (a new target is scraped
+    only after Prometheus' discovery hands it over, up to ~5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        control, experiment = scope_pair(baseline="baseline", canary="canary", start=since,
+                                          end=datetime.now(UTC), step=1)  # fmt: skip
+        unseen = unseen_tracks(source, config, control, experiment)
+        if not unseen:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no requests of {unseen} visible in Prometheus after {timeout} s")
+        time.sleep(0.25)
+
+
 def _release(p: Platform, source: PrometheusMetricSource, config: CanaryConfig,
              fault: Callable[[int], None] = lambda look: None) -> tuple[int, Decision]:  # fmt: skip
     """Baseline + canary (both v2: an unchanged canary), looks until a final decision.
@@ -75,7 +91,7 @@ def _release(p: Platform, source: PrometheusMetricSource, config: CanaryConfig,
     p.router.set_weights(APP, SPLIT)
     previous = (0.0, 0.0)
     with Load(p.url, LOOK_SECONDS * LOOKS + 2):
-        time.sleep(1.0)  # let the load reach both tracks before the analysis starts
+        _wait_requests_visible(source, config, datetime.now(UTC))  # as the flow does
         start = datetime.now(UTC)
         for look in range(1, LOOKS + 1):
             fault(look)
