@@ -26,6 +26,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from canary.cleanup import run_cleanup
 from canary.config.kubernetes import KubernetesRelease, object_name
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import (
@@ -244,16 +245,22 @@ class KubernetesCluster(Block):
         return None
 
     def reconcile(self, app: str) -> dict[str, Any]:
-        """Repair a crashed release: 100 % primary (read back), our Deployments deleted,
-        the user's routes restored: in that order, so no request reaches a deleted pod."""
-        router = self.router_for(app)
-        router.rollback(app)
-        workloads = self.workloads_for(app)
+        """Repair a crashed release in the cleanup order of canary.cleanup: 100 % primary
+        (read back), our Deployments deleted (never while traffic may still reach them),
+        the user's routes restored. Raises the first failure, after every step ran."""
+        router, workloads = self.router_for(app), self.workloads_for(app)
         removed = workloads.leftovers(app)
-        for track in ("baseline", "canary"):
-            workloads.remove(app, track)
-        router.restore(app)
-        return {"weights": "100% primary (verified)", "removed": removed}
+        steps, error = run_cleanup({
+            "roll_back_traffic": lambda: router.rollback(app),
+            "remove_baseline": lambda: workloads.remove(app, "baseline"),
+            "remove_canary": lambda: workloads.remove(app, "canary"),
+            "restore_routes": lambda: router.restore(app),
+        })  # fmt: skip
+        if error is not None:
+            error.add_note("reconcile of " + app + ": " + "; ".join(steps))
+            raise error
+        return {"weights": "100% primary (verified)", "removed": removed, "steps": steps,
+                "primary": self.production_image(app)}  # fmt: skip
 
     def restore_routes(self, app: str) -> None:
         self.router_for(app).restore(app)

@@ -334,3 +334,27 @@ def test_leftovers_of_a_release_before_the_prefix_change_are_still_cleaned_up(
     standin.controller.settle()
     assert standin.names("Deployment") == [APP]
     assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
+
+
+def test_reconcile_never_deletes_a_track_the_traffic_could_not_be_moved_off(
+        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+    """The cleanup order of canary.cleanup on the cluster: with the VirtualService refusing
+    writes, reconcile fails naming every step, and baseline and canary keep serving the
+    share the route still gives them (deleting them would turn it into 503s)."""
+    cluster = _cluster(standin, tmp_path)
+    _release(cluster, Weights(80, 10, 10))
+    for verb in ("update", "patch"):
+        standin.faults.inject(verb=verb, plural="virtualservices", status=403, times=100)
+    with pytest.raises(Exception) as caught:
+        cluster.reconcile(APP)
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "FAILED: all traffic to production (read back)" in notes
+    assert "SKIPPED: canary removed: the traffic could not be moved off it" in notes
+    assert sorted(standin.names("Deployment")) == sorted([APP, f"{APP}-baseline", f"{APP}-canary"])
+    standin.faults.clear()
+    found = cluster.reconcile(APP)  # the reconcile automation's next attempt
+    assert sorted(found["removed"]) == [f"{APP}-baseline", f"{APP}-canary"]
+    assert found["steps"][0] == "all traffic to production (read back)"
+    assert cluster.router_for(APP).read_weights(APP) == Weights.all_primary()
+    standin.controller.settle()
+    assert standin.names("Deployment") == [APP]
