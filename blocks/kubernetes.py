@@ -31,7 +31,6 @@ from canary.config.kubernetes import KubernetesRelease, object_name
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import (
     TRACK_LABEL,
-    IstioRouter,
     KnativeBuilder,
     KubeClient,
     KubernetesWorkloads,
@@ -39,6 +38,8 @@ from canary.platforms.kubernetes import (
     new_api_client,
 )
 from canary.platforms.kubernetes.builds import KANIKO_IMAGE
+from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
+from canary.ports import TrafficRouter
 from canary.release import ReleaseSpec, TrafficPlan
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -117,6 +118,9 @@ class KubernetesCluster(Block):
     build_timeout_seconds: float = Field(1800.0, gt=0, description="How long a build may run.")
     rollout_timeout_seconds: float = Field(
         600.0, gt=0, description="How long a promotion waits for production's rolling update.")
+    traffic_router: str = Field(
+        "istio", description="What splits the traffic: a name in "
+        "canary.platforms.kubernetes.routers.ROUTERS (istio today).")
     istio_api_version: Literal["v1", "v1beta1", "v1alpha3"] = Field(
         "v1", description="networking.istio.io version to use (v1 needs Istio >= 1.22).")
     track_label: str = Field(
@@ -136,6 +140,13 @@ class KubernetesCluster(Block):
     def _secret_key(cls, value: str) -> str:
         if not _SECRET_KEY.fullmatch(value):
             raise ValueError(f"{value!r} is not a Secret key (letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("traffic_router")
+    @classmethod
+    def _traffic_router(cls, value: str) -> str:
+        if value not in ROUTERS:
+            raise ValueError(f"traffic_router {value!r} is not known; choose one of {sorted(ROUTERS)}")
         return value
 
     @field_validator("track_label")
@@ -196,13 +207,11 @@ class KubernetesCluster(Block):
                                    container=options.container, track_label=self.track_label,
                                    rollout_timeout=self.rollout_timeout_seconds)
 
-    def router_for(self, app: str) -> IstioRouter:
+    def router_for(self, app: str) -> TrafficRouter:
+        """The app's router: `traffic_router`'s implementation with the app's options."""
         options, _ = self.app_options(app)
-        return IstioRouter(self.get_client(), virtual_service=options.virtual_service,
-                           routes=options.routes or None, host=options.host,
-                           destination_rule=options.destination_rule,
-                           mirror=options.traffic == "mirror", track_label=self.track_label,
-                           api_version=self.istio_api_version)
+        return make_router(self.traffic_router, self.get_client(), options,
+                           RouterSettings(self.track_label, self.istio_api_version))  # fmt: skip
 
     def workloads(self) -> Any:
         """The Workloads port for any app (each call uses that app's options)."""

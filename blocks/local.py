@@ -141,4 +141,4 @@ class LocalPlatform(Block):
 
     def restore_routes(self, app: str) -> None:
         """HAProxy has no user routes to restore: all traffic to production, read back."""
-        self.router().rollback(app)
+        self.router().restore(app)

@@ -168,6 +168,12 @@ class TrafficRouter(Protocol):
         """Send 100 % to production and verify it by reading back; idempotent."""
         ...
 
+    def restore(self, app: str) -> None:
+        """Put the user's routes back as they were before the release, verified, and drop
+        what the release added; idempotent. A router that owns the routes it splits (the
+        local HAProxy) has nothing of the user's to restore: all traffic to production."""
+        ...
+
 
 @runtime_checkable
 class Platform(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,41 @@ def test_the_flows_call_only_the_seam_on_a_platform() -> None:
               and isinstance(node.func.value, ast.Name) and node.func.value.id in ("plat", "platform")}  # fmt: skip
     assert called, "tasks/platform.py calls nothing on a platform: the test looks at the wrong names"
     assert called <= set(SEAM), sorted(called - set(SEAM))
+
+
+def test_every_router_implements_the_router_port(tmp_path: Path) -> None:
+    """restore included: the cleanup's last step is a router method on every platform."""
+    from canary.platforms.local.haproxy import HAProxyRouter
+    from canary.ports import TrafficRouter
+
+    routers = [HAProxyRouter(tmp_path / "admin.sock"), FakePlatform(Recorder()).router(),
+               KubernetesCluster(host="https://k8s.test", token="t").router_for("shop")]  # fmt: skip
+    for router in routers:
+        assert isinstance(router, TrafficRouter), type(router)
+
+
+def test_the_kubernetes_router_is_chosen_by_name() -> None:
+    from canary.errors import ConfigError
+    from canary.platforms.kubernetes.istio import IstioRouter
+    from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
+
+    cluster = KubernetesCluster(host="https://k8s.test", token="t")
+    assert cluster.traffic_router == "istio" and isinstance(cluster.router_for("shop"), IstioRouter)
+    with pytest.raises(ValueError, match=r"traffic_router 'linkerd' is not known; choose one of \['istio'\]"):
+        KubernetesCluster(host="https://k8s.test", token="t", traffic_router="linkerd")
+    with pytest.raises(ConfigError, match="registered in canary.platforms.kubernetes.routers.ROUTERS"):
+        make_router("smi", cluster.get_client(), cluster.app_options("shop")[0], RouterSettings("track"))
+    # a new router is a registration, not a flow change
+    made: list[str] = []
+
+    def recording(client: Any, options: Any, settings: RouterSettings) -> IstioRouter:
+        made.append(settings.track_label)
+        return IstioRouter(client)
+
+    ROUTERS["recording"] = recording
+    try:
+        cluster = KubernetesCluster(host="https://k8s.test", token="t", traffic_router="recording")
+        cluster.router_for("shop")
+        assert made == [cluster.track_label]
+    finally:
+        del ROUTERS["recording"]

@@ -136,6 +136,10 @@ class _Router:
         if not self._platform.ignore_weights:
             self._platform.weights[app] = Weights.all_primary()
 
+    def restore(self, app: str) -> None:
+        """The fake platform's routes are its own: all traffic to production."""
+        self.rollback(app)
+
 
 class FakePlatform:
     """What tasks/platform.py calls on a platform block, recorded.

@@ -166,7 +166,13 @@ class HAProxyRouter:
         """100 % to primary, verified by reading back (idempotent)."""
         self.set_weights(app, Weights.all_primary())
 
+    def restore(self, app: str) -> None:
+        """The backend is ours, not the user's: nothing to put back but all traffic to
+        production (read back)."""
+        self.rollback(app)
+
     # -- read ---------------------------------------------------------------------------
+
     def servers(self, app: str) -> dict[str, ServerState]:
         reply = self.cli(f"show servers state {app}")
         if "Can't find backend" in reply:
