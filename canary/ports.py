@@ -9,43 +9,16 @@ so Prefect tasks can retry exactly those. Cleanup methods are idempotent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from canary.errors import ConfigError
+from canary.values.counts import CountsPair, SideCounts
+from canary.values.scope import MetricScope
+from canary.values.series import MetricPair, Series
+from canary.values.tracks import Track
+from canary.values.weights import Weights
 
 if TYPE_CHECKING:
     from canary.config import MetricConfig
-    from canary.metrics.counts import CountsPair, SideCounts
-    from canary.metrics.scope import MetricScope
-    from canary.metrics.series import MetricPair, Series
-
-#: The two short-lived deployments of a release; "primary" is production itself.
-Track = Literal["baseline", "canary"]
-
-
-@dataclass(frozen=True)
-class Weights:
-    """Traffic split in percent over production, baseline and canary; sums to 100.
-
-    Baseline and canary normally get equal shares so their metrics are comparable.
-    """
-
-    primary: int
-    baseline: int = 0
-    canary: int = 0
-
-    def __post_init__(self) -> None:
-        shares = (self.primary, self.baseline, self.canary)
-        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shares):
-            raise ConfigError(f"traffic weights must be whole percentages >= 0, got {self}")
-        if sum(shares) != 100:
-            raise ConfigError(f"traffic weights must sum to 100, got {sum(shares)} in {self}")
-
-    @classmethod
-    def all_primary(cls) -> Weights:
-        return cls(primary=100)
-
 
 @runtime_checkable
 class MetricSource(Protocol):

@@ -21,10 +21,10 @@ from canary.config import AnalysisPlan, CanaryConfig
 from canary.config._base import Model, validate
 from canary.config.kubernetes import KubernetesRelease
 from canary.errors import ConfigError
-from canary.ports import Weights
+from canary.values.weights import Weights
 
 if TYPE_CHECKING:
-    from canary.metrics.scope import MetricScope
+    from canary.values.scope import MetricScope
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -99,7 +99,7 @@ class Scopes(Model):
 
     def production_scope(self, start: datetime, end: datetime) -> MetricScope:
         """Production's own scope over [start, end] (planning, re-analysis)."""
-        from canary.metrics.scope import MetricScope
+        from canary.values.scope import MetricScope
 
         return MetricScope(scope=self.production, location=self.location, start=start, end=end,
                            step=1, extended_scope_params=self.extended_scope_params)  # fmt: skip

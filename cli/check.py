@@ -48,7 +48,7 @@ def validate(path: str, prometheus: str | None = None, *, scope: str = "primary"
     if prometheus is None:
         return rows
     from canary.metrics.prometheus import PrometheusMetricSource
-    from canary.metrics.scope import MetricScope
+    from canary.values.scope import MetricScope
 
     end = datetime.now(UTC)
     scopes = ({spec.scopes.control, spec.scopes.experiment, spec.scopes.production}
@@ -88,7 +88,7 @@ def backtest(api: Any, app: str, config_path: str, prometheus: str) -> list[dict
     from canary.judge import judge
     from canary.metrics.collect import collect_counts, collect_pairs
     from canary.metrics.prometheus import PrometheusMetricSource
-    from canary.metrics.scope import scope_pair
+    from canary.values.scope import scope_pair
 
     _, config = _load(config_path)
     rows = []

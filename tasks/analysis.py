@@ -25,10 +25,10 @@ from canary.metrics.collect import (
     request_counter,
     unseen_tracks,
 )
-from canary.metrics.counts import CountsPair
-from canary.metrics.scope import MetricScope, scope_pair
-from canary.metrics.series import MetricPair
 from canary.release import ReleaseSpec, Scopes
+from canary.values.counts import CountsPair
+from canary.values.scope import MetricScope, scope_pair
+from canary.values.series import MetricPair
 from tasks._retry import RETRYING
 
 

@@ -13,7 +13,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.errors import PlatformError
-from canary.ports import Platform, Track, Weights
+from canary.ports import Platform
+from canary.values.tracks import Track
+from canary.values.weights import Weights
 from tasks._retry import RETRYING, RetryOptions
 
 

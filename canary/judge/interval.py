@@ -55,7 +55,7 @@ KAYENTA_TOLERANCE = 0.25
 
 
 class PairLike(Protocol):
-    """What the judge needs of one metric pair (canary.metrics.series.MetricPair fits)."""
+    """What the judge needs of one metric pair (canary.values.series.MetricPair fits)."""
 
     name: str
     tags: Mapping[str, str]
@@ -68,7 +68,7 @@ class PairLike(Protocol):
 
 
 class CountsLike(Protocol):
-    """What the judge needs of one count metric (canary.metrics.counts.CountsPair fits):
+    """What the judge needs of one count metric (canary.values.counts.CountsPair fits):
     `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`."""
 
     name: str

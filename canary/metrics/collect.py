@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from canary.config import CanaryConfig, MetricConfig
-from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts
-from canary.metrics.scope import MetricScope
-from canary.metrics.series import MetricPair
 from canary.ports import MetricSource
+from canary.values.counts import CountsPair, HistogramCounts, RatioCounts
+from canary.values.scope import MetricScope
+from canary.values.series import MetricPair
 
 
 def collect_pairs(

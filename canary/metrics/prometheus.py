@@ -33,18 +33,12 @@ from urllib3.util.retry import Retry
 
 from canary.config import PrometheusQuery
 from canary.errors import ConfigError, MetricsError
-from canary.metrics.counts import (
-    CounterSeries,
-    CountsPair,
-    SideCounts,
-    histogram_counts,
-    parse_matrix,
-    ratio_counts,
-    sum_increase,
-)
+from canary.metrics.counts import histogram_counts, parse_matrix, ratio_counts, sum_increase
 from canary.metrics.promql import _reject_injection, build_query, expand_custom_filter
-from canary.metrics.scope import MetricScope, epoch_millis, iso_instant
-from canary.metrics.series import Align, MetricPair, Series, mix, to_series
+from canary.metrics.series import Align, mix, to_series
+from canary.values.counts import CounterSeries, CountsPair, SideCounts
+from canary.values.scope import MetricScope, epoch_millis, iso_instant
+from canary.values.series import MetricPair, Series
 
 if TYPE_CHECKING:
     from canary.config import MetricConfig

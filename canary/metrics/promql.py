@@ -17,7 +17,7 @@ from canary.errors import ConfigError
 
 if TYPE_CHECKING:
     from canary.config import PrometheusQuery
-    from canary.metrics.scope import MetricScope
+    from canary.values.scope import MetricScope
 
 PROMQL_PREFIX = "PromQL:"
 _FORBIDDEN = {

@@ -17,8 +17,8 @@ and experiment series by tag map and pads each side with NaN up to (end - start)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
@@ -26,73 +26,15 @@ from typing import Any, Literal
 import numpy as np
 
 from canary.errors import ConfigError, MetricsError
-from canary.metrics.scope import MetricScope, epoch_millis
+from canary.values.scope import MetricScope, epoch_millis
+from canary.values.series import MetricPair, Series
 
 Align = Literal["kayenta", "grid"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _frozen_values(values: Iterable[float]) -> np.ndarray:
-    array = np.array(values if isinstance(values, np.ndarray) else list(values), dtype=float)
-    array.setflags(write=False)
-    return array
-
-
 def _from_millis(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Series:
-    """One time series of one side. ``step`` is whole seconds; ``values`` is read-only float64.
-
-    ``end`` follows Kayenta: start + len(values) * step for answered series, the scope's end
-    for the empty placeholder. ``metric_id`` is the dropped ``__name__`` label, if any.
-    """
-
-    tags: Mapping[str, str]
-    values: np.ndarray
-    start: datetime
-    end: datetime
-    step: int
-    query: str
-    metric_id: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
-        object.__setattr__(self, "values", _frozen_values(self.values))
-
-    @property
-    def expected_points(self) -> int:
-        """Kayenta's ``MetricSet.expectedDataPoints``: (end - start) / step in whole ms."""
-        if self.step == 0:
-            return 0
-        return (epoch_millis(self.end) - epoch_millis(self.start)) // (self.step * 1000)
-
-    def padded(self, count: int) -> Series:
-        """This series with NaN appended up to ``count`` values (never truncated)."""
-        missing = count - len(self.values)
-        if missing <= 0:
-            return self
-        return replace(self, values=np.concatenate([self.values, np.full(missing, np.nan)]))
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class MetricPair:
-    """Control and experiment series of one metric and one tag set, as the judge gets them."""
-
-    name: str
-    tags: Mapping[str, str]
-    control: Series
-    experiment: Series
-
-    @property
-    def control_values(self) -> np.ndarray:
-        return self.control.values
-
-    @property
-    def experiment_values(self) -> np.ndarray:
-        return self.experiment.values
 
 
 def parse_sample(text: Any) -> float | None:

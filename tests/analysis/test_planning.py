@@ -35,7 +35,7 @@ from canary.judge.sequential import (
     histogram_log_evidence,
     ratio_log_evidence,
 )
-from canary.metrics.counts import HistogramCounts, RatioCounts, SideCounts
+from canary.values.counts import HistogramCounts, RatioCounts, SideCounts
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE = LookSchedule((10, 20, 25), 15.0, 3, 45.0, 10.0)  # goldengoose's release spec

@@ -16,8 +16,8 @@ import pytest
 from canary.config import CanaryConfig
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.collect import unseen_tracks
-from canary.metrics.scope import scope_pair
 from canary.release import Scopes
+from canary.values.scope import scope_pair
 from tasks.analysis import wait_for_requests
 
 ROOT = Path(__file__).resolve().parents[2]

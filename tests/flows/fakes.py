@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts, SideCounts
-from canary.metrics.series import MetricPair, Series
-from canary.ports import Weights
+from canary.values.counts import CountsPair, HistogramCounts, RatioCounts, SideCounts
+from canary.values.series import MetricPair, Series
+from canary.values.weights import Weights
 
 #: (mean, standard deviation) of each goldengoose metric on a healthy version.
 HEALTHY = {

@@ -15,7 +15,7 @@ import flows.canary_release as release_flow
 import tasks.analysis
 import tasks.platform
 from canary.errors import ConfigError, MetricsError, PlatformError
-from canary.ports import Weights
+from canary.values.weights import Weights
 from tasks._retry import only_transient
 from tests.flows import api
 from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, install, released

@@ -14,10 +14,6 @@ from canary.config import CanaryConfig
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.collect import collect_counts, collect_pairs
 from canary.metrics.counts import (
-    CounterSeries,
-    CountsPair,
-    HistogramCounts,
-    RatioCounts,
     histogram_counts,
     increase,
     parse_le,
@@ -25,8 +21,9 @@ from canary.metrics.counts import (
     ratio_counts,
     sum_increase,
 )
-from canary.metrics.scope import MetricScope
 from canary.ports import MetricSource
+from canary.values.counts import CounterSeries, CountsPair, HistogramCounts, RatioCounts
+from canary.values.scope import MetricScope
 from tests.metrics.test_prometheus_source import T0, TOKEN, ok, source_with
 
 # -- the pure part: one series ------------------------------------------------------------

@@ -27,9 +27,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from canary.config import CanaryConfig
-from canary.metrics.counts import HistogramCounts, RatioCounts
 from canary.metrics.prometheus import PrometheusMetricSource
-from canary.metrics.scope import MetricScope
+from canary.values.counts import HistogramCounts, RatioCounts
+from canary.values.scope import MetricScope
 from examples.goldengoose.server import LATENCY_BUCKETS
 from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
 

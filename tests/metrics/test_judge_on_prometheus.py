@@ -29,7 +29,7 @@ from canary.judge import Classification, Verdict, judge
 from canary.judge.guards import check_split
 from canary.metrics.collect import collect_counts, collect_pairs, count_requests
 from canary.metrics.prometheus import PrometheusMetricSource
-from canary.metrics.scope import MetricScope
+from canary.values.scope import MetricScope
 from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from canary.config import CanaryConfig
 from canary.judge import Classification, Verdict, judge
 from canary.metrics.collect import collect_pairs
 from canary.metrics.prometheus import PrometheusMetricSource
-from canary.metrics.scope import MetricScope
+from canary.values.scope import MetricScope
 from tests.config.kayenta_fixtures import CONFIGS
 from tests.support.prometheus import DEFAULT_BINARY, PrometheusServer
 

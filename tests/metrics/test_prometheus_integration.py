@@ -15,7 +15,7 @@ import requests
 from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.prometheus import MAX_POINTS_PER_REQUEST, PrometheusMetricSource
-from canary.metrics.scope import MetricScope, iso_instant, scope_pair
+from canary.values.scope import MetricScope, iso_instant, scope_pair
 from tests.support.prometheus import free_port
 
 if TYPE_CHECKING:

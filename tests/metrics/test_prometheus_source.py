@@ -16,8 +16,8 @@ from requests.adapters import BaseAdapter
 from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.prometheus import PrometheusMetricSource, redact_url
-from canary.metrics.scope import MetricScope
 from canary.ports import MetricSource
+from canary.values.scope import MetricScope
 
 URL = "http://prom.test:9090"
 TOKEN = "s3cr3t-t0ken"

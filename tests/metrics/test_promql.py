@@ -10,7 +10,7 @@ import pytest
 from canary.config import CanaryConfig, PrometheusQuery
 from canary.errors import ConfigError
 from canary.metrics.promql import build_query, java_split_commas, substitute
-from canary.metrics.scope import MetricScope
+from canary.values.scope import MetricScope
 
 START = datetime(2020, 7, 27, 19, 17, 36, tzinfo=UTC)
 from tests.config.kayenta_fixtures import CONFIGS as FIXTURES  # noqa: E402

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from canary.errors import ConfigError, MetricsError
-from canary.metrics.scope import MetricScope, epoch_millis, iso_instant, scope_pair
-from canary.metrics.series import MetricPair, Series, mix, to_series
+from canary.metrics.series import mix, to_series
+from canary.values.scope import MetricScope, epoch_millis, iso_instant, scope_pair
+from canary.values.series import MetricPair, Series
 
 T0 = datetime(2020, 7, 27, 19, 17, 36, tzinfo=UTC)
 S0 = T0.timestamp()

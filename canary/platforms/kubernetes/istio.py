@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from canary.errors import ConfigError, PlatformError
-from canary.ports import Weights
+from canary.values.weights import Weights
 
 from . import routes
 from .client import DEPLOYMENT, Kind, KubeClient

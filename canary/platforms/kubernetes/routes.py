@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from canary.errors import ConfigError, PlatformError
-from canary.ports import Weights
+from canary.values.weights import Weights
 
 from .manifests import LEGACY_ORIGINAL_ANNOTATION, ORIGINAL_ANNOTATION, TRACKS, managed_labels
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from canary.errors import ConfigError, PlatformError
-from canary.ports import Track
+from canary.values.tracks import Track
 
 from .client import DEPLOYMENT, POD, KubeClient
 from .errors import ConflictError

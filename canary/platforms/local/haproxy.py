@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canary.errors import ConfigError, PlatformError
-from canary.ports import Weights
+from canary.values.weights import Weights
 
 TRACKS = ("primary", "baseline", "canary")
 SERVERS = (*TRACKS, "handoff")

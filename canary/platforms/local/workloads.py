@@ -27,7 +27,7 @@ from canary.platforms.local import procs, prometheus
 from canary.platforms.local.builder import load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.spec import AppSpec, process_env, render
-from canary.ports import Track
+from canary.values.tracks import Track
 
 MARKER = "CANARY_LOCAL_STATE"  # in every spawned environment: finds unrecorded orphans
 ROLES = ("primary", "baseline", "canary", "primary-next", "retired")

@@ -20,7 +20,7 @@ from canary.platforms.kubernetes.knative import build_manifest
 from canary.platforms.kubernetes.manifests import derived_deployment
 from canary.platforms.kubernetes.routes import apply_weights, destination_rule, subsets
 from canary.platforms.kubernetes.tekton import GIT_IMAGE, taskrun_manifest
-from canary.ports import Weights
+from canary.values.weights import Weights
 from tests.support.k8s_standin import StandIn
 from tests.support.k8s_standin.resources import BUILTINS, default_crd_dir, load_crds, validate
 

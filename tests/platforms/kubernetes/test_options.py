@@ -15,8 +15,8 @@ from blocks.kubernetes import KubernetesCluster
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import TRACK_LABEL, new_api_client
 from canary.platforms.kubernetes.manifests import canary_replicas, selector_string
-from canary.ports import Weights
 from canary.release import ReleaseSpec
+from canary.values.weights import Weights
 from tests.support.k8s_standin import StandIn
 
 from .conftest import APP, COMMIT, IMAGE_REPO, NS, REPO, TOKEN, user_view

@@ -20,7 +20,7 @@ from canary.platforms.kubernetes.manifests import (
     version_label,
 )
 from canary.platforms.kubernetes.routes import managed_routes, restored, weights_of, with_record
-from canary.ports import Weights
+from canary.values.weights import Weights
 from tests.support.k8s_standin.patching import PatchError, json_patch, merge_patch, strategic_merge
 from tests.support.k8s_standin.selectors import labels_match, parse_label_selector
 

@@ -17,7 +17,7 @@ from canary.platforms.kubernetes import (
     TektonBuilder,
     WaitTimeout,
 )
-from canary.ports import Weights
+from canary.values.weights import Weights
 from tests.support.k8s_standin import StandIn
 
 from .conftest import APP, COMMIT, IMAGE_REPO, PROD_IMAGE, REPO, finish, retrying, user_view

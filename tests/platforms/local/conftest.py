@@ -22,7 +22,7 @@ from canary.platforms.local.builder import GitBuilder
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import MARKER, ProcessWorkloads
-from canary.ports import Weights
+from canary.values.weights import Weights
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDENGOOSE = ROOT / "examples" / "goldengoose"

@@ -25,8 +25,8 @@ from canary.judge import judge
 from canary.judge.guards import evaluate_guards
 from canary.metrics.collect import collect_counts, count_requests, unseen_tracks
 from canary.metrics.prometheus import PrometheusMetricSource
-from canary.metrics.scope import scope_pair
-from canary.ports import Weights
+from canary.values.scope import scope_pair
+from canary.values.weights import Weights
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, Platform
 from tests.platforms.local.test_judged_release import _wait_scraped_past

@@ -17,9 +17,9 @@ from canary.config import CanaryConfig
 from canary.judge import Classification, Verdict, judge
 from canary.metrics.collect import collect_pairs
 from canary.metrics.prometheus import PrometheusMetricSource
-from canary.metrics.scope import scope_pair
 from canary.platforms.local import prometheus as local_prometheus
-from canary.ports import Weights
+from canary.values.scope import scope_pair
+from canary.values.weights import Weights
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, Platform
 

@@ -16,7 +16,7 @@ import pytest
 from canary.platforms.local import procs
 from canary.platforms.local.spec import AppSpec, process_env
 from canary.platforms.local.workloads import MARKER
-from canary.ports import Weights
+from canary.values.weights import Weights
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, ROOT, Platform
 
@@ -24,7 +24,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     from canary.platforms.local.stack import LocalStack
-    from canary.ports import Weights
+    from canary.values.weights import Weights
     state, stats, prom, bad, v1 = sys.argv[1:6]
     stack = LocalStack(state, haproxy_stats_port=int(stats), prometheus_port=int(prom))
     wl, router = stack.workloads(), stack.router()

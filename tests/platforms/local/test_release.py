@@ -12,7 +12,7 @@ import time
 import pytest
 
 from canary.platforms.local import procs
-from canary.ports import Weights
+from canary.values.weights import Weights
 from examples.goldengoose.load import LoadResult, drive
 from tests.platforms.local.conftest import APP, Platform
 

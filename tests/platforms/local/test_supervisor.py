@@ -29,7 +29,7 @@ from canary.platforms.local.builder import GitBuilder
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.supervisor import Part, Supervisor, _Probe, health_now, read_status
 from canary.platforms.local.workloads import MARKER, ProcessWorkloads
-from canary.ports import Weights
+from canary.values.weights import Weights
 from demo import __main__ as demo_cli
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, HAPROXY, PROMETHEUS, ROOT, Commits

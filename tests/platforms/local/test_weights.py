@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from canary.ports import Weights
+from canary.values.weights import Weights
 from examples.goldengoose.load import drive
 from tests.platforms.local.conftest import APP, Platform
 
