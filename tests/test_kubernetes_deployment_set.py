@@ -171,3 +171,77 @@ def test_kustomize_renders_every_container_with_the_chosen_image(tmp_path: Path)
               for c in d["spec"]["template"]["spec"]["containers"]]  # fmt: skip
     assert images and set(images) == {"reg.test/me/pc:abc"}
     assert {d["metadata"]["namespace"] for d in docs} == {"prefect-canary"}
+
+
+# -- the orchestrator: Prefect server on PostgreSQL (deployments/kubernetes/prefect-server) --
+SERVER = MANIFESTS / "prefect-server"
+
+
+def _server_docs() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((SERVER / "kustomization.yaml").read_text())
+    return [d for name in kustomization["resources"]
+            for d in yaml.safe_load_all((SERVER / name).read_text()) if d]  # fmt: skip
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_the_server_is_where_the_worker_and_relay_look() -> None:
+    """worker.yaml and webhook.yaml reach http://<Service>.<namespace>.svc...:<port>/api."""
+    docs = _server_docs()
+    namespace = yaml.safe_load((SERVER / "kustomization.yaml").read_text())["namespace"]
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "prefect-server")
+    port = service["spec"]["ports"][0]["port"]
+    wanted = f"http://prefect-server.{namespace}.svc.cluster.local:{port}/api"
+    urls = {_env(c)["PREFECT_API_URL"]["value"] for _, _, c in _containers() if "PREFECT_API_URL" in _env(c)}
+    assert urls == {wanted}
+
+
+def test_every_service_selects_the_pods_of_its_workload() -> None:
+    docs = _server_docs()
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    for d in workloads:
+        assert d["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    for service in (d for d in docs if d["kind"] == "Service"):
+        selector = service["spec"]["selector"].items()
+        matched = [w for w in workloads if selector <= w["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(matched) == 1, service["metadata"]["name"]
+        ports = {p["name"] for c in matched[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+
+
+def test_the_database_url_and_password_come_from_the_secret_only() -> None:
+    """The PostgreSQL URL carries the password: it is read from the Secret the README's
+    commands create, never written in a manifest."""
+    docs = _server_docs()
+    server = next(d for d in docs if d["metadata"]["name"] == "prefect-server" and d["kind"] == "Deployment")
+    (container,) = server["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    assert env["PREFECT_API_DATABASE_CONNECTION_URL"]["valueFrom"]["secretKeyRef"] == {"name": "prefect-db", "key": "url"}
+    postgres = next(d for d in docs if d["kind"] == "StatefulSet")
+    (db,) = postgres["spec"]["template"]["spec"]["containers"]
+    assert _env(db)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "prefect-db", "key": "password"}
+    text = "".join((SERVER / n).read_text() for n in ("postgres.yaml", "server.yaml"))
+    assert "postgresql+asyncpg://" not in text  # only in the kustomization's instructions
+    howto = (SERVER / "kustomization.yaml").read_text()
+    assert "create secret generic prefect-db" in howto and "--from-literal=url=" in howto
+    assert f"prefect-postgres.{yaml.safe_load(howto)['namespace']}.svc" in howto
+
+
+def test_one_server_replica_with_its_lease_storage_on_a_volume() -> None:
+    """In-memory event broker: one replica, replaced (Recreate), never two at once; the
+    release locks' leases survive a restart on the volume."""
+    docs = _server_docs()
+    server = next(d for d in docs if d["metadata"]["name"] == "prefect-server" and d["kind"] == "Deployment")
+    spec = server["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = _env(container)
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"]["value"].endswith("lease_storage.filesystem")
+    home = env["PREFECT_HOME"]["value"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    mount = next(name for name, path in mounts.items() if home.startswith(path))
+    assert "persistentVolumeClaim" in volumes[mount]
+    assert container["image"].rsplit(":", 1)[0] == _kustomization()["images"][0]["name"]
