@@ -14,7 +14,7 @@ Both modes reject wrong types (a quoted "true" is not a boolean, as in Kayenta).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Self, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError, core_schema
@@ -125,9 +125,7 @@ class Model(BaseModel):
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
-    def model_validate(  # type: ignore[override]
-        cls, obj: Any, *, source: str | None = None, **kwargs: Any
-    ) -> Any:
+    def model_validate(cls, obj: Any, *, source: str | None = None, **kwargs: Any) -> Self:
         """pydantic's model_validate, raising ConfigError (prefixed with `source`) instead."""
         try:
             return super().model_validate(obj, **kwargs)
@@ -245,6 +243,9 @@ def config_error(exc: ValidationError, *, source: str, data: Any) -> ConfigError
     return ConfigError("\n".join(lines))
 
 
-def validate(model: type[Model], data: Any, *, source: str, kayenta: bool) -> Any:
+M = TypeVar("M", bound=Model)
+
+
+def validate(model: type[M], data: Any, *, source: str, kayenta: bool) -> M:
     """Validate `data` as `model` in the chosen mode; failures become ConfigError."""
     return model.model_validate(data, source=source, context={KAYENTA: kayenta})
