@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from canary.config import CanaryConfig, MetricConfig
+from canary.config import CanaryConfig, MetricConfig, PrometheusQuery
 from canary.metrics.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.metrics.scope import MetricScope
 from canary.metrics.series import MetricPair
@@ -61,14 +61,15 @@ def request_counter(config: CanaryConfig) -> tuple[str, str | None, str] | None:
     +Inf bucket; None when the config has none of them (a plain Kayenta config)."""
     if config.guards.requests:
         return config.guards.requests, None, ""
+    # evidence "ratio" / "histogram" means exactly: a PrometheusQuery with that counter set
     for metric in config.metrics:
         query = metric.query
-        if metric.evidence == "ratio" and query is not None:
-            return query.ratio.total, None, ""  # type: ignore[union-attr]
+        if isinstance(query, PrometheusQuery) and query.ratio is not None:
+            return query.ratio.total, None, ""
     for metric in config.metrics:
         query = metric.query
-        if metric.evidence == "histogram" and query is not None:
-            return query.histogram.buckets, "le", "+Inf"  # type: ignore[union-attr]
+        if isinstance(query, PrometheusQuery) and query.histogram is not None:
+            return query.histogram.buckets, "le", "+Inf"
     return None
 
 
