@@ -89,8 +89,9 @@ def count_requests(
 def unseen_tracks(
     source: MetricSource, config: CanaryConfig, control: MetricScope, experiment: MetricScope
 ) -> list[str] | None:
-    """The tracks (scope names) whose request counter shows no request over the scopes'
-    window, in (control, experiment) order; None when the config has no request counter.
+    """The tracks (scope names; "baseline"/"canary" for a scope without one) whose request
+    counter shows no request over the scopes' window, in (control, experiment) order; None
+    when the config has no request counter.
 
     Prometheus discovers a new target after a delay (its discovery manager hands new
     targets to the scrapers at most every 5 s; Kubernetes service discovery adds the
@@ -100,7 +101,8 @@ def unseen_tracks(
     got = count_requests(source, config, control, experiment)
     if got is None:
         return None
-    return [scope.scope for scope, n in zip((control, experiment), got, strict=True) if n <= 0]
+    sides = ((control, "baseline"), (experiment, "canary"))
+    return [scope.scope or side for (scope, side), n in zip(sides, got, strict=True) if n <= 0]
 
 
 def production_counts(
