@@ -12,6 +12,7 @@ Roles: ``primary`` (production), ``baseline``, ``canary``, and during a promotio
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import sys
@@ -103,7 +104,7 @@ class ProcessWorkloads:
     def get(self, app: str, role: str) -> Workload | None:
         return next((w for w in self.list(app) if w.role == role), None)
 
-    def _save(self, app: str, items: list[Workload]) -> None:
+    def _save(self, app: str, items: builtins.list[Workload]) -> None:
         procs.write_json(self._file(app), {"app": app, "processes": [asdict(w) for w in items]})
         if self.targets_dir is not None:
             targets = [
@@ -324,7 +325,7 @@ class ProcessWorkloads:
             report["weights"] = self.router.raw_weights(app)
         return report
 
-    def stop_all(self, app: str) -> list[int]:
+    def stop_all(self, app: str) -> builtins.list[int]:
         """Stop every recorded process of the app (the demo teardown); idempotent."""
         stopped = [
             w.pid for w in self.list(app) if procs.stop(w.process, timeout=self.stop_timeout)
