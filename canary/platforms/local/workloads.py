@@ -219,8 +219,11 @@ class ProcessWorkloads:
             self.router.attach(app, track, w.port)
         self._update(app, w.pid, ready=True)
 
-    def serving(self, app: str, track: Track) -> str | None:
-        """None if the track's process lives and answers its health check within 2 s."""
+    def serving(self, app: str, track: str) -> str | None:
+        """None if the track's process lives and answers its health check within 2 s.
+
+        Any role is accepted (a str, wider than the port's Track): the supervisor asks
+        about "primary" too."""
         w = self.get(app, track)
         if w is None:
             return f"no {track} workload is recorded"
