@@ -55,10 +55,15 @@ KAYENTA_TOLERANCE = 0.25
 
 
 class PairLike(Protocol):
-    """What the judge needs of one metric pair (canary.metrics.series.MetricPair fits)."""
+    """What the judge needs of one metric pair (canary.metrics.series.MetricPair fits).
 
-    name: str
-    tags: Mapping[str, str]
+    Read-only members (properties), so that frozen dataclasses fit."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
 
     @property
     def control_values(self) -> Any: ...
@@ -69,12 +74,20 @@ class PairLike(Protocol):
 
 class CountsLike(Protocol):
     """What the judge needs of one count metric (canary.metrics.counts.CountsPair fits):
-    `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`."""
+    `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`.
+    Read-only members (properties), so that frozen dataclasses fit."""
 
-    name: str
-    control: Any
-    experiment: Any
-    missing: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def control(self) -> Any: ...
+
+    @property
+    def experiment(self) -> Any: ...
+
+    @property
+    def missing(self) -> tuple[str, ...]: ...
 
 
 AnyResult = MetricResult | CountsResult | HistogramResult
