@@ -7,6 +7,7 @@ Nothing published here ever contains a secret: only names, images, numbers and r
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,15 @@ def _key(*parts: object) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in text)
 
 
+def _created(artifact_id: UUID | Coroutine[Any, Any, UUID]) -> UUID:
+    """The id a `create_*_artifact` call returned. Prefect dispatches those to their async
+    version (a coroutine) when called from async code; the flows here are all sync."""
+    if isinstance(artifact_id, UUID):
+        return artifact_id
+    artifact_id.close()  # never awaited: no artifact was made
+    raise TypeError("a Prefect artifact was created from async code: publishing is sync-only")
+
+
 @dataclass
 class Progress:
     """A progress artifact updated at most every 10 % or 15 s (each update is an event in
@@ -49,8 +59,8 @@ class Progress:
 
 
 def start_progress(app: str, description: str) -> Progress:
-    return Progress(create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
-                                             description=description))  # fmt: skip
+    return Progress(_created(create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
+                                                      description=description)))  # fmt: skip
 
 
 def progress(bar: Progress, percent: float) -> None:
@@ -72,8 +82,8 @@ def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary")
 
 def publish_report(app: str, markdown: str, description: str, *, kind: str = "canary") -> UUID:
     """The report artifact; its id goes into the release's event."""
-    return create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
-                                    description=description)  # fmt: skip
+    return _created(create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
+                                             description=description))  # fmt: skip
 
 
 def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:
