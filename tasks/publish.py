@@ -22,6 +22,7 @@ from prefect.artifacts import (
 from prefect.events import emit_event
 
 from canary.report import JudgementRecord, interval_rows
+from tasks.runs import current_flow_run
 
 
 def _key(*parts: object) -> str:
@@ -96,12 +97,11 @@ def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:
 
 def run_link() -> str | None:
     """This flow run's page in the Prefect UI, for events and notifications."""
-    from prefect.context import get_run_context
     from prefect.settings import PREFECT_UI_URL
 
     ui = PREFECT_UI_URL.value()
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return None
     return f"{ui}/runs/flow-run/{run_id}" if ui else None
@@ -119,10 +119,9 @@ def tag_run(**labels: str | None) -> None:
     """Set `name:value` tags on this flow run (app, commit, version, outcome), replacing a
     tag of the same name; the runs list can then be filtered by them."""
     from prefect.client.orchestration import get_client
-    from prefect.context import get_run_context
 
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return
     with get_client(sync_client=True) as client:
@@ -136,10 +135,9 @@ def tag_run(**labels: str | None) -> None:
 def rename_run(name: str) -> None:
     """Give this flow run a name known only once it runs (a re-analysis's window)."""
     from prefect.client.orchestration import get_client
-    from prefect.context import get_run_context
 
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return
     with get_client(sync_client=True) as client:
