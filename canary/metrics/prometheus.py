@@ -24,7 +24,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -66,6 +66,17 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class SourceOptions(TypedDict, total=False):
+    """PrometheusMetricSource's keywords besides the connection's (url, headers, TLS,
+    timeout): what the PrometheusSource block's ``source(**options)`` passes through."""
+
+    scope_label: str
+    align: Align
+    max_points_per_request: int
+    lookback: float
+    session: requests.Session | None
 
 
 class PrometheusMetricSource:
