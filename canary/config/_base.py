@@ -68,6 +68,7 @@ class FrozenMap(Mapping[K, V]):
         key, value = args if len(args) == 2 else (Any, Any)
         return core_schema.no_info_after_validator_function(
             lambda d: cls(freeze(d)),
+            # a type built at runtime from the field's own args, not an annotation
             handler.generate_schema(dict[key, value]),  # type: ignore[valid-type]
             serialization=core_schema.plain_serializer_function_ser_schema(thaw),
         )
@@ -121,7 +122,8 @@ class Model(BaseModel):
             raise config_error(exc, source=type(self).__name__, data=data) from None
 
     # Nested validation must not go through this __init__ (it would lose the validation
-    # context); pydantic's own RootModel marks its __init__ the same way.
+    # context); pydantic's own RootModel marks its __init__ the same way. (A function takes
+    # any attribute at runtime; the checker only knows the declared ones.)
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
