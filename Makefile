@@ -44,8 +44,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
-# The whole suite: lint, import rules, then every test (real Prometheus, HAProxy, Prefect).
+# The whole suite: lint, import rules, types (mypy), then every test (real Prometheus,
+# HAProxy, Prefect).
 # Two passes: everything but the live-chain suites on two workers, then the live suites
 # (each starts a whole chain) one at a time, since two chains at once overload two cores.
 # Both passes always run; pytest exits 5 when it collected nothing: that is a failure.

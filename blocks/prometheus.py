@@ -8,11 +8,12 @@ the HTTP client as headers.
 from __future__ import annotations
 
 import base64
+from typing import Unpack
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
-from canary.metrics.prometheus import PrometheusMetricSource
+from canary.metrics.prometheus import PrometheusMetricSource, SourceOptions
 
 
 class PrometheusSource(Block):
@@ -59,12 +60,12 @@ class PrometheusSource(Block):
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         return headers
 
-    def source(self, **options: object) -> PrometheusMetricSource:
+    def source(self, **options: Unpack[SourceOptions]) -> PrometheusMetricSource:
         """A ready PrometheusMetricSource (``options``: scope_label, align, ...)."""
         return PrometheusMetricSource(
             self.url,
             headers=self.headers(),
             verify_tls=self.verify_tls,
             timeout=self.timeout_seconds,
-            **options,  # type: ignore[arg-type]
+            **options,
         )

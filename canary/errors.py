@@ -27,6 +27,9 @@ class ConfigError(CanaryError, ValueError):
 class PlatformError(CanaryError):
     """A platform call (Kubernetes, local processes, HAProxy) failed."""
 
+    #: Seconds the server asked to wait before retrying (HTTP Retry-After), when it said.
+    retry_after: float | None = None
+
 
 class MetricsError(CanaryError):
     """A metric store could not answer (timeouts and connection errors are transient)."""

@@ -59,7 +59,7 @@ from tasks.publish import (
     tag_run,
 )
 from tasks.recovery import describe_end, found_in_words, other_lock_takers, recover_release
-from tasks.runs import candidate_for
+from tasks.runs import candidate_for, current_flow_run
 from tasks.setup import ensure_release_lock, load_app_config, load_block, load_release_spec
 from tasks.turn import wait_for_turn
 from tasks.waiting import wait_until
@@ -283,17 +283,13 @@ def _words(exc: BaseException) -> str:
 
 
 def _param(name: str) -> Any:
-    from prefect.context import get_run_context
-
     with contextlib.suppress(Exception):
-        return get_run_context().flow_run.parameters.get(name)  # type: ignore[union-attr]
+        return current_flow_run().parameters.get(name)
     return None
 
 
 def _param_run_id() -> str:
-    from prefect.context import get_run_context
-
-    return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    return str(current_flow_run().id)
 
 
 def _commanded(command: dict[str, Any], look: int, looks: int) -> Decision:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.context import get_run_context
 
 from canary.analysis.decision import final_decision
 from canary.analysis.windows import JudgementWindow
@@ -29,6 +28,7 @@ from canary.report import JudgementRecord, markdown_report
 from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion, find_released_apps
 from tasks.publish import emit, publish_interval, publish_report, rename_run
+from tasks.runs import current_flow_run
 from tasks.setup import ensure_release_lock, load_block, load_release_spec
 from tasks.turn import take_lock
 
@@ -129,7 +129,7 @@ def canary_reanalysis(
     # Under the app's lock: production's windows are not read while a canary changes it.
     with contextlib.ExitStack() as held:
         take_lock(app, ensure_release_lock(app), held,
-                  me=str(get_run_context().flow_run.id))  # type: ignore[union-attr]
+                  me=str(current_flow_run().id))
         pairs = fetch_metrics(source, canary_config, scopes, window)
         counts = (fetch_counts(source, canary_config, scopes, window)
                   if any(m.evidence != "series" for m in canary_config.metrics) else [])  # fmt: skip

@@ -17,7 +17,6 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.context import get_run_context
 from prefect.states import Crashed
 
 from canary.errors import ConfigError
@@ -32,6 +31,7 @@ from tasks.recovery import (
     held_by_the_dead,
     recover_release,
 )
+from tasks.runs import current_flow_run
 from tasks.setup import ensure_release_lock, load_block
 from tasks.turn import take_lock
 
@@ -53,7 +53,7 @@ def reconcile(app: str | None = None, platform: str = "local-platform/local",
             raise ConfigError("run_id names one app's release: give its app too")
         return _every_app(platform)
     app = check_app_name(app)
-    me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    me = str(current_flow_run().id)
     lock = ensure_release_lock(app)
     # A lock held by the dead (a killed release) is not waited for: its lease lapses only
     # after a minute, and production must not stay split that long. Nothing alive can

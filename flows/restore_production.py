@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 
 from prefect import flow, get_run_logger
-from prefect.context import get_run_context
 
 from canary.errors import PlatformError
 from canary.release import check_app_name
 from tasks.platform import promote_image, read_production_image, roll_back_traffic
 from tasks.publish import emit
+from tasks.runs import current_flow_run
 from tasks.setup import ensure_release_lock, load_block
 from tasks.turn import take_lock
 
@@ -23,7 +23,7 @@ from tasks.turn import take_lock
 def restore_production(app: str, image: str, platform: str = "local-platform/local") -> str:
     """Under the app's lock (never in the middle of a canary release), then read back."""
     app = check_app_name(app)
-    me = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    me = str(current_flow_run().id)
     with contextlib.ExitStack() as held:
         take_lock(app, ensure_release_lock(app), held, me=me)
         plat = load_block(platform)

@@ -61,5 +61,5 @@ def find_released_apps(*, within_days: int = 7, max_pages: int = 200) -> list[st
             apps.update(e.resource.id.removeprefix("canary.app.") for e in page.events)
             if not page.next_page:
                 break
-            page = client.read_events_page(page.next_page)
+            page = client.read_events_page(str(page.next_page))  # Prefect str()s it too
     return sorted(a for a in apps if a)

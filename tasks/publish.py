@@ -7,6 +7,7 @@ Nothing published here ever contains a secret: only names, images, numbers and r
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -21,12 +22,22 @@ from prefect.artifacts import (
 from prefect.events import emit_event
 
 from canary.report import JudgementRecord, interval_rows
+from tasks.runs import current_flow_run
 
 
 def _key(*parts: object) -> str:
     """Artifact keys: lowercase letters, digits and dashes only."""
     text = "-".join(str(p) for p in parts).lower()
     return "".join(c if c.isalnum() or c == "-" else "-" for c in text)
+
+
+def _created(artifact_id: UUID | Coroutine[Any, Any, UUID]) -> UUID:
+    """The id a `create_*_artifact` call returned. Prefect dispatches those to their async
+    version (a coroutine) when called from async code; the flows here are all sync."""
+    if isinstance(artifact_id, UUID):
+        return artifact_id
+    artifact_id.close()  # never awaited: no artifact was made
+    raise TypeError("a Prefect artifact was created from async code: publishing is sync-only")
 
 
 @dataclass
@@ -49,8 +60,8 @@ class Progress:
 
 
 def start_progress(app: str, description: str) -> Progress:
-    return Progress(create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
-                                             description=description))  # fmt: skip
+    return Progress(_created(create_progress_artifact(progress=0.0, key=_key("canary-progress", app),
+                                                      description=description)))  # fmt: skip
 
 
 def progress(bar: Progress, percent: float) -> None:
@@ -72,8 +83,8 @@ def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary")
 
 def publish_report(app: str, markdown: str, description: str, *, kind: str = "canary") -> UUID:
     """The report artifact; its id goes into the release's event."""
-    return create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
-                                    description=description)  # fmt: skip
+    return _created(create_markdown_artifact(key=_key(f"{kind}-report", app), markdown=markdown,
+                                             description=description))  # fmt: skip
 
 
 def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:
@@ -86,12 +97,11 @@ def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:
 
 def run_link() -> str | None:
     """This flow run's page in the Prefect UI, for events and notifications."""
-    from prefect.context import get_run_context
     from prefect.settings import PREFECT_UI_URL
 
     ui = PREFECT_UI_URL.value()
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return None
     return f"{ui}/runs/flow-run/{run_id}" if ui else None
@@ -109,10 +119,9 @@ def tag_run(**labels: str | None) -> None:
     """Set `name:value` tags on this flow run (app, commit, version, outcome), replacing a
     tag of the same name; the runs list can then be filtered by them."""
     from prefect.client.orchestration import get_client
-    from prefect.context import get_run_context
 
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return
     with get_client(sync_client=True) as client:
@@ -126,10 +135,9 @@ def tag_run(**labels: str | None) -> None:
 def rename_run(name: str) -> None:
     """Give this flow run a name known only once it runs (a re-analysis's window)."""
     from prefect.client.orchestration import get_client
-    from prefect.context import get_run_context
 
     try:
-        run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+        run_id = current_flow_run().id
     except Exception:
         return
     with get_client(sync_client=True) as client:

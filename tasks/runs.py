@@ -19,9 +19,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterStartTime,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.context import get_run_context
+from prefect.context import FlowRunContext, get_run_context
 
 from canary.queue import Candidate
 
@@ -85,10 +85,20 @@ def sibling_runs(flow_name: str, app: str, *, within_days: int = 7) -> list[Cand
     return [candidate(r) for r in runs.values()]
 
 
+def current_flow_run() -> FlowRun:
+    """The flow run the caller runs in (code of the flow itself, not of a task run).
+
+    Raises RuntimeError elsewhere: in a task run's context, which has no flow run object,
+    or when the flow context carries none."""
+    ctx = get_run_context()
+    if not isinstance(ctx, FlowRunContext) or ctx.flow_run is None:
+        raise RuntimeError(f"no flow run in this context ({type(ctx).__name__})")
+    return ctx.flow_run
+
+
 def this_run() -> Candidate:
     """The calling flow run as the queue sees it."""
-    ctx = get_run_context()
-    run = ctx.flow_run  # type: ignore[union-attr]
+    run = current_flow_run()
     with get_client(sync_client=True) as client:
         return candidate(client.read_flow_run(run.id))
 
@@ -96,8 +106,7 @@ def this_run() -> Candidate:
 def stop_requested() -> str | None:
     """Why this run was asked to stop (a Cancelling or Cancelled state in its history, e.g.
     a person cancelled it while it was still queued), or None."""
-    ctx = get_run_context()
-    run_id = ctx.flow_run.id  # type: ignore[union-attr]
+    run_id = current_flow_run().id
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(run_id)
     for state in states:

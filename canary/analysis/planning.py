@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from canary.analysis.windows import effective_interval
-from canary.config import AnalysisPlan, CanaryConfig, MetricConfig
+from canary.config import AnalysisPlan, CanaryConfig, MetricConfig, PrometheusQuery
 from canary.errors import ConfigError
 from canary.judge.interval import DEFAULT_ALPHA, DEFAULT_TOLERANCE
 from canary.judge.sequential import (
@@ -511,7 +511,9 @@ def plan_config(
     for metric in metrics:
         counts = production.get(metric.name)
         total = _total(counts)
-        hist = metric.query.histogram if metric.evidence == "histogram" else None  # type: ignore[union-attr]
+        query, hist = metric.query, None  # evidence "histogram": a PrometheusQuery's histogram
+        if isinstance(query, PrometheusQuery) and metric.evidence == "histogram":
+            hist = query.histogram
         cfg = metric.canary
         plans.append(plan_metric(
             metric.name, counts, request_rate=total / window, schedule=schedule, rng=rng,

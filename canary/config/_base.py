@@ -14,7 +14,7 @@ Both modes reject wrong types (a quoted "true" is not a boolean, as in Kayenta).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Self, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError, core_schema
@@ -68,6 +68,7 @@ class FrozenMap(Mapping[K, V]):
         key, value = args if len(args) == 2 else (Any, Any)
         return core_schema.no_info_after_validator_function(
             lambda d: cls(freeze(d)),
+            # a type built at runtime from the field's own args, not an annotation
             handler.generate_schema(dict[key, value]),  # type: ignore[valid-type]
             serialization=core_schema.plain_serializer_function_ser_schema(thaw),
         )
@@ -121,13 +122,12 @@ class Model(BaseModel):
             raise config_error(exc, source=type(self).__name__, data=data) from None
 
     # Nested validation must not go through this __init__ (it would lose the validation
-    # context); pydantic's own RootModel marks its __init__ the same way.
+    # context); pydantic's own RootModel marks its __init__ the same way. (A function takes
+    # any attribute at runtime; the checker only knows the declared ones.)
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
-    def model_validate(  # type: ignore[override]
-        cls, obj: Any, *, source: str | None = None, **kwargs: Any
-    ) -> Any:
+    def model_validate(cls, obj: Any, *, source: str | None = None, **kwargs: Any) -> Self:
         """pydantic's model_validate, raising ConfigError (prefixed with `source`) instead."""
         try:
             return super().model_validate(obj, **kwargs)
@@ -245,6 +245,9 @@ def config_error(exc: ValidationError, *, source: str, data: Any) -> ConfigError
     return ConfigError("\n".join(lines))
 
 
-def validate(model: type[Model], data: Any, *, source: str, kayenta: bool) -> Any:
+M = TypeVar("M", bound=Model)
+
+
+def validate(model: type[M], data: Any, *, source: str, kayenta: bool) -> M:
     """Validate `data` as `model` in the chosen mode; failures become ConfigError."""
     return model.model_validate(data, source=source, context={KAYENTA: kayenta})

@@ -29,7 +29,9 @@ class JudgeConfig(Model):
     """Which judge runs; `judge_configurations` is unused by Kayenta's judge and kept verbatim."""
 
     name: str = DEFAULT_JUDGE
-    judge_configurations: FrozenMap = Field(default_factory=FrozenMap, alias="judgeConfigurations")
+    judge_configurations: FrozenMap[Any, Any] = Field(
+        default_factory=FrozenMap, alias="judgeConfigurations"
+    )
 
 
 class GuardsConfig(Model):
@@ -191,14 +193,14 @@ class CanaryConfig(Model):
         out["classifier"] = classifier
         if self.guards != GuardsConfig():
             out["guards"] = self.guards.model_dump(by_alias=True, exclude_none=True)
-        for key, value in (
+        for key, stamp in (
             ("createdTimestamp", self.created_timestamp),
             ("updatedTimestamp", self.updated_timestamp),
             ("createdTimestampIso", self.created_timestamp_iso),
             ("updatedTimestampIso", self.updated_timestamp_iso),
         ):
-            if value is not None:
-                out[key] = value
+            if stamp is not None:
+                out[key] = stamp
         return out
 
     def metric(self, name: str) -> MetricConfig:
@@ -233,7 +235,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice", key_node.start_mark

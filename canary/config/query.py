@@ -120,7 +120,7 @@ class OtherQuery(Model):
     """
 
     type: str
-    fields: FrozenMap = Field(default_factory=FrozenMap)
+    fields: FrozenMap[Any, Any] = Field(default_factory=FrozenMap)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,7 @@ is Low, no canary data is Nodata (NodataFailMetric when the metric must have dat
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -17,8 +18,8 @@ from canary.judge.preprocess import as_sample, handle_nans, summarize
 
 
 def check_bounds(
-    control: object,
-    experiment: object,
+    control: Iterable[float] | np.ndarray,
+    experiment: Iterable[float] | np.ndarray,
     *,
     minimum: float | None,
     maximum: float | None,

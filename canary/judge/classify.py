@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypedDict
 
 import numpy as np
 
@@ -172,6 +173,15 @@ def classify_metric(
         )
 
 
+class _Numbers(TypedDict):
+    """The interval's numbers, passed on to every result once the interval is known."""
+
+    deviation: float
+    interval: WilcoxonInterval
+    effect: float
+    margin: float
+
+
 def _classify(ctl: np.ndarray, exp: np.ndarray, s: _Settings, stats: tuple[SampleStats, SampleStats],
               rng: np.random.Generator | None) -> MetricResult:
     def result(label: Classification, reason: str, *, critical: bool = False, deviation: float = 1.0,
@@ -224,7 +234,7 @@ def _classify(ctl: np.ndarray, exp: np.ndarray, s: _Settings, stats: tuple[Sampl
     ci_text = f"{level} CI of the shift [{_fmt(ci.lower)}, {_fmt(ci.upper)}]"
     margin_text = f"the ±{s.tolerance * 100:g}% margin {_fmt(margin)}"
     tail = _describe_effect(s.measure, effect, deviation) + noise
-    numbers = {"deviation": deviation, "interval": ci, "effect": effect, "margin": margin}
+    numbers = _Numbers(deviation=deviation, interval=ci, effect=effect, margin=margin)
 
     if up_ok and clears_high and high_gate:
         label, word, threshold = Classification.HIGH, "higher", s.critical_increase

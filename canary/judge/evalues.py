@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["HISTOGRAM_PRIOR", "INTERVAL_PRIOR", "RATIO_PRIOR", "SAFETY_PRIOR", "SPLIT_PRIOR", "Prior", "log_e_above", "log_e_below"]
 
@@ -76,11 +78,14 @@ SAFETY_PRIOR = Prior(1.1, 4.0)
 SPLIT_PRIOR = Prior(1.02, 8.0)
 
 
-def _log_mix(k: object, n: object, p0: object, prior: Prior, sign: float) -> np.ndarray:
+def _log_mix(
+    k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, prior: Prior, sign: float
+) -> np.ndarray:
     k_arr, n_arr = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    if np.ndim(p0) == 0:
-        return _log_mix_scalar(k_arr, n_arr, float(p0), prior, sign)  # type: ignore[arg-type]
-    k_, n_, p_ = np.broadcast_arrays(k_arr, n_arr, np.asarray(p0, dtype=float))
+    p0_arr = np.asarray(p0, dtype=float)
+    if p0_arr.ndim == 0:
+        return _log_mix_scalar(k_arr, n_arr, float(p0_arr), prior, sign)
+    k_, n_, p_ = np.broadcast_arrays(k_arr, n_arr, p0_arr)
     p_ = np.clip(p_, 1e-12, 1 - 1e-12)
     log_odds0 = np.log(p_) - np.log1p(-p_)
     shifted = log_odds0[..., None] + sign * prior.log_multipliers()
@@ -94,7 +99,7 @@ def _log_mix(k: object, n: object, p0: object, prior: Prior, sign: float) -> np.
     top = ratio.max(axis=-1)
     with np.errstate(invalid="ignore"):
         total = np.log(np.exp(ratio - top[..., None]).sum(axis=-1))
-    return top + total - np.log(prior.size)
+    return cast(np.ndarray, top + total - np.log(prior.size))
 
 
 def _log_mix_scalar(k: np.ndarray, n: np.ndarray, p0: float, prior: Prior, sign: float) -> np.ndarray:
@@ -111,14 +116,14 @@ def _log_mix_scalar(k: np.ndarray, n: np.ndarray, p0: float, prior: Prior, sign:
     top = ratio.max(axis=0)
     np.exp(ratio - top, out=ratio)
     log_e = top + np.log(ratio.sum(axis=0)) - math.log(prior.size)
-    return log_e.reshape(np.shape(k))
+    return cast(np.ndarray, log_e.reshape(np.shape(k)))
 
 
-def log_e_above(k: object, n: object, p0: object, prior: Prior) -> np.ndarray:
+def log_e_above(k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, prior: Prior) -> np.ndarray:
     """log e-value against H0: P(canary label) <= p0, after k canary labels of n events."""
     return _log_mix(k, n, p0, prior, +1.0)
 
 
-def log_e_below(k: object, n: object, p0: object, prior: Prior) -> np.ndarray:
+def log_e_below(k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, prior: Prior) -> np.ndarray:
     """log e-value against H0: P(canary label) >= p0, after k canary labels of n events."""
     return _log_mix(k, n, p0, prior, -1.0)

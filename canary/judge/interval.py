@@ -27,11 +27,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
-from canary.config import CanaryConfig, MetricConfig, Thresholds
+from canary.config import CanaryConfig, MetricConfig, PrometheusQuery, Thresholds
 from canary.errors import ConfigError
 from canary.judge.bounds import check_bounds
 from canary.judge.classify import Classification, MetricResult, classify_metric
@@ -55,10 +55,15 @@ KAYENTA_TOLERANCE = 0.25
 
 
 class PairLike(Protocol):
-    """What the judge needs of one metric pair (canary.values.series.MetricPair fits)."""
+    """What the judge needs of one metric pair (canary.values.series.MetricPair fits).
 
-    name: str
-    tags: Mapping[str, str]
+    Read-only members (properties), so that frozen dataclasses fit."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
 
     @property
     def control_values(self) -> Any: ...
@@ -69,15 +74,32 @@ class PairLike(Protocol):
 
 class CountsLike(Protocol):
     """What the judge needs of one count metric (canary.values.counts.CountsPair fits):
-    `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`."""
+    `control`/`experiment` have `events`/`total` (ratio) or `upper_bounds`/`buckets`.
+    Read-only members (properties), so that frozen dataclasses fit."""
 
-    name: str
-    control: Any
-    experiment: Any
-    missing: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def control(self) -> Any: ...
+
+    @property
+    def experiment(self) -> Any: ...
+
+    @property
+    def missing(self) -> tuple[str, ...]: ...
 
 
 AnyResult = MetricResult | CountsResult | HistogramResult
+
+
+class _SequentialSettings(TypedDict):
+    """The keyword arguments compare_counts and compare_histograms share."""
+
+    direction: str
+    alpha: float
+    tolerance: float
+    split: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,7 +276,7 @@ def judge(
     judged: list[MetricJudgement] = []
     for metric in config.metrics:
         if metric.evidence != "series":
-            result = _compare(metric, by_counts.get(metric.name), split)
+            result: AnyResult = _compare(metric, by_counts.get(metric.name), split)
             judged.append(MetricJudgement(metric=metric, tags=MappingProxyType({}), result=result))
             continue
         for tags, control, experiment, grid in by_name.get(metric.name) or [({}, [], [], None)]:
@@ -297,12 +319,13 @@ def _compare(metric: MetricConfig, counts: CountsLike | None,
         if counts is not None and not missing:
             n_c, n_e = _total(counts.control), _total(counts.experiment)
             split = n_e / (n_c + n_e) if n_c > 0 and n_e > 0 else 0.5
-    settings = {
+    settings: _SequentialSettings = {
         "direction": cfg.direction,
         "alpha": cfg.alpha if cfg.alpha is not None else DEFAULT_ALPHA,
         "tolerance": cfg.tolerance if cfg.tolerance is not None else DEFAULT_TOLERANCE,
         "split": split,
     }
+    result: CountsResult | HistogramResult
     if metric.evidence == "ratio":
         if missing:
             result = compare_counts(0, 0, 0, 0, **settings)
@@ -311,8 +334,8 @@ def _compare(metric: MetricConfig, counts: CountsLike | None,
             c, e = counts.control, counts.experiment
             result = compare_counts(c.events, c.total, e.events, e.total, **settings)
     else:
-        query = metric.query
-        unit = query.histogram.unit if query is not None and getattr(query, "histogram", None) else ""
+        histogram = metric.query.histogram if isinstance(metric.query, PrometheusQuery) else None
+        unit = histogram.unit if histogram is not None else ""
         if missing:
             result = compare_histograms([0, 0], [0, 0], [1.0, math.inf], unit=unit, **settings)
         else:
@@ -399,7 +422,7 @@ def _group_pairs(
     known = {m.name for m in config.metrics}
     grouped: dict[str, list[tuple[Mapping[str, str], Any, Any, Grid]]] = {}
     if isinstance(pairs, Mapping):
-        items: Sequence[tuple[str, Mapping[str, str], Any, Any, Grid]] = []
+        items: list[tuple[str, Mapping[str, str], Any, Any, Grid]] = []
         for name, value in pairs.items():
             if not (isinstance(value, Sequence) and len(value) == 2):
                 raise ConfigError(

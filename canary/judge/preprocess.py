@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def handle_nans(values: np.ndarray, strategy: str) -> np.ndarray:
     if not nan.any():
         return values
     if strategy == "remove":
-        return values[~nan]
+        return cast(np.ndarray, values[~nan])
     out = values.copy()
     out[nan] = 0.0
     return out
@@ -114,7 +115,7 @@ def iqr_outlier_mask(values: np.ndarray, factor: float, *, reduce_sensitivity: b
             # Plain min/max so that a NaN fence stays NaN (and then removes nothing).
             lower = p01 if p01 < lower else lower
             upper = p99 if p99 > upper else upper
-        return (values > upper) | (values < lower)
+        return cast(np.ndarray, (values > upper) | (values < lower))
 
 
 def preprocess(values: np.ndarray, *, nan_strategy: str, outlier_strategy: str, outlier_factor: float) -> np.ndarray:

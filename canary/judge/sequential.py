@@ -605,7 +605,11 @@ def compare_histograms(
     # "increase": the canary is the side that may be slower; "decrease": the baseline is
     # (the canary faster than (1 - tol) x baseline <=> baseline slower than canary / (1 - tol)).
     up_factor, down_factor = 1.0 + tol, (1.0 / (1.0 - tol) if tol < 1 else math.inf)
-    higher = d == "increase" or (d == "either" and float(slower_) >= float(faster_))  # type: ignore[arg-type]
+    if d == "either":
+        assert faster_ is not None  # histogram_log_evidence computes both sides for "either"
+        higher = float(slower_) >= float(faster_)
+    else:
+        higher = d == "increase"
     worst = (_worst(e, c, bounds, up_factor, w) if higher
              else _worst(c, e, bounds, down_factor, 1.0 - w))  # fmt: skip
     checks = [] if d == "decrease" else [_weakest(e, c, bounds, up_factor, w)]

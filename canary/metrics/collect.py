@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from canary.config import CanaryConfig, MetricConfig
+from canary.config import CanaryConfig, MetricConfig, PrometheusQuery
 from canary.ports import MetricSource
 from canary.values.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.values.scope import MetricScope
@@ -61,14 +61,15 @@ def request_counter(config: CanaryConfig) -> tuple[str, str | None, str] | None:
     +Inf bucket; None when the config has none of them (a plain Kayenta config)."""
     if config.guards.requests:
         return config.guards.requests, None, ""
+    # evidence "ratio" / "histogram" means exactly: a PrometheusQuery with that counter set
     for metric in config.metrics:
         query = metric.query
-        if metric.evidence == "ratio" and query is not None:
-            return query.ratio.total, None, ""  # type: ignore[union-attr]
+        if isinstance(query, PrometheusQuery) and query.ratio is not None:
+            return query.ratio.total, None, ""
     for metric in config.metrics:
         query = metric.query
-        if metric.evidence == "histogram" and query is not None:
-            return query.histogram.buckets, "le", "+Inf"  # type: ignore[union-attr]
+        if isinstance(query, PrometheusQuery) and query.histogram is not None:
+            return query.histogram.buckets, "le", "+Inf"
     return None
 
 
@@ -88,8 +89,9 @@ def count_requests(
 def unseen_tracks(
     source: MetricSource, config: CanaryConfig, control: MetricScope, experiment: MetricScope
 ) -> list[str] | None:
-    """The tracks (scope names) whose request counter shows no request over the scopes'
-    window, in (control, experiment) order; None when the config has no request counter.
+    """The tracks (scope names; "baseline"/"canary" for a scope without one) whose request
+    counter shows no request over the scopes' window, in (control, experiment) order; None
+    when the config has no request counter.
 
     Prometheus discovers a new target after a delay (its discovery manager hands new
     targets to the scrapers at most every 5 s; Kubernetes service discovery adds the
@@ -99,7 +101,8 @@ def unseen_tracks(
     got = count_requests(source, config, control, experiment)
     if got is None:
         return None
-    return [scope.scope for scope, n in zip((control, experiment), got, strict=True) if n <= 0]
+    sides = ((control, "baseline"), (experiment, "canary"))
+    return [scope.scope or side for (scope, side), n in zip(sides, got, strict=True) if n <= 0]
 
 
 def production_counts(

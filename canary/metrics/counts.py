@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from canary.errors import MetricsError
 from canary.values.counts import CounterSeries, HistogramCounts, RatioCounts, SideCounts
@@ -148,12 +149,13 @@ def _bounds(values: Iterable[float]) -> str:
     return ", ".join(f"{v:g}" for v in sorted(values))
 
 
-def parse_matrix(result: object, *, metric: str) -> list[CounterSeries]:
-    """Counter series from a Prometheus ``matrix`` result; MetricsError if malformed or if a
-    value is negative or not finite (no counter holds those)."""
+def parse_matrix(result: Iterable[Mapping[str, Any]], *, metric: str) -> list[CounterSeries]:
+    """Counter series from a Prometheus ``matrix`` result (decoded JSON, checked here);
+    MetricsError if malformed or if a value is negative or not finite (no counter holds
+    those)."""
     series: list[CounterSeries] = []
     try:
-        for item in result:  # type: ignore[attr-defined]
+        for item in result:
             labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
             samples = tuple((float(t), float(v)) for t, v in item.get("values") or ())
             series.append(CounterSeries(labels, samples))

@@ -24,7 +24,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -60,6 +60,17 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class SourceOptions(TypedDict, total=False):
+    """PrometheusMetricSource's keywords besides the connection's (url, headers, TLS,
+    timeout): what the PrometheusSource block's ``source(**options)`` passes through."""
+
+    scope_label: str
+    align: Align
+    max_points_per_request: int
+    lookback: float
+    session: requests.Session | None
 
 
 class PrometheusMetricSource:
@@ -161,13 +172,14 @@ class PrometheusMetricSource:
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
     ) -> str:
         """The PromQL text for ``metric`` over ``scope`` (Kayenta's dry run)."""
-        kind = getattr(metric.query, "type", None)
-        if kind != "prometheus":
+        query = metric.query
+        if not isinstance(query, PrometheusQuery):  # OtherQuery refuses type "prometheus"
+            kind = getattr(query, "type", None)
             raise ConfigError(
                 f"metric {metric.name!r} has query type {kind!r}; a Prometheus source can only "
                 "run queries of type 'prometheus'"
             )
-        return build_query(metric.query, templates, scope, scope_label=self._scope_label)
+        return build_query(query, templates, scope, scope_label=self._scope_label)
 
     # -- count metrics ---------------------------------------------------------------------
 
@@ -380,7 +392,7 @@ class PrometheusMetricSource:
             data = body["data"]
             if body.get("status") != "success" or data.get("resultType") != "matrix":
                 raise ValueError
-            return data["result"]
+            return cast("Sequence[dict[str, Any]]", data["result"])  # JSON: Any
         except (ValueError, KeyError, TypeError, AttributeError):
             raise MetricsError(
                 f"{where} sent an unexpected answer for metric {metric_name!r}: "

@@ -11,7 +11,7 @@ to the config's own ``labelBindings`` list (so a retry repeats them) is not repr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from canary.errors import ConfigError
 
@@ -36,6 +36,11 @@ def _empty(value: str | None) -> bool:
     return value is None or value == ""
 
 
+def _present(value: str | None) -> TypeGuard[str]:
+    """``not _empty(value)``, telling the type checker that the value is then a str."""
+    return not _empty(value)
+
+
 def _has_text(value: str | None) -> bool:
     """Spring's ``StringUtils.hasText``: some character that is not Java whitespace."""
     return value is not None and any(not ch.isspace() or ch in _NOT_JAVA_WHITESPACE for ch in value)
@@ -57,18 +62,19 @@ def build_query(
     resource_type = query.resource_type if _has_text(query.resource_type) else scope.resource_type
     custom_filter = expand_custom_filter(query, templates, scope)
 
-    if not _empty(custom_filter) and custom_filter.startswith(PROMQL_PREFIX):
+    if _present(custom_filter) and custom_filter.startswith(PROMQL_PREFIX):
         return custom_filter[len(PROMQL_PREFIX) :]
-    if _empty(query.metric_name):
+    metric_name = query.metric_name
+    if not _present(metric_name):
         raise ConfigError("Metric Name is required when query type is Default.")
 
     matchers = list(query.label_bindings or ())
-    if _empty(custom_filter):
-        matchers += _resource_matchers(resource_type, scope, scope_label)
-    else:
+    if _present(custom_filter):
         matchers = java_split_commas(custom_filter) + matchers
+    else:
+        matchers += _resource_matchers(resource_type, scope, scope_label)
 
-    text = query.metric_name
+    text = metric_name
     if matchers:
         text += "{" + ",".join(matchers) + "}"
     text = f"avg({text})"
@@ -87,11 +93,9 @@ def expand_custom_filter(
             "CanaryMetricSetQueryConfig.customInlineTemplate instead."
         )
     inline, name = query.custom_inline_template, query.custom_filter_template
-    if _empty(inline) and _empty(name):
-        return None
-    if not _empty(inline):
+    if _present(inline):
         text = unescape_template(inline)
-    else:
+    elif _present(name):
         if not templates:
             raise ConfigError(
                 f"Custom filter template '{name}' was referenced, but no templates were defined."
@@ -99,6 +103,8 @@ def expand_custom_filter(
         if name not in templates:
             raise ConfigError(f"Custom filter template '{name}' was not found.")
         text = unescape_template(templates[name])
+    else:
+        return None
 
     bindings: dict[str, str] = {}
     for attribute, value in (
@@ -107,9 +113,9 @@ def expand_custom_filter(
         ("scope", scope.scope),
         ("location", scope.location),
     ):
-        if not _empty(value):
+        if _present(value):
             bindings[attribute] = value
-    if not _empty(query.resource_type):
+    if _present(query.resource_type):
         bindings["resourceType"] = query.resource_type
     bindings.update(scope.extended_scope_params)
 

@@ -80,7 +80,7 @@ def _placeholder(query: str, scope: MetricScope, align: Align) -> Series:
         return _grid_series({}, None, np.full(scope.points, np.nan), query, scope)
     return Series(
         tags={},
-        values=(),
+        values=np.array([], dtype=float),
         start=_from_millis(epoch_millis(scope.start)),
         end=_from_millis(epoch_millis(scope.end)),
         step=scope.step,
@@ -102,7 +102,7 @@ def _packed(
     step = (_timestamp_ms(samples[1][0]) - start_ms) // 1000 if len(samples) > 1 else 0
     return Series(
         tags=labels,
-        values=values,
+        values=np.array(values, dtype=float),
         start=_from_millis(start_ms),
         end=_from_millis(start_ms + len(samples) * step * 1000),
         step=step,

@@ -165,7 +165,8 @@ class ClusterBuilder:
 
 def succeeded_condition(run: dict[str, Any]) -> dict[str, Any] | None:
     """The ``Succeeded`` condition once it is final (True/False), else None."""
-    for condition in (run.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (run.get("status") or {}).get("conditions") or []
+    for condition in conditions:
         if condition.get("type") == "Succeeded" and condition.get("status") in ("True", "False"):
             return condition
     return None

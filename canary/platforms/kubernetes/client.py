@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 import urllib3
@@ -128,7 +128,7 @@ class KubeClient:
     def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
-            return self._call("read", kind, name, "read", name)
+            return cast("dict[str, Any] | None", self._call("read", kind, name, "read", name))
         except NotFoundError:
             return None
 
@@ -138,12 +138,16 @@ class KubeClient:
 
     def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("metadata", {}).get("name", "")
-        return self._call("create", kind, name, "create", body, field_validation="Strict")
+        created = self._call("create", kind, name, "create", body, field_validation="Strict")
+        return cast("dict[str, Any]", created)
 
     def replace(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
         """PUT, guarded by the body's resourceVersion: ConflictError if it changed meanwhile."""
         name = body["metadata"]["name"]
-        return self._call("replace", kind, name, "replace", name, body, field_validation="Strict")
+        replaced = self._call(
+            "replace", kind, name, "replace", name, body, field_validation="Strict"
+        )
+        return cast("dict[str, Any]", replaced)
 
     def patch(self, kind: Kind, name: str, body: Any) -> dict[str, Any]:
         """Strategic merge for built-ins (a dict), merge patch for custom resources (a dict),
@@ -151,7 +155,8 @@ class KubeClient:
         kwargs: dict[str, Any] = {"field_validation": "Strict"}
         if isinstance(body, list) and not kind.api:
             kwargs["_content_type"] = "application/json-patch+json"
-        return self._call("patch", kind, name, "patch", name, body, **kwargs)
+        patched = self._call("patch", kind, name, "patch", name, body, **kwargs)
+        return cast("dict[str, Any]", patched)
 
     def delete(self, kind: Kind, name: str, *, uid: str | None = None) -> bool:
         """Delete (dependents in the background); False if it was already gone.

@@ -87,7 +87,7 @@ def translate(exc: BaseException, *, action: str, kind: str, name: str = "") -> 
         if code == 429 or code >= 500:
             error = PlatformError(f"could not {what}: {code} {reason or exc.reason}: {message} "
                                   "(transient, retry)", transient=True)
-            error.retry_after = _retry_after(exc)  # type: ignore[attr-defined]
+            error.retry_after = _retry_after(exc)
             return error
         causes = (body.get("details") or {}).get("causes") or []
         return InvalidObjectError(f"the API server rejected {kind} {name!r} ({code} {reason}): "

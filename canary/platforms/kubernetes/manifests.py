@@ -85,7 +85,7 @@ def selector_string(selector: dict[str, Any], extra: dict[str, str] | None = Non
 
 def target_container(deployment: dict[str, Any], container: str | None) -> dict[str, Any]:
     """The container whose image a release replaces: the named one, or the first."""
-    containers = deployment["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     if container is None:
         return containers[0]
     for candidate in containers:

@@ -95,7 +95,8 @@ def managed_routes(spec: dict[str, Any], names: tuple[str, ...] | None, host: st
 def _port(route: dict[str, Any]) -> dict[str, Any] | None:
     for destination in route.get("route") or []:
         if "port" in destination.get("destination", {}):
-            return destination["destination"]["port"]
+            port: dict[str, Any] = destination["destination"]["port"]
+            return port
     return None
 
 

@@ -65,7 +65,8 @@ class KubernetesWorkloads:
 
     def production_image(self, app: str) -> str:
         """The image production runs now (what the baseline must run)."""
-        return target_container(self._production(app), self.container)["image"]
+        image: str = target_container(self._production(app), self.container)["image"]
+        return image
 
     def deploy(self, app: str, track: Track, image: str) -> None:
         """Create (or bring up to date) ``<app>-<track>`` running ``image``."""

@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from canary.errors import CanaryError
 from canary.platforms.local import supervisor
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict | None:
+def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any] | None:
     sup = supervisor.Supervisor(stack, max_restarts=args.max_restarts, window=args.window,
                                 backoff=args.backoff, echo=not args.once)  # fmt: skip
     if args.once:
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prometheus_port=args.prometheus_port,
             scrape_interval=args.scrape_interval,
         )
+        out: dict[str, Any]
         if args.command == "start":
             for spec in args.app:
                 name, _, port = spec.partition("=")
@@ -123,9 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = stack.status()
             out["supervisor"] = {**out["supervisor"], **supervisor.read_status(state_dir)}
         elif args.command == "supervise":
-            out = _supervise(stack, args)
-            if out is None:
+            supervised = _supervise(stack, args)
+            if supervised is None:
                 return 0
+            out = supervised
         else:
             out = stack.workloads().reconcile(args.app)
     except (CanaryError, ValueError) as exc:

@@ -294,7 +294,7 @@ def _version(root: Path, spec: AppSpec, commit: str) -> str:
     return commit[:12]
 
 
-def load_artifact(state_dir: Path, image: str) -> Artifact | None:
+def load_artifact(state_dir: str | os.PathLike[str], image: str) -> Artifact | None:
     app, tree = parse_image(image)
     meta = procs.read_json(Path(state_dir) / "artifacts" / f"{tree}.json")
     path = Path(state_dir) / "artifacts" / tree

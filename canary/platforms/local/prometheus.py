@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from canary.errors import MetricsError
 from canary.platforms.local import procs
@@ -70,7 +70,8 @@ def write_targets(targets_dir: Path, app: str, targets: Iterable[Mapping[str, An
 
 
 def read_targets(targets_dir: Path, app: str) -> list[dict[str, Any]]:
-    return procs.read_json(Path(targets_dir) / f"{app}.json", default=[])
+    targets = procs.read_json(Path(targets_dir) / f"{app}.json", default=[])
+    return cast("list[dict[str, Any]]", targets)  # JSON: Any
 
 
 def query(base_url: str, promql: str, timeout: float = 5.0) -> list[dict[str, Any]]:

@@ -386,7 +386,10 @@ class Supervisor:
     def run(self, interval: float, stop: threading.Event) -> None:
         """Check every `interval` s until `stop` is set (SIGTERM); records itself meanwhile."""
         self.claim()
-        me = procs.ProcessRecord(os.getpid(), procs._stat(os.getpid())[1],  # type: ignore[index]
+        stat = procs._stat(os.getpid())
+        if stat is None:  # only when /proc is not there to read (the local platform needs it)
+            raise PlatformError(f"cannot read /proc/{os.getpid()}/stat of the supervisor itself")
+        me = procs.ProcessRecord(os.getpid(), stat[1],
                                  procs._cmdline(os.getpid()) or (sys.executable,))  # fmt: skip
         pidfile = self.stack.dir / "supervisor.pid.json"
         procs.write_json(pidfile, {"process": me.to_json(), "config_sha": ""})

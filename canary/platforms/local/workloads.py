@@ -12,6 +12,7 @@ Roles: ``primary`` (production), ``baseline``, ``canary``, and during a promotio
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import sys
@@ -103,7 +104,7 @@ class ProcessWorkloads:
     def get(self, app: str, role: str) -> Workload | None:
         return next((w for w in self.list(app) if w.role == role), None)
 
-    def _save(self, app: str, items: list[Workload]) -> None:
+    def _save(self, app: str, items: builtins.list[Workload]) -> None:
         procs.write_json(self._file(app), {"app": app, "processes": [asdict(w) for w in items]})
         if self.targets_dir is not None:
             targets = [
@@ -218,8 +219,11 @@ class ProcessWorkloads:
             self.router.attach(app, track, w.port)
         self._update(app, w.pid, ready=True)
 
-    def serving(self, app: str, track: Track) -> str | None:
-        """None if the track's process lives and answers its health check within 2 s."""
+    def serving(self, app: str, track: str) -> str | None:
+        """None if the track's process lives and answers its health check within 2 s.
+
+        Any role is accepted (a str, wider than the port's Track): the supervisor asks
+        about "primary" too."""
         w = self.get(app, track)
         if w is None:
             return f"no {track} workload is recorded"
@@ -324,7 +328,7 @@ class ProcessWorkloads:
             report["weights"] = self.router.raw_weights(app)
         return report
 
-    def stop_all(self, app: str) -> list[int]:
+    def stop_all(self, app: str) -> builtins.list[int]:
         """Stop every recorded process of the app (the demo teardown); idempotent."""
         stopped = [
             w.pid for w in self.list(app) if procs.stop(w.process, timeout=self.stop_timeout)
