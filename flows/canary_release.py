@@ -303,6 +303,11 @@ def _commanded(command: dict[str, Any], look: int, looks: int) -> Decision:
                     f"of {looks}", True, early=True, manual=True)  # fmt: skip
 
 
+def _not_serving(plat: Any, app: str) -> str | None:
+    """Why a track is not serving right now, or None (the readiness guard's own check)."""
+    return next((why for why in p.check_serving.fn(plat, app).values() if why is not None), None)
+
+
 def _last_score(records: list[JudgementRecord]) -> float | None:
     return records[-1].judgement.summary_score if records else None
 
@@ -330,7 +335,8 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
         p.set_traffic(plat, app, weights)
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
             waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
-                                       spec.ready_timeout_seconds)  # fmt: skip
+                                       spec.ready_timeout_seconds,
+                                       stop=lambda: _not_serving(plat, app))  # fmt: skip
             if waited >= 2:
                 logger.info("%s: both tracks' requests visible in Prometheus after %.1f s",
                             app, waited)  # fmt: skip

@@ -4,6 +4,7 @@ retries."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,13 +74,16 @@ def fetch_request_counts(
 
 @task(name="wait-for-metrics", task_run_name="wait-for-metrics-{app}", cache_policy=NO_CACHE)
 def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: str, since: datetime,
-                      timeout_seconds: float, every: float = 0.5) -> float:  # fmt: skip
+                      timeout_seconds: float, every: float = 0.5,
+                      stop: Callable[[], str | None] | None = None) -> float:  # fmt: skip
     """Poll until Prometheus shows requests of both tracks since `since` (the first traffic
     shift), so the first look never judges a track that is not scraped yet. Returns the
     seconds waited (0 without a request counter: then only readiness guards the looks).
 
-    Raises MetricsError, naming the tracks and the counter, when they stay unseen for
-    `timeout_seconds`: the release then fails closed, with that reason."""
+    `stop()` is asked every poll: a reason (e.g. "the canary process is not running") ends
+    the wait at once, so the first look comes without delay and its readiness guard rolls
+    back with that reason. Raises MetricsError, naming the tracks and the counter, when they
+    stay unseen for `timeout_seconds`: the release then fails closed, with that reason."""
     began = time.monotonic()
     deadline = began + timeout_seconds
     last: MetricsError | None = None
@@ -98,7 +102,7 @@ def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: st
             unseen, last = [scopes.control, scopes.experiment], exc
         if unseen is None:
             return 0.0
-        if not unseen:
+        if not unseen or (stop is not None and stop() is not None):
             return time.monotonic() - began
         if time.monotonic() >= deadline:
             counter = request_counter(config)

@@ -103,3 +103,14 @@ def test_timeout_names_the_last_transient_error() -> None:
     source = Source(MetricsError("Prometheus at 127.0.0.1:9 refused the connection", transient=True))
     with pytest.raises(MetricsError, match=r"baseline and canary .*last error: Prometheus at 127"):
         _wait(source, timeout=0.05)
+
+
+def test_a_track_that_stops_serving_ends_the_wait_at_once() -> None:
+    """A canary killed during the wait: the first look comes now, and its readiness guard
+    rolls back naming the dead process, instead of a 120 s wait for requests that never come."""
+    source = Source({"baseline": 30.0})
+    reasons = iter([None, None, "the canary process (pid 4242) is not running"])
+    began = datetime.now(UTC)
+    waited = wait_for_requests.fn(source, CONFIG, Scopes(), "gg", began, 60.0, every=0.01,
+                                  stop=lambda: next(reasons))  # fmt: skip
+    assert source.polls == 3 and waited < 5.0
