@@ -121,7 +121,8 @@ def build_blocks(args: argparse.Namespace) -> tuple[KubernetesCluster, Prometheu
         raise Refused("--token-file, --ca-cert and --insecure-skip-tls-verify go with --host")
     if args.host and not args.token_file:
         raise Refused("--host needs --token-file (a ServiceAccount token: kubectl -n <namespace> "
-                      "create token prefect-canary > token)")  # fmt: skip
+                      "create token prefect-canary --duration=720h > token; it is stored in the "
+                      "block, so it must outlive the releases: the default lasts an hour)")  # fmt: skip
     cluster: dict[str, Any] = {"namespace": args.namespace, "build_system": args.build_system,
                                "image_repository": args.image_repository}  # fmt: skip
     if args.in_cluster:

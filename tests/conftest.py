@@ -10,7 +10,7 @@ import pytest
 from tests.support.shared import in_ci, missing
 
 #: modules that start the stand-in themselves (not through the `standin` fixture)
-KUBERNETES_STANDIN_MODULES = {"test_standin.py"}
+KUBERNETES_STANDIN_MODULES = {"test_standin.py", "test_standin_cli.py"}
 #: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus):
 #: two of them at once overload a 2-core machine, so `make test` runs them one at a time
 LIVE_SUITES = {"e2e", "faults", "ui"}

@@ -29,10 +29,13 @@ from .conftest import (
     COMMIT,
     IMAGE_REPO,
     MANIFESTS,
+    NS,
     PROD_IMAGE,
     REPO,
+    finish,
     production_deployment,
     role_rules,
+    user_view,
     user_virtual_service,
     users_destination_rule,
 )
@@ -161,3 +164,28 @@ def test_derived_deployments_are_valid_deployments() -> None:
         labels = manifest["spec"]["template"]["metadata"]["labels"]
         assert manifest["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert "app.kubernetes.io/instance" not in manifest["metadata"]["labels"]  # not adopted by GitOps
+
+
+def test_the_example_app_is_ready_for_a_first_release(standin: StandIn, workloads: KubernetesWorkloads,
+                                                     router: IstioRouter) -> None:
+    """examples/myapp.yaml (what the README's "Try it without a cluster" seeds) has what a
+    release needs: the track label in production's selector, a route to split. A release
+    runs on it under the adapters' Role and leaves it as it was."""
+    docs = _docs(MANIFESTS / "examples" / "myapp.yaml")
+    assert [d["kind"] for d in docs] == ["Deployment", "Service", "VirtualService"]
+    assert {d["metadata"]["namespace"] for d in docs} == {NS}
+    for doc in docs:
+        standin.seed(doc)
+    standin.controller.settle()
+    before = {kind: standin.read(kind, "myapp") for kind in ("Deployment", "VirtualService")}
+    image = workloads.production_image("myapp")
+    workloads.deploy("myapp", "baseline", image)
+    workloads.deploy("myapp", "canary", "registry.example.com/shop/myapp:1.1.0")
+    workloads.wait_ready("myapp", "baseline", timeout=5)
+    workloads.wait_ready("myapp", "canary", timeout=5)
+    router.set_weights("myapp", Weights(primary=90, baseline=5, canary=5))
+    assert router.read_weights("myapp") == Weights(primary=90, baseline=5, canary=5)
+    finish(router, workloads, "myapp")
+    assert workloads.leftovers("myapp") == []
+    for kind, was in before.items():
+        assert user_view(standin.read(kind, "myapp")) == user_view(was), kind

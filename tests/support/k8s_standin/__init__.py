@@ -4,7 +4,7 @@ No real API server can run on this machine (../shared/notes/local-components.md)
 mocks that exist hide exactly the bugs that matter (patch semantics, selectors, conflicts),
 so this one reproduces them. Usage::
 
-    with StandIn(token="t") as api:           # 127.0.0.1, a free port
+    with StandIn(token="t") as api:           # 127.0.0.1, a free port (or port=N)
         client = ...host=api.url...            # the official client, unchanged
         api.seed(production_deployment)        # objects a user already has
         api.controller.deployment("app-canary", "never")
@@ -13,6 +13,9 @@ so this one reproduces them. Usage::
 
 Optionally it enforces RBAC rules (a Role's ``rules``), answering 403 like the real server,
 so a Role can be shown sufficient by running the adapters under it.
+
+``python -m tests.support.k8s_standin`` serves one from the command line (``--help``), for
+trying the README's cluster steps without a cluster.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ __all__ = ["ApiError", "Call", "Fault", "Logged", "StandIn"]
 
 class StandIn:
     def __init__(self, *, namespace: str = "default", token: str | None = None,
-                 crd_dir: Path | None = None, rbac: list[dict[str, Any]] | None = None) -> None:
+                 crd_dir: Path | None = None, rbac: list[dict[str, Any]] | None = None,
+                 port: int = 0) -> None:
         self.namespace = namespace
+        self.port = port  # 0: a free one, chosen when started
         self.token = token
         self.rbac = rbac
         self.store = Store([*BUILTINS, *load_crds(crd_dir or default_crd_dir())])
@@ -48,9 +53,10 @@ class StandIn:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> StandIn:
+    def start(self, port: int | None = None) -> StandIn:
+        """Serve on 127.0.0.1:``port`` (default: the one given to the constructor; 0: free)."""
         handler = type("BoundHandler", (Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port if port is None else port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="k8s-standin", daemon=True)
