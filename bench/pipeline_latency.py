@@ -53,8 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a plain script
 
+from canary.config.release import ReleaseSpec  # noqa: E402
 from canary.platforms.local import procs  # noqa: E402
-from canary.release import ReleaseSpec  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
 from scripts.send_github_push import build_payload, sign  # noqa: E402
 

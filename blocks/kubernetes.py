@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from canary.cleanup import run_cleanup
 from canary.config.kubernetes import KubernetesRelease, object_name
+from canary.config.release import ReleaseSpec, TrafficPlan
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import (
     TRACK_LABEL,
@@ -40,7 +41,6 @@ from canary.platforms.kubernetes import (
 from canary.platforms.kubernetes.builds import KANIKO_IMAGE
 from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
 from canary.ports import TrafficRouter
-from canary.release import ReleaseSpec, TrafficPlan
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")

@@ -18,7 +18,7 @@ from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads
-from canary.release import check_app_name
+from canary.values.release import check_app_name
 
 
 class LocalPlatform(Block):

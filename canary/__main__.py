@@ -34,8 +34,8 @@ from canary.analysis.planning import (
     plan_config,
 )
 from canary.config import CanaryConfig, parse_duration
+from canary.config.release import ReleaseSpec
 from canary.errors import CanaryError, ConfigError
-from canary.release import ReleaseSpec
 
 PROG = "python -m canary"
 

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
-from canary.release import ReleaseSpec
 
 DIRECTORY = ".canary"
 RELEASE_FILE = "release.yaml"

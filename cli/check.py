@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec
 from canary.errors import CanaryError, ConfigError
-from canary.release import ReleaseSpec
 
 
 def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:

@@ -25,7 +25,7 @@ from prefect.states import Cancelled
 
 from canary.appconfig import DIRECTORY
 from canary.queue import Place, place
-from canary.release import app_name_for_repository, check_commit
+from canary.values.release import app_name_for_repository, check_commit
 from tasks import runs
 from tasks.platform import build_image, image_version, read_config_files, read_production_commit
 from tasks.publish import emit

@@ -23,10 +23,10 @@ from canary.analysis.decision import Action, Decision, decide
 from canary.analysis.windows import judgement_windows
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
 from canary.judge.guards import evaluate_guards
 from canary.queue import Candidate, Place, against_production, by_push_time
-from canary.release import ReleaseSpec, check_app_name, check_commit
 from canary.report import (
     JudgementRecord,
     explain_failing,
@@ -34,6 +34,7 @@ from canary.report import (
     headline,
     markdown_report,
 )
+from canary.values.release import Release
 from tasks import platform as p
 from tasks import runs
 from tasks.analysis import (
@@ -121,7 +122,8 @@ def canary_release(
     (`canary retry`). Ends Promoted (type Completed), RolledBack (type Failed: alerting on
     failed runs sees it) or Skipped (type Cancelled), the reason as the state message.
     """
-    app, commit = check_app_name(app), check_commit(commit)
+    release = Release(app, image, commit)  # the one release model: name rule, full commit
+    app, commit = release.app, release.commit
     spec, canary_config = (
         load_app_config(app_config, app, commit) if app_config
         else load_release_spec(config or f"deployments/releases/{app}.yaml", app))  # fmt: skip

@@ -23,8 +23,8 @@ from prefect import flow, get_run_logger
 from canary.analysis.decision import final_decision
 from canary.analysis.windows import JudgementWindow
 from canary.errors import ConfigError
-from canary.release import check_app_name
 from canary.report import JudgementRecord, markdown_report
+from canary.values.release import check_app_name
 from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion, find_released_apps
 from tasks.publish import emit, publish_interval, publish_report, rename_run

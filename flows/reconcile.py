@@ -20,7 +20,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Crashed
 
 from canary.errors import ConfigError
-from canary.release import check_app_name
+from canary.values.release import check_app_name
 from tasks.history import find_released_apps
 from tasks.platform import reconcile_app
 from tasks.publish import publish_report

@@ -11,7 +11,7 @@ import contextlib
 from prefect import flow, get_run_logger
 
 from canary.errors import PlatformError
-from canary.release import check_app_name
+from canary.values.release import check_app_name
 from tasks.platform import promote_image, read_production_image, roll_back_traffic
 from tasks.publish import emit
 from tasks.runs import current_flow_run

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig, Thresholds
+from canary.config.release import ReleaseSpec, Scopes
 from canary.errors import CanaryError, MetricsError
 from canary.judge import IntervalJudgement, judge
 from canary.judge.guards import GuardResult
@@ -26,7 +27,6 @@ from canary.metrics.collect import (
     request_counter,
     unseen_tracks,
 )
-from canary.release import ReleaseSpec, Scopes
 from canary.values.counts import CountsPair
 from canary.values.scope import MetricScope, scope_pair
 from canary.values.series import MetricPair

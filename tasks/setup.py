@@ -17,8 +17,8 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from canary import appconfig
 from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
-from canary.release import ReleaseSpec
 from tasks._retry import RETRYING
 
 #: One canary release per app at a time: the global concurrency limit every release takes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from canary.errors import ConfigError
-from canary.release import app_name_for_repository, check_app_name
+from canary.values.release import app_name_for_repository, check_app_name
 
 
 @pytest.mark.parametrize(("repository", "app"), [
@@ -34,3 +34,21 @@ def test_the_local_platform_block_uses_the_same_rule() -> None:
 
     with pytest.raises(ValueError, match="RFC 1123"):
         LocalPlatform(app="My_App")
+
+
+def test_one_release_model_validates_app_image_and_commit() -> None:
+    from canary.errors import ConfigError
+    from canary.values.release import Release
+
+    sha = "A" * 40
+    release = Release("shop", "registry.example.com/shop:1", sha)
+    assert (release.app, release.commit, release.short_commit) == ("shop", "a" * 40, "aaaaaaa")
+    for bad, words in [(("MyService", "img", sha), "is not a valid name"),
+                       (("shop", "img", "main"), "not a full 40-hex git commit id"),
+                       (("shop", " ", sha), "image ' ' is empty")]:  # fmt: skip
+        try:
+            Release(*bad)
+        except ConfigError as exc:
+            assert words in str(exc), exc
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from canary.config import CanaryConfig
+from canary.config.release import Scopes
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.collect import unseen_tracks
-from canary.release import Scopes
 from canary.values.scope import scope_pair
 from tasks.analysis import wait_for_requests
 

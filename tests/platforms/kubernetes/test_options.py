@@ -12,10 +12,10 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from blocks.kubernetes import KubernetesCluster
+from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import TRACK_LABEL, new_api_client
 from canary.platforms.kubernetes.manifests import canary_replicas, selector_string
-from canary.release import ReleaseSpec
 from canary.values.weights import Weights
 from tests.support.k8s_standin import StandIn
 

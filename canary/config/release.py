@@ -8,7 +8,6 @@ comparable) and how each side is selected in the metric store (the scopes).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,44 +20,11 @@ from canary.config import AnalysisPlan, CanaryConfig
 from canary.config._base import Model, validate
 from canary.config.kubernetes import KubernetesRelease
 from canary.errors import ConfigError
+from canary.values.release import check_app_name
 from canary.values.weights import Weights
 
 if TYPE_CHECKING:
     from canary.values.scope import MetricScope
-
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-def check_app_name(app: str) -> str:
-    """An RFC 1123 label: it names Deployments, HAProxy backends and concurrency limits."""
-    if not isinstance(app, str) or not _NAME.fullmatch(app):
-        raise ConfigError(
-            f"app {app!r} is not a valid name: use 1-63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit (RFC 1123)"
-        )
-    return app
-
-
-def app_name_for_repository(repository: str) -> str:
-    """The app name for a GitHub repository name (`owner/` dropped): lowercased, every run of
-    characters outside [a-z0-9] becomes one '-', leading/trailing '-' dropped, cut to 63.
-    `MyService` -> `myservice`, `web_api.v2` -> `web-api-v2`. A name that leaves nothing (or
-    a release spec that wants another name) names the app in `.canary/release.yaml`."""
-    name = repository.rsplit("/", 1)[-1] if isinstance(repository, str) else ""
-    mapped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
-    if not mapped:
-        raise ConfigError(f"repository {repository!r} maps to no valid app name: name the app "
-                          "with `app:` in the repository's .canary/release.yaml")  # fmt: skip
-    return check_app_name(mapped)
-
-
-def check_commit(commit: str) -> str:
-    """A full 40-hex git commit id (a branch or short id is ambiguous and not reproducible)."""
-    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit.lower()):
-        raise ConfigError(f"commit {commit!r} is not a full 40-hex git commit id")
-    return commit.lower()
-
 
 class TrafficPlan(Model):
     """The canary's (and the baseline's) share of traffic, in percent, per judgement.
