@@ -138,6 +138,11 @@ class App:
     def create(self, args: argparse.Namespace) -> None:
         shutil.copytree(ROOT / "examples" / "goldengoose", self.repo,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        # The local platform tells a process its track as <APP>_TRACK (GG01_TRACK); the copy
+        # still reads GOLDENGOOSE_TRACK, so its app spec (canary/platforms/local/spec.py)
+        # passes the track and version under the names it reads.
+        (self.repo / "canary.yaml").write_text(
+            "env: {GOLDENGOOSE_TRACK: '{track}', GOLDENGOOSE_VERSION: '{version}'}\n")
         config = self.repo / ".canary"
         config.mkdir()
         (config / "release.yaml").write_text(release_yaml(self.name, args))
@@ -613,7 +618,7 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
     (home / "logs").mkdir()
     width = max(2, len(str(n)))
     names = [f"gg{i:0{width}d}" for i in range(1, n + 1)]
-    ports = procs.free_ports(5 + n + 1, exclude=DEMO_PORTS)
+    ports = procs.free_ports(5 + n, exclude=DEMO_PORTS)
     prefect_port, relay_port, stats_port, prometheus_port, db_port = ports[:5]
     apps = [App(name, port, home / "repos" / name) for name, port in zip(names, ports[5:], strict=False)]
     secret = secrets.token_hex(16)
@@ -736,13 +741,15 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
                 if part is not None:
                     part.stop()
             stop_load(load)
-            if sampler is not None:
-                for rec in sampler.leftovers():
-                    with contextlib.suppress(Exception):
-                        procs.stop(rec, timeout=10)
-                        say(f"  stopped a flow-run process left running (pid {rec.pid})")
-            with contextlib.suppress(Exception):
+            if sampler is not None:  # one last look for flow runs of our worker
+                with contextlib.suppress(Exception):
+                    sampler.sample()
+            with contextlib.suppress(Exception):  # the worker first: it starts no more runs
                 say(f"  stopped: {', '.join(chain.stop())}")
+            for rec in sampler.leftovers() if sampler is not None else []:
+                with contextlib.suppress(Exception):
+                    procs.stop(rec, timeout=10)
+                    say(f"  stopped a flow-run process that outlived the worker (pid {rec.pid})")
             if db == "postgres":
                 with contextlib.suppress(Exception):
                     chain.postgres().remove()
@@ -854,6 +861,8 @@ def render(n: int, results: list[dict[str, Any]], args: argparse.Namespace) -> s
                 f"decision {_s(rel['push_to_decision_s']):>7} ({rel['decided_by'] or '-'})  "
                 f"overhead {_s(rel['overhead_s']):>7}  looks {rel['looks'] if rel['looks'] is not None else '-'}  "
                 f"{rss}")  # fmt: skip
+            if rel["outcome"] != PROMOTED:
+                lines.append(f"          why: {(rel['reason'] or '?')[:300]}")
     return "\n".join(lines)
 
 
