@@ -364,6 +364,15 @@ class Sampler:
                                                                        "server": 0, "postgres": 0}]  # fmt: skip
         return {k: max(s[k] for s in inside) / MIB for k in ("flows", "worker", "server", "postgres")}
 
+    def wait_reaped(self, releases: list[Release], timeout: float = 30.0) -> None:
+        """Until the flow-run processes of `releases` are reaped by the worker (only then is
+        their CPU time in its cutime), or `timeout`."""
+        ids = {run["id"] for rel in releases for run in (rel.build, rel.run) if run}
+        pids = [p.pid for p in self.flows.values() if p.run_id in ids]
+        deadline = time.monotonic() + timeout
+        while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def leftovers(self) -> list[procs.ProcessRecord]:
         """Flow-run processes of our worker that still run (to stop on the way out)."""
         return [rec for p in self.flows.values()
@@ -691,6 +700,7 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = sampler.cpu()
         p = push(config.relay_url, secret, first, sha)
         alone = bench.follow([p], alone_budget)
+        sampler.wait_reaped(alone)
         phases["alone"] = {"t0": p.sent, "t1": time.time(), "cpu0": cpu0, "cpu1": sampler.cpu()}
         say(f"  alone: {alone[0].outcome} in "
             f"{(alone[0].decided or float('nan')) - p.sent:.1f} s")  # fmt: skip
@@ -702,6 +712,7 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = sampler.cpu()
         pushes = push_all(config.relay_url, secret, targets)
         together = bench.follow(pushes, all_budget)
+        sampler.wait_reaped(together)
         phases["together"] = {"t0": min(p.sent for p in pushes), "t1": time.time(),
                               "cpu0": cpu0, "cpu1": sampler.cpu()}  # fmt: skip
         decided = sum(r.outcome == PROMOTED for r in together)
