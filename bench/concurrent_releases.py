@@ -81,6 +81,15 @@ PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
+#: the overhead of a release (push → decision − analysis), in the order it is spent
+SEGMENTS = (
+    "push → build Running (relay, automation, worker poll, process start)",
+    "build Running → end (checkout, .canary/ checks, event)",
+    "build end → release Running (automation, worker poll, process start)",
+    "release Running → first deploy (spec, blocks, lock, reconcile)",
+    "deploy + ready (baseline, canary)",
+    "past the analysis (wait for metrics, last look, promote, cleanup)",
+)
 LOAD_SEGMENT_S = 10.0  # the load child reports per segment: a SIGTERM loses at most one
 
 
@@ -500,6 +509,22 @@ class Release:
     decided: float | None = None  # epoch of the decision
     decided_by: str = ""
     flow_rss_mib: dict[str, float] = field(default_factory=dict)  # deployment -> peak
+    first_deploy: float | None = None  # start of the release's first deploy task
+    ready: float | None = None  # end of its last wait-ready task: the analysis starts
+
+    def segments(self, analysis: float) -> dict[str, float | None]:
+        """push → decision − analysis, split at the runs' states and the release's tasks
+        (None where a boundary is missing); the parts add up to the overhead."""
+        marks = [self.pushed, ts((self.build or {}).get("start_time")),
+                 ts((self.build or {}).get("end_time")), ts((self.run or {}).get("start_time")),
+                 self.first_deploy, self.ready]  # fmt: skip
+        parts: dict[str, float | None] = {}
+        for name, a, b in zip(SEGMENTS[:-1], marks, marks[1:], strict=False):
+            parts[name] = b - a if a is not None and b is not None else None
+        last = (self.decided - self.ready - analysis
+                if self.decided is not None and self.ready is not None else None)  # fmt: skip
+        parts[SEGMENTS[-1]] = last
+        return parts
 
     def to_json(self, analysis: float) -> dict[str, Any]:
         def since_push(epoch: float | None) -> float | None:
@@ -517,6 +542,7 @@ class Release:
             "reason": (self.event or {}).get("payload", {}).get("reason")
                       or ((self.run or {}).get("state") or {}).get("message"),
             "flow_rss_peak_mib": self.flow_rss_mib,
+            "segments_s": self.segments(analysis),
         }  # fmt: skip
 
 
@@ -548,6 +574,18 @@ class Bench:
                            "any_resource": {"id": [f"canary.app.{app}"]}}, "limit": 50}  # fmt: skip
         events = self.api.call("POST", "/events/filter", body, timeout=20)["events"]
         return next((e for e in events if e["payload"].get("commit") == commit), None)
+
+    def _task_marks(self, rel: Release) -> None:
+        """When the release's first deploy began and its last wait-ready ended."""
+        assert rel.run is not None
+        body = {"flow_runs": {"id": {"any_": [rel.run["id"]]}}, "limit": 200}
+        tasks = self.api.call("POST", "/task_runs/filter", body, timeout=20)
+        deploys = [ts(t["start_time"]) for t in tasks
+                   if t["name"].startswith("deploy-") and t.get("start_time")]  # fmt: skip
+        readies = [ts(t["end_time"]) for t in tasks
+                   if t["name"].startswith("wait-ready-") and t.get("end_time")]  # fmt: skip
+        rel.first_deploy = min((d for d in deploys if d), default=None)
+        rel.ready = max((r for r in readies if r), default=None) if len(readies) >= 2 else None
 
     def follow(self, pushes: list[Push], timeout: float) -> list[Release]:
         """Wait until every push's release (or its build) is final; then its event."""
@@ -592,6 +630,8 @@ class Bench:
                 rel.event = self.decision_event(rel.app, rel.commit)
             if rel.event is None:
                 time.sleep(1)
+        with contextlib.suppress(OSError, ValueError):
+            self._task_marks(rel)
         if rel.event is not None:
             rel.outcome = rel.event["event"].removeprefix("canary.release.")
             rel.decided, rel.decided_by = ts(rel.event["occurred"]), "event"
@@ -856,6 +896,22 @@ def render(n: int, results: list[dict[str, Any]], args: argparse.Namespace) -> s
     for label in labels:
         cells = "".join(f"{c.get(label, '-'):<{w}}" for c, w in zip(cols, colw, strict=True))
         lines.append(f"{label:<{width}}{cells}".rstrip())
+    lines += ["", "Where the overhead goes (s): the alone release | median / max of all at once"]
+    ok = [r for r in results if "error" not in r]
+    segw = max(len(x) for x in SEGMENTS) + 2
+    lines.append((f"{'':<{segw}}" + "".join(f"{r['db']:<22}" for r in ok)).rstrip())
+    for name in (*SEGMENTS, "= overhead"):
+        cells = []
+        for r in ok:
+            def seg(rel: dict[str, Any], key: str = name) -> float | None:
+                return rel["overhead_s"] if key == "= overhead" else rel["segments_s"].get(key)
+
+            alone = [seg(x) for x in r["alone"]["releases"]]
+            many = [v for v in (seg(x) for x in r["together"]["releases"]) if v is not None]
+            a_txt = _s(alone[0], "") if alone else "-"
+            m_txt = (f"{statistics.median(many):.1f} / {max(many):.1f}" if many else "-")
+            cells.append(f"{a_txt:>5} | {m_txt:<14}")
+        lines.append(f"{name:<{segw}}" + "".join(f"{c:<22}" for c in cells).rstrip())
     lines.append("")
     lines.append("Per release (all at once, and the alone one first): push → build done, → "
                  "release Running, → decision; overhead; looks; RSS of its flow runs (MiB)")  # fmt: skip
