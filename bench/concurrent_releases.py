@@ -255,6 +255,14 @@ def read_stats() -> dict[int, Stat]:
     return out
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def tree(stats: dict[int, Stat], root: int | None) -> list[int]:
     """`root` and its live descendants."""
     if root is None or root not in stats:
@@ -351,8 +359,9 @@ class Sampler:
             proc.ticks, proc.last_seen = st.self_ticks, now
             flows_rss += st.rss
         pg = self.postgres()
+        busy, total = machine_ticks()
         self.samples.append({
-            "t": now, "flows": flows_rss,
+            "t": now, "flows": flows_rss, "busy": busy, "total": total,
             "worker": stats[self.worker].rss if self.worker in stats else 0,
             "server": sum(stats[p].rss for p in tree(stats, self.server)),
             "postgres": sum(stats[p].rss for p in tree(stats, pg)) if pg else 0,
@@ -372,6 +381,14 @@ class Sampler:
         inside = [s for s in self.samples if t0 <= s["t"] <= t1] or [{"flows": 0, "worker": 0,
                                                                        "server": 0, "postgres": 0}]  # fmt: skip
         return {k: max(s[k] for s in inside) / MIB for k in ("flows", "worker", "server", "postgres")}
+
+    def machine_busy(self, t0: float, t1: float) -> float | None:
+        """The share of all cores busy between the first sample after t0 and the last
+        before t1 (other sessions' processes included)."""
+        inside = [s for s in self.samples if t0 <= s["t"] <= t1]
+        if len(inside) < 2 or inside[-1]["total"] == inside[0]["total"]:
+            return None
+        return (inside[-1]["busy"] - inside[0]["busy"]) / (inside[-1]["total"] - inside[0]["total"])
 
     def wait_reaped(self, releases: list[Release], timeout: float = 30.0) -> None:
         """Until the flow-run processes of `releases` are reaped by the worker (only then is
@@ -781,6 +798,15 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
                 "wall_s": wall, "cpu_s": cpu, "probe": probe.stats(ph["t0"], ph["t1"]),
                 "rss_peak_mib": sampler.peaks(ph["t0"], ph["t1"]),
             })  # fmt: skip
+        starts = [ts((r.run or {}).get("start_time")) for r in together]
+        last_start = max((x for x in starts if x), default=None)
+        result["machine_busy"] = {
+            "idle": sampler.machine_busy(phases["idle"]["t0"], phases["idle"]["t1"]),
+            "alone": sampler.machine_busy(phases["alone"]["t0"], phases["alone"]["t1"]),
+            "together": sampler.machine_busy(phases["together"]["t0"], phases["together"]["t1"]),
+            "together_starts": sampler.machine_busy(phases["together"]["t0"], last_start)
+            if last_start else None,
+        }  # fmt: skip
         result["sampler_errors"] = sampler.errors
         result["loadavg_end"] = os.getloadavg()[0]
         ok = True
@@ -846,7 +872,10 @@ def rows_for(r: dict[str, Any]) -> dict[str, str]:
         err = f", {p['errors']} err" if p["errors"] else ""
         return f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} / {p['max_ms']:.0f}{err}"
 
-    load = r["load"]
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    load, busy = r["load"], r["machine_busy"]
     pg = r["db"] == "postgres"
     return {
         "releases promoted (good commits) alone + all": f"{a['correct']}/{a['n']} + {t['correct']}/{t['n']}",
@@ -870,6 +899,8 @@ def rows_for(r: dict[str, Any]) -> dict[str, str]:
         "PostgreSQL CPU: alone": cpu(r["alone"], "postgres") if pg else "-",
         "PostgreSQL CPU: all at once": cpu(r["together"], "postgres") if pg else "-",
         "flow runs' CPU (reaped): alone / all at once": " / ".join(f"{r[k]['cpu_s']['flow_runs']:.0f} s" for k in ("alone", "together")),
+        "machine CPU busy (all cores): idle / alone": f"{pct(busy['idle'])} / {pct(busy['alone'])}",
+        "machine CPU busy: all at once / until last Running": f"{pct(busy['together'])} / {pct(busy['together_starts'])}",
         "API p50 / p95 / max ms, idle (load only)": probe(r["idle"]),
         "API p50 / p95 / max ms, alone": probe(r["alone"]),
         "API p50 / p95 / max ms, all at once": probe(r["together"]),
