@@ -10,7 +10,9 @@ with N apps `gg01`...`ggNN`. Each app is a copy of examples/goldengoose in a git
 of its own, named like the app (canary.release.app_name_for_repository maps the repository
 name onto the app name unchanged), with its own HAProxy frontend port, backends,
 Prometheus targets and production (LocalPlatform.apps, scripts/bootstrap_production.py
---app). Each commit carries its release config in `.canary/`: a short analysis (default
+--app). Its `canary.yaml` (the local app spec) hands the copy its track and version as
+GOLDENGOOSE_TRACK/_VERSION (the platform names them <APP>_TRACK, GG01_TRACK). Each commit
+carries its release config in `.canary/`: a short analysis (default
 begin_after 10 s + lifetime 30 s, a look every 10 s, min_analysis = the whole analysis, so
 no release is promoted early and every release analyses for exactly the configured time)
 and the goldengoose canary config with every selector narrowed to `app="<app>"`: the apps
