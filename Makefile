@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
 PYTEST_XDIST ?= -n 2 --dist loadfile
 
-.PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline clean
+.PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent clean
 
 setup: system-packages $(STAMP)
 
@@ -73,6 +73,10 @@ bench-judge: setup
 # Starts its own chain on free ports (a few minutes); see bench/README.md.
 bench-pipeline: setup
 	$(PY) bench/pipeline_latency.py
+
+# N apps released at once on one chain, SQLite then PostgreSQL (default N=20); see bench/README.md.
+bench-concurrent: setup
+	$(PY) bench/concurrent_releases.py $(BENCH_ARGS)
 
 # The whole chain on this machine, left running to browse; options: make demo DEMO_ARGS='--prefect-port 4201'
 # DB=postgres puts the Prefect server on a PostgreSQL cluster of the demo's own (default: SQLite).

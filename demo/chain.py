@@ -42,6 +42,9 @@ class ChainConfig:
     relay_port: int = 8088
     app: str = "goldengoose"
     app_port: int = 18080
+    #: more apps on the same chain, app name -> its HAProxy frontend port (LocalPlatform.apps):
+    #: each has its own backends, Prometheus targets and production (bench/concurrent_releases)
+    extra_apps: dict[str, int] = field(default_factory=dict)
     stats_port: int = 18404
     prometheus_port: int = 19090
     scrape_interval: float = 1.0
@@ -51,6 +54,11 @@ class ChainConfig:
     #: (a cluster of this chain's own on 127.0.0.1:db_port, see demo/postgres.py)
     db: str = "sqlite"
     db_port: int = 15432
+
+    @property
+    def apps(self) -> dict[str, int]:
+        """Every app of the chain and its HAProxy frontend port, `app` first."""
+        return {self.app: self.app_port, **{n: p for n, p in self.extra_apps.items() if n != self.app}}
 
     @property
     def api_url(self) -> str:
@@ -153,16 +161,17 @@ class Chain:
             raise ChainError("a webhook secret is needed (GITHUB_WEBHOOK_SECRET)")
         env = self.client_env()
         self.start_server()
+        apps = [arg for name, port in c.apps.items() for arg in ("--app", f"{name}={port}")]
         self._run([sys.executable, "scripts/register_blocks.py", "--state-dir", str(c.state_dir),
-                   "--app", c.app, "--app-port", str(c.app_port), "--stats-port",
-                   str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
-                   "--scrape-interval", str(c.scrape_interval)], "registering blocks")  # fmt: skip
+                   *apps, "--stats-port", str(c.stats_port), "--prometheus-port",
+                   str(c.prometheus_port), "--scrape-interval", str(c.scrape_interval)],
+                  "registering blocks")  # fmt: skip
         self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir", str(c.state_dir),
                    "--stats-port", str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
-                   "--scrape-interval", str(c.scrape_interval), "start", "--app",
-                   f"{c.app}={c.app_port}"], "starting HAProxy and Prometheus")  # fmt: skip
-        self.say(f"HAProxy: {c.app} on 127.0.0.1:{c.app_port}; "
-                 f"Prometheus: http://127.0.0.1:{c.prometheus_port}")  # fmt: skip
+                   "--scrape-interval", str(c.scrape_interval), "start", *apps],
+                  "starting HAProxy and Prometheus")  # fmt: skip
+        frontends = ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in c.apps.items())
+        self.say(f"HAProxy: {frontends}; Prometheus: http://127.0.0.1:{c.prometheus_port}")
         sup_log = self._start("supervisor", [sys.executable, "-m", "canary.platforms.local",
                                              "--state-dir", str(c.state_dir), "supervise",
                                              "--interval", "2"], env)  # fmt: skip

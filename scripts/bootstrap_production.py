@@ -1,10 +1,11 @@
 """Put the first version of an app into production on the local platform (no canary).
 
-    PREFECT_API_URL=... python scripts/bootstrap_production.py --repo PATH --commit SHA
+    PREFECT_API_URL=... python scripts/bootstrap_production.py --repo PATH --commit SHA [--app NAME]
 
 A canary release needs a production to compare against; this builds `commit` and starts it
 as production behind HAProxy (100 % primary, read back). Idempotent: the same commit
-already in production is left alone.
+already in production is left alone. `--app` names one of the block's apps (its `app` or
+one of its `apps`); the default is the block's `app`.
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", required=True)
     parser.add_argument("--commit", required=True)
     parser.add_argument("--block", default="local", help="LocalPlatform document name")
+    parser.add_argument("--app", default=None, help="which of the block's apps [its `app`]")
     args = parser.parse_args(argv)
     platform = LocalPlatform.load(args.block)
+    frontends = platform.frontends()
+    app = args.app or platform.app
+    if app not in frontends:
+        parser.error(f"--app {app}: the block {args.block!r} has the apps {', '.join(frontends)}")
     platform.start()
-    image = platform.builder_for(platform.app).build(args.repo, args.commit)
-    if platform.production_image(platform.app) != image:
-        platform.workloads().promote(platform.app, image)
-    platform.router().rollback(platform.app)
-    print(json.dumps({"app": platform.app, "production": image, "url": platform.app_url}))
+    image = platform.builder_for(app).build(args.repo, args.commit)
+    if platform.production_image(app) != image:
+        platform.workloads().promote(app, image)
+    platform.router().rollback(app)
+    print(json.dumps({"app": app, "production": image, "url": f"http://127.0.0.1:{frontends[app]}"}))
     return 0
 
 
