@@ -63,8 +63,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +71,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a plain script
 
-from bench.pipeline_latency import DEMO_PORTS, Api, git, percentile, ts  # noqa: E402
+from bench.pipeline_latency import DEMO_PORTS, Api, git, percentile, timed_push, ts  # noqa: E402
 from canary.platforms.local import procs  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
-from scripts.send_github_push import build_payload, sign  # noqa: E402
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
@@ -188,20 +185,8 @@ class Push:
 
 
 def push(relay_url: str, secret: str, app: App, sha: str) -> Push:
-    """Sign and POST a GitHub push delivery as scripts/send_github_push.py does (its own
-    build_payload and sign), in-process, so the client clock brackets the request."""
-    payload = build_payload(str(app.repo), "refs/heads/main", app.head, sha)
-    body = json.dumps(payload).encode()
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
-               "X-GitHub-Delivery": str(uuid.uuid4()),
-               "X-Hub-Signature-256": sign(secret, body)}  # fmt: skip
-    request = urllib.request.Request(relay_url, data=body, headers=headers, method="POST")
-    sent = time.time()
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        status = answer.status
-    accepted = time.time()
-    if status != 202:
-        raise RuntimeError(f"the relay answered {status} for {app.name}, not 202")
+    """One signed push delivery to the relay, timed (bench.pipeline_latency.timed_push)."""
+    sent, accepted = timed_push(relay_url, secret, app.repo, app.head, sha, timeout=30)
     app.head = sha
     return Push(app.name, sha, sent, accepted)
 

@@ -170,6 +170,28 @@ def wait_for(what: str, check: Any, timeout: float, every: float = 0.1) -> Any:
         time.sleep(every)
 
 
+def timed_push(relay_url: str, secret: str, repo: Path | str, before: str, sha: str, *,
+               timeout: float) -> tuple[float, float]:  # fmt: skip
+    """Sign and POST a push delivery the way scripts/send_github_push.py does.
+
+    Done in-process (its build_payload and sign) so the client clock brackets exactly the
+    HTTP request: (epoch just before the POST, epoch when the 202 arrived).
+    """
+    payload = build_payload(str(repo), "refs/heads/main", before, sha)
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
+               "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-Hub-Signature-256": sign(secret, body)}  # fmt: skip
+    request = urllib.request.Request(relay_url, data=body, headers=headers, method="POST")
+    sent = time.time()
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        status = answer.status
+    accepted = time.time()
+    if status != 202:
+        raise RuntimeError(f"the relay answered {status} for {repo}, not 202")
+    return sent, accepted
+
+
 class Bench:
     def __init__(self, chain: Chain, repo: Path, secret: str) -> None:
         self.chain = chain
@@ -187,24 +209,9 @@ class Bench:
         return git(self.repo, "rev-parse", "HEAD")
 
     def push(self, sha: str) -> tuple[float, float]:
-        """Sign and POST a push delivery the way scripts/send_github_push.py does.
-
-        Done in-process (its build_payload and sign) so the client clock brackets exactly
-        the HTTP request: (epoch just before the POST, epoch when the 202 arrived).
-        """
-        payload = build_payload(str(self.repo), "refs/heads/main", self.head, sha)
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
-                   "X-GitHub-Delivery": str(uuid.uuid4()),
-                   "X-Hub-Signature-256": sign(self.secret, body)}  # fmt: skip
-        request = urllib.request.Request(self.chain.config.relay_url, data=body,
-                                         headers=headers, method="POST")  # fmt: skip
-        sent = time.time()
-        with urllib.request.urlopen(request, timeout=15) as answer:
-            status = answer.status
-        accepted = time.time()
-        if status != 202:
-            raise RuntimeError(f"the relay answered {status}, not 202")
+        """(epoch just before the POST, epoch when the 202 arrived), see timed_push."""
+        sent, accepted = timed_push(self.chain.config.relay_url, self.secret, self.repo,
+                                    self.head, sha, timeout=15)  # fmt: skip
         self.head = sha
         return sent, accepted
 
