@@ -7,25 +7,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from canary.config import CanaryConfig
-from canary.config.release import ReleaseSpec
-from canary.errors import CanaryError, ConfigError
+from canary.config.release import ReleaseSpec, read_yaml
+from canary.errors import CanaryError
 
 
 def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:
     """A release spec (it names a canary config) or a canary config, validated."""
     file = Path(path)
     if file.suffix.lower() in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(file.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml(file, "config")
         if isinstance(data, dict) and "canary_config" in data:
-            spec = ReleaseSpec.load(file)
+            spec = ReleaseSpec.from_data(data, file)
             return spec, spec.load_canary_config()
     return None, CanaryConfig.load(file)
 

@@ -71,6 +71,16 @@ class Scopes(Model):
                            step=1, extended_scope_params=self.extended_scope_params)  # fmt: skip
 
 
+def read_yaml(path: Path, what: str) -> object:
+    """The YAML document in `path`; ConfigError naming `what`, the file and the cause."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read it: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
+
+
 class ReleaseSpec(Model):
     """Everything a canary release of `app` reads besides the image and commit."""
 
@@ -120,12 +130,12 @@ class ReleaseSpec(Model):
         """`default_app` fills in a missing `app:` (a spec carried by the app's own commit
         may leave it out: the app is then the one named after its repository)."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"release spec {path}: cannot read it: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"release spec {path}: not valid YAML: {exc}") from None
+        return cls.from_data(read_yaml(path, "release spec"), path, default_app=default_app)
+
+    @classmethod
+    def from_data(cls, data: object, path: str | Path, *,
+                  default_app: str | None = None) -> ReleaseSpec:  # fmt: skip
+        """The spec from `data` already read from `path` (read_yaml)."""
         if not isinstance(data, dict):
             raise ConfigError(f"release spec {path}: expected a mapping at the top level")
         if default_app is not None and "app" not in data:

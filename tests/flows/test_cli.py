@@ -131,7 +131,9 @@ def test_retry_releases_a_commit_again(make_env, capsys):
     assert created.parameters["retry"] is True and created.parameters["image"] == env.release_args()["image"]
 
 
-def test_commands_say_what_is_wrong(capsys):
+def test_commands_say_what_is_wrong(capsys, tmp_path):
+    broken_yaml = tmp_path / "spec.yaml"
+    broken_yaml.write_text("app: [unclosed\n")
     code, _, err = canary(capsys, "promote", "cli-nothing-runs")
     assert code == 1 and "no running canary release of 'cli-nothing-runs'" in err
     code, _, err = canary(capsys, "retry", "cli-nothing-runs", "abc123")
@@ -140,6 +142,8 @@ def test_commands_say_what_is_wrong(capsys):
     assert code == 1 and "did not answer" in err and "is it running?" in err
     code, _, err = canary(capsys, "validate", "/nonexistent/spec.yaml")
     assert code == 2 and "cannot read it" in err
+    code, _, err = canary(capsys, "validate", str(broken_yaml))
+    assert code == 2 and f"config {broken_yaml}: not valid YAML" in err
     code, rows, err = canary(capsys, "validate", "deployments/releases/goldengoose.yaml")
     assert code == 0 and all(r["ok"] for r in rows) and "sequential-v1" in rows[0]["detail"]
 
