@@ -864,6 +864,8 @@ def rows_for(r: dict[str, Any]) -> dict[str, str]:
 
     load, busy = r["load"], r["machine_busy"]
     pg = r["db"] == "postgres"
+    cores = os.cpu_count() or 1
+    spent = {k: sum(r[k]["cpu_s"].values()) for k in ("alone", "together")}
     return {
         "releases promoted (good commits) alone + all": f"{a['correct']}/{a['n']} + {t['correct']}/{t['n']}",
         "alone: push → decision": _s(alone_time),
@@ -886,6 +888,8 @@ def rows_for(r: dict[str, Any]) -> dict[str, str]:
         "PostgreSQL CPU: alone": cpu(r["alone"], "postgres") if pg else "-",
         "PostgreSQL CPU: all at once": cpu(r["together"], "postgres") if pg else "-",
         "flow runs' CPU (reaped): alone / all at once": " / ".join(f"{r[k]['cpu_s']['flow_runs']:.0f} s" for k in ("alone", "together")),
+        "CPU per release, all parts: alone / all at once ÷ N": f"{spent['alone']:.1f} / {spent['together'] / t['n']:.1f} s",
+        f"all at once: CPU of all parts ÷ {cores} cores / wall": f"{spent['together'] / cores:.0f} / {t['wall_s']:.0f} s",
         "machine CPU busy (all cores): idle / alone": f"{pct(busy['idle'])} / {pct(busy['alone'])}",
         "machine CPU busy: all at once / until last Running": f"{pct(busy['together'])} / {pct(busy['together_starts'])}",
         "API p50 / p95 / max ms, idle (load only)": probe(r["idle"]),
