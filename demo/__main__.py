@@ -512,6 +512,29 @@ def render_summary(rows: Sequence[ReleaseRow]) -> str:
     return "\n".join(lines)
 
 
+#: The release run's final state names (flows/canary_release.py): Promoted is of type
+#: Completed, RolledBack of type Failed (alerting on failed runs sees it).
+RUN_OUTCOMES = {"Promoted": PROMOTED, "RolledBack": ROLLED_BACK}
+EVENT_OUTCOMES = {"promoted": PROMOTED, "rolled-back": ROLLED_BACK}
+
+
+def release_outcome(run: dict[str, Any], event: dict[str, Any] | None) -> tuple[str, str]:
+    """(outcome, why) of a final canary-release run and its canary.release.* event: promoted
+    or rolled back only when the run's state and the event agree; else FAILED, saying what
+    the run ended as (a crash, a skip, a missing or contradicting event)."""
+    state, message = run["state_name"], (run.get("state") or {}).get("message") or ""
+    by_run = RUN_OUTCOMES.get(state)
+    if by_run is None:
+        return FAILED, f"canary-release ended {state}: {message}".strip().rstrip(":")
+    if event is None:
+        return FAILED, f"the release ended {state} but no canary.release.* event was found"
+    kind = event["event"].removeprefix("canary.release.")
+    if EVENT_OUTCOMES.get(kind) != by_run:
+        return FAILED, f"the release ended {state} but its event says {kind}"
+    reason = event["payload"].get("reason") or message
+    return by_run, f"{by_run}: {reason}"
+
+
 def verdict(rows: Sequence[ReleaseRow]) -> tuple[int, str]:
     """(exit code, why): 0 only when v2 was promoted AND v3 rolled back."""
     outcomes = {r.label: r.outcome for r in rows}
@@ -704,18 +727,9 @@ class Demo:
             row.score = event["payload"].get("score")
             row.decided = event["payload"].get("decision_seconds")
             row.looks = event["payload"].get("judgements")
-        if release["state_type"] != "COMPLETED":
-            message = (release.get("state") or {}).get("message") or ""
-            row.reason = f"canary-release ended {release['state_name']}: {message}".strip()
-            return
-        if event is None:
-            row.reason = "the release completed but no canary.release.* event was found"
-            return
-        kind = event["event"].removeprefix("canary.release.")
-        row.outcome = {"promoted": PROMOTED, "rolled-back": ROLLED_BACK}.get(kind, kind)
-        reason = event["payload"].get("reason") or ""
+        row.outcome, why = release_outcome(release, event)
         if row.outcome != row.expected:
-            row.reason = f"{row.outcome}: {reason}"
+            row.reason = why
 
     def run(self) -> int:
         self.say(f"prefect-canary demo in {self.home}")

@@ -224,6 +224,43 @@ def test_exit_code_is_0_only_for_v2_promoted_and_v3_rolled_back(
         assert "should be" in why
 
 
+def _run(state_type: str, state_name: str, message: str = "") -> dict[str, object]:
+    return {"state_type": state_type, "state_name": state_name, "state": {"message": message}}
+
+
+def _event(kind: str, reason: str = "why") -> dict[str, object]:
+    return {"event": f"canary.release.{kind}", "payload": {"reason": reason}}
+
+
+@pytest.mark.parametrize(("run", "event", "outcome", "why"), [
+    # a rolled-back release ends RolledBack, of type FAILED: still a rolled-back outcome
+    (_run("FAILED", "RolledBack"), _event("rolled-back", "latency +215%"), ROLLED_BACK,
+     "rolled back: latency +215%"),
+    (_run("COMPLETED", "Promoted"), _event("promoted", "score 100"), PROMOTED, "promoted: score 100"),
+    # a crash or a plain failure is no outcome, whatever the event said
+    (_run("CRASHED", "Crashed", "worker died"), _event("rolled-back"), FAILED,
+     "canary-release ended Crashed: worker died"),
+    (_run("FAILED", "Failed", "boom"), None, FAILED, "canary-release ended Failed: boom"),
+    (_run("CANCELLED", "Skipped", "a newer commit"), None, FAILED,
+     "canary-release ended Skipped: a newer commit"),
+    # run state and event must agree, and the event must exist
+    (_run("FAILED", "RolledBack"), None, FAILED, "no canary.release.* event was found"),
+    (_run("COMPLETED", "Promoted"), _event("rolled-back"), FAILED, "its event says rolled-back"),
+])  # fmt: skip
+def test_release_outcome_reads_the_run_state_and_its_event(
+    run: dict[str, object], event: dict[str, object] | None, outcome: str, why: str
+) -> None:
+    got, reason = cli.release_outcome(run, event)
+    assert got == outcome and why in reason
+
+
+def test_the_outcome_names_are_the_flow_s_final_states() -> None:
+    """The demo reads the names flows/canary_release.py gives its final states."""
+    source = (ROOT / "flows" / "canary_release.py").read_text()
+    for name in cli.RUN_OUTCOMES:
+        assert f'name="{name}"' in source
+
+
 # -- progress and status ---------------------------------------------------------------------
 def test_status_line_follows_the_runs() -> None:
     sha = "c" * 40
