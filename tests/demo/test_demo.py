@@ -1,7 +1,7 @@
 """`python -m demo`: the pieces that decide things, without starting the chain.
 
-The chain itself is covered by tests/e2e; a whole demo run (~3 min) is run by hand (see
-demo/README.md). The hook test pushes for real through git into a tiny signature-checking
+The chain itself is covered by tests/e2e; a whole demo run (~3 min) by test_demo_run.py
+(live). The hook test pushes for real through git into a tiny signature-checking
 HTTP server standing in for the relay.
 """
 
