@@ -525,7 +525,7 @@ def release_outcome(run: dict[str, Any], event: dict[str, Any] | None) -> tuple[
     state, message = run["state_name"], (run.get("state") or {}).get("message") or ""
     by_run = RUN_OUTCOMES.get(state)
     if by_run is None:
-        return FAILED, f"canary-release ended {state}: {message}".strip().rstrip(":")
+        return FAILED, f"canary-release ended {state}" + (f": {message}" if message else "")
     if event is None:
         return FAILED, f"the release ended {state} but no canary.release.* event was found"
     kind = event["event"].removeprefix("canary.release.")
