@@ -25,6 +25,8 @@ pytestmark = pytest.mark.live
 
 
 def _answers(port: int) -> bool:
+    """Something accepts connections on the port. Not procs.port_in_use: a stopped server's
+    closed connections keep the port unbindable (TIME_WAIT) for a minute."""
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0

@@ -76,20 +76,21 @@ def test_the_trigger_passes_the_payload_object_as_the_parameter() -> None:
     # the commit: an event that arrives first is never matched. So an app whose run has
     # not appeared is announced again (a second run of the same app would carry the same
     # parameters), until both apps have one or the deadline passes.
+    def apps(found: list) -> set[str]:
+        return {r.parameters["app"] for r in found}
+
     runs: list = []
     end = time.monotonic() + 90
     while time.monotonic() < end:
-        seen = {r.parameters["app"] for r in runs}
-        for app in wanted.keys() - seen:
+        for app in wanted.keys() - apps(runs):
             emit_event(event="canary.build.succeeded",
                        resource={"prefect.resource.id": f"canary.app.{app}", "app": app},
                        payload={"image": IMAGE, "commit": COMMIT, "repo": "r", "pushed_at": None,
                                 "version": None, "app_config": wanted[app]})  # fmt: skip
         EventsWorker.drain_all()
-        runs = api.poll(lambda: _runs_of(deployment_id),
-                        lambda r: {x.parameters["app"] for x in r} >= wanted.keys(),
+        runs = api.poll(lambda: _runs_of(deployment_id), lambda r: apps(r) >= wanted.keys(),
                         deadline=10)  # fmt: skip
-        if {r.parameters["app"] for r in runs} >= wanted.keys():
+        if apps(runs) >= wanted.keys():
             break
     given = {r.parameters["app"]: r.parameters.get("app_config") for r in runs}
     assert given == wanted
