@@ -61,7 +61,7 @@ from tasks.publish import (
 )
 from tasks.recovery import describe_end, found_in_words, other_lock_takers, recover_release
 from tasks.runs import candidate_for, current_flow_run
-from tasks.setup import ensure_release_lock, load_app_config, load_block, load_release_spec
+from tasks.setup import ensure_release_lock, load_block, load_release_config
 from tasks.turn import wait_for_turn
 from tasks.waiting import wait_until
 
@@ -124,9 +124,7 @@ def canary_release(
     """
     release = Release(app, image, commit)  # the one release model: name rule, full commit
     app, commit = release.app, release.commit
-    spec, canary_config = (
-        load_app_config(app_config, app, commit) if app_config
-        else load_release_spec(config or f"deployments/releases/{app}.yaml", app))  # fmt: skip
+    spec, canary_config = load_release_config(app, commit, app_config, config)
     plat, source = load_block(platform), load_block(metrics).source()
     newer = _ordering(plat, app, repo)
     tag_run(app=app, commit=commit[:12], version=version)

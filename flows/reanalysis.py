@@ -29,11 +29,8 @@ from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
 from tasks.history import find_last_promotion, find_released_apps
 from tasks.publish import emit, publish_interval, publish_report, rename_run
 from tasks.runs import current_flow_run
-from tasks.setup import ensure_release_lock, load_block, load_release_spec
+from tasks.setup import DEFAULT_SPEC, ensure_release_lock, load_block, load_release_spec
 from tasks.turn import take_lock
-
-#: where an app's release spec is, unless the run names another ({app}: the app's name)
-DEFAULT_SPEC = "deployments/releases/{app}.yaml"
 
 
 def _window_name(start: datetime, end: datetime) -> str:

@@ -31,13 +31,37 @@ def release_lock_name(app: str) -> str:
     return f"{LOCK_PREFIX}{app}"
 
 
-@task(name="load-release-spec", task_run_name="load-release-spec-{app}", cache_policy=NO_CACHE)
-def load_release_spec(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
-    """Validate the spec and its canary config once, at the edge (never retried)."""
+#: Where an app's release spec is, unless the run names another ({app}: the app's name).
+DEFAULT_SPEC = "deployments/releases/{app}.yaml"
+
+
+def _spec_file(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
     spec = ReleaseSpec.load(Path(path))
     if spec.app != app:
         raise ConfigError(f"release spec {path} is for app {spec.app!r}, not {app!r}")
     return spec, spec.load_canary_config()
+
+
+def release_config_of(app: str, commit: str, app_config: Any,
+                      config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
+    """The spec and canary config a canary-release run judges with, from its parameters:
+    the commit's `.canary/` the build carried (`app_config`), else the file `config`, else
+    DEFAULT_SPEC. The one home of that order: the release, its crash hook and `reconcile`
+    (reading a crashed run's parameters) all come here, so the platform's adapters get
+    the spec the release was judged with."""
+    if not app_config:
+        return _spec_file(config or DEFAULT_SPEC.format(app=app), app)
+    where = f"app_config of commit {commit[:12]}"
+    spec, canary_config = appconfig.load(app_config, app, where)
+    if spec.app != app:
+        raise ConfigError(f"{where} is for app {spec.app!r}, not {app!r}")
+    return spec, canary_config
+
+
+@task(name="load-release-spec", task_run_name="load-release-spec-{app}", cache_policy=NO_CACHE)
+def load_release_spec(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
+    """Validate the spec and its canary config once, at the edge (never retried)."""
+    return _spec_file(path, app)
 
 
 @task(name="check-app-config", task_run_name="check-app-config-{app}", cache_policy=NO_CACHE)
@@ -46,13 +70,11 @@ def check_app_config(files: dict[str, str], app: str, where: str) -> tuple[dict[
     return appconfig.check_files(files, app, where)
 
 
-@task(name="load-app-config", task_run_name="load-app-config-{app}", cache_policy=NO_CACHE)
-def load_app_config(app_config: Any, app: str, commit: str) -> tuple[ReleaseSpec, CanaryConfig]:
-    """The release config the build carried from the commit, validated by the same loaders."""
-    spec, config = appconfig.load(app_config, app, f"app_config of commit {commit[:12]}")
-    if spec.app != app:
-        raise ConfigError(f"app_config of commit {commit[:12]} is for app {spec.app!r}, not {app!r}")
-    return spec, config
+@task(name="load-release-config", task_run_name="load-release-config-{app}", cache_policy=NO_CACHE)
+def load_release_config(app: str, commit: str, app_config: Any,
+                        config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
+    """The release config of a run, validated by the same loaders (release_config_of)."""
+    return release_config_of(app, commit, app_config, config)
 
 
 #: Block type slug -> the module that defines it (imported on demand: the Kubernetes client
