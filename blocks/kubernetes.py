@@ -10,16 +10,15 @@ Options come from two places (docs/kubernetes.md lists them all): per-cluster on
 block's fields (build system, registry and its credentials, build service account, track
 label, timeouts); per-app ones are the ``kubernetes:`` section of the app's release spec
 (VirtualService and routes, DestinationRule, split or mirror, replicas, container,
-Dockerfile and context), read when an adapter for that app is made. The flows call
-``workloads()`` and ``router()`` without an app, so those hand out a dispatcher that makes
-the app's adapter on each call.
+Dockerfile and context). The caller passes that spec to every method (the one the flow
+judges with: a block must not guess it from the flow run), and each adapter is made for
+one app with its options; ``spec_for`` is the one place that says what a method uses when
+no spec is known.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,32 +50,6 @@ def _is_subdomain(value: str) -> bool:
         return object_name(value) is not None
     except ValueError:
         return False
-
-
-def _flow_parameters() -> dict[str, Any]:
-    """The current flow run's parameters ({} outside a run)."""
-    with contextlib.suppress(Exception):
-        from prefect.runtime import flow_run
-
-        return dict(flow_run.parameters or {})
-    return {}
-
-
-class ForEachApp:
-    """What ``router()`` / ``workloads()`` return: every port method takes the app first,
-    so each call is made on that app's adapter, built with that app's options."""
-
-    def __init__(self, make: Callable[[str], Any]) -> None:
-        self._make = make
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_"):
-            raise AttributeError(method)
-
-        def call(app: str, *args: Any, **kwargs: Any) -> Any:
-            return getattr(self._make(app), method)(app, *args, **kwargs)
-
-        return call
 
 
 class KubernetesCluster(Block):
@@ -128,7 +101,8 @@ class KubernetesCluster(Block):
         "production's selector must include it with the value `primary`.")
     release_specs: str = Field(
         "deployments/releases", description="Folder of release specs (<app>.yaml) to read an "
-        "app's `kubernetes:` options from when the flow run names none (`config`).")
+        "app's `kubernetes:` options from when the caller knows no spec (e.g. a build of a "
+        "commit without .canary/, or a reconcile with no release run to read it from).")
 
     @field_validator("build_service_account", "registry_secret")
     @classmethod
@@ -185,41 +159,40 @@ class KubernetesCluster(Block):
         return KubeClient(self.get_api_client(), self.namespace, request_timeout=self.request_timeout)
 
     # -- per-app options, from the app's release spec -----------------------------------
-    def release_spec(self, app: str) -> ReleaseSpec | None:
-        """The release spec the current run uses for ``app`` (its ``config`` parameter), else
-        ``<release_specs>/<app>.yaml`` if there is one, else None (every default applies)."""
-        params = _flow_parameters()
-        if params.get("app") == app and params.get("config"):
-            return ReleaseSpec.load(Path(str(params["config"])))
-        path = Path(self.release_specs) / f"{app}.yaml"
-        return ReleaseSpec.load(path) if path.is_file() else None
-
-    def app_options(self, app: str) -> tuple[KubernetesRelease, int]:
-        """(the app's ``kubernetes:`` options, the canary's largest traffic share in %)."""
-        spec = self.release_spec(app)
+    def spec_for(self, app: str, spec: ReleaseSpec | None) -> ReleaseSpec | None:
+        """The spec whose options `app`'s adapters use: `spec`, the one the caller judges
+        with; when it knows none, ``<release_specs>/<app>.yaml`` if there is one; else None
+        (every default applies). The only place a spec is looked up instead of given."""
         if spec is None:
-            return KubernetesRelease(), max(TrafficPlan().steps)
-        return spec.kubernetes, max(spec.traffic.steps)
+            path = Path(self.release_specs) / f"{app}.yaml"
+            if not path.is_file():
+                return None
+            spec = ReleaseSpec.load(path)
+        if spec.app != app:
+            raise ConfigError(f"release spec {spec.source} is for app {spec.app!r}, not {app!r}: "
+                              "pass the spec of the app being released")  # fmt: skip
+        return spec
 
-    def workloads_for(self, app: str) -> KubernetesWorkloads:
-        options, share = self.app_options(app)
+    def app_options(self, app: str, spec: ReleaseSpec | None) -> tuple[KubernetesRelease, int]:
+        """(the app's ``kubernetes:`` options, the canary's largest traffic share in %)."""
+        used = self.spec_for(app, spec)
+        if used is None:
+            return KubernetesRelease(), max(TrafficPlan().steps)
+        return used.kubernetes, max(used.traffic.steps)
+
+    def workloads(self, app: str, spec: ReleaseSpec | None) -> KubernetesWorkloads:
+        """The Workloads port for `app`, sized and aimed by the spec's options."""
+        options, share = self.app_options(app, spec)
         return KubernetesWorkloads(self.get_client(), replicas=options.replicas, max_share=share,
                                    container=options.container, track_label=self.track_label,
                                    rollout_timeout=self.rollout_timeout_seconds)
 
-    def router_for(self, app: str) -> TrafficRouter:
-        """The app's router: `traffic_router`'s implementation with the app's options."""
-        options, _ = self.app_options(app)
+    def router(self, app: str, spec: ReleaseSpec | None) -> TrafficRouter:
+        """The TrafficRouter port for `app`: `traffic_router`'s implementation with the
+        spec's options."""
+        options, _ = self.app_options(app, spec)
         return make_router(self.traffic_router, self.get_client(), options,
                            RouterSettings(self.track_label, self.istio_api_version))  # fmt: skip
-
-    def workloads(self) -> Any:
-        """The Workloads port for any app (each call uses that app's options)."""
-        return ForEachApp(self.workloads_for)
-
-    def router(self) -> Any:
-        """The TrafficRouter port for any app (each call uses that app's options)."""
-        return ForEachApp(self.router_for)
 
     def builder(self, image: str, *, system: str | None = None, **options: Any) -> TektonBuilder | KnativeBuilder:
         """A Tekton or Knative Build builder pushing to ``image``, with this block's build
@@ -235,29 +208,29 @@ class KubernetesCluster(Block):
         return kind(self.get_client(), image=image, **{**defaults, **options})
 
     # -- what the flows call (the same methods on every platform block) -----------------
-    def builder_for(self, app: str) -> TektonBuilder | KnativeBuilder:
+    def builder_for(self, app: str, spec: ReleaseSpec | None) -> TektonBuilder | KnativeBuilder:
         if not self.image_repository:
             raise ConfigError(
                 f"KubernetesCluster block {self._block_document_name!r}: set image_repository "
                 "(the registry path builds push to) before building on the cluster"
             )
-        options, _ = self.app_options(app)
+        options, _ = self.app_options(app, spec)
         return self.builder(f"{self.image_repository.rstrip('/')}/{app}", dockerfile=options.dockerfile,
                             context=options.context)
 
-    def production_image(self, app: str) -> str | None:
-        return self.workloads_for(app).production_image(app)
+    def production_image(self, app: str, spec: ReleaseSpec | None) -> str | None:
+        return self.workloads(app, spec).production_image(app)
 
     def production_commit(self, app: str) -> str | None:
         """Unknown on Kubernetes (images carry no commit we can trust): releases are then
         ordered by push time (canary.queue)."""
         return None
 
-    def reconcile(self, app: str) -> dict[str, Any]:
+    def reconcile(self, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
         """Repair a crashed release in the cleanup order of canary.cleanup: 100 % primary
         (read back), our Deployments deleted (never while traffic may still reach them),
         the user's routes restored. Raises the first failure, after every step ran."""
-        router, workloads = self.router_for(app), self.workloads_for(app)
+        router, workloads = self.router(app, spec), self.workloads(app, spec)
         removed = workloads.leftovers(app)
         steps, error = run_cleanup({
             "roll_back_traffic": lambda: router.rollback(app),
@@ -269,7 +242,7 @@ class KubernetesCluster(Block):
             error.add_note("reconcile of " + app + ": " + "; ".join(steps))
             raise error
         return {"weights": "100% primary (verified)", "removed": removed, "steps": steps,
-                "primary": self.production_image(app)}  # fmt: skip
+                "primary": workloads.production_image(app)}  # fmt: skip
 
-    def restore_routes(self, app: str) -> None:
-        self.router_for(app).restore(app)
+    def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
+        self.router(app, spec).restore(app)

@@ -4,6 +4,11 @@ It holds only configuration (where state lives, which ports and binaries) and bu
 plain adapters of ``canary.platforms.local`` from it; no secrets are involved. Every adapter
 it hands out shares one state directory, so the builder's artifacts, the workloads' records
 and the stack's pid files are found by whichever flow run (or reconcile) comes next.
+
+The flows pass every method the app and its release spec, as to every platform block
+(canary.ports.Platform); nothing in a release spec changes how this platform runs an app
+(its `kubernetes:` section is for the cluster), and one adapter serves every app, so the
+spec is accepted and not read.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator, model_validator
 
+from canary.config.release import ReleaseSpec
 from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
 from canary.platforms.local.stack import LocalStack
@@ -97,10 +103,12 @@ class LocalPlatform(Block):
     def builder(self) -> GitBuilder:
         return GitBuilder(self.state_dir, app=self.app, subdir=self.app_subdir, python=self.python)
 
-    def router(self) -> HAProxyRouter:
+    def router(self, app: str | None = None, spec: ReleaseSpec | None = None) -> HAProxyRouter:
+        """HAProxy's weights, for every app (`app` and `spec` change nothing here)."""
         return self.stack().router()
 
-    def workloads(self) -> ProcessWorkloads:
+    def workloads(self, app: str | None = None, spec: ReleaseSpec | None = None) -> ProcessWorkloads:
+        """The supervised processes, of every app (`app` and `spec` change nothing here)."""
         return self.stack().workloads(python=self.python, stop_timeout=self.stop_timeout_seconds)
 
     @property
@@ -112,11 +120,11 @@ class LocalPlatform(Block):
         return f"http://127.0.0.1:{self.app_port}"
 
     # -- what the flows call (the same methods on every platform block) -----------------
-    def builder_for(self, app: str) -> GitBuilder:
+    def builder_for(self, app: str, spec: ReleaseSpec | None = None) -> GitBuilder:
         """The builder for `app`'s commits (one local builder serves every app)."""
         return GitBuilder(self.state_dir, app=app, subdir=self.app_subdir, python=self.python)
 
-    def production_image(self, app: str) -> str | None:
+    def production_image(self, app: str, spec: ReleaseSpec | None = None) -> str | None:
         """The artifact production runs now, or None before the first release."""
         current = self.workloads().get(app, "primary")
         return current.image if current is not None else None
@@ -134,11 +142,11 @@ class LocalPlatform(Block):
         artifact = load_artifact(self.state_dir, image)
         return artifact.version if artifact is not None else None
 
-    def reconcile(self, app: str) -> dict[str, Any]:
+    def reconcile(self, app: str, spec: ReleaseSpec | None = None) -> dict[str, Any]:
         """Repair a crashed release: 100 % primary (read back), orphans stopped."""
         self.start()
         return self.workloads().reconcile(app)
 
-    def restore_routes(self, app: str) -> None:
+    def restore_routes(self, app: str, spec: ReleaseSpec | None = None) -> None:
         """HAProxy has no user routes to restore: all traffic to production, read back."""
         self.router().restore(app)

@@ -19,6 +19,7 @@ from canary.values.weights import Weights
 
 if TYPE_CHECKING:
     from canary.config import MetricConfig
+    from canary.config.release import ReleaseSpec
 
 @runtime_checkable
 class MetricSource(Protocol):
@@ -152,21 +153,28 @@ class TrafficRouter(Protocol):
 class Platform(Protocol):
     """Where releases run: what the flows ask of a platform block (the local platform,
     the Kubernetes cluster, the tests' fake). The flows see only this seam: a new platform
-    (or a new router, e.g. Gateway API or Linkerd, behind `router`) needs no flow change."""
+    (or a new router, e.g. Gateway API or Linkerd, behind `router`) needs no flow change.
 
-    def builder_for(self, app: str) -> Builder:
+    `spec` is the release spec the flow judges with, passed explicitly: a platform takes
+    its per-app options from it (on Kubernetes its `kubernetes:` section and traffic steps)
+    and never looks for a spec on its own in the run. None means that no spec is known
+    (a build of a commit without `.canary/`, a reconcile with no release run to read it
+    from): the platform then says in one place what it uses instead (docs/kubernetes.md).
+    """
+
+    def builder_for(self, app: str, spec: ReleaseSpec | None) -> Builder:
         """The builder of `app`'s commits."""
         ...
 
-    def workloads(self) -> Workloads:
-        """Production and the baseline/canary pair."""
+    def workloads(self, app: str, spec: ReleaseSpec | None) -> Workloads:
+        """Production and the baseline/canary pair of `app`, with the spec's options."""
         ...
 
-    def router(self) -> TrafficRouter:
-        """The traffic split."""
+    def router(self, app: str, spec: ReleaseSpec | None) -> TrafficRouter:
+        """The traffic split of `app`, with the spec's options."""
         ...
 
-    def production_image(self, app: str) -> str | None:
+    def production_image(self, app: str, spec: ReleaseSpec | None) -> str | None:
         """The image production runs now (read from the platform), None before the first."""
         ...
 
@@ -174,10 +182,10 @@ class Platform(Protocol):
         """The commit production's image was built from, when the platform knows it."""
         ...
 
-    def reconcile(self, app: str) -> dict[str, Any]:
+    def reconcile(self, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
         """After a crash: 100 % production (read back), baseline and canary gone; a report."""
         ...
 
-    def restore_routes(self, app: str) -> None:
+    def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
         """Put the user's routes back as they were before the release (idempotent)."""
         ...

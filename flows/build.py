@@ -7,7 +7,9 @@ triggers the canary release; on failure `canary.build.failed` with the reason.
 The release config travels with the app: a commit with `.canary/release.yaml` (and the
 canary config it names, inside `.canary/`) has both validated here, before building, and
 carried as `app_config` in the event; its `app:` names the app. A bad `.canary/` fails the
-build. Without `.canary/` the release reads deployments/releases/<app>.yaml.
+build. The build itself uses that spec too (on Kubernetes its `kubernetes:` dockerfile and
+context). Without `.canary/` the release reads deployments/releases/<app>.yaml, and the
+build passes the platform no spec (the platform's fallback, docs/kubernetes.md).
 
 Idempotent by commit: however many deliveries of one commit arrive, one build runs and
 announces it; the others end at once (state Skipped, type Cancelled) saying which run
@@ -24,12 +26,13 @@ from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
 from canary.appconfig import DIRECTORY
+from canary.config.release import ReleaseSpec
 from canary.queue import Place, place
 from canary.values.release import app_name_for_repository, check_commit
 from tasks import runs
 from tasks.platform import build_image, image_version, read_config_files, read_production_commit
 from tasks.publish import emit
-from tasks.setup import check_app_config, load_block
+from tasks.setup import check_app_config, load_block, load_release_config
 
 SKIPPED = "Skipped"
 
@@ -65,15 +68,15 @@ def build(
                         given, app)  # fmt: skip
         skip = _why_not_build(given, commit)  # its sibling runs carry the same parameter
         plat = load_block(platform)
-        app_config = None
+        app_config, spec = None, None
         if skip is None:
-            app, app_config = _app_config(plat, app, repo, commit)
+            app, app_config, spec = _app_config(plat, app, repo, commit)
         if skip is None and read_production_commit(plat, app) == commit:
             skip = f"production already runs commit {commit[:12]}: nothing to build or release"
         if skip is not None:
             logger.info("%s %s: %s", app, commit[:12], skip)
             return Cancelled(name=SKIPPED, message=skip)
-        image = build_image(plat, app, repo, commit)
+        image = build_image(plat, app, spec, repo, commit)
     except Exception as exc:
         emit("canary.build.failed", app, {"commit": str(commit), "repo": repo,
                                           "reason": str(exc)[:2000]})  # fmt: skip
@@ -84,16 +87,19 @@ def build(
             "version": version, "app_config": app_config}
 
 
-def _app_config(plat: Any, app: str, repo: str, commit: str) -> tuple[str, dict[str, str] | None]:
-    """(the app, the release config to carry) from the commit's `.canary/`; (app, None)
-    when it has none: the release then reads deployments/releases/<app>.yaml."""
+def _app_config(plat: Any, app: str, repo: str,
+                commit: str) -> tuple[str, dict[str, str] | None, ReleaseSpec | None]:  # fmt: skip
+    """(the app, the release config to carry, its spec) from the commit's `.canary/`;
+    (app, None, None) when it has none: the release then reads
+    deployments/releases/<app>.yaml."""
     files = read_config_files(plat, app, repo, commit)
     if files is None:
-        return app, None
+        return app, None, None
     app_config, named = check_app_config(files, app, f"{repo} at {commit[:12]}")
     if named != app:
         get_run_logger().info("%s/release.yaml names the app %r (not %r)", DIRECTORY, named, app)
-    return named, app_config
+    spec, _ = load_release_config(named, commit, app_config, None)
+    return named, app_config, spec
 
 
 def _why_not_build(app: str, commit: str) -> str | None:

@@ -59,7 +59,13 @@ from tasks.publish import (
     start_progress,
     tag_run,
 )
-from tasks.recovery import describe_end, found_in_words, other_lock_takers, recover_release
+from tasks.recovery import (
+    describe_end,
+    found_in_words,
+    other_lock_takers,
+    recover_release,
+    spec_of_run,
+)
 from tasks.runs import candidate_for, current_flow_run
 from tasks.setup import ensure_release_lock, load_block, load_release_config
 from tasks.turn import wait_for_turn
@@ -82,8 +88,9 @@ def _on_bad_end(flow: Any, flow_run: Any, state: Any) -> None:
     with contextlib.suppress(Exception):
         if other_lock_takers(params["app"], me=str(flow_run.id)):
             return
+        spec, _ = spec_of_run(params["app"], params)  # what the adapters were made with
         recover_release(load_block(params.get("platform", "local-platform/local")),
-                        params["app"], run_id=flow_run.id, image=params.get("image"),
+                        params["app"], spec, run_id=flow_run.id, image=params.get("image"),
                         commit=params.get("commit"), why=describe_end(state))  # fmt: skip
 
 
@@ -115,7 +122,9 @@ def canary_release(
 
     `app_config` is the release config the build carried from the commit's `.canary/`
     (canary.appconfig; it wins over `config`); else `config` is the release spec (default
-    deployments/releases/<app>.yaml); `platform`
+    deployments/releases/<app>.yaml). The spec judged with is also the one every platform
+    call gets, so the platform's adapters use its options (on Kubernetes its
+    `kubernetes:` section and the largest traffic step); `platform`
     and `metrics` name the blocks to act on and to read metrics from; `repo` and
     `pushed_at` (from the push) order this release among others of the app (canary.queue);
     `version` names the run; `retry` releases a commit that was released before
@@ -126,7 +135,7 @@ def canary_release(
     app, commit = release.app, release.commit
     spec, canary_config = load_release_config(app, commit, app_config, config)
     plat, source = load_block(platform), load_block(metrics).source()
-    newer = _ordering(plat, app, repo)
+    newer = _ordering(plat, app, spec, repo)
     tag_run(app=app, commit=commit[:12], version=version)
     with contextlib.ExitStack() as lock:
         turn = wait_for_turn("canary-release", app, ensure_release_lock(app), lock, newer=newer,
@@ -144,15 +153,17 @@ def canary_release(
     return Failed(name="RolledBack", message=message, data=result)
 
 
-def _ordering(plat: Any, app: str, repo: str | None) -> Callable[[Candidate, Candidate], bool | None]:
+def _ordering(plat: Any, app: str, spec: ReleaseSpec,
+              repo: str | None) -> Callable[[Candidate, Candidate], bool | None]:  # fmt: skip
     """Which of two commits is newer: git ancestry where the builder knows it, else the
     push time (each answer asked once)."""
     known: dict[tuple[str, str], bool | None] = {}
 
     def newer(a: Candidate, b: Candidate) -> bool | None:
         if repo and (a.commit, b.commit) not in known:
-            forward = p.is_ancestor(plat, app, repo, b.commit, a.commit)
-            backward = p.is_ancestor(plat, app, repo, a.commit, b.commit) if not forward else False
+            forward = p.is_ancestor(plat, app, spec, repo, b.commit, a.commit)
+            backward = (p.is_ancestor(plat, app, spec, repo, a.commit, b.commit) if not forward
+                        else False)  # fmt: skip
             known[a.commit, b.commit] = True if forward else (False if backward else None)
         answer = known.get((a.commit, b.commit))
         return answer if answer is not None else by_push_time(a, b)
@@ -194,8 +205,9 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
     failure: BaseException | None = None
     by_person = False  # an operator's command, a manual judgement or gate decided
     try:
-        logger.info("before the release: %s", "; ".join(found_in_words(p.reconcile_app(plat, app))))
-        production = p.read_production_image(plat, app)
+        found = p.reconcile_app(plat, app, spec)
+        logger.info("before the release: %s", "; ".join(found_in_words(found)))
+        production = p.read_production_image(plat, app, spec)
         if production is None:
             raise ConfigError(
                 f"{app} has no production deployment to compare against; deploy the first "
@@ -205,10 +217,10 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             plan = plan_canary(source, spec, canary_config)
             for line in plan:
                 logger.info("plan: %s", line)
-        p.deploy_track(plat, app, "baseline", production)
-        p.deploy_track(plat, app, "canary", image)
-        p.wait_track_ready(plat, app, "baseline", spec.ready_timeout_seconds)
-        p.wait_track_ready(plat, app, "canary", spec.ready_timeout_seconds)
+        p.deploy_track(plat, app, spec, "baseline", production)
+        p.deploy_track(plat, app, spec, "canary", image)
+        p.wait_track_ready(plat, app, spec, "baseline", spec.ready_timeout_seconds)
+        p.wait_track_ready(plat, app, spec, "canary", spec.ready_timeout_seconds)
         decision = _analyse(plat, source, spec, canary_config, app, commit, records)
         promote, reason = decision.action is Action.PROMOTE, decision.reason
         timeout = spec.manual_judgement_timeout_seconds
@@ -221,18 +233,18 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             reason = gate
         by_person = decision.manual or reason != decision.reason
         if promote:
-            p.promote_image(plat, app, image)
+            p.promote_image(plat, app, spec, image)
     except BaseException as exc:
         failure, reason = exc, f"the release failed and was rolled back: {_words(exc)}"
         raise
     finally:
         cleanup, cleanup_error = run_cleanup({
-            "roll_back_traffic": lambda: p.roll_back_traffic(plat, app),
-            "remove_baseline": lambda: p.remove_track(plat, app, "baseline"),
-            "remove_canary": lambda: p.remove_track(plat, app, "canary"),
-            "restore_routes": lambda: p.restore_routes(plat, app),
+            "roll_back_traffic": lambda: p.roll_back_traffic(plat, app, spec),
+            "remove_baseline": lambda: p.remove_track(plat, app, spec, "baseline"),
+            "remove_canary": lambda: p.remove_track(plat, app, spec, "canary"),
+            "restore_routes": lambda: p.restore_routes(plat, app, spec),
         })  # fmt: skip
-        outcome, reason = _read_back(plat, app, image, production, reason)
+        outcome, reason = _read_back(plat, app, spec, image, production, reason)
         last = _last_score(records)
         title = headline(outcome, reason, records, by_person)
         report_id = publish_report(app, markdown_report(
@@ -263,10 +275,11 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             "score": _last_score(records), "reason": reason, "headline": title}  # fmt: skip
 
 
-def _read_back(plat: Any, app: str, image: str, before: str | None, reason: str) -> tuple[str, str]:
+def _read_back(plat: Any, app: str, spec: ReleaseSpec, image: str, before: str | None,
+               reason: str) -> tuple[str, str]:  # fmt: skip
     """The outcome is what production runs now, read back from the platform."""
     try:
-        now = p.read_production_image(plat, app)
+        now = p.read_production_image(plat, app, spec)
     except Exception as exc:  # the report must still go out
         return ROLLED_BACK, f"{reason}; production could not be read back ({_words(exc)})"
     if now == image and before != image:
@@ -303,9 +316,10 @@ def _commanded(command: dict[str, Any], look: int, looks: int) -> Decision:
                     f"of {looks}", True, early=True, manual=True)  # fmt: skip
 
 
-def _not_serving(plat: Any, app: str) -> str | None:
+def _not_serving(plat: Any, app: str, spec: ReleaseSpec) -> str | None:
     """Why a track is not serving right now, or None (the readiness guard's own check)."""
-    return next((why for why in p.check_serving.fn(plat, app).values() if why is not None), None)
+    return next((why for why in p.check_serving.fn(plat, app, spec).values() if why is not None),
+                None)  # fmt: skip
 
 
 def _last_score(records: list[JudgementRecord]) -> float | None:
@@ -332,11 +346,11 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
 
     for window in windows:
         weights = spec.traffic.weights(window.index)
-        p.set_traffic(plat, app, weights)
+        p.set_traffic(plat, app, spec, weights)
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
             waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
                                        spec.ready_timeout_seconds,
-                                       stop=lambda: _not_serving(plat, app))  # fmt: skip
+                                       stop=lambda: _not_serving(plat, app, spec))  # fmt: skip
             if waited >= 2:
                 logger.info("%s: both tracks' requests visible in Prometheus after %.1f s",
                             app, waited)  # fmt: skip
@@ -348,7 +362,7 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
         counts = fetch_counts(source, config, spec.scopes, window) if has_counts else []
         requests = fetch_request_counts(source, config, spec.scopes, window)
         guards = evaluate_guards(
-            readiness=p.check_serving(plat, app), requests=requests, previous=previous,
+            readiness=p.check_serving(plat, app, spec), requests=requests, previous=previous,
             min_requests=config.guards.min_requests, split_alpha=config.guards.split_alpha,
         )  # fmt: skip
         previous = requests or previous

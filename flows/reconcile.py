@@ -7,6 +7,11 @@ stops sending heartbeats): `run_id` names that run, whose end it then reports (o
 once) after putting production in order. Restores 100 % primary (verified by reading back),
 removes baseline and canary, restores the user's routes, and frees the app's lock if a
 killed process or a server restart left it taken with nobody alive to hold it.
+
+The platform's adapters are made with the spec that release judged with, read again from
+its parameters (its commit's `.canary/`, else its `config`, else the default spec): on
+Kubernetes its `kubernetes:` section names the VirtualService, routes and DestinationRule
+to put back. Without `run_id` no spec is known and the platform's fallback applies.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.states import Crashed
 
+from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
 from canary.values.release import check_app_name
 from tasks.history import find_released_apps
@@ -30,6 +37,7 @@ from tasks.recovery import (
     free_leaked_lock,
     held_by_the_dead,
     recover_release,
+    spec_of_run,
 )
 from tasks.runs import current_flow_run
 from tasks.setup import ensure_release_lock, load_block
@@ -66,12 +74,14 @@ def reconcile(app: str | None = None, platform: str = "local-platform/local",
         else:
             take_lock(app, lock, held, me=me)
         plat = load_block(platform)
-        found = reconcile_app(plat, app)
-        recovered = _recover(plat, app, run_id) if run_id else None
+        run = _ended_run(run_id) if run_id else None
+        spec, spec_words = spec_of_run(app, run.parameters or {}) if run else (None, None)
+        found = reconcile_app(plat, app, spec)
+        recovered = _recover(plat, app, spec, run) if run else None
     freed = free_leaked_lock(app, me=me) if dead else None
     if freed:
         logger.warning("%s: %s", app, freed)
-    words = _in_words(app, found, freed, recovered)
+    words = _in_words(app, found, freed, recovered, spec_words)
     for line in words:
         logger.info("%s", line)
     publish_report(app, "\n".join([f"# Reconcile of `{app}`", "", *[f"- {w}" for w in words], ""]),
@@ -97,9 +107,9 @@ def _every_app(platform: str) -> dict[str, Any]:
     return {"apps": apps, "results": results}
 
 
-def _recover(plat: Any, app: str, run_id: str) -> dict[str, Any]:
-    """Report the end of release `run_id`; a run still marked Running holds no lock (we
-    have it), so its process is gone: mark it Crashed first."""
+def _ended_run(run_id: str) -> FlowRun:
+    """Release `run_id`, whose end this reconcile reports; a run still marked Running holds
+    no lock (we have it), so its process is gone: it is marked Crashed first."""
     run_uuid = UUID(run_id.rsplit(".", 1)[-1])
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_uuid)
@@ -108,15 +118,20 @@ def _recover(plat: Any, app: str, run_id: str) -> dict[str, Any]:
                 "the release stopped sending heartbeats and its lock was free: its process "
                 "is gone")), force=True)  # fmt: skip
             run = client.read_flow_run(run_uuid)
+    return run
+
+
+def _recover(plat: Any, app: str, spec: ReleaseSpec | None, run: FlowRun) -> dict[str, Any]:
+    """Report the end of release `run` (cleaned up again with the spec it judged with)."""
     params = run.parameters or {}
-    return recover_release(plat, app, run_id=run_uuid, image=params.get("image"),
+    return recover_release(plat, app, spec, run_id=run.id, image=params.get("image"),
                            commit=params.get("commit"), why=describe_end(run.state))  # fmt: skip
 
 
 def _in_words(app: str, found: dict[str, Any], freed: str | None,
-              recovered: dict[str, Any] | None) -> list[str]:  # fmt: skip
+              recovered: dict[str, Any] | None, spec_words: str | None) -> list[str]:  # fmt: skip
     """What reconcile found and did, as sentences (the platform's report is a dict)."""
-    lines = found_in_words(found)
+    lines = ([spec_words] if spec_words else []) + found_in_words(found)
     if freed:
         lines.append(freed)
     if recovered is not None:

@@ -2,6 +2,10 @@
 
 Started by hand, or by the (disabled by default) automation on `canary.reanalysis.regressed`
 with the image that production ran before the last promotion.
+
+No release spec is known here (the promotion's is not recorded), so the platform gets None
+and uses its fallback: on Kubernetes `<release_specs>/<app>.yaml`, else the defaults, whose
+`container` (default: the first) is the one whose image is replaced (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
     with contextlib.ExitStack() as held:
         take_lock(app, ensure_release_lock(app), held, me=me)
         plat = load_block(platform)
-        previous = read_production_image(plat, app)
-        promote_image(plat, app, image)
-        roll_back_traffic(plat, app)
-        now = read_production_image(plat, app)
+        previous = read_production_image(plat, app, None)
+        promote_image(plat, app, None, image)
+        roll_back_traffic(plat, app, None)
+        now = read_production_image(plat, app, None)
     if now != image:
         raise PlatformError(f"{app}: production runs {now} after restoring {image} (read back)")
     get_run_logger().info("%s production restored to %s (read back), was %s", app, now, previous)

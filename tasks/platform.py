@@ -2,7 +2,9 @@
 
 A platform block (LocalPlatform or KubernetesCluster) hands out the adapters; every task
 takes the block, so a task run shows which platform it acted on and the flow never touches
-a client itself.
+a client itself. Every task that reaches an adapter also takes the release spec the flow
+judges with (None: none known) and hands it to the block, which makes the app's adapters
+with that spec's options (canary.ports.Platform).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
+from canary.config.release import ReleaseSpec
 from canary.errors import PlatformError
 from canary.ports import Platform
 from canary.values.tracks import Track
@@ -29,24 +32,25 @@ _TASK: _TaskOptions = {"cache_policy": NO_CACHE, **RETRYING}
 @task(name="read-config-files", task_run_name="read-config-files-{app}@{commit:.12}", **_TASK)
 def read_config_files(platform: Platform, app: str, repo: str, commit: str) -> dict[str, str] | None:
     """The files of the commit's `.canary/` where the platform's builder can read them
-    (None: none there, or a builder that cannot: deployments/releases/ is used then)."""
-    read = getattr(platform.builder_for(app), "config_files", None)
+    (None: none there, or a builder that cannot: deployments/releases/ is used then).
+    No spec yet: it is what these files are read for."""
+    read = getattr(platform.builder_for(app, None), "config_files", None)
     return read(repo, commit) if read is not None else None
 
 
 @task(name="build-image", task_run_name="build-{app}@{commit}", **_TASK)
-def build_image(platform: Platform, app: str, repo: str, commit: str) -> str:
-    return platform.builder_for(app).build(repo, commit)
+def build_image(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, commit: str) -> str:
+    return platform.builder_for(app, spec).build(repo, commit)
 
 
 @task(name="reconcile-app", task_run_name="reconcile-{app}", **_TASK)
-def reconcile_app(platform: Platform, app: str) -> dict[str, Any]:
-    return platform.reconcile(app)
+def reconcile_app(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
+    return platform.reconcile(app, spec)
 
 
 @task(name="read-production-image", task_run_name="production-image-{app}", **_TASK)
-def read_production_image(platform: Platform, app: str) -> str | None:
-    return platform.production_image(app)
+def read_production_image(platform: Platform, app: str, spec: ReleaseSpec | None) -> str | None:
+    return platform.production_image(app, spec)
 
 
 @task(name="read-production-commit", task_run_name="production-commit-{app}", **_TASK)
@@ -62,47 +66,50 @@ def image_version(platform: Platform, app: str, image: str) -> str | None:
 
 
 @task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
-def is_ancestor(platform: Platform, app: str, repo: str, older: str, newer: str) -> bool | None:
+def is_ancestor(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, older: str,
+                newer: str) -> bool | None:  # fmt: skip
     """Git ancestry where the platform's builder knows it (None: unknown)."""
-    check = getattr(platform.builder_for(app), "is_ancestor", None)
+    check = getattr(platform.builder_for(app, spec), "is_ancestor", None)
     return check(repo, older, newer) if check is not None else None
 
 
 @task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
-def deploy_track(platform: Platform, app: str, track: Track, image: str) -> None:
-    platform.workloads().deploy(app, track, image)
+def deploy_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
+                 image: str) -> None:  # fmt: skip
+    platform.workloads(app, spec).deploy(app, track, image)
 
 
 # Not retried: the wait has its own deadline; retrying would multiply the spec's timeout.
 @task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", cache_policy=NO_CACHE)
-def wait_track_ready(platform: Platform, app: str, track: Track, timeout: float) -> None:
-    platform.workloads().wait_ready(app, track, timeout)
+def wait_track_ready(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
+                     timeout: float) -> None:  # fmt: skip
+    platform.workloads(app, spec).wait_ready(app, track, timeout)
 
 
 @task(name="check-serving", task_run_name="check-serving-{app}", **_TASK)
-def check_serving(platform: Platform, app: str) -> dict[str, str | None]:
+def check_serving(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, str | None]:
     """Each track's readiness right now: None, or why it is not serving."""
-    workloads = platform.workloads()
+    workloads = platform.workloads(app, spec)
     return {track: workloads.serving(app, track) for track in ("baseline", "canary")}
 
 
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
-def set_traffic(platform: Platform, app: str, weights: Weights) -> Weights:
+def set_traffic(platform: Platform, app: str, spec: ReleaseSpec | None, weights: Weights) -> Weights:
     """Apply the split and read it back: judging traffic that is not in force is worthless."""
-    router = platform.router()
+    router = platform.router(app, spec)
     router.set_weights(app, weights)
     return _verified(router.read_weights(app), weights, app)
 
 
 @task(name="promote-image", task_run_name="promote-{app}", **_TASK)
-def promote_image(platform: Platform, app: str, image: str) -> None:
-    platform.workloads().promote(app, image)
+def promote_image(platform: Platform, app: str, spec: ReleaseSpec | None, image: str) -> None:
+    platform.workloads(app, spec).promote(app, image)
 
 
 @task(name="cleanup-traffic", task_run_name="cleanup-traffic-{app}", **_TASK)
-def roll_back_traffic(platform: Platform, app: str) -> Weights:
+def roll_back_traffic(platform: Platform, app: str, spec: ReleaseSpec | None) -> Weights:
     """100 % production, verified by the adapter reading it back; returns what it read."""
-    router = platform.router()
+    router = platform.router(app, spec)
     router.rollback(app)
     return _verified(router.read_weights(app), Weights.all_primary(), app)
 
@@ -116,10 +123,10 @@ def _verified(got: Weights, want: Weights, app: str) -> Weights:
 
 
 @task(name="cleanup-track", task_run_name="cleanup-{app}-{track}", **_TASK)
-def remove_track(platform: Platform, app: str, track: Track) -> None:
-    platform.workloads().remove(app, track)
+def remove_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track) -> None:
+    platform.workloads(app, spec).remove(app, track)
 
 
 @task(name="cleanup-routes", task_run_name="cleanup-routes-{app}", **_TASK)
-def restore_routes(platform: Platform, app: str) -> None:
-    platform.restore_routes(app)
+def restore_routes(platform: Platform, app: str, spec: ReleaseSpec | None) -> None:
+    platform.restore_routes(app, spec)

@@ -20,9 +20,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.events import emit_event
 
 from canary.cleanup import run_cleanup
+from canary.config.release import ReleaseSpec
 from canary.queue import Candidate
 from tasks import runs
-from tasks.setup import LOCK_LEASE_SECONDS, release_lock_name
+from tasks.setup import DEFAULT_SPEC, LOCK_LEASE_SECONDS, release_config_of, release_lock_name
 
 #: Flows that take an app's lock (their runs are named `<flow>-<app>-...`).
 LOCK_TAKERS = ("canary-release", "reconcile", "restore-production", "canary-reanalysis")
@@ -50,14 +51,31 @@ def describe_end(state: Any) -> str:
     return f"{words}: {message}" if message else words
 
 
-def cleanup_platform(platform: Any, app: str) -> tuple[list[str], BaseException | None]:
+def spec_of_run(app: str, params: dict[str, Any]) -> tuple[ReleaseSpec | None, str]:
+    """(the release spec a canary-release run judged with, read again from its parameters
+    the way the run read it; where it came from, in words). (None, why) when it cannot be
+    read any more (a file gone or changed, a worker with another checkout): the platform
+    then falls back as for a run that names none (docs/kubernetes.md) and says so."""
+    source = ("the commit's .canary/release.yaml" if params.get("app_config")
+              else f"the release spec {params.get('config') or DEFAULT_SPEC.format(app=app)}")  # fmt: skip
+    try:
+        spec, _ = release_config_of(app, str(params.get("commit") or ""),
+                                    params.get("app_config"), params.get("config"))  # fmt: skip
+    except Exception as exc:  # a repair must still run
+        return None, (f"{source} of the release could not be read again ({exc}); repaired "
+                      "with the platform's fallback spec")  # fmt: skip
+    return spec, f"repaired with the options of {source}, as the release used them"
+
+
+def cleanup_platform(platform: Any, app: str,
+                     spec: ReleaseSpec | None) -> tuple[list[str], BaseException | None]:  # fmt: skip
     """The cleanup order of canary.cleanup, straight on the platform's adapters."""
-    router, workloads = platform.router(), platform.workloads()
+    router, workloads = platform.router(app, spec), platform.workloads(app, spec)
     return run_cleanup({
         "roll_back_traffic": lambda: router.rollback(app),
         "remove_baseline": lambda: workloads.remove(app, "baseline"),
         "remove_canary": lambda: workloads.remove(app, "canary"),
-        "restore_routes": lambda: platform.restore_routes(app),
+        "restore_routes": lambda: platform.restore_routes(app, spec),
     })  # fmt: skip
 
 
@@ -70,14 +88,15 @@ def reported(run_id: UUID | str, app: str) -> bool:
     return any(a.key == f"canary-report-{app}" for a in found)
 
 
-def recover_release(platform: Any, app: str, *, run_id: UUID | str, image: str | None,
-                    commit: str | None, why: str) -> dict[str, Any]:  # fmt: skip
-    """Clean up after release `run_id`, read back what production runs, then report it (on
+def recover_release(platform: Any, app: str, spec: ReleaseSpec | None, *, run_id: UUID | str,
+                    image: str | None, commit: str | None, why: str) -> dict[str, Any]:  # fmt: skip
+    """Clean up after release `run_id` with the adapters made for `spec` (the one it
+    judged with, see spec_of_run), read back what production runs, then report it (on
     the release's own run) and emit canary.release.promoted / rolled-back once."""
-    steps, error = cleanup_platform(platform, app)
+    steps, error = cleanup_platform(platform, app, spec)
     production = None
     with contextlib.suppress(Exception):  # the report must go out even if this read fails
-        production = platform.production_image(app)
+        production = platform.production_image(app, spec)
     outcome = "promoted" if image is not None and production == image else "rolled-back"
     reason = (f"{why}; production runs {production or 'an unknown image'} (read back)"
               + (f"; cleanup failed: {error}" if error else ""))  # fmt: skip

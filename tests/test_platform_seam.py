@@ -43,8 +43,8 @@ def test_every_router_implements_the_router_port(tmp_path: Path) -> None:
     from canary.platforms.local.haproxy import HAProxyRouter
     from canary.ports import TrafficRouter
 
-    routers = [HAProxyRouter(tmp_path / "admin.sock"), FakePlatform(Recorder()).router(),
-               KubernetesCluster(host="https://k8s.test", token="t").router_for("shop")]  # fmt: skip
+    routers = [HAProxyRouter(tmp_path / "admin.sock"), FakePlatform(Recorder()).router("shop", None),
+               KubernetesCluster(host="https://k8s.test", token="t").router("shop", None)]  # fmt: skip
     for router in routers:
         assert isinstance(router, TrafficRouter), type(router)
 
@@ -55,11 +55,11 @@ def test_the_kubernetes_router_is_chosen_by_name() -> None:
     from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
 
     cluster = KubernetesCluster(host="https://k8s.test", token="t")
-    assert cluster.traffic_router == "istio" and isinstance(cluster.router_for("shop"), IstioRouter)
+    assert cluster.traffic_router == "istio" and isinstance(cluster.router("shop", None), IstioRouter)
     with pytest.raises(ValueError, match=r"traffic_router 'linkerd' is not known; choose one of \['istio'\]"):
         KubernetesCluster(host="https://k8s.test", token="t", traffic_router="linkerd")
     with pytest.raises(ConfigError, match="registered in canary.platforms.kubernetes.routers.ROUTERS"):
-        make_router("smi", cluster.get_client(), cluster.app_options("shop")[0], RouterSettings("track"))
+        make_router("smi", cluster.get_client(), cluster.app_options("shop", None)[0], RouterSettings("track"))
     # a new router is a registration, not a flow change
     made: list[str] = []
 
@@ -70,7 +70,7 @@ def test_the_kubernetes_router_is_chosen_by_name() -> None:
     ROUTERS["recording"] = recording
     try:
         cluster = KubernetesCluster(host="https://k8s.test", token="t", traffic_router="recording")
-        cluster.router_for("shop")
+        cluster.router("shop", None)
         assert made == [cluster.track_label]
     finally:
         del ROUTERS["recording"]

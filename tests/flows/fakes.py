@@ -146,6 +146,8 @@ class FakePlatform:
 
     `ignore_weights=True` makes the router accept weight changes without applying them
     (read_weights keeps answering the old split), like a router that silently failed.
+    `specs` logs (method, app, spec) for every call that takes the release spec, apart
+    from the ordered call log so that the tests of the order need not spell specs out.
     """
 
     def __init__(
@@ -165,23 +167,29 @@ class FakePlatform:
         self.production_commit_value: str | None = None
         #: the files of the built commit's .canary/ (None: it has none)
         self.config_files: dict[str, str] | None = None
+        self.specs: list[tuple[str, str, Any]] = []
         self._workloads = _Workloads(rec, self)
         self._router = _Router(self)
 
-    def builder_for(self, app: str) -> _Builder:
+    def builder_for(self, app: str, spec: Any) -> _Builder:
+        self.specs.append(("builder_for", app, spec))
         return _Builder(self, app)
 
-    def workloads(self) -> _Workloads:
+    def workloads(self, app: str, spec: Any) -> _Workloads:
+        self.specs.append(("workloads", app, spec))
         return self._workloads
 
-    def router(self) -> _Router:
+    def router(self, app: str, spec: Any) -> _Router:
+        self.specs.append(("router", app, spec))
         return self._router
 
-    def reconcile(self, app: str) -> dict[str, Any]:
+    def reconcile(self, app: str, spec: Any) -> dict[str, Any]:
+        self.specs.append(("reconcile", app, spec))
         self.rec.record("reconcile", app)
         return {"removed": []}
 
-    def production_image(self, app: str) -> str | None:
+    def production_image(self, app: str, spec: Any) -> str | None:
+        self.specs.append(("production_image", app, spec))
         self.rec.record("production_image", app)
         return self.production
 
@@ -189,7 +197,8 @@ class FakePlatform:
         self.rec.record("production_commit", app)
         return self.production_commit_value
 
-    def restore_routes(self, app: str) -> None:
+    def restore_routes(self, app: str, spec: Any) -> None:
+        self.specs.append(("restore_routes", app, spec))
         self.rec.record("restore_routes", app)
 
 

@@ -79,7 +79,7 @@ def test_from_a_kubeconfig_the_flows_reach_the_cluster(standin: StandIn, tmp_pat
     cluster = load_block("canary-kubernetes-cluster/kc")
     assert isinstance(cluster, KubernetesCluster)
     assert (cluster.namespace, cluster.kubeconfig_path, cluster.context) == (NS, str(kubeconfig), "standin")
-    assert cluster.production_image(APP) is not None  # over HTTP, with the kubeconfig's token
+    assert cluster.production_image(APP, None) is not None  # over HTTP, with the kubeconfig's token
     prometheus = load_block("prometheus-source/kc")
     assert isinstance(prometheus, PrometheusSource)
     assert prometheus.headers() == {"Authorization": f"Bearer {PROM_TOKEN}"}
@@ -101,7 +101,7 @@ def test_host_and_token_file_stored_secret_and_overwritten_on_a_second_run(
     assert cluster.token is not None and cluster.token.get_secret_value() == TOKEN
     assert TOKEN not in repr(cluster) and TOKEN not in str(cluster.model_dump())
     assert cluster.get_client().get(DEPLOYMENT, APP) is not None
-    assert cluster.builder_for(APP).repository == "registry.test/shop/" + APP
+    assert cluster.builder_for(APP, None).repository == "registry.test/shop/" + APP
     prometheus = load_block("prometheus-source/direct")
     assert prometheus.basic_auth_password.get_secret_value() == PASSWORD
 

@@ -26,9 +26,9 @@ def slots_held_during_reconcile(env: Any) -> list[int]:
     held: list[int] = []
     reconcile = env.platform.reconcile
 
-    def noting(app: str) -> dict[str, Any]:
+    def noting(app: str, spec: Any) -> dict[str, Any]:
         held.append(api.concurrency_limit(f"canary-release-{app}").active_slots)
-        return reconcile(app)
+        return reconcile(app, spec)
 
     env.platform.reconcile = noting
     return held

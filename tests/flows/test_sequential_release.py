@@ -50,7 +50,7 @@ def test_slower_canary_is_rolled_back_early(make_env):
 
 def test_killed_canary_fails_the_release_at_once(make_env):
     env = make_env("seq-killed", sequential=True)
-    env.platform.workloads().down["canary"] = (2, "the canary process (pid 4242) is not running")
+    env.platform.workloads(env.app, None).down["canary"] = (2, "the canary process (pid 4242) is not running")
     result, text = _outcome(env)
     assert result["outcome"] == "rolled-back"
     assert "guard failed after look 2 of 3" in result["reason"]

@@ -27,8 +27,8 @@ def test_explicit_host_and_secret_token(standin: StandIn, production: object) ->
     cluster = KubernetesCluster(namespace=NS, host=standin.url, token=SecretStr(TOKEN))
     assert cluster.get_client().get(DEPLOYMENT, APP) is not None
     assert TOKEN not in repr(cluster) and TOKEN not in str(cluster.model_dump())
-    assert isinstance(cluster.workloads_for(APP), KubernetesWorkloads)
-    assert isinstance(cluster.router_for(APP), IstioRouter)
+    assert isinstance(cluster.workloads(APP, None), KubernetesWorkloads)
+    assert isinstance(cluster.router(APP, None), IstioRouter)
     assert isinstance(cluster.builder("registry.example.com/app", system="knative"), KnativeBuilder)
 
 

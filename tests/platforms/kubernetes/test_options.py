@@ -45,8 +45,9 @@ def _cluster(standin: StandIn, folder: Path, **fields: Any) -> KubernetesCluster
 
 
 def _release(cluster: KubernetesCluster, weights: Weights) -> None:
-    """What the flow's tasks call, in the flow's order, through the block's dispatchers."""
-    router, workloads = cluster.router(), cluster.workloads()
+    """What the flow's tasks call, in the flow's order, through the block's adapters (no
+    spec given: the block reads <release_specs>/<app>.yaml)."""
+    router, workloads = cluster.router(APP, None), cluster.workloads(APP, None)
     router.set_weights(APP, Weights.all_primary())
     workloads.deploy(APP, "baseline", workloads.production_image(APP))
     workloads.deploy(APP, "canary", IMAGE)
@@ -57,7 +58,7 @@ def _release(cluster: KubernetesCluster, weights: Weights) -> None:
 
 
 def _clean_up(cluster: KubernetesCluster) -> None:
-    cluster.reconcile(APP)
+    cluster.reconcile(APP, None)
 
 
 # -- labels and selectors ---------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_a_route_name_the_virtual_service_lacks_is_named_in_the_error(
         standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
     _spec(tmp_path, routes=["checkout"])
     with pytest.raises(ConfigError, match=r"VirtualService 'goldengoose' has no HTTP route named \['checkout'\]"):
-        _cluster(standin, tmp_path).router().set_weights(APP, Weights.all_primary())
+        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
 
 
 def test_mirroring_keeps_live_traffic_on_production_and_mirrors_the_shares(
@@ -156,7 +157,7 @@ def test_mirroring_keeps_live_traffic_on_production_and_mirrors_the_shares(
                                "weight": 100}]
     assert [(m["destination"]["subset"], m["percentage"]["value"]) for m in route["mirrors"]] == [
         ("baseline", 10.0), ("canary", 10.0)]
-    cluster.router().rollback(APP)
+    cluster.router(APP, None).rollback(APP)
     assert "mirrors" not in (standin.read("VirtualService", APP) or {})["spec"]["http"][2]
     _clean_up(cluster)
     assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
@@ -201,7 +202,7 @@ def test_a_users_subset_with_one_of_our_names_is_refused(
     standin.seed(rule)
     _spec(tmp_path, destination_rule="goldengoose-traffic")
     with pytest.raises(ConfigError, match="already has a subset 'canary'.*rename"):
-        _cluster(standin, tmp_path).router().set_weights(APP, Weights.all_primary())
+        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
     assert (standin.read("DestinationRule", "goldengoose-traffic") or {})["spec"] == rule["spec"]
 
 
@@ -209,7 +210,7 @@ def test_a_missing_destination_rule_to_extend_is_named(
         standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
     _spec(tmp_path, destination_rule="absent-rule")
     with pytest.raises(ConfigError, match="DestinationRule 'absent-rule'"):
-        _cluster(standin, tmp_path).router().set_weights(APP, Weights.all_primary())
+        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
 
 
 # -- builds -----------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def test_tekton_taskrun_with_service_account_registry_secret_dockerfile_and_cont
     cluster = _cluster(standin, tmp_path, build_service_account="builder",
                        registry_secret="registry-push", kaniko_image="kaniko:9")
     standin.controller.build("*", "succeed", digest=DIGEST)
-    assert cluster.builder_for(APP).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
+    assert cluster.builder_for(APP, None).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
     run = next(r.body for r in standin.requests if r.call.verb == "create")  # accepted: fits the CRD
     spec = run["spec"]
     assert spec["serviceAccountName"] == "builder"
@@ -239,7 +240,7 @@ def test_knative_build_gets_the_same_options(standin: StandIn, tmp_path: Path) -
     cluster = _cluster(standin, tmp_path, build_system="knative", build_service_account="builder",
                        registry_secret="registry-push", registry_secret_key="config.json")
     standin.controller.build("*", "succeed", digest=DIGEST)
-    assert cluster.builder_for(APP).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
+    assert cluster.builder_for(APP, None).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
     build = next(r.body for r in standin.requests if r.call.verb == "create")
     assert build["kind"] == "Build" and build["spec"]["serviceAccountName"] == "builder"
     assert build["spec"]["volumes"] == [{"name": "docker-config", "secret": {
@@ -285,21 +286,20 @@ def test_bad_release_spec_options_are_refused_naming_the_key(
     assert str(path) in str(caught.value) and words in str(caught.value)
 
 
-def test_the_flow_runs_config_parameter_wins_over_the_release_specs_folder(
-        standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_spec_given_wins_over_the_release_specs_folder(
+        standin: StandIn, tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     chosen = _spec(tmp_path / "elsewhere", virtual_service="chosen")
     _spec(tmp_path, virtual_service="folder")
     cluster = _cluster(standin, tmp_path)
-    assert cluster.router_for(APP).virtual_service == "folder"
-    monkeypatch.setattr("blocks.kubernetes._flow_parameters", lambda: {"app": APP, "config": str(chosen)})
-    assert cluster.router_for(APP).virtual_service == "chosen"
-    assert cluster.router_for("other").virtual_service is None  # another app: its own spec (none)
+    assert cluster.router(APP, None).virtual_service == "folder"
+    assert cluster.router(APP, ReleaseSpec.load(chosen)).virtual_service == "chosen"
+    assert cluster.router("other", None).virtual_service is None  # another app: its own spec (none)
 
 
 def test_without_a_release_spec_every_default_applies(standin: StandIn, tmp_path: Path) -> None:
     cluster = _cluster(standin, tmp_path / "none")
-    router, workloads = cluster.router_for(APP), cluster.workloads_for(APP)
+    router, workloads = cluster.router(APP, None), cluster.workloads(APP, None)
     assert (router.virtual_service, router.routes, router.destination_rule, router.mirror) == (
         None, None, None, False)
     assert (workloads.replicas, workloads.max_share, workloads.container) == (None, 10, None)
@@ -329,7 +329,7 @@ def test_leftovers_of_a_release_before_the_prefix_change_are_still_cleaned_up(
         return vs
 
     standin.store.patch(standin.store.by_kind("VirtualService"), "v1", NS, APP, split_by_an_old_run)
-    found = _cluster(standin, tmp_path).reconcile(APP)
+    found = _cluster(standin, tmp_path).reconcile(APP, None)
     assert found["removed"] == [f"{APP}-canary"]
     standin.controller.settle()
     assert standin.names("Deployment") == [APP]
@@ -346,15 +346,15 @@ def test_reconcile_never_deletes_a_track_the_traffic_could_not_be_moved_off(
     for verb in ("update", "patch"):
         standin.faults.inject(verb=verb, plural="virtualservices", status=403, times=100)
     with pytest.raises(Exception) as caught:
-        cluster.reconcile(APP)
+        cluster.reconcile(APP, None)
     notes = " ".join(getattr(caught.value, "__notes__", []))
     assert "FAILED: all traffic to production (read back)" in notes
     assert "SKIPPED: canary removed: the traffic could not be moved off it" in notes
     assert sorted(standin.names("Deployment")) == sorted([APP, f"{APP}-baseline", f"{APP}-canary"])
     standin.faults.clear()
-    found = cluster.reconcile(APP)  # the reconcile automation's next attempt
+    found = cluster.reconcile(APP, None)  # the reconcile automation's next attempt
     assert sorted(found["removed"]) == [f"{APP}-baseline", f"{APP}-canary"]
     assert found["steps"][0] == "all traffic to production (read back)"
-    assert cluster.router_for(APP).read_weights(APP) == Weights.all_primary()
+    assert cluster.router(APP, None).read_weights(APP) == Weights.all_primary()
     standin.controller.settle()
     assert standin.names("Deployment") == [APP]
