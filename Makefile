@@ -11,9 +11,28 @@ PYTEST_ARGS ?=
 # session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
 PYTEST_XDIST ?= -n 2 --dist loadfile
 
-.PHONY: setup system-packages test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent clean
+.PHONY: setup base system-packages controlplane kube kube-stop kube-status test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent clean
 
-setup: system-packages $(STAMP)
+setup: base controlplane
+
+# What the demo and the benchmarks need (no Kubernetes control plane).
+base: system-packages $(STAMP)
+
+# The real Kubernetes control plane the `kubernetes` tests run on: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes), kwok and etcd, built from
+# the Go module proxy at the versions pinned in controlplane/go/, into a cache outside the
+# work tree ($$CANARY_KUBE_CACHE, default ~/.cache/prefect-canary/kubernetes). A cold build
+# takes about 10-20 minutes on 2 cores; later runs only check (controlplane/install.py).
+controlplane: system-packages $(STAMP)
+	@$(PY) -m controlplane build
+
+# One command starts it (or finds it running) and prints its KUBECONFIG; another stops it.
+kube: setup
+	@$(PY) -m controlplane up
+kube-stop:
+	@if [ -x $(PY) ]; then $(PY) -m controlplane down; else echo "nothing to stop: no $(VENV)"; fi
+kube-status:
+	@$(PY) -m controlplane status
 
 # Debian packages the tests and the demo run for real (Prometheus, HAProxy, git, Chromium
 # for the tests that look at the Prefect UI, PostgreSQL for the Prefect server's database).
@@ -63,25 +82,25 @@ test: lint
 unit: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup
+bench: base
 	$(PY) bench/judge_throughput.py
 
 # Seeded simulations: the sequential judge vs Kayenta's mode vs a fixed-horizon test.
-bench-judge: setup
+bench-judge: base
 	$(PY) bench/judge_power.py
 
 # Starts its own chain on free ports (a few minutes); see bench/README.md.
-bench-pipeline: setup
+bench-pipeline: base
 	$(PY) bench/pipeline_latency.py
 
 # N apps released at once on one chain, SQLite then PostgreSQL (default N=20); see bench/README.md.
-bench-concurrent: setup
+bench-concurrent: base
 	$(PY) bench/concurrent_releases.py $(BENCH_ARGS)
 
 # The whole chain on this machine, left running to browse; options: make demo DEMO_ARGS='--prefect-port 4201'
 # DB=postgres puts the Prefect server on a PostgreSQL cluster of the demo's own (default: SQLite).
 DB ?= sqlite
-demo: setup
+demo: base
 	@$(PY) -m demo --db $(DB) $(DEMO_ARGS)
 
 # Stops exactly what make demo started (verified pids), idempotent.

@@ -1,16 +1,27 @@
 """Session-wide test rules: tests that need data kept outside the repository skip without
-it (and fail under CI), see tests/support/shared.py."""
+it (and fail under CI), see tests/support/shared.py; tests on the real Kubernetes control
+plane (fixtures `control_plane`, `namespace`: tests/support/kube.py) are marked `kubernetes`,
+and skip without its binaries (fail under CI: `make setup` builds them)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.kube import (
+    Cluster,
+    Namespace,
+    delete_namespace,
+    make_namespace,
+    not_built,
+    shared_control_plane,
+)
 from tests.support.shared import in_ci, missing
 
-#: modules that start the stand-in themselves (not through the `standin` fixture)
-KUBERNETES_STANDIN_MODULES = {"test_standin.py", "test_standin_cli.py"}
+#: fixtures that need the real Kubernetes control plane
+KUBERNETES_FIXTURES = {"control_plane", "namespace"}
 #: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus):
 #: two of them at once overload a 2-core machine, so `make test` runs them one at a time
 LIVE_SUITES = {"e2e", "faults", "ui"}
@@ -22,10 +33,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.path))
         if path.is_relative_to(tests_dir) and path.relative_to(tests_dir).parts[0] in LIVE_SUITES:
             item.add_marker(pytest.mark.live)
+        if KUBERNETES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kubernetes)
+            why = not_built()
+            if why is not None:
+                if in_ci():
+                    item.add_marker(pytest.mark.usefixtures("_fail_without_control_plane"))
+                else:
+                    item.add_marker(pytest.mark.skip(reason=f"the Kubernetes control plane: {why}"))
         kinds = [m.args[0] for m in item.iter_markers("needs")]
-        # the Kubernetes API stand-in validates custom resources against the real CRDs
-        if "standin" in getattr(item, "fixturenames", ()) or KUBERNETES_STANDIN_MODULES & {Path(str(item.path)).name}:
-            kinds.append("crds")
         for kind in kinds:
             why = missing(kind)
             if why is None:
@@ -38,4 +54,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def _fail_without_shared() -> None:  # pragma: no cover - CI only
-    pytest.fail("; ".join(filter(None, (missing(k) for k in ("kayenta", "crds")))))
+    pytest.fail("; ".join(filter(None, (missing(k) for k in ("kayenta",)))))
+
+
+@pytest.fixture
+def _fail_without_control_plane() -> None:  # pragma: no cover - CI only
+    pytest.fail(f"the Kubernetes control plane is not built: {not_built()}")
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[Cluster]:
+    """The real control plane (etcd, kube-apiserver, controller manager, scheduler, kwok),
+    shared by every test of the run (tests/support/kube.py)."""
+    with shared_control_plane() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[Namespace]:
+    """A fresh namespace with the release runner's ServiceAccount, Role and token."""
+    prefix = request.node.name.lower().replace("_", "-")
+    prefix = "".join(c for c in prefix if c.isalnum() or c == "-").strip("-")[:30] or "t"
+    ns = make_namespace(control_plane, prefix)
+    yield ns
+    delete_namespace(ns)
