@@ -46,21 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         plane = ControlPlane(args.state_dir or default_state())
         if args.command == "up":
             endpoint = plane.up()
-            print(f"API server: {endpoint.url}\nkubeconfig: {endpoint.kubeconfig}\n"
-                  f"  export KUBECONFIG={endpoint.kubeconfig}\n"
-                  f"  {plane.where.tool('kubectl')} get nodes\n"
-                  f"stop it with `make kube-stop` (or python -m controlplane down)")
+            print(f"API server: {endpoint.url}\n"
+                  "use it from this shell (kubectl is the one built with it):\n"
+                  f"  export KUBECONFIG={endpoint.kubeconfig} PATH={plane.where.bin}:$PATH\n"
+                  "  kubectl get nodes\n"
+                  "stop it with `make kube-stop` (or python -m controlplane down)")
             return 0
         if args.command == "down":
             stopped = plane.down(wipe=args.wipe)
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
             return 0
-        endpoint = plane.running()
-        if endpoint is None:
+        found = plane.running()
+        if found is None:
             print(f"not running (state: {plane.state})")
             return 3
         record = procs.read_json(plane.state / "controlplane.json", {})
-        print(f"running: {endpoint.url}  KUBECONFIG={endpoint.kubeconfig}")
+        print(f"running: {found.url}  KUBECONFIG={found.kubeconfig}")
         total = 0.0
         for name, data in record.get("processes", {}).items():
             rss = _rss_mib(int(data["pid"]))

@@ -145,14 +145,15 @@ def problems(where: Installed | None = None) -> list[str]:
 
 # -- building ----------------------------------------------------------------------------
 def _go(args: list[str], cwd: Path, what: str) -> None:
-    env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}
+    env = {**os.environ, "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -mod=readonly".strip(),
+           "CGO_ENABLED": "0"}
     proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode == 0:
         return
     err = proc.stderr.strip()
     proxy = subprocess.run(["go", "env", "GOPROXY"], capture_output=True, text=True).stdout.strip()
     if re.search(r"dial tcp|no such host|connection refused|i/o timeout|TLS handshake|proxyconnect|"
-                 r"403 Forbidden|404 Not Found|Get \"https?://", err):
+                 r"403 Forbidden|404 Not Found|Get \"https?://|GOPROXY=off|module lookup disabled", err):
         raise InstallError(
             f"could not {what}: the Go module proxy ({proxy}) did not serve a pinned module.\n"
             f"{err[-1500:]}\nThe local Kubernetes control plane is built from upstream Go modules "
@@ -176,8 +177,9 @@ def _download_dir(module: str) -> Path:
     return Path(info["Dir"])
 
 
-def read_lock(path: Path = LOCK) -> list[tuple[str, str, str, str]]:
+def read_lock(path: Path | None = None) -> list[tuple[str, str, str, str]]:
     """(module@version, path in the module, sha256, kind) per line of upstream.lock."""
+    path = path or LOCK
     entries = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         words = line.split("#", 1)[0].split()

@@ -136,6 +136,7 @@ def shared_control_plane() -> Iterator[Cluster]:
             if not left:
                 plane.down(wipe=True)
                 users.unlink(missing_ok=True)
+                (state.parent / f"{state.name}.lock").unlink(missing_ok=True)  # the last user
 
 
 # -- a namespace per test -----------------------------------------------------------------
