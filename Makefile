@@ -22,7 +22,7 @@ base: system-packages $(STAMP)
 # kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes), kwok and etcd, built from
 # the Go module proxy at the versions pinned in controlplane/go/, into a cache outside the
 # work tree ($$CANARY_KUBE_CACHE, default ~/.cache/prefect-canary/kubernetes). A cold build
-# takes about 10-20 minutes on 2 cores; later runs only check (controlplane/install.py).
+# takes about 8 minutes on 2 cores; later runs only check (controlplane/install.py).
 controlplane: system-packages $(STAMP)
 	@$(PY) -m controlplane build
 

@@ -227,7 +227,7 @@ def build(force: bool = False, say: Callable[[str], None] = print) -> Installed:
     where.bin.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     say(f"building the Kubernetes control plane {kubernetes_version()} into {where.bin} "
-        "(a cold build takes 10 to 20 minutes on 2 cores; later runs only check)")
+        "(a cold build takes about 8 minutes on 2 cores; later runs only check)")
     pkgs = [f"k8s.io/kubernetes/cmd/{tool}" for tool in KUBE_TOOLS]
     _go(["build", "-trimpath", "-ldflags", _ldflags(kubernetes_version()), "-o", f"{where.bin}/", *pkgs],
         GO_KUBE, f"build {', '.join(KUBE_TOOLS)}")
