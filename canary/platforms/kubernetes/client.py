@@ -201,8 +201,8 @@ class KubeClient:
         """Return the object once ``check(obj)`` is true (obj None: it is gone).
 
         Reads once, then watches from that resourceVersion in windows of at most ``window``
-        seconds (re-reading between windows, which also recovers from 410 Gone and dropped
-        watches). ``check`` may raise to stop early. Transient errors are retried until the
+        seconds (re-reading between windows, which also recovers from dropped watches and
+        from a watch the server ends with 410 Gone, which the official client raises). ``check`` may raise to stop early. Transient errors are retried until the
         deadline; after it, WaitTimeout says what ``describe()`` says was missing.
         """
         deadline = time.monotonic() + timeout
@@ -250,6 +250,10 @@ class KubeClient:
                     return None
         except PlatformError:
             raise
+        except kubernetes.client.ApiException as error:
+            if error.status == 410:  # Expired: the revision was compacted; read afresh, watch on
+                return None
+            raise translate(error, action="watch", kind=kind.kind, name=name) from error
         except Exception as error:
             raise translate(error, action="watch", kind=kind.kind, name=name) from error
         finally:

@@ -195,6 +195,21 @@ def rollout_progress(deployment: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{available} of {want} replicas ready"
 
 
+def deployment_conditions(deployment: dict[str, Any]) -> str:
+    """The Deployment controller's own verdict, as ``kubectl describe`` lists it: each
+    condition's type, status and reason, with the message of the ones that say something is
+    wrong (Available/Progressing not True, ReplicaFailure True, e.g. a quota refusing pods)."""
+    parts = []
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        kind, status = condition.get("type", "?"), condition.get("status", "?")
+        text = f"{kind}={status} {condition.get('reason', '')}".rstrip()
+        wrong = status == "True" if kind == "ReplicaFailure" else status != "True"
+        if wrong and condition.get("message"):
+            text += f" ({condition['message']})"
+        parts.append(text)
+    return "conditions " + ", ".join(parts) if parts else "no conditions reported yet"
+
+
 def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], bool]:
     """Why pods are not ready (deduplicated), and whether waiting longer is pointless."""
     problems: list[str] = []

@@ -22,6 +22,7 @@ from .manifests import (
     MANAGER,
     TRACK_LABEL,
     canary_replicas,
+    deployment_conditions,
     derived_deployment,
     is_managed,
     pod_problems,
@@ -114,7 +115,7 @@ class KubernetesWorkloads:
         if done:
             return None
         problems, _ = pod_problems(self._pods(obj))
-        return f"Deployment {name!r}: " + "; ".join([progress, *problems])
+        return f"Deployment {name!r}: " + "; ".join([progress, deployment_conditions(obj), *problems])
 
     def promote(self, app: str, image: str) -> None:
         """Roll production to ``image`` (strategic merge of one container) and wait for it."""
@@ -164,7 +165,8 @@ class KubernetesWorkloads:
                 problems, fatal = pod_problems(self._pods(obj))
                 if fatal:
                     raise PlatformError(f"Deployment {name!r} cannot become ready: "
-                                        f"{'; '.join(problems)}", transient=False)
+                                        f"{'; '.join([*problems, deployment_conditions(obj)])}",
+                                        transient=False)
             return done
 
         def describe() -> str:
@@ -172,6 +174,7 @@ class KubernetesWorkloads:
             if state["obj"] is not None:
                 with contextlib.suppress(PlatformError):
                     problems, _ = pod_problems(self._pods(state["obj"]))
+                problems.insert(0, deployment_conditions(state["obj"]))
             return "; ".join([state["progress"], *problems])
 
         self.client.wait_for(DEPLOYMENT, name, check, timeout=timeout,

@@ -1,5 +1,6 @@
-"""The pure parts: manifest builders, rollout and route readers, error translation, and the
-stand-in's patch and selector semantics (cheap to check exhaustively here)."""
+"""The pure parts: manifest builders, rollout and route readers, error translation (cheap to
+check exhaustively here; the API server's own patch and selector semantics are exercised on
+the real control plane by the sequence tests)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.kubernetes.errors import ConflictError, InvalidObjectError, translate
 from canary.platforms.kubernetes.manifests import (
+    deployment_conditions,
     pinned,
     pod_problems,
     rollout_progress,
@@ -21,8 +23,6 @@ from canary.platforms.kubernetes.manifests import (
 )
 from canary.platforms.kubernetes.routes import managed_routes, restored, weights_of, with_record
 from canary.values.weights import Weights
-from tests.support.k8s_standin.patching import PatchError, json_patch, merge_patch, strategic_merge
-from tests.support.k8s_standin.selectors import labels_match, parse_label_selector
 
 from .conftest import APP, user_virtual_service
 
@@ -61,6 +61,18 @@ def test_pod_problems_explain_and_flag_crash_loops() -> None:
     assert pod_problems([pending, pending]) == (["Unschedulable: no cpu"], False)
     problems, fatal = pod_problems([crashing])
     assert fatal and problems == ["container app CrashLoopBackOff (4 restarts, last exit code 1)"]
+
+
+def test_deployment_conditions_say_what_the_controller_says_and_why_when_wrong() -> None:
+    deployment = {"status": {"conditions": [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+         "message": "Deployment does not have minimum availability."},
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "ok"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota"}]}}
+    assert deployment_conditions(deployment) == (
+        "conditions Available=False MinimumReplicasUnavailable (Deployment does not have minimum "
+        "availability.), Progressing=True ReplicaSetUpdated, ReplicaFailure=True FailedCreate (quota)")
+    assert deployment_conditions({"status": {}}) == "no conditions reported yet"
 
 
 def test_images_and_versions() -> None:
@@ -115,38 +127,3 @@ def test_translation_marks_exactly_429_5xx_and_connection_errors_transient() -> 
     assert "Deployment 'gg-canary'" in str(invalid) and "spec.x: Invalid value" in str(invalid)
     forbidden = translate(_api_error(403, {"message": "nope"}), action="delete", kind="Deployment")
     assert not forbidden.transient and "rbac.yaml" in str(forbidden)
-
-
-def test_strategic_merge_directives_and_merge_patch() -> None:
-    pod = {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}],
-           "ports": [{"containerPort": 80}], "x": {"y": 1}}
-    patched = strategic_merge(pod, {"containers": [{"name": "b", "$patch": "delete"},
-                                                   {"name": "c", "image": "3"}], "x": None})
-    assert patched == {"containers": [{"name": "a", "image": "1"}, {"name": "c", "image": "3"}],
-                       "ports": [{"containerPort": 80}]}
-    assert strategic_merge(pod, {"containers": [{"$patch": "replace"}, {"name": "z", "image": "9"}]})[
-        "containers"] == [{"name": "z", "image": "9"}]
-    assert merge_patch({"a": [1, 2], "b": {"c": 1}}, {"a": [3], "b": {"c": None}}) == {"a": [3], "b": {}}
-    with pytest.raises(PatchError):
-        strategic_merge(pod, {"containers": [{"image": "no name"}]})
-
-
-def test_json_patch_operations() -> None:
-    doc = {"a": [1, 2], "b": {"c/d": 1}}
-    assert json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3},
-                            {"op": "move", "from": "/b/c~1d", "path": "/e"},
-                            {"op": "copy", "from": "/e", "path": "/f"},
-                            {"op": "remove", "path": "/a/0"},
-                            {"op": "replace", "path": "/b", "value": None}]) == \
-        {"a": [2, 3], "b": None, "e": 1, "f": 1}
-    with pytest.raises(PatchError):
-        json_patch(doc, [{"op": "replace", "path": "/missing", "value": 1}])
-
-
-@pytest.mark.parametrize(("selector", "matches"), [
-    ("app=gg", True), ("app==gg,track!=canary", True), ("track in (primary, baseline)", True),
-    ("track notin (primary)", False), ("version", False), ("!version", True), ("app=other", False),
-])
-def test_label_selector_grammar(selector: str, matches: bool) -> None:
-    obj = {"metadata": {"labels": {"app": "gg", "track": "primary"}}}
-    assert labels_match(parse_label_selector(selector), obj) is matches
