@@ -1,5 +1,7 @@
-"""Fixtures: a stand-in API server per test, the official client pointed at it, and a user's
-production app (Deployment + VirtualService) already in place, as a cluster would have it."""
+"""Fixtures on the real control plane (tests/support/kube.py): the release runner's client in
+a fresh namespace per test, and a user's production app (Deployment + VirtualService) already
+in place and rolled out, as a cluster would have it. The names and objects here are shared
+with tests/flows and tests/test_kubernetes_deployment_set.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,11 +26,11 @@ from canary.platforms.kubernetes import (
     TektonBuilder,
     new_api_client,
 )
-from tests.support.k8s_standin import StandIn
+from tests.support.kube import Namespace
+from tests.support.kube_builds import BuildController
+from tests.support.kube_proxy import FaultProxy
 
-NS = "shop"
 APP = "goldengoose"
-TOKEN = "stand-in-token"
 REPO = "https://github.com/example/goldengoose.git"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 IMAGE_REPO = "registry.example.com/shop/goldengoose"
@@ -96,30 +99,66 @@ def users_destination_rule() -> dict[str, Any]:
 
 
 @pytest.fixture
-def standin() -> Iterator[StandIn]:
-    """A fresh API stand-in enforcing the adapters' Role (403 for anything it does not grant)."""
-    with StandIn(namespace=NS, token=TOKEN, rbac=role_rules()) as api:
-        yield api
-        assert api.controller.errors == []
+def kube(namespace: Namespace) -> KubeClient:
+    """The release runner's client: rbac.yaml's Role, enforced by the real authorizer."""
+    return namespace.kube
 
 
 @pytest.fixture
-def kube(standin: StandIn) -> KubeClient:
-    return KubeClient(new_api_client(host=standin.url, token=TOKEN), NS, request_timeout=5.0)
+def production(namespace: Namespace) -> dict[str, Any]:
+    """Production as the user has it, rolled out; the objects as the server then holds them."""
+    namespace.seed(production_deployment())
+    namespace.seed(user_virtual_service())
+    namespace.settle()
+    return {"deployment": namespace.read("Deployment", APP), "vs": namespace.read("VirtualService", APP)}
 
 
 @pytest.fixture
-def production(standin: StandIn) -> dict[str, Any]:
-    """Production as the user has it; returns the seeded objects, read back once settled."""
-    standin.seed(production_deployment())
-    standin.seed(user_virtual_service())
-    standin.controller.settle()
-    return {"deployment": standin.read("Deployment", APP), "vs": standin.read("VirtualService", APP)}
+def builds(namespace: Namespace) -> Iterator[BuildController]:
+    """Plays the Tekton and Knative controllers (none runs here): see tests/support/kube_builds.py."""
+    with BuildController(namespace) as controller:
+        yield controller
+
+
+@pytest.fixture
+def proxy(namespace: Namespace) -> Iterator[FaultProxy]:
+    """Fault injection in front of the real API server (tests/support/kube_proxy.py)."""
+    with FaultProxy(namespace.cluster.endpoint.url, namespace.cluster.endpoint.ca) as faults:
+        yield faults
+
+
+@pytest.fixture
+def proxied(namespace: Namespace, proxy: FaultProxy) -> KubeClient:
+    """The release runner's client (same token, same Role), through the fault proxy."""
+    return KubeClient(new_api_client(host=proxy.url, token=namespace.token), namespace.name,
+                      request_timeout=5.0)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of the release runner, as the API server's audit log has it."""
+
+    verb: str
+    group: str
+    resource: str  # plural, or plural/subresource
+    name: str
+    code: int
+
+
+def runner_requests(namespace: Namespace, since: float = 0.0) -> list[Request]:
+    """What the release runner asked the real API server (audit log, in order), since ``since``."""
+    found = []
+    for event in namespace.cluster.audit(namespace.runner, since):
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        found.append(Request(event["verb"], ref.get("apiGroup", ""), resource, ref.get("name", ""),
+                             int((event.get("responseStatus") or {}).get("code", 0))))
+    return found
 
 
 @pytest.fixture
 def workloads(kube: KubeClient) -> KubernetesWorkloads:
-    return KubernetesWorkloads(kube, container="app", rollout_timeout=10.0, pod_check_interval=0.2)
+    return KubernetesWorkloads(kube, container="app", rollout_timeout=30.0, pod_check_interval=0.2)
 
 
 @pytest.fixture
@@ -161,7 +200,9 @@ def finish(router: IstioRouter, workloads: KubernetesWorkloads, app: str = APP) 
 
 
 def user_view(obj: dict[str, Any] | None) -> str:
-    """What must come back byte for byte: everything but server-kept bookkeeping."""
+    """What must come back byte for byte: everything but the server's bookkeeping of writes
+    (resourceVersion, generation, managedFields): uid, creationTimestamp, labels, annotations
+    and spec, in the server's own key order."""
     assert obj is not None
     view = copy.deepcopy(obj)
     for key in ("resourceVersion", "generation", "managedFields"):

@@ -1,9 +1,11 @@
-"""Whole release sequences against the stand-in, over real HTTP with the official client,
-in the order the flow runs them (issue 4, "Tests")."""
+"""Whole release sequences on the real control plane, in the order the flow runs them, as the
+release runner (rbac.yaml's Role, a TokenRequest token): the Deployment controller, the
+scheduler and kwok roll the pods out; the Istio CRDs check every route we write."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -11,159 +13,214 @@ import pytest
 
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.kubernetes import (
+    DEPLOYMENT,
     TRACK_LABEL,
+    ConflictError,
     IstioRouter,
+    KubeClient,
     KubernetesWorkloads,
     TektonBuilder,
     WaitTimeout,
 )
+from canary.platforms.kubernetes.istio import virtual_service_kind
 from canary.values.weights import Weights
-from tests.support.k8s_standin import StandIn
+from tests.support.kube import Namespace
+from tests.support.kube_builds import BuildController
+from tests.support.kube_proxy import FaultProxy
 
-from .conftest import APP, COMMIT, IMAGE_REPO, PROD_IMAGE, REPO, finish, retrying, user_view
+from .conftest import (
+    APP,
+    COMMIT,
+    IMAGE_REPO,
+    PROD_IMAGE,
+    REPO,
+    finish,
+    production_deployment,
+    retrying,
+    runner_requests,
+    user_view,
+    user_virtual_service,
+    users_destination_rule,
+)
 
 STEPS = (Weights(90, 5, 5), Weights(80, 10, 10), Weights(50, 25, 25))
+DIGEST = "sha256:" + "7" * 64
+WRITES = {"create", "update", "patch", "delete"}
 
 
-def _start(standin: StandIn, router: IstioRouter, workloads: KubernetesWorkloads, image: str) -> None:
+def _start(router: IstioRouter, workloads: KubernetesWorkloads, image: str) -> None:
     """Pin traffic to production first, then bring up baseline (production's image) and canary."""
     router.set_weights(APP, Weights.all_primary())
     workloads.deploy(APP, "baseline", workloads.production_image(APP))
     workloads.deploy(APP, "canary", image)
-    workloads.wait_ready(APP, "baseline", timeout=5)
-    workloads.wait_ready(APP, "canary", timeout=5)
+    workloads.wait_ready(APP, "baseline", timeout=15)
+    workloads.wait_ready(APP, "canary", timeout=15)
 
 
-def _vs_split(standin: StandIn) -> set[tuple[tuple[str, int], ...]]:
-    vs = standin.read("VirtualService", APP)
+def _vs_split(namespace: Namespace) -> set[tuple[tuple[str, int], ...]]:
+    vs = namespace.read("VirtualService", APP)
     assert vs is not None
     return {tuple((d["destination"].get("subset", "-"), d.get("weight", 100)) for d in r["route"])
             for r in vs["spec"]["http"] if r["name"] != "admin"}
 
 
-def _nothing_left(standin: StandIn, rules: tuple[str, ...] = ()) -> None:
-    standin.controller.settle()
-    assert standin.names("Deployment") == [APP]
-    assert standin.names("DestinationRule") == list(rules)
-    assert standin.names("TaskRun") == []
-    pods = [standin.read("Pod", name) for name in standin.names("Pod")]
+def _nothing_left(namespace: Namespace, rules: tuple[str, ...] = ()) -> None:
+    namespace.settle()
+    assert namespace.names("Deployment") == [APP]
+    assert namespace.names("DestinationRule") == list(rules)
+    assert namespace.names("TaskRun") == []
+    pods = [namespace.read("Pod", name) for name in namespace.names("Pod")]
     assert {p["metadata"]["labels"][TRACK_LABEL] for p in pods if p} == {"primary"}
 
 
-def test_build_canary_steps_promote_cleanup_leaves_production_on_the_new_digest(
-        standin: StandIn, production: dict[str, Any], tekton: TektonBuilder,
-        router: IstioRouter, workloads: KubernetesWorkloads) -> None:
-    image = tekton.build(REPO, COMMIT)
-    assert image.startswith(f"{IMAGE_REPO}@sha256:") and len(image.split("@")[1]) == 71
+def _untouched(namespace: Namespace, production: dict[str, Any], since: float) -> None:
+    """Production's Deployment was never written by the runner, and is as it was."""
+    writes = [r for r in runner_requests(namespace, since)
+              if r.resource == "deployments" and r.name == APP and r.verb in WRITES]
+    assert writes == []
+    now = namespace.read("Deployment", APP)
+    assert now is not None
+    assert now["spec"] == production["deployment"]["spec"]
+    assert now["metadata"]["generation"] == production["deployment"]["metadata"]["generation"]
 
-    _start(standin, router, workloads, image)
-    canary = standin.read("Deployment", f"{APP}-canary")
-    baseline = standin.read("Deployment", f"{APP}-baseline")
+
+def test_build_canary_steps_promote_cleanup_leaves_production_on_the_new_digest(
+        namespace: Namespace, production: dict[str, Any], builds: BuildController,
+        tekton: TektonBuilder, router: IstioRouter, workloads: KubernetesWorkloads) -> None:
+    builds.succeed(DIGEST)
+    image = tekton.build(REPO, COMMIT)
+    assert image == f"{IMAGE_REPO}@{DIGEST}"
+
+    _start(router, workloads, image)
+    canary = namespace.read("Deployment", f"{APP}-canary")
+    baseline = namespace.read("Deployment", f"{APP}-baseline")
     assert canary and baseline
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert baseline["spec"]["template"]["spec"]["containers"][0]["image"] == PROD_IMAGE
     assert canary["spec"]["selector"]["matchLabels"] == {"app": APP, TRACK_LABEL: "canary"}
     assert canary["spec"]["replicas"] == 1  # ceil(3 x 10 %), not production's 3
     assert canary["spec"]["template"]["spec"]["containers"][1]["name"] == "sidecar"  # template kept
+    assert canary["status"]["availableReplicas"] == 1  # kwok's pod, Ready
 
     for weights in STEPS:
         router.set_weights(APP, weights)
         assert router.read_weights(APP) == weights
-        assert _vs_split(standin) == {(("primary", weights.primary), ("baseline", weights.baseline),
-                                       ("canary", weights.canary))}
+        assert _vs_split(namespace) == {(("primary", weights.primary), ("baseline", weights.baseline),
+                                         ("canary", weights.canary))}
 
     workloads.promote(APP, image)
     finish(router, workloads)
 
-    _nothing_left(standin)
-    prod = standin.read("Deployment", APP)
+    _nothing_left(namespace)
+    prod = namespace.read("Deployment", APP)
     assert prod is not None
-    assert [c["image"] for c in prod["spec"]["template"]["spec"]["containers"]] == [
-        image, "registry.example.com/tools/logship:2.1"]
-    assert prod["status"]["observedGeneration"] == prod["metadata"]["generation"]
-    assert prod["status"]["availableReplicas"] == 3
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
+    # the strategic merge patch replaced one container's image and kept the other container
+    assert [(c["name"], c["image"]) for c in prod["spec"]["template"]["spec"]["containers"]] == [
+        ("app", image), ("sidecar", "registry.example.com/tools/logship:2.1")]
+    assert prod["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "prod"}]
+    assert prod["status"]["observedGeneration"] == prod["metadata"]["generation"] == 2
+    assert prod["status"]["availableReplicas"] == prod["status"]["updatedReplicas"] == 3
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
 
 
 def test_roll_back_leaves_production_untouched_and_the_virtual_service_byte_for_byte(
-        standin: StandIn, production: dict[str, Any], tekton: TektonBuilder,
-        router: IstioRouter, workloads: KubernetesWorkloads) -> None:
-    image = tekton.build(REPO, COMMIT)
-    _start(standin, router, workloads, image)
+        namespace: Namespace, production: dict[str, Any], router: IstioRouter,
+        workloads: KubernetesWorkloads) -> None:
+    since = time.time()
+    _start(router, workloads, f"{IMAGE_REPO}@sha256:{'1' * 64}")
     for weights in STEPS[:2]:
         router.set_weights(APP, weights)
-    mark = len(standin.requests)
+    mark = len(runner_requests(namespace, since))
 
     finish(router, workloads)  # the analysis failed: roll back
 
-    assert standin.read("Deployment", APP) == production["deployment"]  # not even written
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
-    assert json.dumps(standin.read("VirtualService", APP)["spec"]) == json.dumps(production["vs"]["spec"])
-    _nothing_left(standin)
+    _untouched(namespace, production, since)
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    assert json.dumps((namespace.read("VirtualService", APP) or {})["spec"]) == json.dumps(
+        production["vs"]["spec"])
+    _nothing_left(namespace)
     # 100 % primary was written, then read back, before the first delete (Argo Rollouts #1838)
-    calls = [(r.call.verb, r.call.plural) for r in standin.requests[mark:] if r.call.verb != "watch"]
+    calls = [(r.verb, r.resource) for r in runner_requests(namespace, since)[mark:] if r.verb != "watch"]
     first_delete = calls.index(("delete", "deployments"))
     writes = [i for i, c in enumerate(calls[:first_delete]) if c == ("update", "virtualservices")]
     assert writes and ("get", "virtualservices") in calls[writes[-1] + 1:first_delete]
 
 
-def test_canary_that_never_becomes_ready_rolls_back_at_the_deadline(
-        standin: StandIn, production: dict[str, Any], router: IstioRouter,
-        workloads: KubernetesWorkloads) -> None:
-    standin.controller.deployment(f"{APP}-canary", "never")
-    image = f"{IMAGE_REPO}@sha256:{'b' * 64}"
+def test_canary_that_can_never_be_scheduled_times_out_naming_its_condition_and_the_reason(
+        namespace: Namespace, router: IstioRouter, workloads: KubernetesWorkloads) -> None:
+    """No node has the pool production's pods ask for, so the canary (its copy) stays
+    Pending: the wait ends at its own timeout, not at the Deployment's progress deadline
+    (600 s by default, the Argo Rollouts trap), and says why."""
+    unplaceable = production_deployment()
+    unplaceable["spec"]["template"]["spec"]["nodeSelector"] = {"prefect-canary.dev/pool": "nowhere"}
+    namespace.seed(unplaceable)
+    namespace.seed(user_virtual_service())
+    before = namespace.read("VirtualService", APP)
     router.set_weights(APP, Weights.all_primary())
-    workloads.deploy(APP, "baseline", workloads.production_image(APP))
-    workloads.deploy(APP, "canary", image)
-    workloads.wait_ready(APP, "baseline", timeout=5)
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}@sha256:{'b' * 64}")
     started = time.monotonic()
     with pytest.raises(WaitTimeout) as caught:
-        workloads.wait_ready(APP, "canary", timeout=1.5)
+        workloads.wait_ready(APP, "canary", timeout=2.5)
     elapsed = time.monotonic() - started
-    assert 1.5 <= elapsed < 4.0
-    assert f"{APP}-canary" in str(caught.value) and "Unschedulable" in str(caught.value)
+    message = str(caught.value)
+    assert 2.5 <= elapsed < 5.0, elapsed
+    assert f"Deployment '{APP}-canary' not ready after 2.5s" in message
+    assert "Available=False MinimumReplicasUnavailable" in message
+    assert "Unschedulable: 0/1 nodes are available" in message and "node affinity/selector" in message
     assert not caught.value.transient
 
     finish(router, workloads)
-    assert standin.read("Deployment", APP) == production["deployment"]
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
-    _nothing_left(standin)
+    namespace.wait("canary gone", lambda: namespace.names("Deployment") == [APP])
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(before)
 
 
-def test_crash_looping_canary_fails_fast_before_the_deadline(
-        standin: StandIn, production: dict[str, Any], router: IstioRouter,
+def test_crash_looping_canary_fails_fast_naming_the_container_exit_code_and_condition(
+        namespace: Namespace, production: dict[str, Any], router: IstioRouter,
         workloads: KubernetesWorkloads) -> None:
-    standin.controller.deployment(f"{APP}-canary", "crash")
+    """kwok keeps a pod whose image says `crashloop` in CrashLoopBackOff (restarts, exit 1),
+    as a kubelet does with a container that dies at start: waiting cannot help."""
     router.set_weights(APP, Weights.all_primary())
-    workloads.deploy(APP, "canary", f"{IMAGE_REPO}@sha256:{'c' * 64}")
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.0-crashloop")
     started = time.monotonic()
-    with pytest.raises(PlatformError, match="CrashLoopBackOff") as caught:
+    with pytest.raises(PlatformError) as caught:
         workloads.wait_ready(APP, "canary", timeout=30)
+    message = str(caught.value)
     assert time.monotonic() - started < 5 and not caught.value.transient
+    assert not isinstance(caught.value, WaitTimeout)
+    assert f"Deployment '{APP}-canary' cannot become ready" in message
+    assert "container app CrashLoopBackOff (3 restarts, last exit code 1)" in message
+    assert "Available=False MinimumReplicasUnavailable" in message
+    assert workloads.serving(APP, "canary") is not None
     finish(router, workloads)
-    _nothing_left(standin)
+    _nothing_left(namespace)
 
 
 def test_injected_500_429_and_dropped_connections_are_retried_and_succeed(
-        standin: StandIn, production: dict[str, Any], tekton: TektonBuilder,
-        router: IstioRouter, workloads: KubernetesWorkloads) -> None:
+        namespace: Namespace, production: dict[str, Any], builds: BuildController,
+        proxy: FaultProxy, proxied: KubeClient) -> None:
+    """Faults the real server does not make on demand, injected in front of it: some before
+    it saw the request, some AFTER it did the work (the retry then finds it done)."""
+    builds.succeed(DIGEST)
+    tekton = TektonBuilder(proxied, image=IMAGE_REPO, timeout=10.0, window=1.0)
+    router = IstioRouter(proxied)
+    workloads = KubernetesWorkloads(proxied, container="app", rollout_timeout=30.0, pod_check_interval=0.2)
     faults = [
-        standin.faults.inject(verb="create", plural="taskruns", status=500, after=True),
-        standin.faults.inject(verb="get", plural="taskruns", status=503, skip=1),
-        standin.faults.inject(verb="update", plural="virtualservices", status=429, retry_after=0),
-        standin.faults.inject(verb="create", plural="destinationrules", drop=True),
-        standin.faults.inject(verb="create", plural="deployments", drop=True, after=True),
-        standin.faults.inject(verb="get", plural="deployments", status=500, skip=3),
-        standin.faults.inject(verb="patch", plural="deployments", status=502, after=True),
-        standin.faults.inject(verb="delete", plural="deployments", drop=True, after=True),
-        standin.faults.inject(verb="get", plural="virtualservices", status=504, skip=12),
+        proxy.inject("create", "taskruns", status=500, after=True),
+        proxy.inject("get", "taskruns", status=503, skip=1),
+        proxy.inject("update", "virtualservices", status=429, retry_after=0),
+        proxy.inject("create", "destinationrules", drop=True),
+        proxy.inject("create", "deployments", drop=True, after=True),
+        proxy.inject("get", "deployments", status=500, skip=3),
+        proxy.inject("patch", "deployments", status=502, after=True),
+        proxy.inject("delete", "deployments", drop=True, after=True),
+        proxy.inject("get", "virtualservices", status=504, skip=12),
     ]
     seen: list[BaseException] = []
     image = retrying(tekton.build, REPO, COMMIT, log=seen)
     retrying(router.set_weights, APP, Weights.all_primary(), log=seen)
     retrying(workloads.deploy, APP, "baseline", PROD_IMAGE, log=seen)
     retrying(workloads.deploy, APP, "canary", image, log=seen)
-    retrying(workloads.wait_ready, APP, "canary", 5, log=seen)
+    retrying(workloads.wait_ready, APP, "canary", 15, log=seen)
     for weights in STEPS:
         retrying(router.set_weights, APP, weights, log=seen)
     retrying(workloads.promote, APP, image, log=seen)
@@ -172,15 +229,36 @@ def test_injected_500_429_and_dropped_connections_are_retried_and_succeed(
     assert [f.hits for f in faults] == [1] * len(faults)
     assert seen and all(getattr(e, "transient", False) for e in seen)
     assert any("429" in str(e) for e in seen) and any("did not answer" in str(e) for e in seen)
-    assert standin.names("Deployment") == [APP]
-    prod = standin.read("Deployment", APP)
+    assert len([c for c in builds.seen if c["kind"] == "TaskRun"]) == 1  # built once
+    prod = namespace.read("Deployment", APP)
     assert prod and prod["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
-    _nothing_left(standin)
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    _nothing_left(namespace)
+
+
+def test_a_watch_that_ends_in_410_gone_is_resumed_from_a_fresh_read(
+        namespace: Namespace, production: dict[str, Any], proxy: FaultProxy,
+        proxied: KubeClient) -> None:
+    """The API server ends a watch with an ERROR event 410 (Expired) when the revision it
+    started from was compacted (the real server here is too young to have compacted: the
+    event is injected); the wait reads the object again and watches on."""
+    from tests.support.kube_proxy import watch_error
+
+    gone = proxy.inject("watch", "deployments", status=200, body=watch_error(410))
+    later = threading.Timer(0.5, lambda: namespace.admin.patch(
+        DEPLOYMENT, APP, {"metadata": {"labels": {"checked": "yes"}}}))
+    later.start()
+    try:
+        found = proxied.wait_for(DEPLOYMENT, APP, lambda obj: "checked" in (obj or {}).get(
+            "metadata", {}).get("labels", {}), timeout=10, window=5)
+    finally:
+        later.cancel()
+    assert found is not None and gone.hits == 1
 
 
 def test_invalid_manifest_fails_at_once_with_the_servers_message_kind_and_name(
-        standin: StandIn, production: dict[str, Any], kube: Any) -> None:
+        namespace: Namespace, production: dict[str, Any], kube: KubeClient) -> None:
+    since = time.time()
     bad = KubernetesWorkloads(kube, replicas=-1)
     seen: list[BaseException] = []
     with pytest.raises(PlatformError) as caught:
@@ -190,32 +268,33 @@ def test_invalid_manifest_fails_at_once_with_the_servers_message_kind_and_name(
     assert "Deployment" in message and f"'{APP}-canary'" in message
     assert "spec.replicas" in message and "greater than or equal to 0" in message
     assert caught.value.causes[0]["field"] == "spec.replicas"  # type: ignore[attr-defined]
-    assert [r.call.verb for r in standin.requests].count("create") == 1
-    assert standin.names("Deployment") == [APP]
+    creates = [r for r in runner_requests(namespace, since) if r.verb == "create"]
+    assert [(r.resource, r.code) for r in creates] == [("deployments", 422)]
+    assert namespace.names("Deployment") == [APP]
 
 
 def test_cleanup_after_an_exception_mid_way_removes_what_was_created(
-        standin: StandIn, production: dict[str, Any], router: IstioRouter,
+        namespace: Namespace, production: dict[str, Any], router: IstioRouter,
         workloads: KubernetesWorkloads) -> None:
-    image = f"{IMAGE_REPO}@sha256:{'d' * 64}"
+    since = time.time()
     with pytest.raises(RuntimeError, match="analysis crashed"):
         try:
-            _start(standin, router, workloads, image)
+            _start(router, workloads, f"{IMAGE_REPO}@sha256:{'d' * 64}")
             router.set_weights(APP, STEPS[0])
             raise RuntimeError("analysis crashed")
         finally:
             finish(router, workloads)
-    assert standin.read("Deployment", APP) == production["deployment"]
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
-    _nothing_left(standin)
+    _untouched(namespace, production, since)
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    _nothing_left(namespace)
     finish(router, workloads)  # idempotent: a second cleanup finds nothing to do
-    _nothing_left(standin)
+    _nothing_left(namespace)
 
 
 def test_a_new_process_cleans_up_after_a_crash_from_what_the_cluster_records(
-        standin: StandIn, production: dict[str, Any], kube: Any) -> None:
+        namespace: Namespace, production: dict[str, Any], kube: KubeClient) -> None:
     first = IstioRouter(kube), KubernetesWorkloads(kube, pod_check_interval=0.2)
-    _start(standin, first[0], first[1], f"{IMAGE_REPO}@sha256:{'e' * 64}")
+    _start(first[0], first[1], f"{IMAGE_REPO}@sha256:{'e' * 64}")
     first[0].set_weights(APP, STEPS[1])
     # the process dies here; a reconcile starts from scratch, knowing only the app's name
     router, workloads = IstioRouter(kube), KubernetesWorkloads(kube)
@@ -224,38 +303,62 @@ def test_a_new_process_cleans_up_after_a_crash_from_what_the_cluster_records(
     for name in workloads.leftovers(APP):
         workloads.remove(APP, name.removeprefix(f"{APP}-"))  # type: ignore[arg-type]
     router.restore(APP)
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
-    _nothing_left(standin)
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    _nothing_left(namespace)
 
 
 def test_a_concurrent_writer_is_not_overwritten_on_409(
-        standin: StandIn, production: dict[str, Any], router: IstioRouter) -> None:
-    def other_writer() -> None:  # e.g. a person adding a label between our read and our write
-        rt = standin.store.by_kind("VirtualService")
-        standin.store.patch(rt, "v1", standin.namespace, APP, lambda vs: {
-            **vs, "metadata": {**vs["metadata"], "labels": {**vs["metadata"]["labels"], "seen": "yes"}}})
+        namespace: Namespace, production: dict[str, Any], proxy: FaultProxy, proxied: KubeClient) -> None:
+    """Another writer (a person adding a label) changes the VirtualService between our read
+    and our write: the real server answers 409, and the update reads again and re-applies."""
+    vs_kind = virtual_service_kind()
 
-    fault = standin.faults.inject(verb="update", plural="virtualservices", action=other_writer, status=None)
+    def other_writer() -> None:
+        namespace.admin.patch(vs_kind, APP, {"metadata": {"labels": {"seen": "yes"}}})
+
+    since = time.time()
+    fault = proxy.inject("update", "virtualservices", action=other_writer, status=None)
+    router = IstioRouter(proxied)
     router.set_weights(APP, STEPS[0])
     assert fault.hits == 1
-    assert 409 in [r.status for r in standin.requests if r.call.plural == "virtualservices"]
-    vs = standin.read("VirtualService", APP)
-    assert vs and vs["metadata"]["labels"]["seen"] == "yes" and router.read_weights(APP) == STEPS[0]
+    updates = [r.code for r in runner_requests(namespace, since) if r.verb == "update"
+               and r.resource == "virtualservices"]
+    assert updates[:2] == [409, 200]
+    vs = namespace.read("VirtualService", APP)
+    assert vs and vs["metadata"]["labels"] == {"team": "shop", "seen": "yes"}
+    assert router.read_weights(APP) == STEPS[0]
+
+
+def test_an_object_that_keeps_changing_gives_a_transient_conflict(
+        namespace: Namespace, production: dict[str, Any], proxy: FaultProxy, proxied: KubeClient) -> None:
+    counter = iter(range(100))
+    vs_kind = virtual_service_kind()
+
+    def busy_writer() -> None:
+        namespace.admin.patch(vs_kind, APP, {"metadata": {"labels": {"tick": str(next(counter))}}})
+
+    since = time.time()
+    proxy.inject("update", "virtualservices", action=busy_writer, status=None, times=50)
+    with pytest.raises(ConflictError, match="kept changing under us \\(5 conflicts in a row\\); retry") as caught:
+        IstioRouter(proxied).set_weights(APP, STEPS[0])
+    assert caught.value.transient and f"VirtualService '{APP}'" in str(caught.value)
+    codes = [r.code for r in runner_requests(namespace, since) if r.verb == "update"]
+    assert codes == [409] * 5  # every try reached the real server, none overwrote the other writer
+    assert (namespace.read("VirtualService", APP) or {})["spec"] == production["vs"]["spec"]
 
 
 @pytest.mark.parametrize("pods_labelled", [False, True])
 def test_production_whose_selector_would_match_the_copies_is_refused_before_anything_is_written(
-        standin: StandIn, router: IstioRouter, workloads: KubernetesWorkloads, pods_labelled: bool) -> None:
+        namespace: Namespace, router: IstioRouter, workloads: KubernetesWorkloads, pods_labelled: bool) -> None:
     """The usual app (selector == Service selector == {app}); with the track label on its pods
     only, as the old scheme asked, it is still refused: the selector is what HPA/PDB use."""
-    from .conftest import production_deployment, user_virtual_service
-
     unlabelled = production_deployment()
     del unlabelled["spec"]["selector"]["matchLabels"][TRACK_LABEL]
     if not pods_labelled:
         del unlabelled["spec"]["template"]["metadata"]["labels"][TRACK_LABEL]
-    standin.seed(unlabelled)
-    standin.seed(user_virtual_service())
+    namespace.seed(unlabelled)
+    namespace.seed(user_virtual_service())
+    since = time.time()
     for attempt in (lambda: router.set_weights(APP, Weights.all_primary()),
                     lambda: workloads.deploy(APP, "canary", PROD_IMAGE)):
         with pytest.raises(ConfigError) as caught:
@@ -265,47 +368,36 @@ def test_production_whose_selector_would_match_the_copies_is_refused_before_anyt
         assert f"'{TRACK_LABEL}: primary' to BOTH spec.selector.matchLabels and " \
                "spec.template.metadata.labels" in message
         assert "--cascade=orphan" in message and "Service" in message
-    assert {r.call.verb for r in standin.requests} <= {"get", "list", "watch"}
+    verbs = {r.verb for r in runner_requests(namespace, since)}
+    assert verbs and verbs <= {"get", "list", "watch"}
 
 
 def test_a_users_destination_rule_is_extended_then_restored_byte_for_byte(
-        standin: StandIn, production: dict[str, Any], kube: Any,
+        namespace: Namespace, production: dict[str, Any], kube: KubeClient,
         workloads: KubernetesWorkloads) -> None:
-    from .conftest import users_destination_rule
-
-    standin.seed(users_destination_rule())
-    before = user_view(standin.read("DestinationRule", "goldengoose-traffic"))
+    namespace.seed(users_destination_rule())
+    before = user_view(namespace.read("DestinationRule", "goldengoose-traffic"))
     router = IstioRouter(kube, destination_rule="goldengoose-traffic")
-    _start(standin, router, workloads, f"{IMAGE_REPO}@sha256:{'5' * 64}")
+    _start(router, workloads, f"{IMAGE_REPO}@sha256:{'5' * 64}")
     router.set_weights(APP, STEPS[0])
-    rule = standin.read("DestinationRule", "goldengoose-traffic")
+    rule = namespace.read("DestinationRule", "goldengoose-traffic")
     assert rule and [s["name"] for s in rule["spec"]["subsets"]] == ["legacy", "primary", "baseline", "canary"]
     assert rule["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"}}
-    assert standin.names("DestinationRule") == ["goldengoose-traffic"]  # no second rule for the host
+    assert namespace.names("DestinationRule") == ["goldengoose-traffic"]  # no second rule for the host
     finish(router, workloads)
-    assert user_view(standin.read("DestinationRule", "goldengoose-traffic")) == before
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
+    assert user_view(namespace.read("DestinationRule", "goldengoose-traffic")) == before
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    _nothing_left(namespace, ("goldengoose-traffic",))
 
 
-def test_an_object_that_keeps_changing_gives_a_transient_conflict(
-        standin: StandIn, production: dict[str, Any], router: IstioRouter) -> None:
-    counter = iter(range(100))
+def test_the_adapters_satisfy_the_ports() -> None:
+    import kubernetes.client
 
-    def busy_writer() -> None:
-        rt = standin.store.by_kind("VirtualService")
-        standin.store.patch(rt, "v1", standin.namespace, APP, lambda vs: {
-            **vs, "metadata": {**vs["metadata"], "labels": {"tick": str(next(counter))}}})
-
-    standin.faults.inject(verb="update", plural="virtualservices", action=busy_writer, status=None, times=50)
-    with pytest.raises(PlatformError, match="kept changing") as caught:
-        router.set_weights(APP, STEPS[0])
-    assert caught.value.transient
-
-
-def test_the_adapters_satisfy_the_ports(kube: Any, tekton: TektonBuilder) -> None:
     from canary.platforms.kubernetes import KnativeBuilder
     from canary.ports import Builder, TrafficRouter, Workloads
 
+    kube = KubeClient(kubernetes.client.ApiClient(), "any")
     assert isinstance(KubernetesWorkloads(kube), Workloads)
     assert isinstance(IstioRouter(kube), TrafficRouter)
-    assert isinstance(tekton, Builder) and isinstance(KnativeBuilder(kube, image=IMAGE_REPO), Builder)
+    assert isinstance(TektonBuilder(kube, image=IMAGE_REPO), Builder)
+    assert isinstance(KnativeBuilder(kube, image=IMAGE_REPO), Builder)
