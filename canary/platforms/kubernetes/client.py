@@ -57,8 +57,8 @@ def new_api_client(*, host: str | None = None, token: str | None = None,
                               "path (+ context), or run in a pod (in-cluster)")
     except kube_config.ConfigException as error:
         raise ConfigError(f"cannot load the Kubernetes configuration: {error}") from None
-    configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0,
-                                          backoff_factor=0.2)
+    configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0,
+                                          backoff_factor=0.2)  # other: e.g. a refused certificate
     return kubernetes.client.ApiClient(configuration)
 
 

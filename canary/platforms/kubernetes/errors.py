@@ -1,7 +1,8 @@
 """Translate the official client's exceptions into canary.errors, at the edge.
 
 Callers (and Prefect retry conditions) decide on our types only: 429, 5xx and connection
-failures are transient; 409 is transient too (re-reading and re-applying resolves it, which
+failures are transient (but not a server certificate that fails verification: that needs the
+right CA); 409 is transient too (re-reading and re-applying resolves it, which
 KubeClient.update already does a few times); every other 4xx is final and says what the
 server said, about which object. Messages never carry request headers, so never a token.
 """
@@ -9,6 +10,7 @@ server said, about which object. Messages never carry request headers, so never 
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import urllib3.exceptions
@@ -94,7 +96,30 @@ def translate(exc: BaseException, *, action: str, kind: str, name: str = "") -> 
                                   f"{message}", kind=kind, name=name, causes=causes)
     if isinstance(exc, ConfigException):
         return ConfigError(f"Kubernetes client configuration: {exc}")
+    if _certificate_refused(exc):
+        return PlatformError(
+            f"could not {what}: the API server's TLS certificate was not accepted ({_innermost(exc)}); "
+            "give the CA that signed it (the cluster block's ca_cert_path, or the kubeconfig's "
+            "certificate-authority): retrying cannot help", transient=False)
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
         return PlatformError(f"could not {what}: the Kubernetes API did not answer "
                              f"({type(exc).__name__}: {exc}); transient, retry", transient=True)
     return PlatformError(f"could not {what}: {type(exc).__name__}: {exc}", transient=False)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The error under urllib3's wrappers (MaxRetryError -> SSLError -> ssl's own)."""
+    seen = exc
+    for _ in range(5):
+        inner = getattr(seen, "reason", None) if isinstance(seen, urllib3.exceptions.MaxRetryError) \
+            else next((a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)), None)
+        if inner is None:
+            return seen
+        seen = inner
+    return seen
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """A certificate that failed verification (wrong or missing CA, wrong host name): unlike a
+    TLS connection cut mid-handshake, the same thing happens on every try."""
+    return isinstance(_innermost(exc), ssl.SSLCertVerificationError)

@@ -1,7 +1,9 @@
-"""The KubernetesCluster block and the client's three sources (explicit, kubeconfig, in-cluster)."""
+"""The KubernetesCluster block and the client's three sources (explicit, kubeconfig, in-cluster),
+against the real API server: TLS with its own CA, the release runner's TokenRequest token."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -18,37 +20,59 @@ from canary.platforms.kubernetes import (
     KubernetesWorkloads,
     new_api_client,
 )
-from tests.support.k8s_standin import StandIn
+from tests.support.kube import Namespace
 
-from .conftest import APP, NS, TOKEN
+from .conftest import APP
 
 
-def test_explicit_host_and_secret_token(standin: StandIn, production: object) -> None:
-    cluster = KubernetesCluster(namespace=NS, host=standin.url, token=SecretStr(TOKEN))
+def test_explicit_host_and_secret_token(namespace: Namespace, production: object) -> None:
+    endpoint = namespace.cluster.endpoint
+    cluster = KubernetesCluster(namespace=namespace.name, host=endpoint.url, token=SecretStr(namespace.token),
+                                ca_cert_path=str(endpoint.ca))
     assert cluster.get_client().get(DEPLOYMENT, APP) is not None
-    assert TOKEN not in repr(cluster) and TOKEN not in str(cluster.model_dump())
+    assert namespace.token not in repr(cluster) and namespace.token not in str(cluster.model_dump())
     assert isinstance(cluster.workloads(APP, None), KubernetesWorkloads)
     assert isinstance(cluster.router(APP, None), IstioRouter)
     assert isinstance(cluster.builder("registry.example.com/app", system="knative"), KnativeBuilder)
 
 
-def test_kubeconfig_path_and_context(standin: StandIn, production: object, tmp_path: Path) -> None:
+def test_kubeconfig_path_and_context(namespace: Namespace, production: object, tmp_path: Path) -> None:
+    endpoint = namespace.cluster.endpoint
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "wrong",
-        "clusters": [{"name": "standin", "cluster": {"server": standin.url}}],
-        "users": [{"name": "ok", "user": {"token": TOKEN}}, {"name": "bad", "user": {"token": "nope"}}],
-        "contexts": [{"name": "right", "context": {"cluster": "standin", "user": "ok"}},
-                     {"name": "wrong", "context": {"cluster": "standin", "user": "bad"}}],
+        "clusters": [{"name": "local", "cluster": {"server": endpoint.url,
+                                                   "certificate-authority": str(endpoint.ca)}}],
+        "users": [{"name": "ok", "user": {"token": namespace.token}}, {"name": "bad", "user": {"token": "nope"}}],
+        "contexts": [{"name": "right", "context": {"cluster": "local", "user": "ok"}},
+                     {"name": "wrong", "context": {"cluster": "local", "user": "bad"}}],
     }))
-    right = KubernetesCluster(namespace=NS, kubeconfig_path=str(kubeconfig), context="right")
+    right = KubernetesCluster(namespace=namespace.name, kubeconfig_path=str(kubeconfig), context="right")
     assert right.get_client().get(DEPLOYMENT, APP) is not None
-    wrong = KubernetesCluster(namespace=NS, kubeconfig_path=str(kubeconfig))  # its current context
+    wrong = KubernetesCluster(namespace=namespace.name, kubeconfig_path=str(kubeconfig))  # its current context
     with pytest.raises(PlatformError, match="401") as caught:
         wrong.get_client().get(DEPLOYMENT, APP)
     assert not caught.value.transient
     with pytest.raises(ConfigError):
         KubernetesCluster(kubeconfig_path=str(kubeconfig), context="absent").get_client()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_a_server_certificate_from_an_unknown_ca_is_a_configuration_error_not_retried(
+        namespace: Namespace) -> None:
+    """The real server speaks TLS with its own CA: without ca_cert_path the certificate is
+    refused, which is a mistake to fix, not a transient fault to retry for minutes."""
+    endpoint = namespace.cluster.endpoint
+    started = time.monotonic()
+    cluster = KubernetesCluster(namespace=namespace.name, host=endpoint.url, token=SecretStr(namespace.token))
+    with pytest.raises(PlatformError) as caught:
+        cluster.get_client().get(DEPLOYMENT, APP)
+    assert not caught.value.transient and time.monotonic() - started < 1.0  # not retried by urllib3
+    assert "TLS certificate was not accepted" in str(caught.value) and "ca_cert_path" in str(caught.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    insecure = KubernetesCluster(namespace=namespace.name, host=endpoint.url,
+                                 token=SecretStr(namespace.token), verify_ssl=False)
+    assert insecure.get_client().get(DEPLOYMENT, APP) is None  # reached (no production seeded)
 
 
 def test_in_cluster_uses_the_pods_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ the real control plane by the sequence tests)."""
 from __future__ import annotations
 
 import json
+import ssl
 
 import pytest
 import urllib3
@@ -127,3 +128,10 @@ def test_translation_marks_exactly_429_5xx_and_connection_errors_transient() -> 
     assert "Deployment 'gg-canary'" in str(invalid) and "spec.x: Invalid value" in str(invalid)
     forbidden = translate(_api_error(403, {"message": "nope"}), action="delete", kind="Deployment")
     assert not forbidden.transient and "rbac.yaml" in str(forbidden)
+    refused = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    untrusted = translate(urllib3.exceptions.MaxRetryError(None, "/api", urllib3.exceptions.SSLError(refused)),
+                          action="get", kind="K")  # type: ignore[arg-type]
+    assert not untrusted.transient and "ca_cert_path" in str(untrusted)
+    cut = urllib3.exceptions.MaxRetryError(None, "/api", urllib3.exceptions.SSLError(  # type: ignore[arg-type]
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol")))
+    assert translate(cut, action="get", kind="K").transient  # a handshake cut short: may pass next time
