@@ -1,8 +1,10 @@
 """Every adapter option, reached the way a user sets it (a KubernetesCluster block field or the
-release spec's `kubernetes:` section), and its effect on the objects the stand-in stores."""
+release spec's `kubernetes:` section), and its effect on the objects the real API server stores
+(the block logs in as the release runner, with rbac.yaml's Role)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,15 @@ from pydantic import SecretStr, ValidationError
 
 from blocks.kubernetes import KubernetesCluster
 from canary.config.release import ReleaseSpec
-from canary.errors import ConfigError
-from canary.platforms.kubernetes import TRACK_LABEL, new_api_client
+from canary.errors import ConfigError, PlatformError
+from canary.platforms.kubernetes import TRACK_LABEL
+from canary.platforms.kubernetes.istio import destination_rule_kind, virtual_service_kind
 from canary.platforms.kubernetes.manifests import canary_replicas, selector_string
 from canary.values.weights import Weights
-from tests.support.k8s_standin import StandIn
+from tests.support.kube import Namespace
+from tests.support.kube_builds import BuildController
 
-from .conftest import APP, COMMIT, IMAGE_REPO, NS, REPO, TOKEN, user_view
+from .conftest import APP, COMMIT, IMAGE_REPO, REPO, user_view
 
 DIGEST = "sha256:" + "c" * 64
 IMAGE = f"{IMAGE_REPO}@sha256:{'b' * 64}"
@@ -38,10 +42,18 @@ def _spec(folder: Path, *, steps: tuple[int, ...] = (5, 10), **kubernetes: Any) 
     return path
 
 
-def _cluster(standin: StandIn, folder: Path, **fields: Any) -> KubernetesCluster:
-    return KubernetesCluster(namespace=NS, host=standin.url, token=SecretStr(TOKEN),
-                             image_repository="registry.example.com/shop", release_specs=str(folder),
-                             rollout_timeout_seconds=10, build_timeout_seconds=10, **fields)
+def _cluster(namespace: Namespace, folder: Path, **fields: Any) -> KubernetesCluster:
+    endpoint = namespace.cluster.endpoint
+    return KubernetesCluster(namespace=namespace.name, host=endpoint.url, token=SecretStr(namespace.token),
+                             ca_cert_path=str(endpoint.ca), image_repository="registry.example.com/shop",
+                             release_specs=str(folder), rollout_timeout_seconds=10,
+                             build_timeout_seconds=10, **fields)
+
+
+def _offline(folder: Path) -> KubernetesCluster:
+    """A block for tests that only build adapters (nothing is sent)."""
+    return KubernetesCluster(namespace="shop", host="https://127.0.0.1:1", token=SecretStr("unused"),
+                             release_specs=str(folder))
 
 
 def _release(cluster: KubernetesCluster, weights: Weights) -> None:
@@ -51,8 +63,8 @@ def _release(cluster: KubernetesCluster, weights: Weights) -> None:
     router.set_weights(APP, Weights.all_primary())
     workloads.deploy(APP, "baseline", workloads.production_image(APP))
     workloads.deploy(APP, "canary", IMAGE)
-    workloads.wait_ready(APP, "baseline", 5)
-    workloads.wait_ready(APP, "canary", 5)
+    workloads.wait_ready(APP, "baseline", 15)
+    workloads.wait_ready(APP, "canary", 15)
     router.set_weights(APP, weights)
     assert router.read_weights(APP) == weights
 
@@ -63,31 +75,32 @@ def _clean_up(cluster: KubernetesCluster) -> None:
 
 # -- labels and selectors ---------------------------------------------------------------------
 def test_productions_selector_matches_only_production_pods_through_the_api(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
-    cluster = _cluster(standin, tmp_path)
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(80, 10, 10))
-    standin.controller.settle()
-    core = k8s.CoreV1Api(new_api_client(host=standin.url, token=TOKEN))
+    namespace.settle()
+    ns = namespace.name
+    core = k8s.CoreV1Api(namespace.kube.api_client)  # the release runner may list pods
     apps = k8s.AppsV1Api(core.api_client)
-    prod = apps.read_namespaced_deployment(APP, NS)
-    selected = core.list_namespaced_pod(NS, label_selector=selector_string(
+    prod = apps.read_namespaced_deployment(APP, ns)
+    selected = core.list_namespaced_pod(ns, label_selector=selector_string(
         {"matchLabels": prod.spec.selector.match_labels})).items
     assert len(selected) == 3  # what production's HPA (status.selector) and a PDB like it count
     assert {p.metadata.labels[TRACK_LABEL] for p in selected} == {"primary"}
-    everything = core.list_namespaced_pod(NS, label_selector=f"app={APP}").items  # the Service's view
+    everything = core.list_namespaced_pod(ns, label_selector=f"app={APP}").items  # the Service's view
     assert {p.metadata.labels[TRACK_LABEL] for p in everything} == {"primary", "baseline", "canary"}
     for track in ("baseline", "canary"):
-        copy = apps.read_namespaced_deployment(f"{APP}-{track}", NS)
-        pods = core.list_namespaced_pod(NS, label_selector=",".join(
+        copy = apps.read_namespaced_deployment(f"{APP}-{track}", ns)
+        pods = core.list_namespaced_pod(ns, label_selector=",".join(
             f"{k}={v}" for k, v in copy.spec.selector.match_labels.items())).items
         assert pods and {p.metadata.labels[TRACK_LABEL] for p in pods} == {track}
         template = copy.spec.template.metadata.labels
         assert not prod.spec.selector.match_labels.items() <= template.items()
         assert copy.metadata.labels["prefect-canary.dev/app"] == APP
-    assert not any(k.startswith("canary.prefect.io") for d in standin.names("Deployment")
-                   for k in (standin.read("Deployment", d) or {})["metadata"].get("labels", {}))
+    assert not any(k.startswith("canary.prefect.io") for d in namespace.names("Deployment")
+                   for k in (namespace.read("Deployment", d) or {})["metadata"].get("labels", {}))
     _clean_up(cluster)
-    assert standin.names("Deployment") == [APP]
+    assert namespace.names("Deployment") == [APP]
 
 
 # -- replicas ---------------------------------------------------------------------------------
@@ -98,130 +111,130 @@ def test_replicas_default_covers_the_canarys_largest_share(production: int, shar
 
 
 def test_a_20_replica_app_at_10_percent_gets_2_plus_2_and_the_spec_can_override(
-        standin: StandIn, tmp_path: Path) -> None:
+        namespace: Namespace, tmp_path: Path) -> None:
     from .conftest import production_deployment, user_virtual_service
 
     big = production_deployment()
     big["spec"]["replicas"] = 20
-    standin.seed(big)
-    standin.seed(user_virtual_service())
-    standin.controller.settle(timeout=30)
+    namespace.seed(big)
+    namespace.seed(user_virtual_service())
+    namespace.settle(timeout=30)
     _spec(tmp_path, steps=(5, 10))
-    cluster = _cluster(standin, tmp_path)
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(90, 5, 5))
     for track in ("baseline", "canary"):
-        assert (standin.read("Deployment", f"{APP}-{track}") or {})["spec"]["replicas"] == 2
+        assert (namespace.read("Deployment", f"{APP}-{track}") or {})["spec"]["replicas"] == 2
     _clean_up(cluster)
-    _spec(tmp_path, steps=(5, 10), replicas=2)
+    _spec(tmp_path, steps=(5, 10), replicas=3)
     _release(cluster, Weights(90, 5, 5))
-    assert (standin.read("Deployment", f"{APP}-canary") or {})["spec"]["replicas"] == 2
+    assert (namespace.read("Deployment", f"{APP}-canary") or {})["spec"]["replicas"] == 3
     _clean_up(cluster)
 
 
 # -- routes -----------------------------------------------------------------------------------
 def test_virtual_service_name_and_route_names_from_the_release_spec(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     from .conftest import user_virtual_service
 
     other = user_virtual_service()
     other["metadata"]["name"] = "storefront"
-    standin.seed(other)
-    before = user_view(standin.read("VirtualService", "storefront"))
+    namespace.seed(other)
+    before = user_view(namespace.read("VirtualService", "storefront"))
     _spec(tmp_path, virtual_service="storefront", routes=["beta"])
-    cluster = _cluster(standin, tmp_path)
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(80, 10, 10))
-    vs = standin.read("VirtualService", "storefront")
+    vs = namespace.read("VirtualService", "storefront")
     assert vs is not None
     beta, default = vs["spec"]["http"][1], vs["spec"]["http"][2]
     assert [d["destination"]["subset"] for d in beta["route"]] == ["primary", "baseline", "canary"]
     assert "subset" not in default["route"][0]["destination"]  # not named: left alone
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])  # not ours
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])  # not ours
     _clean_up(cluster)
-    assert user_view(standin.read("VirtualService", "storefront")) == before
+    assert user_view(namespace.read("VirtualService", "storefront")) == before
 
 
 def test_a_route_name_the_virtual_service_lacks_is_named_in_the_error(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     _spec(tmp_path, routes=["checkout"])
     with pytest.raises(ConfigError, match=r"VirtualService 'goldengoose' has no HTTP route named \['checkout'\]"):
-        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
+        _cluster(namespace, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
 
 
 def test_mirroring_keeps_live_traffic_on_production_and_mirrors_the_shares(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     _spec(tmp_path, traffic="mirror")
-    cluster = _cluster(standin, tmp_path)
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(80, 10, 10))  # stored only if the VirtualService CRD accepts it
-    route = (standin.read("VirtualService", APP) or {})["spec"]["http"][2]
+    route = (namespace.read("VirtualService", APP) or {})["spec"]["http"][2]
     assert route["route"] == [{"destination": {"host": APP, "subset": "primary", "port": {"number": 8080}},
                                "weight": 100}]
     assert [(m["destination"]["subset"], m["percentage"]["value"]) for m in route["mirrors"]] == [
         ("baseline", 10.0), ("canary", 10.0)]
     cluster.router(APP, None).rollback(APP)
-    assert "mirrors" not in (standin.read("VirtualService", APP) or {})["spec"]["http"][2]
+    assert "mirrors" not in (namespace.read("VirtualService", APP) or {})["spec"]["http"][2]
     _clean_up(cluster)
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
 
 
 # -- extending a user's DestinationRule -------------------------------------------------------
 def test_extending_a_users_destination_rule_removes_only_our_subsets(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     from .conftest import users_destination_rule
 
-    standin.seed(users_destination_rule())
+    namespace.seed(users_destination_rule())
     _spec(tmp_path, destination_rule="goldengoose-traffic")
-    cluster = _cluster(standin, tmp_path)
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(80, 10, 10))
-    rule = standin.read("DestinationRule", "goldengoose-traffic")
+    rule = namespace.read("DestinationRule", "goldengoose-traffic")
     assert rule and [s["name"] for s in rule["spec"]["subsets"]] == ["legacy", "primary", "baseline", "canary"]
-    assert standin.names("DestinationRule") == ["goldengoose-traffic"]  # none of our own
+    assert namespace.names("DestinationRule") == ["goldengoose-traffic"]  # none of our own
 
     def users_edit(dr: dict[str, Any]) -> dict[str, Any]:  # the owner changes it mid-release
         dr["spec"]["trafficPolicy"]["connectionPool"] = {"tcp": {"maxConnections": 50}}
         dr["spec"]["subsets"].append({"name": "v2", "labels": {"version": "v2"}})
         return dr
 
-    standin.store.patch(standin.store.by_kind("DestinationRule"), "v1", NS, "goldengoose-traffic", users_edit)
+    namespace.admin.update(destination_rule_kind(), "goldengoose-traffic", users_edit)
     _clean_up(cluster)
-    after = standin.read("DestinationRule", "goldengoose-traffic")
+    after = namespace.read("DestinationRule", "goldengoose-traffic")
     assert after is not None
     assert [s["name"] for s in after["spec"]["subsets"]] == ["legacy", "v2"]
     assert after["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"},
                                               "connectionPool": {"tcp": {"maxConnections": 50}}}
     assert after["metadata"]["annotations"] == {"owner": "shop-team"}
     _clean_up(cluster)  # idempotent
-    assert user_view(standin.read("DestinationRule", "goldengoose-traffic")) == user_view(after)
+    assert user_view(namespace.read("DestinationRule", "goldengoose-traffic")) == user_view(after)
 
 
 def test_a_users_subset_with_one_of_our_names_is_refused(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     from .conftest import users_destination_rule
 
     rule = users_destination_rule()
     rule["spec"]["subsets"].append({"name": "canary", "labels": {"version": "v9"}})
-    standin.seed(rule)
+    namespace.seed(rule)
     _spec(tmp_path, destination_rule="goldengoose-traffic")
     with pytest.raises(ConfigError, match="already has a subset 'canary'.*rename"):
-        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
-    assert (standin.read("DestinationRule", "goldengoose-traffic") or {})["spec"] == rule["spec"]
+        _cluster(namespace, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
+    assert (namespace.read("DestinationRule", "goldengoose-traffic") or {})["spec"] == rule["spec"]
 
 
 def test_a_missing_destination_rule_to_extend_is_named(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     _spec(tmp_path, destination_rule="absent-rule")
     with pytest.raises(ConfigError, match="DestinationRule 'absent-rule'"):
-        _cluster(standin, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
+        _cluster(namespace, tmp_path).router(APP, None).set_weights(APP, Weights.all_primary())
 
 
 # -- builds -----------------------------------------------------------------------------------
 def test_tekton_taskrun_with_service_account_registry_secret_dockerfile_and_context(
-        standin: StandIn, tmp_path: Path) -> None:
+        namespace: Namespace, builds: BuildController, tmp_path: Path) -> None:
     _spec(tmp_path, dockerfile="build/Dockerfile.prod", context="services/api")
-    cluster = _cluster(standin, tmp_path, build_service_account="builder",
+    cluster = _cluster(namespace, tmp_path, build_service_account="builder",
                        registry_secret="registry-push", kaniko_image="kaniko:9")
-    standin.controller.build("*", "succeed", digest=DIGEST)
+    builds.succeed(DIGEST)
     assert cluster.builder_for(APP, None).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
-    run = next(r.body for r in standin.requests if r.call.verb == "create")  # accepted: fits the CRD
+    run = builds.seen[0]  # as stored: Tekton's CRD accepted it
     spec = run["spec"]
     assert spec["serviceAccountName"] == "builder"
     assert {"name": "dockerconfig", "secret": {"secretName": "registry-push", "items": [
@@ -235,13 +248,14 @@ def test_tekton_taskrun_with_service_account_registry_secret_dockerfile_and_cont
     assert params["dockerfile"] == "build/Dockerfile.prod" and params["context"] == "services/api"
 
 
-def test_knative_build_gets_the_same_options(standin: StandIn, tmp_path: Path) -> None:
+def test_knative_build_gets_the_same_options(namespace: Namespace, builds: BuildController,
+                                            tmp_path: Path) -> None:
     _spec(tmp_path, dockerfile="Dockerfile.prod", context="api")
-    cluster = _cluster(standin, tmp_path, build_system="knative", build_service_account="builder",
+    cluster = _cluster(namespace, tmp_path, build_system="knative", build_service_account="builder",
                        registry_secret="registry-push", registry_secret_key="config.json")
-    standin.controller.build("*", "succeed", digest=DIGEST)
+    builds.succeed(DIGEST)
     assert cluster.builder_for(APP, None).build(REPO, COMMIT) == f"registry.example.com/shop/{APP}@{DIGEST}"
-    build = next(r.body for r in standin.requests if r.call.verb == "create")
+    build = builds.seen[0]  # as stored: our Knative Build CRD accepted it
     assert build["kind"] == "Build" and build["spec"]["serviceAccountName"] == "builder"
     assert build["spec"]["volumes"] == [{"name": "docker-config", "secret": {
         "secretName": "registry-push", "items": [{"key": "config.json", "path": "config.json"}]}}]
@@ -286,19 +300,18 @@ def test_bad_release_spec_options_are_refused_naming_the_key(
     assert str(path) in str(caught.value) and words in str(caught.value)
 
 
-def test_the_spec_given_wins_over_the_release_specs_folder(
-        standin: StandIn, tmp_path: Path) -> None:
+def test_the_spec_given_wins_over_the_release_specs_folder(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     chosen = _spec(tmp_path / "elsewhere", virtual_service="chosen")
     _spec(tmp_path, virtual_service="folder")
-    cluster = _cluster(standin, tmp_path)
+    cluster = _offline(tmp_path)
     assert cluster.router(APP, None).virtual_service == "folder"
     assert cluster.router(APP, ReleaseSpec.load(chosen)).virtual_service == "chosen"
     assert cluster.router("other", None).virtual_service is None  # another app: its own spec (none)
 
 
-def test_without_a_release_spec_every_default_applies(standin: StandIn, tmp_path: Path) -> None:
-    cluster = _cluster(standin, tmp_path / "none")
+def test_without_a_release_spec_every_default_applies(tmp_path: Path) -> None:
+    cluster = _offline(tmp_path / "none")
     router, workloads = cluster.router(APP, None), cluster.workloads(APP, None)
     assert (router.virtual_service, router.routes, router.destination_rule, router.mirror) == (
         None, None, None, False)
@@ -309,7 +322,7 @@ def test_without_a_release_spec_every_default_applies(standin: StandIn, tmp_path
 
 
 def test_leftovers_of_a_release_before_the_prefix_change_are_still_cleaned_up(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     """A run that crashed under the old canary.prefect.io labels: reconcile finds its copy
     and its record of the VirtualService, though it writes only prefect-canary.dev now."""
     from canary.platforms.kubernetes.manifests import derived_deployment
@@ -321,40 +334,65 @@ def test_leftovers_of_a_release_before_the_prefix_change_are_still_cleaned_up(
                              container="app")
     old["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "prefect-canary",
                                  "canary.prefect.io/app": APP}
-    standin.seed(old)
+    namespace.seed(old)
 
     def split_by_an_old_run(vs: dict[str, Any]) -> dict[str, Any]:
         vs["metadata"]["annotations"] = {**vs["metadata"]["annotations"], "canary.prefect.io/original": record(vs)}
         vs["spec"]["http"][2]["timeout"] = "9s"  # stands for the old run's edit
         return vs
 
-    standin.store.patch(standin.store.by_kind("VirtualService"), "v1", NS, APP, split_by_an_old_run)
-    found = _cluster(standin, tmp_path).reconcile(APP, None)
+    namespace.admin.update(virtual_service_kind(), APP, split_by_an_old_run)
+    found = _cluster(namespace, tmp_path).reconcile(APP, None)
     assert found["removed"] == [f"{APP}-canary"]
-    standin.controller.settle()
-    assert standin.names("Deployment") == [APP]
-    assert user_view(standin.read("VirtualService", APP)) == user_view(production["vs"])
+    namespace.settle()
+    assert namespace.names("Deployment") == [APP]
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
 
 
 def test_reconcile_never_deletes_a_track_the_traffic_could_not_be_moved_off(
-        standin: StandIn, production: dict[str, Any], tmp_path: Path) -> None:
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
     """The cleanup order of canary.cleanup on the cluster: with the VirtualService refusing
-    writes, reconcile fails naming every step, and baseline and canary keep serving the
-    share the route still gives them (deleting them would turn it into 503s)."""
-    cluster = _cluster(standin, tmp_path)
+    writes (the real authorizer: the Role lost `update` on virtualservices, as a too-tight
+    edit of rbac.yaml would do), reconcile fails naming every step, and baseline and canary
+    keep serving the share the route still gives them (deleting them would turn it into 503s)."""
+    cluster = _cluster(namespace, tmp_path)
     _release(cluster, Weights(80, 10, 10))
-    for verb in ("update", "patch"):
-        standin.faults.inject(verb=verb, plural="virtualservices", status=403, times=100)
-    with pytest.raises(Exception) as caught:
+    granted = _role(namespace)
+    tighter = copy.deepcopy(granted)
+    for rule in tighter["rules"]:
+        if rule["resources"] == ["virtualservices"]:
+            rule["verbs"].remove("update")
+    _set_role(namespace, tighter, allowed=False)
+    with pytest.raises(PlatformError, match="403 Forbidden") as caught:
         cluster.reconcile(APP, None)
     notes = " ".join(getattr(caught.value, "__notes__", []))
     assert "FAILED: all traffic to production (read back)" in notes
     assert "SKIPPED: canary removed: the traffic could not be moved off it" in notes
-    assert sorted(standin.names("Deployment")) == sorted([APP, f"{APP}-baseline", f"{APP}-canary"])
-    standin.faults.clear()
+    assert sorted(namespace.names("Deployment")) == sorted([APP, f"{APP}-baseline", f"{APP}-canary"])
+    _set_role(namespace, granted, allowed=True)
     found = cluster.reconcile(APP, None)  # the reconcile automation's next attempt
     assert sorted(found["removed"]) == [f"{APP}-baseline", f"{APP}-canary"]
     assert found["steps"][0] == "all traffic to production (read back)"
     assert cluster.router(APP, None).read_weights(APP) == Weights.all_primary()
-    standin.controller.settle()
-    assert standin.names("Deployment") == [APP]
+    namespace.settle()
+    assert namespace.names("Deployment") == [APP]
+
+
+def _role(namespace: Namespace) -> dict[str, Any]:
+    rbac = k8s.RbacAuthorizationV1Api(namespace.admin.api_client)
+    return dict(rbac.read_namespaced_role("prefect-canary", namespace.name, _preload_content=False).json())
+
+
+def _set_role(namespace: Namespace, role: dict[str, Any], *, allowed: bool) -> None:
+    """Replace the runner's Role and wait until the authorizer answers as it says."""
+    rbac = k8s.RbacAuthorizationV1Api(namespace.admin.api_client)
+    authz = k8s.AuthorizationV1Api(namespace.admin.api_client)
+    current = _role(namespace)
+    rbac.replace_namespaced_role("prefect-canary", namespace.name, {
+        **role, "metadata": {**role["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}})
+    review = {"spec": {"user": namespace.runner, "groups": [
+        "system:serviceaccounts", f"system:serviceaccounts:{namespace.name}", "system:authenticated"],
+        "resourceAttributes": {"namespace": namespace.name, "verb": "update", "group": "networking.istio.io",
+                               "resource": "virtualservices", "name": APP}}}
+    namespace.wait("the authorizer to see the Role", lambda: authz.create_subject_access_review(
+        review).status.allowed is allowed, timeout=10)
