@@ -64,6 +64,13 @@ def pinned(repository: str, digest: str) -> str:
     return f"{split_image(repository)[0]}@{digest}"
 
 
+def default_pull_policy(image: str) -> str:
+    """The imagePullPolicy the API server fills in for ``image`` when none is given: Always
+    for ``:latest`` or no tag at all, IfNotPresent otherwise (a digest alone included)."""
+    _, tag, digest = split_image(image)
+    return "Always" if tag == "latest" or (tag is None and digest is None) else "IfNotPresent"
+
+
 def version_label(image: str) -> str:
     """A label value (<= 63 chars) naming an image's version: its digest or tag."""
     _, tag, digest = split_image(image)
@@ -157,7 +164,14 @@ def derived_deployment(production: dict[str, Any], *, track: str, image: str,
                                version_key: version_label(image)}
     template_meta.pop("creationTimestamp", None)
     probe = {"metadata": {"name": app}, "spec": spec}
-    target_container(probe, container)["image"] = image
+    target = target_container(probe, container)
+    # production's template comes back from the server with imagePullPolicy defaulted for
+    # production's image (IfNotPresent for a digest); copied as is, a canary of `app:latest`
+    # would run whatever `latest` a node has cached. Default it again for the new image,
+    # unless production's differs from its own default (then the user chose it: kept).
+    if target.get("imagePullPolicy") == default_pull_policy(target["image"]):
+        target["imagePullPolicy"] = default_pull_policy(image)
+    target["image"] = image
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.kubernetes.errors import ConflictError, InvalidObjectError, translate
 from canary.platforms.kubernetes.manifests import (
+    default_pull_policy,
     deployment_conditions,
     pinned,
     pod_problems,
@@ -74,6 +75,14 @@ def test_deployment_conditions_say_what_the_controller_says_and_why_when_wrong()
         "conditions Available=False MinimumReplicasUnavailable (Deployment does not have minimum "
         "availability.), Progressing=True ReplicaSetUpdated, ReplicaFailure=True FailedCreate (quota)")
     assert deployment_conditions({"status": {}}) == "no conditions reported yet"
+
+
+@pytest.mark.parametrize(("image", "policy"), [
+    ("reg/a", "Always"), ("reg/a:latest", "Always"), ("reg:5000/a:latest@sha256:x", "Always"),
+    ("reg/a:1.2", "IfNotPresent"), ("reg/a@sha256:x", "IfNotPresent"), ("reg:5000/a", "Always"),
+])
+def test_the_pull_policy_the_api_server_defaults_to(image: str, policy: str) -> None:
+    assert default_pull_policy(image) == policy
 
 
 def test_images_and_versions() -> None:

@@ -390,6 +390,35 @@ def test_a_users_destination_rule_is_extended_then_restored_byte_for_byte(
     _nothing_left(namespace, ("goldengoose-traffic",))
 
 
+def test_a_copy_running_a_tag_is_pulled_as_the_server_would_default_that_tag(
+        namespace: Namespace, production: dict[str, Any], workloads: KubernetesWorkloads) -> None:
+    """Production, pinned by digest, comes back from the server with imagePullPolicy
+    IfNotPresent filled in; a canary of `:latest` copied with it would run whatever `latest`
+    a node has cached. The copy gets what the server gives a new `:latest` container: Always.
+    A policy the user chose (not the default for production's image) is kept."""
+    def policy(name: str) -> str:
+        deployment = namespace.read("Deployment", name)
+        assert deployment is not None
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"])
+
+    assert policy(APP) == "IfNotPresent"  # the server's default for a digest
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:latest")
+    workloads.deploy(APP, "baseline", PROD_IMAGE)
+    assert (policy(f"{APP}-canary"), policy(f"{APP}-baseline")) == ("Always", "IfNotPresent")
+    since = time.time()
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:latest")  # a retried deploy writes nothing
+    assert [r.verb for r in runner_requests(namespace, since) if r.verb in WRITES] == []
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.0")
+    assert policy(f"{APP}-canary") == "IfNotPresent"
+
+    namespace.admin.patch(DEPLOYMENT, APP, {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "imagePullPolicy": "Always"}]}}}})  # the user's own choice
+    workloads.deploy(APP, "baseline", PROD_IMAGE)
+    assert policy(f"{APP}-baseline") == "Always"
+    for track in ("baseline", "canary"):
+        workloads.remove(APP, track)  # type: ignore[arg-type]
+
+
 def test_the_adapters_satisfy_the_ports() -> None:
     import kubernetes.client
 
