@@ -89,6 +89,14 @@ class KubernetesWorkloads:
         if existing is not None and not is_managed(existing, app):
             raise ConfigError(f"Deployment {name!r} exists but was not created by {MANAGER}; "
                               "rename or delete it, it will not be overwritten")
+        if existing is not None and existing["spec"].get("selector") != wanted["spec"]["selector"]:
+            # A selector cannot be changed in place (422 "field is immutable"): our copy was
+            # made from production before its selector (or the track label) changed. Make it
+            # anew; deploy runs while traffic is pinned to primary, so nothing is routed to it.
+            self.client.delete(DEPLOYMENT, name, uid=existing["metadata"]["uid"])
+            self.client.wait_for(DEPLOYMENT, name, lambda obj: obj is None, timeout=30.0)
+            self.client.create(DEPLOYMENT, wanted)
+            return
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
             current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}),

@@ -419,6 +419,26 @@ def test_a_copy_running_a_tag_is_pulled_as_the_server_would_default_that_tag(
         workloads.remove(APP, track)  # type: ignore[arg-type]
 
 
+def test_a_copy_made_before_productions_selector_changed_is_made_anew(
+        namespace: Namespace, production: dict[str, Any], workloads: KubernetesWorkloads) -> None:
+    """A Deployment's selector is immutable (the real server answers 422): a copy left from
+    before the user re-created production with another selector is replaced, not updated."""
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.0")
+    old = namespace.read("Deployment", f"{APP}-canary")
+    assert old is not None
+    namespace.admin.delete(DEPLOYMENT, APP)  # the user re-creates production, one label more
+    tiered = production_deployment()
+    tiered["spec"]["selector"]["matchLabels"]["tier"] = "web"
+    tiered["spec"]["template"]["metadata"]["labels"]["tier"] = "web"
+    namespace.seed(tiered)
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.1")
+    new = namespace.read("Deployment", f"{APP}-canary")
+    assert new is not None and new["metadata"]["uid"] != old["metadata"]["uid"]
+    assert new["spec"]["selector"]["matchLabels"] == {"app": APP, "tier": "web", TRACK_LABEL: "canary"}
+    workloads.wait_ready(APP, "canary", timeout=15)
+    workloads.remove(APP, "canary")
+
+
 def test_the_adapters_satisfy_the_ports() -> None:
     import kubernetes.client
 
