@@ -2,7 +2,8 @@
 
 Reads like the chain in DESIGN.md: wait for this release's turn (canary.queue: a newer
 commit supersedes it, a duplicate or a commit older than production is never released),
-take the app's release lock, repair leftovers of a crashed release, deploy baseline (production's image) and canary (the new image), then per
+take the app's release lock, repair leftovers of a crashed release, pin all traffic to
+production, deploy baseline (production's image) and canary (the new image), then per
 judgement window shift traffic, wait for the window, check that both tracks serve, fetch,
 judge and publish, and let canary.analysis.decision say stop, continue or promote; promote
 or roll back; ALWAYS clean up.
@@ -35,6 +36,7 @@ from canary.report import (
     markdown_report,
 )
 from canary.values.release import Release
+from canary.values.weights import Weights
 from tasks import platform as p
 from tasks import runs
 from tasks.analysis import (
@@ -217,6 +219,10 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             plan = plan_canary(source, spec, canary_config)
             for line in plan:
                 logger.info("plan: %s", line)
+        # Pin 100 % to production before baseline and canary exist: the app's Service selects
+        # every track's pods (on Kubernetes), so a route without our subsets would send live
+        # traffic to the canary as soon as its pods are ready, before any look judged it.
+        p.set_traffic(plat, app, spec, Weights.all_primary())
         p.deploy_track(plat, app, spec, "baseline", production)
         p.deploy_track(plat, app, spec, "canary", image)
         p.wait_track_ready(plat, app, spec, "baseline", spec.ready_timeout_seconds)

@@ -116,6 +116,8 @@ def test_good_canary_calls_in_order(promoted):
         ("production_commit", app),  # the release's turn: not older than production
         ("reconcile", app),
         ("production_image", app),
+        ("set_weights", app, Weights(100, 0, 0)),  # pinned before the tracks exist, read back
+        ("read_weights", app),
         ("deploy", app, "baseline", PRODUCTION),  # the baseline runs production's image
         ("deploy", app, "canary", IMAGE),
         ("wait_ready", app, "baseline", 7.0),
@@ -141,7 +143,7 @@ def test_good_canary_fetches_each_window_after_it_closed(promoted):
     # store shows them at once), then every look: traffic first, then the data
     wait = ["counter_increase", "counter_increase"]
     expected = window[:2] + wait + window[2:] + window * 2
-    first = names.index("set_weights")
+    first = names.index("set_weights", names.index("wait_ready"))  # after the pin: the looks
     assert names[first : first + len(expected)] == expected
     fetches = env.rec.named("fetch_pair")
     ends = []
@@ -218,7 +220,8 @@ def test_bad_canary_is_rolled_back_after_first_judgement(make_env):
     assert "at or below the marginal threshold 75" in result["reason"]
     assert env.rec.count("promote") == 0
     assert env.rec.count("fetch_pair") == len(METRICS)  # one window only: fail fast
-    assert env.rec.named("set_weights") == [("set_weights", env.app, Weights(80, 10, 10))]
+    assert env.rec.named("set_weights") == [("set_weights", env.app, Weights(100, 0, 0)),
+                                            ("set_weights", env.app, Weights(80, 10, 10))]
     assert cleanup_calls(env) == cleanup_and_read_back(env)
 
     runs = api.task_runs(flow_run_id(state), until=api.finished(f"cleanup-routes-{env.app}"))
