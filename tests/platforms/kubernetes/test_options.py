@@ -176,6 +176,22 @@ def test_mirroring_keeps_live_traffic_on_production_and_mirrors_the_shares(
     assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
 
 
+@pytest.mark.parametrize("version", ["v1beta1", "v1alpha3"])
+def test_an_older_istio_api_version_releases_and_restores_the_same_objects(
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path, version: str) -> None:
+    """Istio's CRDs serve v1, v1beta1 and v1alpha3 of the same objects: a block set to an
+    older one (an Istio before 1.22) splits and restores through it."""
+    cluster = _cluster(namespace, tmp_path, istio_api_version=version)
+    _release(cluster, Weights(80, 10, 10))
+    vs = namespace.kube.get(virtual_service_kind(version), APP)
+    assert vs is not None and vs["apiVersion"] == f"networking.istio.io/{version}"
+    rule = namespace.kube.get(destination_rule_kind(version), f"{APP}-canary")
+    assert rule is not None and [s["name"] for s in rule["spec"]["subsets"]] == ["primary", "baseline", "canary"]
+    _clean_up(cluster)
+    assert user_view(namespace.read("VirtualService", APP)) == user_view(production["vs"])
+    assert namespace.names("DestinationRule") == []
+
+
 # -- extending a user's DestinationRule -------------------------------------------------------
 def test_extending_a_users_destination_rule_removes_only_our_subsets(
         namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
