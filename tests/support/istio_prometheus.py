@@ -24,6 +24,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,11 @@ class IstioPrometheus:
     #: counters start at 0 here (an hour ago: production has history to plan with)
     origin: float = field(default_factory=lambda: time.time() - 3600)
     queries: list[str] = field(default_factory=list)
+    #: called with each query before it is answered (a test reads the cluster at that moment:
+    #: the flow is then in a look, with the look's traffic in force); what it raises is kept
+    #: in ``hook_errors`` and the query is answered anyway
+    on_query: Callable[[str], None] | None = None
+    hook_errors: list[BaseException] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -134,6 +140,11 @@ class IstioPrometheus:
                 if url.path != "/api/v1/query" or "query" not in params:
                     return self._send(404, "404 page not found\n", "text/plain")
                 stub.queries.append(params["query"])
+                if stub.on_query is not None:
+                    try:
+                        stub.on_query(params["query"])
+                    except Exception as exc:  # the test asserts on it; the flow gets its answer
+                        stub.hook_errors.append(exc)
                 try:
                     at = _instant(params.get("time"))
                     result = stub.answer(params["query"], at)
