@@ -2,44 +2,49 @@
 
 Here rather than in a tests/scripts package because it needs this package's test server.
 The saved documents are loaded back the way the flows load them (tasks.setup.load_block)
-and, for the two sources that name an API server, used against the API stand-in. No run may
-print a secret, and a second run overwrites the first.
+and, for the two sources that name an API server, used against the real control plane
+(tests/support/kube.py) over HTTPS: the control plane's kubeconfig, and a host with the
+release runner's TokenRequest token and the cluster's CA (`--ca-cert`). No run may print a
+secret, and a second run overwrites the first.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from blocks.kubernetes import KubernetesCluster
 from blocks.prometheus import PrometheusSource
+from canary.errors import PlatformError
 from canary.platforms.kubernetes import DEPLOYMENT
 from tasks.setup import load_block
 from tests.flows.conftest import REPO
-from tests.platforms.kubernetes.conftest import APP, NS, TOKEN, production_deployment
-from tests.support.k8s_standin import StandIn
+from tests.platforms.kubernetes.conftest import APP, PROD_IMAGE, production_deployment
+from tests.support.kube import Namespace
 
 _SPEC = importlib.util.spec_from_file_location("kubernetes_blocks", REPO / "scripts" / "kubernetes_blocks.py")
 assert _SPEC is not None and _SPEC.loader is not None
 script = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(script)
 
+#: for the checks that reach no API server
+NS = "shop"
 PROM_TOKEN = "prom-secret-0123"
 PASSWORD = "basic-secret-4567"
 
 
 @pytest.fixture
-def standin() -> Any:
-    with StandIn(namespace=NS, token=TOKEN) as server:
-        server.seed(production_deployment())
-        yield server
+def production(namespace: Namespace) -> Namespace:
+    """The namespace with the app's production Deployment in it."""
+    namespace.seed(production_deployment())
+    return namespace
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+def _run(capsys: pytest.CaptureFixture[str], *argv: str, secrets: tuple[str, ...] = ()) -> tuple[int, str]:
     """main(argv) -> (exit code, stdout + stderr); asserts no secret in either."""
     try:
         code = script.main(list(argv))
@@ -47,7 +52,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         code = int(exc.code or 0)
     out = capsys.readouterr()
     text = out.out + out.err
-    for secret in (TOKEN, PROM_TOKEN, PASSWORD):
+    for secret in (PROM_TOKEN, PASSWORD, *secrets):
         assert secret not in text
     return code, text
 
@@ -59,51 +64,110 @@ def _secret_file(tmp_path: Path, name: str, value: str) -> str:
 
 
 def _kubeconfig(tmp_path: Path, url: str) -> Path:
+    """A kubeconfig naming an API server nobody reaches (for the refusals)."""
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-        "clusters": [{"name": "standin", "cluster": {"server": url}}],
-        "users": [{"name": "canary", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "canary"}}],
+        "apiVersion": "v1", "kind": "Config", "current-context": "elsewhere",
+        "clusters": [{"name": "elsewhere", "cluster": {"server": url}}],
+        "users": [{"name": "canary", "user": {"token": "never-used"}}],
+        "contexts": [{"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "canary"}}],
     }))  # fmt: skip
     return path
 
 
-def test_from_a_kubeconfig_the_flows_reach_the_cluster(standin: StandIn, tmp_path: Path, capsys) -> None:
-    kubeconfig = _kubeconfig(tmp_path, standin.url)
-    code, out = _run(capsys, "--name", "kc", "--namespace", NS, "--kubeconfig", str(kubeconfig),
-                     "--context", "standin", "--prometheus-url", "http://prometheus.test:9090",
+def _with_runner_context(ns: Namespace, tmp_path: Path) -> Path:
+    """The control plane's kubeconfig plus a context `runner` that logs in with the release
+    runner's token (what `kubectl config set-credentials --token` would add)."""
+    config = yaml.safe_load(ns.cluster.endpoint.kubeconfig.read_text())
+    cluster = config["contexts"][0]["context"]["cluster"]
+    config["users"].append({"name": "runner", "user": {"token": ns.token}})
+    config["contexts"].append({"name": "runner", "context": {"cluster": cluster, "user": "runner",
+                                                             "namespace": ns.name}})  # fmt: skip
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _runner_read_production(ns: Namespace, since: float) -> bool:
+    """The audit log has the runner reading production's Deployment since `since`."""
+    return any(e["verb"] == "get" and e["objectRef"].get("resource") == "deployments"
+               and e["objectRef"].get("name") == APP and e["responseStatus"]["code"] == 200
+               for e in ns.cluster.audit(ns.runner, since))  # fmt: skip
+
+
+def test_from_the_control_planes_kubeconfig_the_flows_reach_the_cluster(
+        production: Namespace, tmp_path: Path, capsys) -> None:  # fmt: skip
+    kubeconfig = production.cluster.endpoint.kubeconfig
+    code, out = _run(capsys, "--name", "kc", "--namespace", production.name, "--kubeconfig",
+                     str(kubeconfig), "--prometheus-url", "http://prometheus.test:9090",
                      "--prometheus-token-file", _secret_file(tmp_path, "prom", PROM_TOKEN))  # fmt: skip
     assert code == 0, out
     assert '"token": "unset"' in out and "bearer token set" in out
     cluster = load_block("canary-kubernetes-cluster/kc")
     assert isinstance(cluster, KubernetesCluster)
-    assert (cluster.namespace, cluster.kubeconfig_path, cluster.context) == (NS, str(kubeconfig), "standin")
-    assert cluster.production_image(APP, None) is not None  # over HTTP, with the kubeconfig's token
+    assert (cluster.namespace, cluster.kubeconfig_path, cluster.context) == (production.name, str(kubeconfig), None)
+    assert cluster.production_image(APP, None) == PROD_IMAGE  # over HTTPS, the kubeconfig's CA and cert
     prometheus = load_block("prometheus-source/kc")
     assert isinstance(prometheus, PrometheusSource)
     assert prometheus.headers() == {"Authorization": f"Bearer {PROM_TOKEN}"}
 
 
-def test_host_and_token_file_stored_secret_and_overwritten_on_a_second_run(
-        standin: StandIn, tmp_path: Path, capsys) -> None:  # fmt: skip
-    args = ["--name", "direct", "--host", standin.url, "--token-file",
-            _secret_file(tmp_path, "token", TOKEN), "--prometheus-url", "http://prom.test:9090",
-            "--prometheus-user", "canary", "--prometheus-password-file",
-            _secret_file(tmp_path, "password", PASSWORD), "--image-repository", "registry.test/shop"]  # fmt: skip
-    code, out = _run(capsys, *args, "--namespace", "elsewhere")
+def test_a_kubeconfig_context_is_the_identity_used(production: Namespace, tmp_path: Path, capsys) -> None:
+    """--context picks the kubeconfig's user: here the release runner, as the audit log shows."""
+    kubeconfig = _with_runner_context(production, tmp_path)
+    code, out = _run(capsys, "--name", "kc-runner", "--namespace", production.name, "--kubeconfig",
+                     str(kubeconfig), "--context", "runner", "--prometheus-url", "http://prom.test:9090",
+                     secrets=(production.token,))  # fmt: skip
+    assert code == 0, out
+    assert "(context runner)" in out
+    since = time.time() - 1
+    cluster = load_block("canary-kubernetes-cluster/kc-runner")
+    assert cluster.production_image(APP, None) == PROD_IMAGE
+    production.wait("the runner's read in the audit log", lambda: _runner_read_production(production, since))
+
+
+def test_host_token_file_and_ca_stored_secret_and_overwritten_on_a_second_run(
+        production: Namespace, tmp_path: Path, capsys) -> None:  # fmt: skip
+    endpoint = production.cluster.endpoint
+    token = production.token
+    args = ["--name", "direct", "--host", endpoint.url, "--token-file",
+            _secret_file(tmp_path, "token", token), "--ca-cert", str(endpoint.ca),
+            "--prometheus-url", "http://prom.test:9090", "--prometheus-user", "canary",
+            "--prometheus-password-file", _secret_file(tmp_path, "password", PASSWORD),
+            "--image-repository", "registry.test/shop"]  # fmt: skip
+    code, out = _run(capsys, *args, "--namespace", "elsewhere", secrets=(token,))
     assert code == 0, out
     assert '"token": "set"' in out and "basic auth set" in out
-    code, out = _run(capsys, *args, "--namespace", NS, "--build-system", "knative")
+    code, out = _run(capsys, *args, "--namespace", production.name, "--build-system", "knative",
+                     secrets=(token,))  # fmt: skip
     assert code == 0, out  # the same names again: replaced, not refused
     cluster = load_block("canary-kubernetes-cluster/direct")
-    assert (cluster.namespace, cluster.build_system) == (NS, "knative")
-    assert cluster.token is not None and cluster.token.get_secret_value() == TOKEN
-    assert TOKEN not in repr(cluster) and TOKEN not in str(cluster.model_dump())
-    assert cluster.get_client().get(DEPLOYMENT, APP) is not None
+    assert (cluster.namespace, cluster.build_system) == (production.name, "knative")
+    assert cluster.ca_cert_path == str(endpoint.ca.resolve()) and cluster.verify_ssl
+    assert cluster.token is not None and cluster.token.get_secret_value() == token
+    assert token not in repr(cluster) and token not in str(cluster.model_dump())
+    since = time.time() - 1
+    assert cluster.get_client().get(DEPLOYMENT, APP) is not None  # as the runner, over HTTPS
+    production.wait("the runner's read in the audit log", lambda: _runner_read_production(production, since))
     assert cluster.builder_for(APP, None).repository == "registry.test/shop/" + APP
     prometheus = load_block("prometheus-source/direct")
     assert prometheus.basic_auth_password.get_secret_value() == PASSWORD
+
+
+def test_a_host_without_its_ca_is_refused_by_tls_saying_what_to_set(
+        production: Namespace, tmp_path: Path, capsys) -> None:  # fmt: skip
+    """The API server's certificate is signed by the cluster's own CA: without --ca-cert the
+    saved block cannot verify it, and its first call says so (and that retrying cannot help)."""
+    token = production.token
+    code, out = _run(capsys, "--name", "no-ca", "--namespace", production.name, "--host",
+                     production.cluster.endpoint.url, "--token-file",
+                     _secret_file(tmp_path, "token", token), "--prometheus-url", "http://prom.test:9090",
+                     secrets=(token,))  # fmt: skip
+    assert code == 0, out
+    cluster = load_block("canary-kubernetes-cluster/no-ca")
+    with pytest.raises(PlatformError, match="ca_cert_path") as caught:
+        cluster.get_client().get(DEPLOYMENT, APP)
+    assert not caught.value.transient and token not in str(caught.value)
 
 
 def test_in_cluster_stores_no_secret(capsys) -> None:
@@ -117,9 +181,10 @@ def test_in_cluster_stores_no_secret(capsys) -> None:
 
 @pytest.mark.parametrize(("argv", "says"), [
     (["--kubeconfig", "{tmp}/absent"], "--kubeconfig {tmp}/absent: cannot be read"),
-    (["--kubeconfig", "{kubeconfig}", "--context", "prod"], "has no context 'prod' (it has: standin)"),
+    (["--kubeconfig", "{kubeconfig}", "--context", "prod"], "has no context 'prod' (it has: elsewhere)"),
     (["--host", "https://10.0.0.1:6443"], "--host needs --token-file"),
     (["--host", "https://10.0.0.1:6443", "--token-file", "{tmp}/absent"], "--token-file {tmp}/absent: cannot be read"),
+    (["--kubeconfig", "{kubeconfig}", "--ca-cert", "{token}"], "--ca-cert and --insecure-skip-tls-verify go with --host"),
     (["--in-cluster", "--context", "x"], "--context goes with --kubeconfig"),
     (["--in-cluster", "--kubeconfig", "{kubeconfig}"], "not allowed with argument"),
     (["--in-cluster", "--prometheus-user", "u"], "--prometheus-user needs --prometheus-password-file"),
