@@ -224,6 +224,28 @@ def deployment_conditions(deployment: dict[str, Any]) -> str:
     return "conditions " + ", ".join(parts) if parts else "no conditions reported yet"
 
 
+def current_pods(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods of the Deployment's current template, not yet terminating.
+
+    During a rolling update the old ReplicaSet's pods are still listed (crash-looping ones
+    too, until the controller deletes them, then terminating until their kubelet is done):
+    they are being replaced, so they say nothing about the new rollout. A pod is current when
+    it carries the template's labels and runs the template's images (sidecars a webhook
+    injected aside); the pod-template-hash that would say it exactly is the ReplicaSet's.
+    """
+    template = deployment.get("spec", {}).get("template") or {}
+    labels = ((template.get("metadata") or {}).get("labels") or {}).items()
+    images = {c["name"]: c.get("image") for c in (template.get("spec") or {}).get("containers") or []}
+
+    def current(pod: dict[str, Any]) -> bool:
+        running = {c["name"]: c.get("image") for c in (pod.get("spec") or {}).get("containers") or []}
+        return (not pod["metadata"].get("deletionTimestamp")
+                and labels <= (pod["metadata"].get("labels") or {}).items()
+                and all(running.get(name) == image for name, image in images.items()))
+
+    return [pod for pod in pods if current(pod)]
+
+
 def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], bool]:
     """Why pods are not ready (deduplicated), and whether waiting longer is pointless."""
     problems: list[str] = []

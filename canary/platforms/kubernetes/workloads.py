@@ -22,6 +22,7 @@ from .manifests import (
     MANAGER,
     TRACK_LABEL,
     canary_replicas,
+    current_pods,
     deployment_conditions,
     derived_deployment,
     is_managed,
@@ -156,8 +157,10 @@ class KubernetesWorkloads:
 
     # -- waiting --------------------------------------------------------------------------
     def _pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        # each Deployment's selector matches only its own track's pods (manifests.py)
-        return self.client.list(POD, selector_string(deployment.get("spec", {}).get("selector") or {}))
+        # each Deployment's selector matches only its own track's pods (manifests.py); of
+        # those, the ones a rolling update is replacing say nothing about it
+        selector = selector_string(deployment.get("spec", {}).get("selector") or {})
+        return current_pods(deployment, self.client.list(POD, selector))
 
     def _wait_rollout(self, name: str, timeout: float) -> None:
         state: dict[str, Any] = {"progress": "not read yet", "checked": time.monotonic(), "obj": None}

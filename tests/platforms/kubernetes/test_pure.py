@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.kubernetes.errors import ConflictError, InvalidObjectError, translate
 from canary.platforms.kubernetes.manifests import (
+    current_pods,
     default_pull_policy,
     deployment_conditions,
     pinned,
@@ -83,6 +84,21 @@ def test_deployment_conditions_say_what_the_controller_says_and_why_when_wrong()
 ])
 def test_the_pull_policy_the_api_server_defaults_to(image: str, policy: str) -> None:
     assert default_pull_policy(image) == policy
+
+
+def test_current_pods_leave_out_the_ones_a_rolling_update_replaces() -> None:
+    deployment = {"spec": {"template": {"metadata": {"labels": {"app": "a", "version": "2"}},
+                                        "spec": {"containers": [{"name": "app", "image": "r/a:2"}]}}}}
+
+    def pod(name: str, version: str, image: str, **meta: object) -> dict:
+        return {"metadata": {"name": name, "labels": {"app": "a", "version": version,
+                                                      "pod-template-hash": "x"}, **meta},
+                "spec": {"containers": [{"name": "app", "image": image},
+                                        {"name": "istio-proxy", "image": "istio/proxyv2"}]}}
+
+    pods = [pod("new", "2", "r/a:2"), pod("old", "1", "r/a:1"), pod("relabelled", "2", "r/a:1"),
+            pod("going", "2", "r/a:2", deletionTimestamp="2026-01-01T00:00:00Z")]
+    assert [p["metadata"]["name"] for p in current_pods(deployment, pods)] == ["new"]
 
 
 def test_images_and_versions() -> None:

@@ -24,7 +24,7 @@ from canary.platforms.kubernetes import (
 )
 from canary.platforms.kubernetes.istio import virtual_service_kind
 from canary.values.weights import Weights
-from tests.support.kube import Namespace
+from tests.support.kube import KINDS, Namespace
 from tests.support.kube_builds import BuildController
 from tests.support.kube_proxy import FaultProxy
 
@@ -193,6 +193,37 @@ def test_crash_looping_canary_fails_fast_naming_the_container_exit_code_and_cond
     assert workloads.serving(APP, "canary") is not None
     finish(router, workloads)
     _nothing_left(namespace)
+
+
+def test_a_crash_looping_canary_replaced_by_a_fixed_image_becomes_ready(
+        namespace: Namespace, router: IstioRouter, kube: KubeClient) -> None:
+    """While the Deployment controller rolls the fixed image out, the old ReplicaSet's
+    crash-looping pod is still listed (crash-looping, then terminating until its kubelet is
+    done: here a finalizer holds it, and minReadySeconds keeps the rollout going a moment):
+    the pod being replaced is not the new rollout's problem and must not fail its wait."""
+    slow = production_deployment()
+    slow["spec"]["minReadySeconds"] = 2
+    namespace.seed(slow)
+    namespace.seed(user_virtual_service())
+    workloads = KubernetesWorkloads(kube, container="app", pod_check_interval=0)  # look at every turn
+    workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.0-crashloop")
+    with pytest.raises(PlatformError, match="CrashLoopBackOff"):
+        workloads.wait_ready(APP, "canary", timeout=15)
+    crashing = [p for p in namespace.names("Pod") if p.startswith(f"{APP}-canary-")]
+    pods = KINDS["Pod"]
+    for pod in crashing:
+        namespace.admin.patch(pods, pod, {"metadata": {"finalizers": ["prefect-canary.dev/test-hold"]}})
+    try:
+        workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.1")  # the fix
+        assert workloads.serving(APP, "canary") is not None  # rolling out
+        workloads.wait_ready(APP, "canary", timeout=15)
+        assert workloads.serving(APP, "canary") is None
+        held = [namespace.read("Pod", pod) for pod in crashing]
+        assert all(p and p["metadata"].get("deletionTimestamp") for p in held)  # still listed
+    finally:
+        for pod in crashing:
+            namespace.admin.patch(pods, pod, {"metadata": {"finalizers": None}})
+    workloads.remove(APP, "canary")
 
 
 def test_injected_500_429_and_dropped_connections_are_retried_and_succeed(
