@@ -5,11 +5,29 @@ include another), so this test is what keeps the two from drifting: same deploym
 entrypoints, triggers and schedules, the same parameters with the cluster's block names. The
 image, work pool, namespace and ServiceAccount are named in several files (Dockerfile,
 prefect.kubernetes.yaml, deployments/kubernetes/); each name is checked to be one name.
+
+On the real control plane (tests/support/kube.py), README "Run it on your cluster" steps 3
+to 7 run as written: the manifests applied with the built kubectl's `apply -k` into a fresh
+namespace (every object created, validated by the API server, read back), the worker and
+the relay rolled out (kwok makes their pods Ready: no container runs), the blocks saved by
+step 6's script, step 7's `prefect deploy`, and a release of the example app through the
+saved block as the ServiceAccount the manifests made. The prefect-server set is applied the
+way its kustomization says.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
+import os
 import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +170,12 @@ def test_the_build_context_keeps_what_flow_runs_need() -> None:
 
 def test_kustomize_renders_every_container_with_the_chosen_image(tmp_path: Path) -> None:
     """What `kubectl apply -k` would apply (kubectl's built-in kustomize; offline)."""
-    import shutil
-    import subprocess
+    from controlplane.install import installed
 
-    kubectl = shutil.which("kubectl")
+    built = installed().tool("kubectl")  # `make setup` builds it; any kubectl renders alike
+    kubectl = str(built) if built.exists() else shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl not installed: the kustomize rendering is not checked")
+        pytest.skip("no kubectl (run `make setup`): the kustomize rendering is not checked")
     copy = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, copy)
     (image,) = _kustomization()["images"]  # as shipped, or as README step 4 set it
@@ -245,3 +263,216 @@ def test_one_server_replica_with_its_lease_storage_on_a_volume() -> None:
     mount = next(name for name, path in mounts.items() if home.startswith(path))
     assert "persistentVolumeClaim" in volumes[mount]
     assert container["image"].rsplit(":", 1)[0] == _kustomization()["images"][0]["name"]
+
+
+# -- on the real API: README "Run it on your cluster", steps 3 to 7 -----------------------
+# The project's image is never pulled (kwok runs no containers): its pods only have to be
+# scheduled and become Ready, which is what `kubectl rollout status` waits for.
+IMAGE = "reg.test/me/prefect-canary:abc123"
+
+
+def _readme_step_3_and_4(copy: Path, namespace: str, api_url: str) -> None:
+    """Step 3's and step 4's `sed -i` on a copy: the namespace, the Prefect API, the image.
+    Each pattern must still match (sed would say nothing if a file changed under it)."""
+    edits = {
+        "kustomization.yaml": [("namespace: prefect-canary", f"namespace: {namespace}"),
+                               ("newName: registry.example.com/prefect-canary", f"newName: {IMAGE.rsplit(':', 1)[0]}"),
+                               ("newTag: 0.1.0", f"newTag: {IMAGE.rsplit(':', 1)[1]}")],
+        "webhook.yaml": [("http://prefect-server.prefect.svc.cluster.local:4200/api", api_url)],
+        "worker.yaml": [("http://prefect-server.prefect.svc.cluster.local:4200/api", api_url)],
+    }  # fmt: skip
+    for name, pairs in edits.items():
+        text = (copy / name).read_text()
+        for old, new in pairs:
+            assert old in text, f"README step 3/4: {old!r} is no longer in {name}"
+            text = text.replace(old, new)
+        (copy / name).write_text(text)
+
+
+def _applied(cluster: Any, directory: Path, namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """`kubectl apply -k directory`, then every object it renders read back from the API
+    server (`kubectl get -k`): (kind, name) -> object. Each was created, none left out."""
+    rendered = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(directory))) if d]
+    said = cluster.kubectl("apply", "-k", str(directory)).splitlines()
+    assert len(said) == len(rendered) and all(line.endswith(" created") for line in said), said
+    got = json.loads(cluster.kubectl("get", "-k", str(directory), "-o", "json"))["items"]
+    found = {(o["kind"], o["metadata"]["name"]): o for o in got}
+    assert set(found) == {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    assert {o["metadata"]["namespace"] for o in got} == {namespace}
+    return found
+
+
+@pytest.fixture
+def fresh_namespace(control_plane: Any) -> Iterator[str]:
+    """An empty namespace, made as README step 5 makes it (no Role in it yet)."""
+    name = f"deployment-set-{secrets.token_hex(3)}"
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[str]:
+    """A Prefect test server for steps 6 and 7 (the scripts refuse to save to a temporary one)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=120):
+            yield str(PREFECT_API_URL.value())
+
+
+def test_the_deployment_set_is_applied_rolled_out_and_releases(
+        control_plane: Any, fresh_namespace: str, prefect_api: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Steps 3 to 7 on the real control plane, as written: the manifests applied with
+    `kubectl apply -k` into the namespace (every object created and validated by the API
+    server), the worker and the relay rolled out, the blocks saved with step 6's script
+    (--host, the release runner's token, --ca-cert), step 7's deploy, then a release of the
+    example app through the saved block, as the runner the manifests made."""
+    ns, kubectl = fresh_namespace, control_plane.kubectl
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(MANIFESTS, copy)
+    _readme_step_3_and_4(copy, ns, prefect_api)
+    # step 5: the relay's secret first, then the manifests, then both rollouts
+    kubectl("-n", ns, "create", "secret", "generic", "canary-webhook",
+            f"--from-literal=github-webhook-secret={secrets.token_hex(32)}")  # fmt: skip
+    objects = _applied(control_plane, copy, ns)
+    assert {kind for kind, _ in objects} == {"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"}
+    for deployment in ("prefect-worker", "canary-webhook"):
+        assert "successfully rolled out" in kubectl("-n", ns, "rollout", "status",
+                                                    f"deployment/{deployment}", "--timeout=60s")  # fmt: skip
+        image = objects["Deployment", deployment]["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == IMAGE
+    # the example app, in this namespace ("Try it without a cluster")
+    app = (ROOT / "deployments" / "kubernetes" / "examples" / "myapp.yaml").read_text()
+    kubectl("apply", "-f", "-", input=app.replace("namespace: shop", f"namespace: {ns}"))
+    kubectl("-n", ns, "rollout", "status", "deployment/myapp", "--timeout=60s")
+    vs_before = json.loads(kubectl("-n", ns, "get", "virtualservice", "myapp", "-o", "json"))
+
+    # step 6: the blocks, with a token of the ServiceAccount the manifests made
+    token_file = tmp_path / "token"
+    token_file.write_text(kubectl("-n", ns, "create", "token", "prefect-canary", "--duration=1h"))
+    script = _blocks_script()
+    code = script.main(["--namespace", ns, "--host", control_plane.endpoint.url,
+                        "--token-file", str(token_file), "--ca-cert", str(control_plane.endpoint.ca),
+                        "--prometheus-url", "http://prometheus.istio-system.svc:9090",
+                        "--image-repository", "registry.example.com/shop"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert token_file.read_text().strip() not in out.out + out.err
+
+    # step 7: the flows deployed to the pool, with the image the Jobs run
+    _readme_step_7(copy, ns, prefect_api, tmp_path)
+
+    # a release through the saved block: pin, both tracks up, a split read back, promote,
+    # and the cleanup order (100 % primary, tracks removed, routes restored)
+    from blocks.kubernetes import KubernetesCluster
+    from canary.values.weights import Weights
+    from tasks.setup import load_block
+
+    block = load_block("canary-kubernetes-cluster/cluster")
+    assert isinstance(block, KubernetesCluster)
+    router, workloads = block.router("myapp", None), block.workloads("myapp", None)
+    new = "registry.example.com/shop/myapp:1.1.0"
+    router.set_weights("myapp", Weights.all_primary())
+    workloads.deploy("myapp", "baseline", "registry.example.com/shop/myapp:1.0.0")
+    workloads.deploy("myapp", "canary", new)
+    for track in ("baseline", "canary"):
+        workloads.wait_ready("myapp", track, 60)
+    router.set_weights("myapp", Weights(90, 5, 5))
+    assert router.read_weights("myapp") == Weights(90, 5, 5)
+    workloads.promote("myapp", new)
+    report = block.reconcile("myapp", None)
+    assert sorted(report["removed"]) == ["myapp-baseline", "myapp-canary"] and report["primary"] == new
+
+    production = json.loads(kubectl("-n", ns, "get", "deployment", "myapp", "-o", "json"))
+    assert production["spec"]["template"]["spec"]["containers"][0]["image"] == new
+    vs_after = json.loads(kubectl("-n", ns, "get", "virtualservice", "myapp", "-o", "json"))
+    assert vs_after["spec"] == vs_before["spec"]
+    assert vs_after["metadata"].get("annotations") == vs_before["metadata"].get("annotations")
+    names = kubectl("-n", ns, "get", "deployments,destinationrules", "-o", "name").split()
+    assert sorted(names) == ["deployment.apps/canary-webhook", "deployment.apps/myapp",
+                             "deployment.apps/prefect-worker"]  # fmt: skip
+
+
+def _blocks_script() -> Any:
+    spec = importlib.util.spec_from_file_location("kubernetes_blocks", ROOT / "scripts" / "kubernetes_blocks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _readme_step_7(copy: Path, namespace: str, api_url: str, tmp_path: Path) -> None:
+    """`prefect deploy --all --prefect-file prefect.kubernetes.yaml` (namespace as step 3
+    set it, CANARY_IMAGE as step 7 says) after creating the pool as the README's fallback
+    does; every deployment lands in the pool, its Jobs in the namespace, from the image."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    text = (ROOT / "prefect.kubernetes.yaml").read_text()
+    assert "namespace: prefect-canary" in text
+    prefect_file = tmp_path / "prefect.kubernetes.yaml"
+    prefect_file.write_text(text.replace("namespace: prefect-canary", f"namespace: {namespace}"))
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name="canary-kubernetes", type="kubernetes"))
+    env = {**os.environ, "PREFECT_API_URL": api_url, "CANARY_IMAGE": IMAGE,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
+                           "--prefect-file", str(prefect_file)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments()
+    wanted = {d["name"] for d in _prefect_file("prefect.kubernetes.yaml")["deployments"]}
+    ours = [d for d in deployments if d.name in wanted]
+    assert {d.name for d in ours} == wanted
+    for deployment in ours:
+        assert deployment.work_pool_name == "canary-kubernetes"
+        assert deployment.job_variables["image"] == IMAGE
+        assert deployment.job_variables["namespace"] == namespace
+
+
+def test_the_prefect_server_set_is_applied_and_its_pods_admitted(control_plane: Any, fresh_namespace: str,
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    """deployments/kubernetes/prefect-server as its kustomization says to apply it (its
+    namespace, the `prefect-db` secret first): every object created and validated by the API
+    server, and the server's pod made by its ReplicaSet (so admitted as written), waiting
+    for its volume claim. The plane runs no StatefulSet controller and no volume binder
+    (controlplane/cluster.py), so neither PostgreSQL nor the server rolls out here."""
+    ns, kubectl = fresh_namespace, control_plane.kubectl
+    copy = tmp_path / "prefect-server"
+    shutil.copytree(SERVER, copy)
+    text = (copy / "kustomization.yaml").read_text()
+    assert "\nnamespace: prefect\n" in text
+    (copy / "kustomization.yaml").write_text(text.replace("\nnamespace: prefect\n", f"\nnamespace: {ns}\n"))
+    password = secrets.token_hex(24)
+    kubectl("-n", ns, "create", "secret", "generic", "prefect-db", f"--from-literal=password={password}",
+            f"--from-literal=url=postgresql+asyncpg://prefect:{password}@prefect-postgres.{ns}.svc.cluster.local:5432/prefect")  # fmt: skip
+    try:
+        objects = _applied(control_plane, copy, ns)
+        assert {kind for kind, _ in objects} == {"Service", "StatefulSet", "PersistentVolumeClaim", "Deployment"}
+
+        def waiting_for_its_claim() -> list[str]:
+            pods = json.loads(kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=prefect-server",
+                                      "-o", "json"))["items"]  # fmt: skip
+            return [c.get("message", "") for p in pods for c in p.get("status", {}).get("conditions") or []
+                    if c["type"] == "PodScheduled" and c["status"] == "False"]  # fmt: skip
+
+        said = _poll(waiting_for_its_claim, deadline=30)
+        assert said and "unbound immediate PersistentVolumeClaims" in said[0], said
+    finally:  # no pvc-protection controller runs to lift the claim's finalizer
+        for claim in kubectl("-n", ns, "get", "persistentvolumeclaims", "-o", "name").split():
+            kubectl("-n", ns, "patch", claim, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+
+
+def _poll(read: Any, deadline: float) -> Any:
+    end = time.monotonic() + deadline
+    while True:
+        found = read()
+        if found or time.monotonic() > end:
+            return found
+        time.sleep(0.2)
