@@ -57,6 +57,7 @@ from tests.platforms.kubernetes.conftest import (
 )
 from tests.support.istio_prometheus import IstioPrometheus, Workload
 from tests.support.kube import RUNNER, Namespace
+from tests.support.kube_builds import BuildController
 
 ISTIO_CONFIG = REPO / "deployments" / "canary-configs" / "istio.yaml"
 NEW_IMAGE = PROD_IMAGE.replace("a" * 64, "b" * 64)
@@ -231,22 +232,21 @@ def test_a_canary_answering_errors_is_rolled_back_on_the_cluster(cluster) -> Non
     assert [(f["metric"], f["result"]) for f in event.payload["failing"]] == [("error-rate", "High")]
 
 
-def _finish_taskruns(ns: Namespace, digest: str, stop: threading.Event) -> None:
-    """What Tekton's controller would do (none runs here): each TaskRun ends Succeeded with
-    the digest as its IMAGE_DIGEST result, written through the status subresource."""
-    while not stop.is_set():
-        for name in ns.names("TaskRun"):
-            run = ns.read("TaskRun", name)
-            if run is None or (run.get("status") or {}).get("conditions"):
-                continue
-            ns.set_status("TaskRun", name, {
-                "podName": f"{name}-pod",
-                "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded",
-                                "message": "All Steps have completed executing",
-                                "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
-                "results": [{"name": "IMAGE_DIGEST", "type": "string", "value": digest}],
-            })  # fmt: skip
-        stop.wait(0.1)
+def test_a_canary_that_never_becomes_ready_fails_closed_naming_it(cluster) -> None:
+    """kwok keeps pods whose image says `crashloop` in CrashLoopBackOff: the release stops at
+    the readiness wait long before ready_timeout_seconds, never shifts traffic to the canary,
+    rolls back, and its reason names the Deployment and what its pods report."""
+    c = cluster("gg-k8s-unready")  # not "crashloop": production's image is named after the app
+    image = f"{IMAGE_REPOSITORY}/{c.app}:2.0-crashloop"
+    started = time.monotonic()
+    state = release_flow.canary_release(**c.release_args(image), return_state=True)
+    assert state.is_failed() and time.monotonic() - started < 20  # the spec's ready timeout
+    (event,) = api.events("canary.release.rolled-back", c.app)
+    reason = event.payload["reason"]
+    assert f"Deployment '{c.app}-canary'" in reason and "CrashLoopBackOff" in reason, reason
+    assert event.payload["judgements"] == 0  # never judged, never given traffic
+    assert c.production_image() == c.prod_image
+    c.assert_production_alone()
 
 
 def test_a_tekton_build_then_its_release_through_the_block(cluster, monkeypatch) -> None:
@@ -260,15 +260,12 @@ def test_a_tekton_build_then_its_release_through_the_block(cluster, monkeypatch)
                         lambda repo, commit, directory: fetched.append((repo, commit)))  # fmt: skip
     c = cluster("gg-k8s-built")
     since = time.time() - 1
-    stop = threading.Event()
-    tekton = threading.Thread(target=_finish_taskruns, args=(c.ns, "sha256:" + "c" * 64, stop), daemon=True)
-    tekton.start()
-    try:
+    with BuildController(c.ns) as tekton:  # Tekton's part: no controller runs here
+        tekton.succeed("sha256:" + "c" * 64)
         built = build_flow.build(repo=GIT_REPO, commit=COMMIT, app=c.app, platform=c.platform)
-    finally:
-        stop.set()
-        tekton.join(timeout=10)
     image = built["image"]
+    (run,) = tekton.seen
+    assert run["spec"]["params"][0] == {"name": "repo-url", "value": GIT_REPO}
     assert fetched == [(GIT_REPO, COMMIT)] and built["app_config"] is None  # read, before building
     assert image == f"{IMAGE_REPOSITORY}/{c.app}@sha256:{'c' * 64}"
     created = [e for e in c.ns.cluster.audit(c.ns.runner, since)
