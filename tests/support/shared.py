@@ -1,10 +1,10 @@
-"""Test data that lives outside this repository: the real Kayenta fixtures and the real CRD
-schemas (kept beside the checkout by the project's maintainers).
+"""Test data that lives outside this repository: the real Kayenta fixtures (kept beside the
+checkout by the project's maintainers).
 
-A user's clone has neither. Tests that need them are marked `needs("kayenta")` or
-`needs("crds")` (tests/platforms/kubernetes/ all need the CRDs) and skip with one line that
-names what is missing and the variable to point at it. Under CI (`CI=true`) a missing
-directory fails those tests instead: CI must run them.
+A user's clone does not have them. Tests that need them are marked `needs("kayenta")` and
+skip with one line that names what is missing and the variable to point at it. Under CI
+(`CI=true`) a missing directory fails those tests instead: CI must run them. (The CRDs the
+Kubernetes tests need come from their upstream Go modules: controlplane/upstream.lock.)
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = {
     "kayenta": ("KAYENTA_FIXTURES", ROOT.parent / "shared" / "fixtures" / "kayenta",
                 "the real Kayenta canary configs and requests"),
-    "crds": ("K8S_STANDIN_CRDS", ROOT.parent / "shared" / "crds",
-             "the real Istio, Tekton and Knative Build CRD schemas"),
 }  # fmt: skip
 
 
