@@ -217,8 +217,9 @@ class ControlPlane:
 
         self._spawn("kube-controller-manager", [
             str(bin_("kube-controller-manager")), f"--kubeconfig={self.state / 'controller-manager.kubeconfig'}",
-            "--controllers=deployment,replicaset,namespace,garbagecollector,serviceaccount,"
-            "serviceaccount-token,root-ca-certificate-publisher-controller,podgc",
+            "--controllers=deployment,replicaset,statefulset,namespace,garbagecollector,serviceaccount,"
+            "serviceaccount-token,root-ca-certificate-publisher-controller,podgc,"
+            "persistentvolume-binder,pvc-protection,pv-protection",
             "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={cm}",
             f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca}",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10"], record)

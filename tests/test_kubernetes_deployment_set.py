@@ -436,13 +436,14 @@ def _readme_step_7(copy: Path, namespace: str, api_url: str, tmp_path: Path) -> 
         assert deployment.job_variables["namespace"] == namespace
 
 
-def test_the_prefect_server_set_is_applied_and_its_pods_admitted(control_plane: Any, fresh_namespace: str,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_the_prefect_server_set_is_applied_and_rolls_out(control_plane: Any, fresh_namespace: str,
+                                                        tmp_path: Path) -> None:  # fmt: skip
     """deployments/kubernetes/prefect-server as its kustomization says to apply it (its
     namespace, the `prefect-db` secret first): every object created and validated by the API
-    server, and the server's pod made by its ReplicaSet (so admitted as written), waiting
-    for its volume claim. The plane runs no StatefulSet controller and no volume binder
-    (controlplane/cluster.py), so neither PostgreSQL nor the server rolls out here."""
+    server, PostgreSQL's StatefulSet and the server's Deployment rolled out by their
+    controllers, each on its claim. The volumes stand for a cluster's storage class
+    (hostPath ones, bound to the claims in advance: no provisioner runs here, and kwok's
+    pods mount nothing)."""
     ns, kubectl = fresh_namespace, control_plane.kubectl
     copy = tmp_path / "prefect-server"
     shutil.copytree(SERVER, copy)
@@ -452,21 +453,24 @@ def test_the_prefect_server_set_is_applied_and_its_pods_admitted(control_plane: 
     password = secrets.token_hex(24)
     kubectl("-n", ns, "create", "secret", "generic", "prefect-db", f"--from-literal=password={password}",
             f"--from-literal=url=postgresql+asyncpg://prefect:{password}@prefect-postgres.{ns}.svc.cluster.local:5432/prefect")  # fmt: skip
+    volumes = [f"{ns}-{claim}" for claim in ("data-prefect-postgres-0", "prefect-server-home")]
+    for name, (claim, size) in zip(volumes, (("data-prefect-postgres-0", "10Gi"),
+                                             ("prefect-server-home", "1Gi")), strict=True):
+        kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": f"/tmp/{name}"},
+                     "claimRef": {"namespace": ns, "name": claim}}}))
     try:
         objects = _applied(control_plane, copy, ns)
         assert {kind for kind, _ in objects} == {"Service", "StatefulSet", "PersistentVolumeClaim", "Deployment"}
-
-        def waiting_for_its_claim() -> list[str]:
-            pods = json.loads(kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=prefect-server",
-                                      "-o", "json"))["items"]  # fmt: skip
-            return [c.get("message", "") for p in pods for c in p.get("status", {}).get("conditions") or []
-                    if c["type"] == "PodScheduled" and c["status"] == "False"]  # fmt: skip
-
-        said = _poll(waiting_for_its_claim, deadline=30)
-        assert said and "unbound immediate PersistentVolumeClaims" in said[0], said
-    finally:  # no pvc-protection controller runs to lift the claim's finalizer
-        for claim in kubectl("-n", ns, "get", "persistentvolumeclaims", "-o", "name").split():
-            kubectl("-n", ns, "patch", claim, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        kubectl("-n", ns, "rollout", "status", "statefulset/prefect-postgres", "--timeout=60s")
+        kubectl("-n", ns, "rollout", "status", "deployment/prefect-server", "--timeout=60s")
+        claims = json.loads(kubectl("-n", ns, "get", "persistentvolumeclaims", "-o", "json"))["items"]
+        assert {(c["metadata"]["name"], c["status"]["phase"], c["spec"]["volumeName"]) for c in claims} == {
+            ("data-prefect-postgres-0", "Bound", volumes[0]), ("prefect-server-home", "Bound", volumes[1])}
+    finally:  # the namespace goes with the fixture; the volumes are cluster-wide
+        kubectl("delete", "persistentvolume", *volumes, "--wait=false")
 
 
 def _poll(read: Any, deadline: float) -> Any:
