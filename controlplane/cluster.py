@@ -16,7 +16,6 @@ Every process is recorded with its start time and argv (canary.platforms.local.p
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import ssl
@@ -66,9 +65,6 @@ class Endpoint:
     audit_log: Path
     state: Path
 
-    def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
-
 
 def _kubeconfig(path: Path, url: str, pki: Pki, user: str) -> None:
     doc = {
@@ -112,7 +108,7 @@ class ControlPlane:
                                     "(`make kube` or `python -m controlplane up`)")
         return Endpoint(url=record["url"], kubeconfig=self.state / "kubeconfig", ca=self.pki.ca,
                         client_cert=self.pki.cert("admin"), client_key=self.pki.key("admin"),
-                        audit_log=self.state / "logs" / "audit.log", state=self.state)
+                        audit_log=self._log("audit"), state=self.state)
 
     # -- health -------------------------------------------------------------------------
     def _ssl(self) -> ssl.SSLContext:
@@ -187,7 +183,6 @@ class ControlPlane:
             _kubeconfig(self.state / (f"{user}.kubeconfig" if user != "admin" else "kubeconfig"),
                         url, self.pki, user)
         (self.state / "audit-policy.yaml").write_text(AUDIT_POLICY)
-        self._log("x").parent.mkdir(parents=True, exist_ok=True)
 
         etcd_url = f"http://127.0.0.1:{etcd_client}"
         rec = self._spawn("etcd", [
@@ -211,7 +206,7 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_IP.rsplit('.', 1)[0]}.0/24",
             "--endpoint-reconciler-type=none", "--profiling=false",
             f"--audit-policy-file={self.state / 'audit-policy.yaml'}",
-            f"--audit-log-path={self.state / 'logs' / 'audit.log'}", "--audit-log-format=json",
+            f"--audit-log-path={self._log('audit')}", "--audit-log-format=json",
             "--audit-log-maxsize=50", "--audit-log-maxbackup=1"], record)
         self._wait("kube-apiserver", lambda: self._ready(url), rec, timeout)
 
@@ -248,12 +243,9 @@ class ControlPlane:
         docs = []
         for path in self.where.crds():
             for doc in yaml.safe_load_all(path.read_text()):
-                if not doc or doc.get("kind") != "CustomResourceDefinition" and "istio" in path.name:
-                    continue
-                group = (doc.get("spec") or {}).get("group", "")
-                if "istio" in path.name and group != "networking.istio.io":
-                    continue
-                docs.append(doc)
+                # Istio's one file holds every Istio CRD: only its networking ones are used
+                if doc and ("istio" not in path.name or doc["spec"]["group"] == "networking.istio.io"):
+                    docs.append(doc)
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
                      input=yaml.safe_dump_all(docs))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", f"--timeout={timeout:.0f}s")
@@ -322,6 +314,3 @@ def _http_ok(url: str) -> bool:
 def default_state() -> Path:
     return Path(os.environ.get("CANARY_KUBE_STATE") or Path.cwd() / ".state" / "kube")
 
-
-def describe(endpoint: Endpoint) -> str:
-    return json.dumps({"url": endpoint.url, "kubeconfig": str(endpoint.kubeconfig)})

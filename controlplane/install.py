@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,6 +247,3 @@ def build(force: bool = False, say: Callable[[str], None] = print) -> Installed:
     say(f"control plane built in {time.monotonic() - started:.0f} s")
     return where
 
-
-if __name__ == "__main__":  # pragma: no cover - `python -m controlplane build` is the entry
-    sys.exit("use: python -m controlplane build")

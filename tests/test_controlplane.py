@@ -4,7 +4,6 @@ second build only checks, and a second `up` finds the running plane instead of s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -124,10 +123,10 @@ def _listening(pid: int) -> list[str]:
 
 
 def test_the_api_server_enforces_what_a_cluster_does(control_plane: Cluster) -> None:
-    """Flags a release depends on: RBAC + Node authorization, the ServiceAccount issuer,
-    admission plugins, kwok's node Ready and untainted."""
-    args = control_plane.kubectl("get", "--raw", "/version")
-    assert '"gitVersion": "v1.37.2"' in args.replace('":"', '": "')
+    """The version built, RBAC + Node authorization on loopback, kwok's node Ready and
+    untainted (pods are scheduled on it)."""
+    version = control_plane.kubectl("get", "--raw", "/version")
+    assert '"gitVersion": "v1.37.2"' in version.replace('":"', '": "')
     nodes = control_plane.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name} "
                                   "{.items[*].status.conditions[?(@.type=='Ready')].status} "
                                   "{.items[*].spec.taints}")
@@ -135,5 +134,3 @@ def test_the_api_server_enforces_what_a_cluster_does(control_plane: Cluster) -> 
     cmdline = Path(f"/proc/{ControlPlane(control_plane.endpoint.state)._record()['processes']['kube-apiserver']['pid']}"
                    "/cmdline").read_bytes().split(b"\0")
     assert b"--authorization-mode=Node,RBAC" in cmdline and b"--bind-address=127.0.0.1" in cmdline
-    assert os.environ.get("KUBECONFIG") != str(control_plane.endpoint.kubeconfig)  # nothing leaked
-    assert hashlib.sha256(control_plane.endpoint.ca.read_bytes()).hexdigest()

@@ -22,7 +22,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,6 @@ class Cluster:
 
 
 def _epoch(stamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
 
 
@@ -161,7 +160,6 @@ class Namespace:
     token: str
     kube: KubeClient
     admin: KubeClient
-    created: list[str] = field(default_factory=list)
 
     @property
     def runner(self) -> str:

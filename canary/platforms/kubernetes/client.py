@@ -202,8 +202,9 @@ class KubeClient:
 
         Reads once, then watches from that resourceVersion in windows of at most ``window``
         seconds (re-reading between windows, which also recovers from dropped watches and
-        from a watch the server ends with 410 Gone, which the official client raises). ``check`` may raise to stop early. Transient errors are retried until the
-        deadline; after it, WaitTimeout says what ``describe()`` says was missing.
+        from a watch the server ends with 410 Gone, which the official client raises).
+        ``check`` may raise to stop early. Transient errors are retried until the deadline;
+        after it, WaitTimeout says what ``describe()`` says was missing.
         """
         deadline = time.monotonic() + timeout
         backoff = 0.05
