@@ -28,6 +28,7 @@ Pure numpy; vectorised over arrays of counts and null values.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import cast
@@ -35,7 +36,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HISTOGRAM_PRIOR", "INTERVAL_PRIOR", "RATIO_PRIOR", "SAFETY_PRIOR", "SPLIT_PRIOR", "Prior", "log_e_above", "log_e_below"]
+__all__ = ["HISTOGRAM_PRIOR", "INTERVAL_PRIOR", "RATIO_PRIOR", "SAFETY_PRIOR", "SAFE_RATE_PRIOR", "SPLIT_PRIOR", "Prior", "log_e_above", "log_e_below", "log_e_plugin"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Prior:
     tail: tuple[float, int] | None = None
 
     def log_multipliers(self) -> np.ndarray:
+        return _log_multipliers(self)
+
+    def _compute(self) -> np.ndarray:
         body = np.linspace(np.log(self.low), np.log(self.high), self.points)
         if self.tail is None:
             return body
@@ -60,6 +64,14 @@ class Prior:
     @property
     def size(self) -> int:
         return self.points + (self.tail[1] if self.tail else 0)
+
+
+@functools.cache
+def _log_multipliers(prior: Prior) -> np.ndarray:
+    """A prior's log multipliers, computed once per prior (read-only)."""
+    values = prior._compute()
+    values.flags.writeable = False
+    return values
 
 
 #: Error-rate ratios worth catching are large (about a doubling, up to a canary that fails
@@ -74,6 +86,9 @@ INTERVAL_PRIOR = Prior(1.02, 1.5, 24, tail=(30.0, 4))
 #: Proving "within tolerance" at a bucket bound: the margin a tolerance leaves between the
 #: two exceedance shares is wider than a regression's (x1.1 .. x4).
 SAFETY_PRIOR = Prior(1.1, 4.0)
+#: Proving the canary's own rate below a safe rate (ratio metrics' safe_rate): from a rate
+#: a little below it down to none at all (odds /1.5 .. /1000).
+SAFE_RATE_PRIOR = Prior(1.5, 1000.0, 24)
 #: Sample-ratio mismatch: a track getting a share off by a few percent up to a dead one.
 SPLIT_PRIOR = Prior(1.02, 8.0)
 
@@ -127,3 +142,31 @@ def log_e_above(k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, prior: Pr
 def log_e_below(k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, prior: Prior) -> np.ndarray:
     """log e-value against H0: P(canary label) >= p0, after k canary labels of n events."""
     return _log_mix(k, n, p0, prior, -1.0)
+
+
+def log_e_plugin(k: npt.ArrayLike, n: npt.ArrayLike, p0: npt.ArrayLike, *, above: bool) -> np.ndarray:
+    """log of the predictable plug-in e-process, per look: k canary labels among n events,
+    cumulative, looks on axis 0 (any shape after it); against H0: p <= p0 (above=True) or
+    p >= p0 (above=False).
+
+    Each look's new events are bet on with the likelihood ratio of q against p0, q the
+    share of canary labels among all the events *before* the look (shrunk a little toward
+    p0, and p0 itself, no bet, when it lies on the null's side). Given the past and the
+    look's number of events, the labels are independent coin flips with some p on the
+    null's side, so each look's factor has expectation <= 1: the product is a test
+    supermartingale for events that arrive in batches, whatever the batch sizes. It learns
+    the alternative from the data (Kelly's bet on the running estimate), so on many events
+    it grows nearly as fast as the likelihood ratio at the true p; the first look is not
+    bet on."""
+    k_arr, n_arr = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    k_arr, n_arr, p_arr = np.broadcast_arrays(k_arr, n_arr, np.asarray(p0, dtype=float))
+    p = np.clip(p_arr, 1e-12, 1 - 1e-12)
+    past_k = np.concatenate([np.zeros_like(k_arr[:1]), k_arr[:-1]])
+    past_n = np.concatenate([np.zeros_like(n_arr[:1]), n_arr[:-1]])
+    q = (past_k + p) / (past_n + 1.0)  # one pseudo-event at p0: shrinks early, small looks
+    q = np.minimum(q, p) if not above else np.maximum(q, p)
+    q = np.clip(q, 1e-6, 1 - 1e-6)
+    dk, dn = k_arr - past_k, n_arr - past_n
+    step = dk * (np.log(q) - np.log(p)) + (dn - dk) * (np.log1p(-q) - np.log1p(-p))
+    result: np.ndarray = np.cumsum(step, axis=0)
+    return result

@@ -20,7 +20,9 @@ numpy Generator.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -129,6 +131,48 @@ def look_buckets(rng: np.random.Generator, reps: int, requests: np.ndarray,
     n = rng.poisson(np.broadcast_to(requests, (reps, requests.size)))
     per_look = rng.multinomial(n, probabilities)  # (reps, looks, buckets)
     return np.cumsum(np.cumsum(per_look, axis=1), axis=2)
+
+
+def look_paths(rng: np.random.Generator, reps: int, requests: np.ndarray,
+               probabilities: np.ndarray) -> np.ndarray:
+    """look_buckets with the looks first, shape (looks, reps, buckets), as
+    histogram_log_evidence takes paths: one track of `reps` releases."""
+    return np.moveaxis(look_buckets(rng, reps, requests, probabilities), 1, 0).astype(float)
+
+
+def release_paths(rng: np.random.Generator, reps: int, requests: np.ndarray, control: np.ndarray,
+                  canary: np.ndarray, *, canary_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Both tracks of `reps` releases, (looks, reps, buckets) each: per look, Poisson requests
+    (the pair's 2 x `requests`, a share `canary_share` to the canary, so each request's
+    track is a coin flip), bucketed by `control` and `canary` bucket probabilities (one row
+    per look, or one for all looks)."""
+    requests = np.asarray(requests, dtype=float)
+    c = look_paths(rng, reps, 2 * requests * (1 - canary_share), np.asarray(control, dtype=float))
+    e = look_paths(rng, reps, 2 * requests * canary_share, np.asarray(canary, dtype=float))
+    return c, e
+
+
+def share_boundary(probabilities: np.ndarray, factor: float) -> np.ndarray:
+    """Bucket probabilities whose share above every bound is `factor` x that of
+    `probabilities` (capped at 1 where that would exceed it): a canary exactly at the
+    boundary of a `tolerance_on="share"` tolerance factor - 1 wherever it can be."""
+    p = np.asarray(probabilities, dtype=float)
+    survival = np.minimum(1.0, factor * (1.0 - np.cumsum(p, axis=-1)[..., :-1]))
+    cdf = np.concatenate([1.0 - survival, np.ones(p.shape[:-1] + (1,))], axis=-1)
+    return np.diff(cdf, axis=-1, prepend=0.0).clip(0.0)
+
+
+def first_decisions(regression: np.ndarray, within: np.ndarray | None, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per release (paths with the looks on axis 0, from histogram_log_evidence or
+    ratio_log_evidence): the first look (1-based) whose regression evidence reaches 1/alpha
+    and the first whose "within tolerance" evidence does, 0 where none does."""
+    threshold = math.log(1.0 / alpha)
+
+    def first(log_e: np.ndarray) -> np.ndarray:
+        hit = log_e >= threshold
+        return np.where(hit.any(axis=0), hit.argmax(axis=0) + 1, 0)
+
+    return first(regression), (first(within) if within is not None else np.zeros(regression.shape[1:], dtype=int))
 
 
 # -- a request stream, second by second ----------------------------------------------------
@@ -304,20 +348,43 @@ def binomial_floor(trials: int, rate: float, tail: float = 1e-6) -> int:
     return int(stats.binom.ppf(tail, trials, rate))
 
 
+def assert_at_most(count: int, trials: int, rate: float, what: str, tail: float = 1e-6) -> None:
+    """Assert a claim "rate <= `rate`" on `count` events in `trials` seeded releases: fails
+    only if the count exceeds the binomial ceiling (test_sequential_validity.py explains the
+    margin). Prints the measured rate."""
+    ceiling = binomial_ceiling(trials, rate, tail)
+    print(f"{what}: {count}/{trials} = {count / trials:.2%} (claim <= {rate:.3g}, "
+          f"ceiling {ceiling})")  # fmt: skip
+    assert count <= ceiling, (
+        f"{what}: {count} of {trials} = {count / trials:.2%}, above the ceiling {ceiling} that a "
+        f"true rate <= {rate:g} exceeds with chance < {tail:g}"
+    )
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Print the time a simulation took next to what it was sized for (on the 2-core VM);
+    the sizes are fixed, so the time is bounded, and a busy machine never fails a test."""
+    start = time.perf_counter()
+    yield
+    print(f"  ({time.perf_counter() - start:.1f} s, sized for ~{seconds:g} s)")
+
+
 # -- the sequential judge after every look, over many seeded releases -------------------------
 
 
 class CountsJudge:
     """compare_counts, memoised on the event counts: its evidence and interval depend on
     them only (canary-labelled events among all events; the totals say whether there is
-    data). test_sequential_validity.test_evidence_depends_on_the_event_counts_only checks it."""
+    data), and on the canary's total with a `safe_rate` (its own rate is judged too).
+    test_sequential_validity.test_evidence_depends_on_the_event_counts_only checks it."""
 
     def __init__(self, **settings: object) -> None:
         self.settings = settings
-        self.cache: dict[tuple[float, float, bool], CountsResult] = {}
+        self.cache: dict[tuple[float, float, float | None, bool], CountsResult] = {}
 
     def __call__(self, ce: float, ct: float, ee: float, et: float) -> CountsResult:
-        key = (ce, ee, ct > 0 and et > 0)
+        key = (ce, ee, et if self.settings.get("safe_rate") is not None else None, ct > 0 and et > 0)
         result = self.cache.get(key)
         if result is None:
             result = self.cache[key] = compare_counts(ce, ct, ee, et, **self.settings)  # type: ignore[arg-type]
@@ -377,9 +444,12 @@ def run_histograms(rng: np.random.Generator, reps: int, requests: np.ndarray, co
                    canary: Latency | list[Latency], bounds: np.ndarray, *, canary_share: float = 0.5,
                    stop_at_high: bool = True, **settings: object) -> HistRun:
     """`reps` releases with Poisson requests per look and latencies bucketed by `bounds`
-    (one Latency per look if given a list); the judge after every look. Band misses are
-    counted against the first look's distributions."""
+    (one Latency per look if given a list); the judge after every look, as the flow calls
+    it: with the release's earlier looks as `history` and `planned_looks` the number of
+    looks (unless `settings` say otherwise). Band misses are counted against the first
+    look's distributions."""
     requests = np.asarray(requests, dtype=float)
+    settings = {"planned_looks": int(requests.size), **settings}
 
     def probabilities(latency: Latency | list[Latency]) -> np.ndarray:
         if isinstance(latency, Latency):
@@ -395,7 +465,8 @@ def run_histograms(rng: np.random.Generator, reps: int, requests: np.ndarray, co
         high = alarm = safe = False
         missed: set[tuple[str, float]] = set()
         for j in range(requests.size):
-            r = compare_histograms(c[i, j], e[i, j], bounds, **settings)  # type: ignore[arg-type]
+            history = list(zip(c[i, :j], e[i, :j], strict=True))
+            r = compare_histograms(c[i, j], e[i, j], bounds, history=history, **settings)  # type: ignore[arg-type]
             high |= r.classification is Classification.HIGH
             if r.classification in (Classification.HIGH, Classification.LOW) and not alarm:
                 alarm = True

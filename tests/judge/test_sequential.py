@@ -48,9 +48,14 @@ def samples() -> dict[str, np.ndarray]:
 
 
 def hist(samples: dict[str, np.ndarray], control: str, canary: str, bounds: np.ndarray = FINE,
-         **kwargs: object) -> HistogramResult:
-    return compare_histograms(buckets(samples[control], bounds), buckets(samples[canary], bounds),
-                              bounds, unit="s", **kwargs)  # fmt: skip
+         looks: int = 2, **kwargs: object) -> HistogramResult:
+    """The judge at the last of `looks` equal looks over the two samples, the earlier looks
+    as `history` (as the flow calls it): "within tolerance" can only be decided from look 2."""
+    cuts = [len(samples[control]) * (i + 1) // looks for i in range(looks)]
+    c = [buckets(samples[control][:n], bounds) for n in cuts]
+    e = [buckets(samples[canary][:n], bounds) for n in cuts]
+    return compare_histograms(c[-1], e[-1], bounds, unit="s", history=list(zip(c[:-1], e[:-1], strict=True)),
+                              **kwargs)  # fmt: skip
 
 
 # -- argument validation: a ConfigError that names the argument ------------------------------
@@ -285,17 +290,49 @@ def test_direction_either_flags_both_ways(samples: dict[str, np.ndarray]) -> Non
 
 def test_an_unchanged_canary_is_proven_within_a_tolerance(samples: dict[str, np.ndarray]) -> None:
     r = hist(samples, "control", "same", tolerance=0.2)
-    assert r.classification is Classification.PASS and r.decided
-    assert "within the tolerance x1.2 (decided) at all" in r.reason
-    assert "bucket bounds between the pooled p2..p98" in r.reason and r.safety >= 100
+    assert r.classification is Classification.PASS and r.decided and r.look == 2
+    assert "within the tolerance x1.2 (decided at look 2) at every one of the" in r.reason
+    assert "bucket bounds with enough requests (" in r.reason and r.safety >= 100
     either = hist(samples, "control", "same", tolerance=0.2, direction="either")
     assert either.decided and "[x0.8, x1.2]" in either.reason
+    share = hist(samples, "control", "same", tolerance=0.2, tolerance_on="share")
+    assert share.decided and share.tolerance_on == "share"
+    assert "within the tolerance x1.2 in the share of slower requests (decided at look 2)" in share.reason
+
+
+@pytest.mark.parametrize("tolerance_on", ["quantile", "share"])
+def test_nothing_is_decided_safe_at_the_first_look(samples: dict[str, np.ndarray], tolerance_on: str) -> None:
+    """The first look only fixes which bounds a decided Pass must cover (from pooled counts),
+    however clear the data: 20,000 requests a side, a tolerance of 0.5."""
+    for canary in ("same", "faster"):
+        r = hist(samples, "control", canary, looks=1, tolerance=0.5, tolerance_on=tolerance_on)
+        assert r.classification is Classification.PASS and not r.decided and r.look == 1
+        assert "'within tolerance' can be decided from look 2" in r.reason
+        assert hist(samples, "control", canary, looks=2, tolerance=0.5, tolerance_on=tolerance_on).decided
+    # a regression is decided at the first look all the same
+    r = hist(samples, "control", "slower", looks=1)
+    assert r.classification is Classification.HIGH and r.decided and "decided at look 1" in r.reason
+
+
+def test_the_history_is_checked() -> None:
+    now = ([1, 2, 4], [1, 2, 4])
+    with pytest.raises(ConfigError, match=r"history\[0\] must be a \(control_buckets, experiment_buckets\) pair"):
+        compare_histograms(*now, BOUNDS, history=[5])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"history\[1\] experiment_buckets has 2 buckets"):
+        compare_histograms(*now, BOUNDS, history=[([0, 1, 1], [0, 1, 1]), ([1, 1, 2], [1, 2])])
+    with pytest.raises(ConfigError, match="the experiment_buckets at look 2 are below those of look 1"):
+        compare_histograms(*now, BOUNDS, history=[([0, 1, 1], [1, 2, 5])])
+    with pytest.raises(ConfigError, match="planned_looks"):
+        compare_histograms(*now, BOUNDS, planned_looks=0)
+    r = compare_histograms(*now, BOUNDS, history=[([0, 1, 1], [0, 1, 1]), ([1, 1, 2], [1, 2, 2])])
+    assert r.look == 3 and r.tolerance_on == "quantile"
 
 
 def test_without_a_tolerance_an_unchanged_canary_stays_undecided(samples: dict[str, np.ndarray]) -> None:
     r = hist(samples, "control", "same")
     assert r.classification is Classification.PASS and not r.decided
     assert "no regression proven (e-value" in r.reason and "not yet proven within the baseline (tolerance 0) at" in r.reason
+    assert r.look == 2
 
 
 def test_a_tolerance_lets_a_slightly_slower_canary_pass(samples: dict[str, np.ndarray]) -> None:
@@ -307,9 +344,10 @@ def test_a_tolerance_lets_a_slightly_slower_canary_pass(samples: dict[str, np.nd
 
 
 def test_buckets_without_a_bound_inside_the_distribution_cannot_decide() -> None:
-    r = compare_histograms([0, 0, 50], [0, 0, 50], BOUNDS, tolerance=0.2, unit="s")
+    r = compare_histograms([0, 0, 50], [0, 0, 50], BOUNDS, tolerance=0.2, unit="s",
+                           history=[([0, 0, 20], [0, 0, 20])])  # fmt: skip
     assert r.classification is Classification.PASS and not r.decided
-    assert "no bucket bound lies between the pooled p2..p98" in r.reason
+    assert "no bucket bound has enough requests on both tracks" in r.reason
 
 
 def test_the_histogram_reason_names_the_quantiles(samples: dict[str, np.ndarray]) -> None:

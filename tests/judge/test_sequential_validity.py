@@ -17,16 +17,15 @@ half the time and one of 14 % almost surely (measured rates are 0-3 %). Simulati
 alpha = 0.05 (the claims hold for every alpha): at 0.01 the counts would be too small to
 say much in the time allowed; three tests run at 0.01 as well.
 
-The judge is called after every look with the counts cumulative since the start, and a
-release counts as a false alarm if any look says High. Each test takes a few seconds on
+The judge is called after every look with the counts cumulative since the start (and, for
+histograms, the release's earlier looks as `history`, as the flow calls it), and a release
+counts as a false alarm if any look says High. The constructions that learn from earlier
+looks (the rank bet, the plug-in e-process, the required bounds, `safe_rate`) have their
+own simulations, on many releases at once, in test_adaptive_validity.py. Each test takes a few seconds on
 the 2-core VM; the measured rates are printed (pytest -s) and quoted in the report.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -39,7 +38,9 @@ from tests.judge.sim import (
     PROMETHEUS_DEFAULT_BOUNDS,
     SHIFTED_EXPONENTIAL,
     Latency,
+    assert_at_most,
     binomial_ceiling,
+    budget,
     geometric_bounds,
     kayenta_release,
     run_counts,
@@ -51,25 +52,6 @@ ALPHA = 0.05
 TAIL = 1e-6
 LOOKS = 10
 GEOMETRIC = geometric_bounds(0.001, 1.25, 20.0)  # 45 finite bounds, 25 % apart
-
-
-def assert_at_most(count: int, trials: int, rate: float, what: str) -> None:
-    ceiling = binomial_ceiling(trials, rate, TAIL)
-    print(f"{what}: {count}/{trials} = {count / trials:.2%} (claim <= {rate:.3g}, "
-          f"ceiling {ceiling})")  # fmt: skip
-    assert count <= ceiling, (
-        f"{what}: {count} of {trials} = {count / trials:.2%}, above the ceiling {ceiling} that a "
-        f"true rate <= {rate:g} exceeds with chance < {TAIL:g}"
-    )
-
-
-@contextmanager
-def budget(seconds: float) -> Iterator[None]:
-    """Print the time a simulation took next to what it was sized for (on the 2-core VM);
-    the sizes are fixed, so the time is bounded, and a busy machine never fails a test."""
-    start = time.perf_counter()
-    yield
-    print(f"  ({time.perf_counter() - start:.1f} s, sized for ~{seconds:g} s)")
 
 
 # -- counts ------------------------------------------------------------------------------
