@@ -123,6 +123,23 @@ def _phrase(m: MetricJudgement) -> str:
     return text + (", critical" if m.critical else "")
 
 
+def share_tolerance(m: MetricJudgement) -> bool:
+    """True for a histogram metric whose tolerance bounds the share of slower requests at
+    every bucket bound (toleranceOn: share), not its quantiles."""
+    return getattr(m.result, "tolerance_on", "quantile") == "share"
+
+
+def decided_at(records: Sequence[JudgementRecord]) -> dict[str, int]:
+    """The look at which each sequential metric was first decided (a regression proven, or
+    within tolerance proven), by metric name; undecided metrics are absent."""
+    first: dict[str, int] = {}
+    for record in records:
+        for m in record.judgement.metrics:
+            if m.decided and m.name not in first:
+                first[m.name] = record.index
+    return first
+
+
 def _bare(side: str) -> str:
     """'p50 87.4 ms' -> '87.4 ms' (the effect already names the quantile)."""
     head, _, rest = side.partition(" ")
@@ -169,7 +186,7 @@ def headline(outcome: str, reason: str, records: Sequence[JudgementRecord],
     if outcome == "promoted" and decision is not None and not decision.manual:
         looks = len(records)
         if decision.early:
-            return f"{word}: every metric within its tolerance after {looks} look{'s' * (looks > 1)}"
+            return f"{word}: every metric within its tolerance, decided at look {records[-1].index}"
         return (f"{word}: no regression proven in {looks} look{'s' * (looks > 1)}, "
                 f"score {sig(last.summary_score)}")  # fmt: skip
     return f"{word}: {reason}"
@@ -205,6 +222,7 @@ def interval_rows(record: JudgementRecord) -> list[dict[str, Any]]:
             "look": record.index, "window": window, "metric": _metric_name(m), "role": _role(m),
             "result": m.classification.value, "decided": _decided(m), "baseline": base,
             "canary": can, "effect": effect,
+            "tolerance on": "share of slower requests" if share_tolerance(m) else "",
             "stops the release": "yes" if m.critical else "",
             "reason": m.result.reason,
         })  # fmt: skip
@@ -226,8 +244,9 @@ def _decided(m: MetricJudgement) -> str:
     return "yes" if m.decided else "not yet"
 
 
-def _summary_table(judgement: IntervalJudgement) -> list[str]:
-    """Four narrow columns (the UI's artifact frame is ~730 px wide); reasons come later."""
+def _summary_table(judgement: IntervalJudgement, first: dict[str, int] | None = None) -> list[str]:
+    """Four narrow columns (the UI's artifact frame is ~730 px wide); reasons come later.
+    `first`: the look each metric was first decided at (decided_at)."""
     lines = ["| metric | result | effect | canary vs baseline |", "|---|---|---|---|"]
     order = sorted(judgement.metrics, key=lambda m: (m.metric.canary.muted,
                                                      m.classification.value == "Pass", not m.critical))  # fmt: skip
@@ -235,9 +254,11 @@ def _summary_table(judgement: IntervalJudgement) -> list[str]:
         base, can, effect = sides(m)
         label = m.classification.value
         bad = label != "Pass" and not m.metric.canary.muted
-        result = (f"**{label}**" if bad else label) + (", decided" if m.decided else "")
-        role = _role(m)
-        name = f"{_metric_name(m)}<br>*{role}*" if role else _metric_name(m)
+        at = (first or {}).get(m.name)
+        result = (f"**{label}**" if bad else label) + (
+            (f", decided at look {at}" if at is not None else ", decided") if m.decided else "")
+        notes = [n for n in (_role(m), "tolerance on shares" if share_tolerance(m) else "") if n]
+        name = f"{_metric_name(m)}<br>*{', '.join(notes)}*" if notes else _metric_name(m)
         lines.append(f"| {name} | {result} | {effect} | {can} vs {base} |")
     return lines
 
@@ -270,15 +291,17 @@ def markdown_report(
     if records:
         first, last = records[0], records[-1]
         spent = (last.window_end - first.window_start).total_seconds()
-        lines.append(f"- decided at {clock(last.window_end)} after {duration(spent)} of analysis "
-                     f"(look {last.index}, canary share {last.canary_share}%)")  # fmt: skip
+        lines.append(f"- decided at look {last.index}, at {clock(last.window_end)} after "
+                     f"{duration(spent)} of analysis (canary share {last.canary_share}%)"
+                     + _why_look(last))  # fmt: skip
     if thresholds is not None:
         lines.append(f"- score thresholds: pass {sig(thresholds.pass_)}, marginal {sig(thresholds.marginal)}")
     if not records:
         lines += ["", "No judgement was made (the release stopped before its first look)."]
     else:
         last_j = records[-1].judgement
-        lines += ["", f"## Metrics (look {records[-1].index})", "", *_summary_table(last_j)]
+        lines += ["", f"## Metrics (look {records[-1].index})", "",
+                  *_summary_table(last_j, decided_at(records))]  # fmt: skip
         groups = ", ".join(f"{g} {sig(s)}" for g, s in last_j.group_scores.items())
         lines += ["", f"Score {sig(last_j.summary_score)} ({groups})."]
         if last_j.guards:
@@ -296,13 +319,32 @@ def markdown_report(
             lines += _pictures(records)
         lines += ["", "## Details", "", f"Decision: {reason}", ""]
         for m in last_j.metrics:
-            lines.append(f"- **{_metric_label(m)}** {m.classification.value}: {m.result.reason}")
+            share = " (tolerance on the share of slower requests)" if share_tolerance(m) else ""
+            lines.append(f"- **{_metric_label(m)}**{share} {m.classification.value}: {m.result.reason}")
     if plan:
         lines += ["", "## Plan (from production's traffic before the canary started)", ""]
         lines += [f"- {line}" for line in plan]
     if cleanup:
         lines += ["", "## Cleanup", ""] + [f"- {step}" for step in cleanup]
     return "\n".join(lines) + "\n"
+
+
+def _why_look(record: JudgementRecord) -> str:
+    """Why the release ended at this look, for sequential judgements: the metrics decided
+    there (a regression proven, or within tolerance proven), or that none was."""
+    j = record.judgement
+    if not j.sequential or record.decision is None or record.decision.manual:
+        return ""
+    if j.failed_guards:
+        return f": guard {j.failed_guards[0].name} failed"
+    active = [m for m in j.metrics if not m.metric.canary.muted]
+    decided = [m for m in active if m.decided]
+    if not decided:
+        return "" if record.decision.early else ": the last look, with no metric decided: the score decides"
+    words = ", ".join(f"{m.name} {'within tolerance' if m.classification.value == 'Pass' else m.classification.value}"
+                      for m in decided)  # fmt: skip
+    rest = len(active) - len(decided)
+    return f": decided {words}" + (f"; {rest} metric{'s' * (rest > 1)} not yet decided" if rest else "")
 
 
 def _pictures(records: Sequence[JudgementRecord]) -> list[str]:

@@ -266,6 +266,9 @@ def _release(plat: Any, source: Any, spec: ReleaseSpec, canary_config: CanaryCon
             # analysis time until the decision (the windows grow from the analysis start)
             "decision_seconds": ((records[-1].window_end - records[-1].window_start)
                                  .total_seconds() if records else None),
+            # the analysis time the spec planned: what an early decision saved is the rest
+            "lifetime_seconds": (spec.analysis.lifetime.total_seconds()
+                                 if spec.analysis.lifetime is not None else None),
             "window_start": records[0].window_start.isoformat() if records else None,
             "window_end": records[-1].window_end.isoformat() if records else None,
             "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
@@ -343,6 +346,7 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
     total = (windows[-1].not_before - start).total_seconds() or 1.0
     has_counts = any(m.evidence != "series" for m in config.metrics)
     previous = (0.0, 0.0)
+    earlier: list[list[Any]] = []  # the count metrics' counts at the looks before, oldest first
     decision = Decision(Action.ROLL_BACK, "no judgement was made", True)
     run_id = _param_run_id()
 
@@ -372,11 +376,14 @@ def _analyse(plat: Any, source: Any, spec: ReleaseSpec, config: CanaryConfig, ap
             min_requests=config.guards.min_requests, split_alpha=config.guards.split_alpha,
         )  # fmt: skip
         previous = requests or previous
-        result = judge_interval(config, pairs, thresholds, window.index, counts, guards)
+        result = judge_interval(config, pairs, thresholds, window.index, counts, guards,
+                                history=list(earlier), planned_looks=len(windows))  # fmt: skip
+        earlier.append(counts)
         decision = decide(
             result, look=window.index, looks=len(windows),
             elapsed=window.experiment_end - window.experiment_start,
             min_analysis=spec.analysis.min_analysis,
+            lifetime=windows[-1].experiment_end - windows[-1].experiment_start,
         )  # fmt: skip
         record = JudgementRecord(
             index=window.index, window_start=window.experiment_start,

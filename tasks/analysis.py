@@ -126,10 +126,15 @@ def judge_interval(
     counts: list[CountsPair] | None = None,
     guards: tuple[GuardResult, ...] = (),
     split: float | None = 0.5,
+    history: list[list[CountsPair]] | None = None,
+    planned_looks: int | None = None,
 ) -> IntervalJudgement:
-    """Never retried: a judgement is deterministic, repeating it cannot change the verdict."""
+    """Never retried: a judgement is deterministic, repeating it cannot change the verdict.
+
+    `history`: the earlier looks' `counts`, oldest first; `planned_looks`: the release's
+    number of looks (canary.judge.judge)."""
     return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards,
-                 split=split)  # fmt: skip
+                 split=split, history=history or (), planned_looks=planned_looks)  # fmt: skip
 
 
 @task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)

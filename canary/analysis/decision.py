@@ -111,8 +111,12 @@ def decide(
     looks: int,
     elapsed: timedelta = timedelta(0),
     min_analysis: timedelta = timedelta(0),
+    lifetime: timedelta | None = None,
 ) -> Decision:
-    """The decision after look `look` of `looks` (1-based), `elapsed` into the analysis."""
+    """The decision after look `look` of `looks` (1-based), `elapsed` into the analysis.
+
+    `lifetime` is the analysis time the last look would have reached (an early promotion
+    names the time it saves); None: `looks` equal intervals, as long as the ones so far."""
     thresholds = judgement.thresholds
     score = judgement.summary_score
     last = look >= looks
@@ -149,8 +153,9 @@ def decide(
         if active and all(m.decided for m in active):
             if elapsed >= min_analysis:
                 return Decision(Action.PROMOTE, (
-                    f"every metric is decided within its tolerance {where} "
-                    f"({_seconds(elapsed)} of analysis): safe to promote now"), True, True)  # fmt: skip
+                    f"every metric is within its tolerance, decided at look {look} of "
+                    f"{looks} ({_seconds(elapsed)} of analysis): safe to promote now, "
+                    f"{_saved(look, looks, elapsed, lifetime)}"), True, True)  # fmt: skip
             waiting = (f"; every metric is decided within its tolerance, but min_analysis "
                        f"{_seconds(min_analysis)} has not passed ({_seconds(elapsed)})")  # fmt: skip
 
@@ -169,6 +174,16 @@ def decide(
         reason += f": {failing}" if failing else ""
     action = Action.PROMOTE if ok else Action.ROLL_BACK
     return Decision(action, reason, True, False, marginal=in_marginal_band(score, thresholds))
+
+
+def _saved(look: int, looks: int, elapsed: timedelta, lifetime: timedelta | None) -> str:
+    """The analysis an early promotion skips, in words: time and looks left."""
+    if lifetime is None:
+        lifetime = elapsed * looks / look if look > 0 else elapsed
+    left = max(lifetime - elapsed, timedelta(0))
+    rest = looks - look
+    return (f"saving {_seconds(left)} of the {_seconds(lifetime)} lifetime "
+            f"({rest} look{'s' if rest != 1 else ''} left)")
 
 
 def _seconds(delta: timedelta) -> str:

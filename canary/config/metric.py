@@ -23,6 +23,7 @@ from canary.config.query import OtherQuery, PrometheusQuery, Query
 Direction = Literal["increase", "decrease", "either"]
 NanStrategy = Literal["remove", "replace"]
 Measure = Literal["meanRatio", "cles"]
+ToleranceOn = Literal["quantile", "share"]
 
 _GATES = {
     "allowed_increase": "allowedIncrease",
@@ -116,6 +117,13 @@ class MetricAnalysisConfig(Model):
     tolerance: Number | None = Field(None, ge=0)
     #: the smallest regression worth catching, relative (0.5 = +50 %), for `canary plan`
     min_effect: Number | None = Field(None, alias="minEffect", gt=0)
+    #: histogram metrics: what `tolerance` bounds, every quantile ("quantile", the default:
+    #: p99 at most (1 + tolerance) x the baseline's) or, at every bucket bound, the share of
+    #: requests slower than it ("share": at most (1 + tolerance) x the baseline's share)
+    tolerance_on: ToleranceOn | None = Field(None, alias="toleranceOn")
+    #: ratio metrics with direction increase: a rate the canary may always have (0.01 = 1 %);
+    #: a Pass is also decided once the canary's own rate is proven below it
+    safe_rate: Number | None = Field(None, alias="safeRate", gt=0, lt=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -135,9 +143,15 @@ class MetricAnalysisConfig(Model):
     def _nan_strategy(cls, value: Any, info: ValidationInfo) -> Any:
         return choice(value, ("remove", "replace"), info, "remove")
 
+    @field_validator("tolerance_on", mode="before")
+    @classmethod
+    def _tolerance_on(cls, value: Any, info: ValidationInfo) -> Any:
+        # our extension: no Kayenta fallback, a wrong value is an error in both modes
+        return None if value is None else choice(value, ("quantile", "share"), info, None)
+
     def to_kayenta(self) -> dict[str, Any]:
         out = self.model_dump(by_alias=True)
-        for key in ("alpha", "tolerance", "minEffect"):
+        for key in ("alpha", "tolerance", "minEffect", "toleranceOn", "safeRate"):
             if out[key] is None:
                 del out[key]  # our extensions: absent from plain Kayenta configs
         if self.threshold_range is None:
@@ -199,6 +213,39 @@ class MetricConfig(Model):
                     )
         return data
 
+    @model_validator(mode="after")
+    def _settings_fit_the_kind(self, info: ValidationInfo) -> MetricConfig:
+        """toleranceOn is for histogram metrics, safeRate for ratio metrics (direction
+        increase). Kayenta JSON keeps Kayenta's leniency for series metrics, which the
+        Kayenta judge judges without these settings."""
+        cfg, kind = self.canary, self.evidence
+        if kind == "series" and is_kayenta(info):
+            return self
+        where = "analysisConfigurations.canary"
+        if cfg.tolerance_on is not None and kind != "histogram":
+            raise PydanticCustomError(
+                "tolerance_on_kind",
+                "{where}.toleranceOn applies to histogram metrics only (what a latency "
+                "tolerance bounds), and {metric} is a {kind} metric: remove toleranceOn",
+                {"where": where, "metric": repr(self.name), "kind": kind},
+            )
+        if cfg.safe_rate is not None and kind != "ratio":
+            raise PydanticCustomError(
+                "safe_rate_kind",
+                "{where}.safeRate applies to ratio metrics only (a rate the canary may always "
+                "have), and {metric} is a {kind} metric: remove safeRate",
+                {"where": where, "metric": repr(self.name), "kind": kind},
+            )
+        if cfg.safe_rate is not None and cfg.direction != "increase":
+            raise PydanticCustomError(
+                "safe_rate_direction",
+                "{where}.safeRate bounds the canary's rate from above, so metric {metric} "
+                "needs direction: increase (it has {direction}): set direction: increase, "
+                "or remove safeRate",
+                {"where": where, "metric": repr(self.name), "direction": repr(cfg.direction)},
+            )
+        return self
+
     @property
     def scope(self) -> str:
         """The request scope this metric is fetched with ("default" when not named)."""
@@ -234,4 +281,5 @@ __all__ = [
     "Outliers",
     "PrometheusQuery",
     "ThresholdRange",
+    "ToleranceOn",
 ]

@@ -7,7 +7,8 @@ A table of classifiers, chosen by each metric's config, with one result shape fo
   tolerance 0.25 are hard-coded in Kayenta);
 * count metrics (ratio, histogram; the sequential judge, `judge.name: sequential-v1`):
   canary.judge.sequential on the counts since the analysis began, with the metric's
-  direction, alpha and tolerance.
+  direction, alpha and tolerance (and toleranceOn, safeRate); histogram metrics also get
+  the earlier looks' counts of the release, on which their e-processes learn to bet.
 
 Then score the labels by group and map the score to Pass / Marginal / Fail with the
 *request's* thresholds (the config's `classifier.scoreThresholds` are never read, as in
@@ -255,6 +256,8 @@ def judge(
     guards: Iterable[GuardResult] = (),
     split: float | None = 0.5,
     rng: np.random.Generator | None = None,
+    history: Sequence[Iterable[CountsLike]] = (),
+    planned_looks: int | None = None,
 ) -> IntervalJudgement:
     """Classify every metric of `config`, score them and give the verdict.
 
@@ -265,18 +268,29 @@ def judge(
     `split` is the canary's share of the pair's traffic (equal weights: 1/2); None takes
     each count metric's observed share of requests, which is valid for one look only
     (two windows judged once, as re-analysis does; docs/judge.md).
+
+    `history` holds the release's earlier looks' `counts`, oldest first (empty: this is
+    the first look, or a single look judged on its own, as re-analysis does); each
+    histogram metric is judged with its own counts at those looks, matched by name (a look
+    where the metric had no series or no requests is left out). `planned_looks` is the
+    release's number of looks: it sets which bucket bounds a decided Pass must cover.
     """
     if not isinstance(config, CanaryConfig):
         raise ConfigError(f"judge: config must be a CanaryConfig, got {type(config).__name__}")
+    if split is None and history:
+        raise ConfigError("judge: split=None (the observed share of requests) is valid for one "
+                          "look only; judge a release's looks with its traffic split")  # fmt: skip
     limits = _thresholds(thresholds)
     by_name = _group_pairs(config, pairs)
     by_counts = _group_counts(config, counts)
+    earlier = [_group_counts(config, look) for look in history]
     generator = rng if rng is not None else np.random.default_rng(0)
 
     judged: list[MetricJudgement] = []
     for metric in config.metrics:
         if metric.evidence != "series":
-            result: AnyResult = _compare(metric, by_counts.get(metric.name), split)
+            past = [look[metric.name] for look in earlier if metric.name in look]
+            result: AnyResult = _compare(metric, by_counts.get(metric.name), split, past, planned_looks)
             judged.append(MetricJudgement(metric=metric, tags=MappingProxyType({}), result=result))
             continue
         for tags, control, experiment, grid in by_name.get(metric.name) or [({}, [], [], None)]:
@@ -309,9 +323,11 @@ def judge(
     )  # fmt: skip
 
 
-def _compare(metric: MetricConfig, counts: CountsLike | None,
-             split: float | None) -> CountsResult | HistogramResult:  # fmt: skip
-    """A count metric's sequential test; no counts, or a side without series, is Nodata."""
+def _compare(metric: MetricConfig, counts: CountsLike | None, split: float | None,
+             past: Sequence[CountsLike] = (),
+             planned_looks: int | None = None) -> CountsResult | HistogramResult:  # fmt: skip
+    """A count metric's sequential test; no counts, or a side without series, is Nodata.
+    `past`: the metric's counts at the release's earlier looks, oldest first."""
     cfg = metric.canary
     missing = ("baseline", "canary") if counts is None else tuple(counts.missing)
     if split is None:
@@ -332,22 +348,45 @@ def _compare(metric: MetricConfig, counts: CountsLike | None,
         else:
             assert counts is not None
             c, e = counts.control, counts.experiment
-            result = compare_counts(c.events, c.total, e.events, e.total, **settings)
+            result = compare_counts(c.events, c.total, e.events, e.total, safe_rate=cfg.safe_rate,
+                                    **settings)  # fmt: skip
     else:
         histogram = metric.query.histogram if isinstance(metric.query, PrometheusQuery) else None
         unit = histogram.unit if histogram is not None else ""
+        mode = cfg.tolerance_on or "quantile"
         if missing:
-            result = compare_histograms([0, 0], [0, 0], [1.0, math.inf], unit=unit, **settings)
+            result = compare_histograms([0, 0], [0, 0], [1.0, math.inf], unit=unit, tolerance_on=mode,
+                                        planned_looks=planned_looks, **settings)  # fmt: skip
         else:
             assert counts is not None
             bounds = _common_bounds(metric.name, counts.control.upper_bounds, counts.experiment.upper_bounds)
             result = compare_histograms(counts.control.buckets, counts.experiment.buckets, bounds,
-                                        unit=unit, **settings)  # fmt: skip
+                                        unit=unit, tolerance_on=mode, planned_looks=planned_looks,
+                                        history=_histogram_history(past, bounds),
+                                        **settings)  # fmt: skip
     if missing:
         sides = " and ".join({"control": "baseline", "experiment": "canary"}.get(m, m) for m in missing)
         result = replace(result, reason=f"no series for the {sides}: the query matches nothing "
                          "(does the app export it, and does the scope label match?)")  # fmt: skip
     return result
+
+
+def _histogram_history(past: Sequence[CountsLike], bounds: Sequence[float]) -> list[tuple[Any, Any]]:
+    """The earlier looks' (control, experiment) buckets of one histogram metric: looks
+    where a side had no series or no requests, or other buckets than now, are left out."""
+    looks = []
+    for look in past:
+        if look.missing:
+            continue
+        c, e = look.control, look.experiment
+        if not (hasattr(c, "buckets") and hasattr(e, "buckets")):
+            continue
+        if tuple(c.upper_bounds) != tuple(bounds) or tuple(e.upper_bounds) != tuple(bounds):
+            continue
+        if _total(c) <= 0 or _total(e) <= 0:
+            continue
+        looks.append((tuple(c.buckets), tuple(e.buckets)))
+    return looks
 
 
 def _total(side: Any) -> float:

@@ -111,12 +111,14 @@ def _sample_latencies(gen: np.random.Generator, bounds: np.ndarray, cumulative: 
 
 
 def _detection_by_judge(plan: MetricPlan, counts: SimpleNamespace, looks: int, sims: int, seed: int) -> list[float]:
-    """P(the judge has proven the regression by look k), k = 1..looks, calling it per look."""
+    """P(the judge has proven the regression by look k), k = 1..looks, calling it per look
+    with the earlier looks' counts, as the flow does."""
     gen, s = rng(seed), plan.schedule
     bounds = np.array(getattr(counts, "upper_bounds", BOUNDS))
     first = np.full(sims, looks + 1)
     for i in range(sims):
         c = e = None
+        history: list[tuple[np.ndarray, np.ndarray]] = []
         for look in range(1, looks + 1):
             lam = plan.request_rate * s.share(look) / 100 * s.interval
             n_c, n_e = gen.poisson(lam, 2)
@@ -133,7 +135,9 @@ def _detection_by_judge(plan: MetricPlan, counts: SimpleNamespace, looks: int, s
                 c = new_c if c is None else c + new_c
                 e = new_e if e is None else e + new_e
                 result = compare_histograms(c, e, bounds, direction=plan.direction, alpha=plan.alpha,
-                                            tolerance=plan.tolerance, unit=plan.unit)  # fmt: skip
+                                            tolerance=plan.tolerance, unit=plan.unit, history=history,
+                                            planned_looks=s.looks)  # fmt: skip
+                history.append((c, e))
             if result.classification is Classification.HIGH:
                 first[i] = look
                 break

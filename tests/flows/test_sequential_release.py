@@ -78,3 +78,34 @@ def test_missing_series_is_never_promoted_blind(make_env):
     latency = next(r for r in rows if r["metric"] == "latency")
     assert latency["result"] == "Nodata" and latency["role"] == "critical"
     assert latency["stops the release"] == "yes"
+
+
+def test_canary_decided_within_tolerance_is_promoted_early_with_history(make_env, tmp_path):
+    """Each look is judged with the looks before it (the histogram's e-processes learn from
+    them): an unchanged canary whose error rate is proven below its safeRate and whose
+    latency shares are proven within toleranceOn: share is promoted at look 2 of 5, never at
+    look 1, and the report says at which look and why."""
+    import yaml
+
+    from tests.flows.conftest import SEQUENTIAL_CONFIG, write_spec
+
+    data = yaml.safe_load(SEQUENTIAL_CONFIG.read_text())
+    rates, latency = data["metrics"][0]["analysisConfigurations"]["canary"], data["metrics"][1]["analysisConfigurations"]["canary"]
+    rates["safeRate"] = 0.05
+    latency.update(toleranceOn="share", tolerance=0.5)
+    config = tmp_path / "early.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = make_env("seq-early", sequential=True)
+    write_spec(env.spec, env.app, lifetime="5s", canary_config=config)
+    result, text = _outcome(env)
+    assert result["outcome"] == "promoted", result["reason"]
+    assert "every metric is within its tolerance, decided at look 2 of 5" in result["reason"]
+    assert "safe to promote now, saving 3s of the 5s lifetime (3 looks left)" in result["reason"]
+    assert result["headline"] == "promoted: every metric within its tolerance, decided at look 2"
+    assert env.rec.count("fetch_counts_pair") == 2 * 2  # two count metrics, two looks
+    assert "- decided at look 2, at " in text
+    assert "decided error-rate within tolerance, latency within tolerance" in text
+    assert "Pass, decided at look 1" in text and "Pass, decided at look 2" in text  # error-rate, latency
+    assert "*critical, tolerance on shares*" in text
+    assert "(decided at look 2) at every one of the" in text  # the latency reason
+    assert "or below the safe rate 5%" in text
