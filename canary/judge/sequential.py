@@ -186,7 +186,8 @@ def ratio_log_evidence(
     """compare_counts' log e-values, for arrays of counts (any shape; simulations use it).
 
     Returns (regression, within, regression up, regression down): `regression` in the
-    configured direction, `within` the tolerance. Unchecked: compare_counts validates.
+    configured direction, `within` the tolerance; regression down is only computed when
+    the direction asks for it (-inf for "increase"). Unchecked: compare_counts validates.
     Where a side has no requests, regression is -inf; where there are no events, within is.
     """
     ce, ct = np.asarray(control_events, dtype=float), np.asarray(control_total, dtype=float)
@@ -194,7 +195,7 @@ def ratio_log_evidence(
     n = ce + ee
     up0 = float(_theta(1 + tolerance, split))
     reg_up, safe_up = log_e_above(ee, n, up0, RATIO_PRIOR), log_e_below(ee, n, up0, INTERVAL_PRIOR)
-    if tolerance < 1:
+    if tolerance < 1 and direction != "increase":
         down0 = float(_theta(1 - tolerance, split))
         reg_down = log_e_below(ee, n, down0, RATIO_PRIOR)
         safe_down = log_e_above(ee, n, down0, INTERVAL_PRIOR)
@@ -553,7 +554,7 @@ def _required(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: flo
     return req
 
 
-def _kl(p: np.ndarray, q: float) -> np.ndarray:
+def _kl(p: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     """KL divergence of Bernoulli(p) from Bernoulli(q), per event (0 log 0 = 0)."""
     p = np.clip(p, 0.0, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -754,6 +755,14 @@ def _path(current: np.ndarray, history: Sequence[tuple[object, object]], index: 
     """The looks' cumulative buckets of one side, oldest first, the current look last;
     each earlier look checked like the current one and no count may drop between looks."""
     side = "control_buckets" if index == 0 else "experiment_buckets"
+    try:  # the usual case, checked in bulk: well-formed earlier looks of the same buckets
+        earlier = np.array([look[index] for look in history], dtype=float).reshape(len(history), -1)
+        if earlier.shape[1] == bounds.size and np.all(np.isfinite(earlier)) and np.all(earlier >= 0):
+            path = np.vstack([earlier, current[None, :]])
+            if not (np.diff(path, axis=-1) < -_EPS * np.maximum(1.0, path[:, -1:])).any():
+                return _monotone_looks(path, side, name)
+    except (TypeError, ValueError, IndexError, KeyError):
+        pass  # checked one by one below, for the message
     looks = []
     for n, look in enumerate(history, start=1):
         try:
@@ -767,7 +776,11 @@ def _path(current: np.ndarray, history: Sequence[tuple[object, object]], index: 
                               f"{bounds.size}: every look must use the same buckets")  # fmt: skip
         looks.append(arr)
     looks.append(current)
-    path = np.vstack(looks)
+    return _monotone_looks(np.vstack(looks), side, name)
+
+
+def _monotone_looks(path: np.ndarray, side: str, name: str) -> np.ndarray:
+    """`path` (looks x buckets) itself, once no count drops from one look to the next."""
     drop = np.nonzero((np.diff(path, axis=0) < -_EPS * np.maximum(1.0, path[1:])).any(axis=1))[0]
     if drop.size:
         i = int(drop[0])
@@ -888,8 +901,6 @@ def compare_histograms(
         higher = float(slower_[-1]) >= float(faster_[-1])
     else:
         higher = d == "increase"
-    worst = (_worst(e, c, bounds, up_factor, w, mode) if higher
-             else _worst(c, e, bounds, down_factor, 1.0 - w, mode))  # fmt: skip
     sides = [] if d == "decrease" else [(pe, pc, up_factor, w)]
     if d != "increase":
         sides.append((pc, pe, down_factor, 1.0 - w))
@@ -900,7 +911,11 @@ def compare_histograms(
 
     detail: _WorstDetail = {"worst_bound": None, "worst_reference": None,
               "experiment_share_above": None, "control_share_above": None}  # fmt: skip
-    if worst.bound >= 0 and reg >= threshold:  # only a regression names a bound
+    worst = _Evidence(0.0, -1, -1, math.nan, math.nan)
+    if reg >= threshold:  # only a regression names a bound: where it is worst
+        worst = (_worst(e, c, bounds, up_factor, w, mode) if higher
+                 else _worst(c, e, bounds, down_factor, 1.0 - w, mode))  # fmt: skip
+    if worst.bound >= 0:
         slow_b, ref_b = float(bounds[worst.bound]), float(bounds[worst.reference])
         canary_b, base_b = (slow_b, ref_b) if higher else (ref_b, slow_b)
         canary_share, base_share = ((worst.share_slow, worst.share_ref) if higher
