@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
 PYTEST_XDIST ?= -n 2 --dist loadfile
 
-.PHONY: setup base system-packages controlplane kube kube-stop kube-status test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent clean
+.PHONY: setup base system-packages controlplane kube kube-stop kube-status test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent bench-early clean
 
 setup: base controlplane
 
@@ -92,6 +92,10 @@ bench-judge: base
 # Starts its own chain on free ports (a few minutes); see bench/README.md.
 bench-pipeline: base
 	$(PY) bench/pipeline_latency.py
+
+# Real releases on its own chain: how soon good ones are promoted, every regression caught.
+bench-early: base
+	$(PY) bench/early_decisions.py
 
 # N apps released at once on one chain, SQLite then PostgreSQL (default N=20); see bench/README.md.
 bench-concurrent: base
