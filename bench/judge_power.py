@@ -66,6 +66,9 @@ ALPHA = 0.01
 SEED = 20240611
 FINE_BOUNDS = geometric_bounds(0.001, 1.1, 2.0)  # ~80 finite bounds, 10 % apart
 SPLIT_ALPHA = 0.001  # the split guard's, as in goldengoose.yaml
+#: Istio's default request-duration buckets (milliseconds), in seconds: 2 to 2.5x apart
+ISTIO_BOUNDS = np.array([*(np.array([0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+                                     60000, 300000, 600000, 1800000, 3600000]) / 1000), math.inf])
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Scenario:
     families: tuple[str, ...] = ("errors", "latency")  # which metrics each judge looks at
     kayenta: bool = True
     safety_tolerance: float | None = None  # instead: does the judge prove it safe?
+    tolerance_on: str = "quantile"
     canary_share: float = 0.5  # of the pair's traffic (the judge assumes 1/2)
 
 
@@ -90,8 +94,18 @@ SCENARIOS = {
     "lognormal+5%": Scenario("lognormal latency +5%", LOGNORMAL, LOGNORMAL.scaled(1.05), families=("latency",)),
     "heavy tail": Scenario("heavy tail: 1% of canary requests 4x slower",
                            canary=SHIFTED_EXPONENTIAL.with_slow(0.01, 4.0), families=("latency",)),
+    "latency+50%": Scenario("latency +50%", canary=SHIFTED_EXPONENTIAL.scaled(1.5), families=("latency",),
+                            kayenta=False),
+    "errors x4": Scenario("errors 0.5% -> 2.0%", canary_errors=0.020, families=("errors",), kayenta=False),
+    "aa-istio": Scenario("A/A lognormal, Istio's buckets", LOGNORMAL, LOGNORMAL, bounds=ISTIO_BOUNDS,
+                         families=("latency",), kayenta=False),
     "safe": Scenario("A/A, tolerance 0.2, buckets x1.1", bounds=FINE_BOUNDS, families=(),
                      kayenta=False, safety_tolerance=0.2),
+    "safe+5%": Scenario("latency +5%, tolerance 0.2, buckets x1.1", canary=SHIFTED_EXPONENTIAL.scaled(1.05),
+                        bounds=FINE_BOUNDS, families=(), kayenta=False, safety_tolerance=0.2),
+    "safe istio": Scenario("A/A lognormal, Istio's buckets, tolerance 0.2 on the share", LOGNORMAL, LOGNORMAL,
+                           bounds=ISTIO_BOUNDS, families=(), kayenta=False, safety_tolerance=0.2,
+                           tolerance_on="share"),
     "split 52%": Scenario("A/A, canary gets 52% of the pair's traffic", kayenta=False, canary_share=0.52),
 }
 #: (row label, scenario, family, its A/A twin)
@@ -103,6 +117,15 @@ ROWS = [
     ("errors 0.5% -> 1.0%", "errors x2", "errors", ("aa", "errors")),
     ("lognormal latency +5%", "lognormal+5%", "latency", ("aa-lognormal", "latency")),
     ("1% of requests 4x slower", "heavy tail", "latency", ("aa", "latency")),
+    ("A/A lognormal, Istio's buckets", "aa-istio", "latency", None),
+    ("latency +50%", "latency+50%", "latency", ("aa", "latency")),
+    ("errors 0.5% -> 2.0%", "errors x4", "errors", ("aa", "errors")),
+]
+#: (line, scenario): how soon an acceptable canary is decided safe
+SAFE_ROWS = [
+    ("A/A, tolerance 0.2 (quantiles), buckets x1.1", "safe"),
+    ("latency +5%, tolerance 0.2 (quantiles), buckets x1.1", "safe+5%"),
+    ("A/A lognormal, tolerance 0.2 on the share, Istio's buckets", "safe istio"),
 ]
 
 
@@ -110,15 +133,35 @@ ROWS = [
 
 
 def _sequential(control: Track, canary: Track, family: str, bounds: np.ndarray,
-                tolerance: float, stop: Callable[[object], bool]) -> int | None:
+                tolerance: float, stop: Callable[[object], bool], tolerance_on: str = "quantile") -> int | None:
+    """As the release flow calls the judge: after every look, with the earlier looks."""
+    history: list[tuple[np.ndarray, np.ndarray]] = []
+
     def judge(look: int) -> object:
         ct, ce, cb = control.counts_at(look * LOOK_SECONDS)
         et, ee, eb = canary.counts_at(look * LOOK_SECONDS)
         if family == "errors":
             return compare_counts(ce, ct, ee, et, alpha=ALPHA, tolerance=tolerance)
-        return compare_histograms(cb, eb, bounds, alpha=ALPHA, tolerance=tolerance, unit="s")
+        result = compare_histograms(cb, eb, bounds, alpha=ALPHA, tolerance=tolerance, unit="s",
+                                    tolerance_on=tolerance_on, history=list(history),
+                                    planned_looks=LOOKS)  # fmt: skip
+        history.append((cb, eb))
+        return result
 
     return first_look(judge, LOOKS, stop=stop)
+
+
+def _oracle(control: Track, canary: Track, ratio: float) -> bool:
+    """The likelihood ratio at the true error-rate ratio, after every look: no e-process
+    grows faster on these counts, so its detection rate bounds every sequential test that
+    stops at 1/alpha (Ville)."""
+    q = ratio / (1.0 + ratio)
+    for look in range(1, LOOKS + 1):
+        _, ce, _ = control.counts_at(look * LOOK_SECONDS)
+        _, ee, _ = canary.counts_at(look * LOOK_SECONDS)
+        if ee * math.log(2 * q) + ce * math.log(2 * (1 - q)) >= math.log(1 / ALPHA):
+            return True
+    return False
 
 
 def _fixed(control: Track, canary: Track, family: str, bounds: np.ndarray) -> bool:
@@ -147,14 +190,15 @@ def run_release(key: str, seed: np.random.SeedSequence) -> dict[str, object]:
     canary = simulate_track(rng, rate * s.canary_share, s.canary_errors, s.canary, s.bounds, keep_raw=True)
     out: dict[str, object] = {}
     if s.safety_tolerance is not None:
-        out["safe"] = _sequential(control, canary, "latency", s.bounds, s.safety_tolerance, is_safe)
-        out["high"] = _sequential(control, canary, "latency", s.bounds, s.safety_tolerance, is_high)
+        out["safe"] = _sequential(control, canary, "latency", s.bounds, s.safety_tolerance, is_safe, s.tolerance_on)
+        out["high"] = _sequential(control, canary, "latency", s.bounds, s.safety_tolerance, is_high, s.tolerance_on)
     for fam in s.families:
         out[f"new {fam}"] = _sequential(control, canary, fam, s.bounds, 0.0, is_high)
         out[f"fixed {fam}"] = _fixed(control, canary, fam, s.bounds)
-        if s.kayenta:
-            out[f"kayenta {fam}"] = kayenta_release(control, canary, looks=LOOKS,
-                                                    look_seconds=LOOK_SECONDS, group=fam)  # fmt: skip
+        out[f"kayenta {fam}"] = (kayenta_release(control, canary, looks=LOOKS, look_seconds=LOOK_SECONDS,
+                                                 group=fam) if s.kayenta else None)  # fmt: skip
+        if fam == "errors" and s.canary_errors != s.control_errors:
+            out["oracle errors"] = _oracle(control, canary, s.canary_errors / s.control_errors)
     if s.canary_share != 0.5:
         out["guard"] = first_look(lambda look: check_split(control.counts_at(look * LOOK_SECONDS)[0],
                                                            canary.counts_at(look * LOOK_SECONDS)[0],
@@ -201,16 +245,20 @@ def print_table(results: dict[str, list[dict[str, object]]], reps: int) -> dict[
         runs = results[key]
         if twin is None:
             new, kay, fix = ([r[f"{m} {fam}"] for r in runs] for m in ("new", "kayenta", "fixed"))
-            rows.append((label, _ci(new), "–", _median_look(new), _ci(kay), "–", _median_look(kay), _ci(fix), "–"))
+            k_fa, k_look = (_ci(kay), _median_look(kay)) if SCENARIOS[key].kayenta else ("–", "–")
+            rows.append((label, _ci(new), "–", _median_look(new), k_fa, "–", k_look, _ci(fix), "–"))
             measured[f"fa {label}"] = _rate(new)
             continue
         aa = results[twin[0]]
         fa = [[r[f"{m} {fam}"] for r in aa] for m in ("new", "kayenta", "fixed")]
         hit = [[r[f"{m} {fam}"] for r in runs] for m in ("new", "kayenta", "fixed")]
-        rows.append((label, _pct(_rate(fa[0])), _pct(_rate(hit[0])), _median_look(hit[0]),
-                     _pct(_rate(fa[1])), _pct(_rate(hit[1])), _median_look(hit[1]),
+        kay_cells = ((_pct(_rate(fa[1])), _pct(_rate(hit[1])), _median_look(hit[1]))
+                     if SCENARIOS[key].kayenta else ("–", "–", "–"))  # fmt: skip
+        rows.append((label, _pct(_rate(fa[0])), _pct(_rate(hit[0])), _median_look(hit[0]), *kay_cells,
                      _pct(_rate(fa[2])), _pct(_rate(hit[2]))))  # fmt: skip
         measured[f"detect {label}"] = _rate(hit[0])
+        looks_hit = [v for v in hit[0] if isinstance(v, int) and not isinstance(v, bool)]
+        measured[f"look {label}"] = float(np.median(looks_hit)) if looks_hit else math.inf
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     print(line(head))
@@ -223,14 +271,19 @@ def print_table(results: dict[str, list[dict[str, object]]], reps: int) -> dict[
     print(f"\nwhole config, A/A: Kayenta mode (goldengoose-kayenta.yaml, 5 scored metrics) fails "
           f"{_ci(kay_all)} of releases, median look {_median_look(kay_all)}; sequential judge "
           f"(error rate + latency, alpha {ALPHA} each) {_ci(new_all)}")
-    safe_runs = results["safe"]
-    safe = [r["safe"] for r in safe_runs]
-    high = [r["high"] for r in safe_runs]
-    measured["safe rate"] = _rate(safe)
-    looks = [v for v in safe if v]
-    measured["safe look"] = float(np.median(looks)) if looks else math.inf
-    print(f"decided safe, A/A at tolerance 0.2 on buckets x1.1: {_pct(_rate(safe))} of releases, "
-          f"median look {_median_look(safe)} of {LOOKS} (High: {_ci(high)})")
+    for label, key in SAFE_ROWS:
+        runs = results[key]
+        safe = [r["safe"] for r in runs]
+        high = [r["high"] for r in runs]
+        # a release that is never decided runs all its looks: its "look" is the last
+        looks = [v if v else LOOKS for v in safe]
+        measured[f"safe look {key}"] = float(np.median(looks))
+        print(f"decided safe, {label}: {_pct(_rate(safe))} of releases, median look "
+              f"{np.median(looks):g} of {LOOKS} (never decided counts as {LOOKS}; High: {_ci(high)})")
+    oracle = [r["oracle errors"] for r in results["errors x2"]]
+    measured["oracle errors"] = _rate(oracle)
+    print(f"errors 0.5% -> 1.0%: the likelihood ratio at the true ratio (the fastest-growing "
+          f"e-process, known only in hindsight) reaches 1/alpha in {_pct(_rate(oracle))} of releases")
     drift = results["split 52%"]
     guard = [r["guard"] for r in drift]
     for fam in ("errors", "latency"):
@@ -249,20 +302,25 @@ def print_table(results: dict[str, list[dict[str, object]]], reps: int) -> dict[
 
 
 def time_one_look(repeats: int = 5) -> tuple[float, float]:
-    """Best of `repeats`: 25 ratio + 25 histogram metrics (~80 buckets) at the last look,
-    sequential judge vs the Kayenta judge on the same look's range-query series."""
+    """Best of `repeats`: 25 ratio + 25 histogram metrics (~80 buckets) at the last look
+    with its 9 earlier looks, sequential judge vs the Kayenta judge on the same look's
+    range-query series."""
     rng = np.random.default_rng(SEED)
     end = LOOKS * LOOK_SECONDS
     rate = np.full(end, RATE)
     pairs = [(simulate_track(rng, rate, 0.005, SHIFTED_EXPONENTIAL, FINE_BOUNDS),
               simulate_track(rng, rate, 0.005, SHIFTED_EXPONENTIAL, FINE_BOUNDS)) for _ in range(25)]  # fmt: skip
     counts = [(c.counts_at(end), e.counts_at(end)) for c, e in pairs]
+    # the flow passes every earlier look: the last look of a release carries the most
+    histories = [[(c.counts_at(k * LOOK_SECONDS)[2], e.counts_at(k * LOOK_SECONDS)[2]) for k in range(1, LOOKS)]
+                 for c, e in pairs]  # fmt: skip
     series = [(range_query(c, end), range_query(e, end)) for c, e in pairs]
 
     def sequential() -> None:
-        for (ct, ce, cb), (et, ee, eb) in counts:
+        for ((ct, ce, cb), (et, ee, eb)), history in zip(counts, histories, strict=True):
             compare_counts(ce, ct, ee, et, alpha=ALPHA)
-            compare_histograms(cb, eb, FINE_BOUNDS, alpha=ALPHA, unit="s")
+            compare_histograms(cb, eb, FINE_BOUNDS, alpha=ALPHA, unit="s", tolerance=0.1,
+                               history=history, planned_looks=LOOKS)  # fmt: skip
 
     def kayenta() -> None:
         for c, e in series:
@@ -307,12 +365,20 @@ def main() -> None:
 
     print("\ntargets (sequential judge):")
     target("false alarms over 10 looks (worst A/A row)", _pct(fa), "<= 1%", fa <= 0.01)
-    d = measured["detect latency +5% (tolerance 0)"]
-    target("detect latency +5%", _pct(d), ">= 70%", d >= 0.70)
+    d = measured["detect lognormal latency +5%"]
+    target("detect lognormal latency +5% (tolerance 0)", _pct(d), ">= 80%", d >= 0.80)
     d = measured["detect errors 0.5% -> 1.0%"]
-    target("detect errors 0.5% -> 1.0%", _pct(d), ">= 55%", d >= 0.55)
-    look = measured["safe look"]
-    target("A/A tolerance 0.2 decided safe (median look)", f"{look:g} of {LOOKS}", "<= 5", look <= 5)
+    o = measured["oracle errors"]
+    target("detect errors 0.5% -> 1.0%", _pct(d), ">= 70%", d >= 0.70)
+    print(f"    (no e-process can: the likelihood ratio at the true effect reaches {_pct(o)})")
+    for key, name in (("latency +50%", "latency +50%"), ("errors 0.5% -> 2.0%", "errors x4")):
+        look = measured[f"look {key}"]
+        target(f"{name}: median look of detection", f"{look:g}", "<= 2", look <= 2)
+    for key, name, goal in (("safe", "A/A tol 0.2, x1.1 buckets: decided (median look)", 4),
+                            ("safe+5%", "+5%, tol 0.2, x1.1 buckets: decided (median look)", 5),
+                            ("safe istio", "A/A, Istio, share tol 0.2: decided (median look)", 5)):
+        look = measured[f"safe look {key}"]
+        target(name, f"{look:g} of {LOOKS}", f"<= {goal}", look <= goal)
     target("one look of 50 metrics (25 ratio + 25 histogram)", f"{seq * 1e3:.1f} ms", "< 50 ms", seq < 0.05)
     print(f"  Kayenta judge on the same look (50 pairs of {LOOKS * LOOK_SECONDS - 4} points): "
           f"{kay * 1e3:.1f} ms; ratio sequential / Kayenta {seq / kay:.2f}")

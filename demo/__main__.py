@@ -80,8 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "PostgreSQL cluster of the demo's own, under --home")  # fmt: skip
     p.add_argument("--db-port", dest="db_port", type=_port, default=_DEFAULTS.db_port,
                    help=f"PostgreSQL on 127.0.0.1, with --db postgres (default {_DEFAULTS.db_port})")  # fmt: skip
-    p.add_argument("--rate", type=float, default=30.0,
-                   help="steady production load, requests per second (default 30)")  # fmt: skip
+    p.add_argument("--rate", type=float, default=60.0,
+                   help="steady production load, requests per second (default 60)")  # fmt: skip
     p.add_argument("--load-duration", type=float, default=900.0,
                    help="seconds of load before it stops by itself (default 900)")  # fmt: skip
     p.add_argument("--release-timeout", type=float, default=360.0,
@@ -486,6 +486,8 @@ class ReleaseRow:
     #: analysis time until the decision, and the number of looks it took
     decided: float | None = None
     looks: int | None = None
+    #: the analysis time the release spec planned (its lifetime)
+    lifetime: float | None = None
 
     @property
     def decision(self) -> str:
@@ -493,14 +495,29 @@ class ReleaseRow:
             return "-"
         return f"{clock(self.decided)} ({self.looks} look{'s' if self.looks != 1 else ''})"
 
+    @property
+    def saved(self) -> str:
+        """Analysis time the early decision saved (of the planned lifetime)."""
+        if self.decided is None or self.lifetime is None:
+            return "-"
+        return clock(max(0.0, self.lifetime - self.decided))
+
+
+def _why(event: dict[str, Any] | None) -> str:
+    """The release's own reason, shortened for the summary: what decided it and when."""
+    if event is None:
+        return ""
+    reason = str(event["payload"].get("reason") or "")
+    return reason if len(reason) <= 400 else reason[:399] + "…"
+
 
 def render_summary(rows: Sequence[ReleaseRow]) -> str:
     """The summary table (plain text, fixed-width columns) plus one line per reason."""
     header = ("release", "commit", "version", "outcome", "expected", "score", "decided after",
-              "time", "flow run")  # fmt: skip
+              "saved", "time", "flow run")  # fmt: skip
     body = [
         (r.label, r.commit[:7], r.version, r.outcome, r.expected,
-         "-" if r.score is None else f"{r.score:g}", r.decision,
+         "-" if r.score is None else f"{r.score:g}", r.decision, r.saved,
          "-" if r.seconds is None else clock(r.seconds), r.url or "-")
         for r in rows
     ]  # fmt: skip
@@ -727,9 +744,9 @@ class Demo:
             row.score = event["payload"].get("score")
             row.decided = event["payload"].get("decision_seconds")
             row.looks = event["payload"].get("judgements")
+            row.lifetime = event["payload"].get("lifetime_seconds")
         row.outcome, why = release_outcome(release, event)
-        if row.outcome != row.expected:
-            row.reason = why
+        row.reason = why if row.outcome != row.expected else _why(event)
 
     def run(self) -> int:
         self.say(f"prefect-canary demo in {self.home}")

@@ -36,7 +36,7 @@ def test_defaults_are_the_chain_defaults() -> None:
     assert (args.prefect_port, args.relay_port, args.app_port, args.stats_port,
             args.prometheus_port) == (4200, 8088, 18080, 18404, 19090)  # fmt: skip
     assert args.home == ROOT / ".demo"
-    assert (args.rate, args.load_duration) == (30.0, 900.0)
+    assert (args.rate, args.load_duration) == (60.0, 900.0)
 
 
 def test_flags_override_ports_and_commands_parse(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_an_invisible_holder_is_a_conflict() -> None:
 
 # -- summary and exit code -------------------------------------------------------------------
 def _rows(v2: str, v3: str | None) -> list[ReleaseRow]:
-    rows = [ReleaseRow("v2", "2.0.0", "a" * 40, PROMOTED, v2, 100.0, "http://u/2", "", 79.0, 45.0, 3)]
+    rows = [ReleaseRow("v2", "2.0.0", "a" * 40, PROMOTED, v2, 100.0, "http://u/2", "", 79.0, 45.0, 3, 120.0)]
     if v3 is not None:
         rows.append(ReleaseRow("v3", "3.0.0", "b" * 40, ROLLED_BACK, v3, 50.0, "http://u/3"))
     return rows
@@ -196,11 +196,11 @@ def test_summary_table_renders_given_rows() -> None:
     text = cli.render_summary(rows)
     lines = text.splitlines()
     assert lines[0].split() == ["release", "commit", "version", "outcome", "expected", "score",
-                                "decided", "after", "time", "flow", "run"]  # fmt: skip
+                                "decided", "after", "saved", "time", "flow", "run"]  # fmt: skip
     assert lines[2].split() == ["v2", "aaaaaaa", "2.0.0", "promoted", "promoted", "100", "0:45",
-                                "(3", "looks)", "1:19", "http://u/2"]  # fmt: skip
+                                "(3", "looks)", "1:15", "1:19", "http://u/2"]  # fmt: skip
     assert lines[3].split()[:6] == ["v3", "bbbbbbb", "3.0.0", "failed", "rolled", "back"]
-    assert lines[3].split()[6:] == ["-", "-", "-", "http://u/3"]
+    assert lines[3].split()[6:] == ["-", "-", "-", "-", "http://u/3"]
     assert lines[-1] == "v3: canary-release ended Crashed"
 
 

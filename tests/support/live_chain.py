@@ -60,9 +60,18 @@ class Live:
         """The Prefect server's database: "sqlite" or "postgres"."""
         return self.chain.config.db
 
-    def commit(self, version: str, faults: dict[str, Any] | None = None) -> str:
+    def commit(self, version: str, faults: dict[str, Any] | None = None,
+               app_config: dict[str, str] | None = None) -> str:
+        """Commit `version`; `app_config` is the commit's `.canary/` files (None: none, so
+        the release uses deployments/releases/goldengoose.yaml)."""
         (self.repo / "VERSION").write_text(f"{version}\n")
         (self.repo / "faults.json").write_text(json.dumps(faults or {}) + "\n")
+        carried = self.repo / ".canary"
+        if carried.exists():
+            shutil.rmtree(carried)
+        for name, text in (app_config or {}).items():
+            (carried / name).parent.mkdir(parents=True, exist_ok=True)
+            (carried / name).write_text(text)
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", f"goldengoose {version}")
         sha = git(self.repo, "rev-parse", "HEAD")
