@@ -64,6 +64,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/interrogate canary blocks
 
 # The whole suite: lint, import rules, types (mypy), then every test (real Prometheus,
 # HAProxy, Prefect).
