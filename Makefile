@@ -64,8 +64,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/interrogate canary blocks
 
-# The whole suite: lint, import rules, types (mypy), then every test (real Prometheus,
+# The whole suite: lint, import rules, types (mypy), docstrings (interrogate), then every test (real Prometheus,
 # HAProxy, Prefect).
 # Two passes: everything but the live-chain suites on two workers, then the live suites
 # (each starts a whole chain) one at a time, since two chains at once overload two cores.

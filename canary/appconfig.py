@@ -27,10 +27,20 @@ KEYS = ("release", "canary_config", "canary_config_name")
 
 
 def check_files(files: dict[str, str], app: str, where: str) -> tuple[dict[str, str], str]:
-    """(the app_config to carry, the app it releases) from the files of `.canary/`.
+    """Validate the files of a commit's `.canary/` and make the app_config a build carries.
 
-    `where` names the commit in errors ("<repo> at <commit>"); `app` is the app named
-    after the repository, which the spec's own `app:` overrides."""
+    Args:
+        files: The files of `.canary/`, by path relative to it, as text.
+        app: The app named after the repository; the spec's own `app:` overrides it.
+        where: Names the commit in errors ("<repo> at <commit>").
+
+    Returns:
+        (the app_config to carry in canary.build.succeeded, the app it releases).
+
+    Raises:
+        ConfigError: No release.yaml, an invalid spec or canary config, a canary config
+            outside `.canary/`, or texts over 64 KiB.
+    """
     if RELEASE_FILE not in files:
         raise ConfigError(
             f"{where}: {DIRECTORY}/ has no {RELEASE_FILE} (it has {', '.join(sorted(files))}); "
@@ -44,8 +54,22 @@ def check_files(files: dict[str, str], app: str, where: str) -> tuple[dict[str, 
 
 
 def load(app_config: object, app: str, where: str) -> tuple[ReleaseSpec, CanaryConfig]:
-    """The spec and canary config of a carried app_config (validated again: it came through
-    an event, and this is the one code path that turns config text into models)."""
+    """The spec and canary config of a carried app_config.
+
+    Validated again: it came through an event, and this is the one code path that turns
+    config text into models.
+
+    Args:
+        app_config: The `app_config` of a canary.build.succeeded event.
+        app: The app the release is for (the spec's default app).
+        where: Names the commit in errors.
+
+    Returns:
+        (the release spec, its canary config).
+
+    Raises:
+        ConfigError: The app_config is malformed, too large, or fails validation.
+    """
     if not isinstance(app_config, dict) or set(app_config) != set(KEYS) or not all(
         isinstance(app_config[k], str) for k in KEYS
     ):

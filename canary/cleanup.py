@@ -31,8 +31,14 @@ NEED_TRAFFIC_OFF = frozenset({"remove_baseline", "remove_canary"})
 
 
 def run_cleanup(steps: Mapping[str, Callable[[], object]]) -> tuple[list[str], BaseException | None]:
-    """Run every step by name; returns what was done (failures and skips named) and the first
-    error."""
+    """Run every cleanup step in `CLEANUP_STEPS` order, each even when an earlier one failed.
+
+    Args:
+        steps: The callable for each step name of `CLEANUP_STEPS`.
+
+    Returns:
+        (what was done, in report words, failures and skips named; the first error or None).
+    """
     done: list[str] = []
     errors: list[BaseException] = []
     traffic_stuck = False

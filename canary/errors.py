@@ -10,7 +10,11 @@ from __future__ import annotations
 
 
 class CanaryError(Exception):
-    """Base class. Messages say what was wrong, name the offending input and what to do."""
+    """Base class. Messages say what was wrong, name the offending input and what to do.
+
+    Attributes:
+        transient: Repeating the same call may succeed (Prefect tasks retry only these).
+    """
 
     transient: bool = False
 
@@ -48,5 +52,12 @@ class AnalysisError(CanaryError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when retrying the call that raised `exc` may succeed."""
+    """Whether retrying the call that raised `exc` may succeed.
+
+    Args:
+        exc: The exception a call raised.
+
+    Returns:
+        True for a `CanaryError` marked transient; False for anything else.
+    """
     return isinstance(exc, CanaryError) and exc.transient

@@ -1,4 +1,4 @@
-"""The seams between the canary logic and the platforms it drives (DESIGN.md rule 5).
+"""The seams between the canary logic and the platforms it drives (docs/architecture.md, house rule 3).
 
 Each port is a narrow ``typing.Protocol``; every platform (Kubernetes, local processes,
 Prometheus) provides one implementation that takes its client in ``__init__``. Methods raise

@@ -29,6 +29,8 @@ Newer = Callable[["Candidate", "Candidate"], bool | None]
 
 
 class Place(StrEnum):
+    """Where a release run stands in its app's queue, as `place` decides it."""
+
     PROCEED = "proceed"
     WAIT = "wait"
     SUPERSEDED = "superseded"
@@ -39,9 +41,18 @@ class Place(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One run as the queue sees it. `live`: not in a final state; `completed`: ended
-    Completed (its work is done); `pushed_at`: when its commit was pushed, if known;
-    `started`: its process began running the flow (only such a run can hold a lock)."""
+    """One run as the queue sees it.
+
+    Attributes:
+        run_id: The flow run's id (breaks ties between runs created at the same time).
+        name: The flow run's name, as reasons quote it.
+        commit: The commit the run releases.
+        created: When the run was created (first come, first served).
+        live: The run is not in a final state.
+        completed: The run ended Completed (its work is done).
+        pushed_at: When its commit was pushed, if known.
+        started: Its process began running the flow (only such a run can hold a lock).
+    """
 
     run_id: str
     name: str
@@ -54,11 +65,14 @@ class Candidate:
 
     @property
     def short(self) -> str:
+        """The commit's first 12 characters, as reasons quote it."""
         return self.commit[:12]
 
 
 @dataclass(frozen=True, slots=True)
 class QueueDecision:
+    """Where a run stands, why in words, and the other run that decided it (if one did)."""
+
     place: Place
     reason: str
     other: Candidate | None = None
@@ -70,7 +84,16 @@ def _earlier(a: Candidate, b: Candidate) -> bool:
 
 
 def by_push_time(a: Candidate, b: Candidate) -> bool | None:
-    """The fallback order: the later push is the newer commit; None when a time is missing."""
+    """The fallback order: the later push is the newer commit.
+
+    Args:
+        a: The run whose commit may be the newer one.
+        b: The run it is compared with.
+
+    Returns:
+        True if `a` was pushed after `b`, False if before, None when a push time is missing
+        or both are equal.
+    """
     if a.pushed_at is None or b.pushed_at is None or a.pushed_at == b.pushed_at:
         return None
     return a.pushed_at > b.pushed_at
@@ -78,8 +101,17 @@ def by_push_time(a: Candidate, b: Candidate) -> bool | None:
 
 def place(me: Candidate, others: Sequence[Candidate], newer: Newer = by_push_time, *,
           retry: bool = False) -> QueueDecision:  # fmt: skip
-    """Where `me` stands among the other runs of the same flow and app. A `retry` (asked for
-    by a person) may release a commit that was handled before."""
+    """Where `me` stands among the other runs of the same flow and app.
+
+    Args:
+        me: The run asking.
+        others: The other runs of the same flow and app (`me` among them is ignored).
+        newer: Which of two commits is newer (git ancestry, else `by_push_time`).
+        retry: A person asked for this release again: a commit handled before may go.
+
+    Returns:
+        DUPLICATE, SUPERSEDED, WAIT or PROCEED, with the reason and the run that decided it.
+    """
     others = [o for o in others if o.run_id != me.run_id]
     for other in others:
         if other.commit != me.commit:
@@ -104,7 +136,16 @@ def place(me: Candidate, others: Sequence[Candidate], newer: Newer = by_push_tim
 
 
 def against_production(me: Candidate, production: Candidate | None, newer: Newer = by_push_time) -> str | None:
-    """Why `me` must not be released over what production runs, or None when it may be."""
+    """Why `me` must not be released over what production runs.
+
+    Args:
+        me: The run asking.
+        production: The run that put production's current commit up, if known.
+        newer: Which of two commits is newer.
+
+    Returns:
+        The reason in words, or None when `me` may be released.
+    """
     if production is None:
         return None
     if production.commit == me.commit:

@@ -1,12 +1,12 @@
 """Flow `canary-release`: baseline + canary side by side, judged, promoted or rolled back.
 
-Reads like the chain in DESIGN.md: wait for this release's turn (canary.queue: a newer
-commit supersedes it, a duplicate or a commit older than production is never released),
-take the app's release lock, repair leftovers of a crashed release, pin all traffic to
-production, deploy baseline (production's image) and canary (the new image), then per
-judgement window shift traffic, wait for the window, check that both tracks serve, fetch,
-judge and publish, and let canary.analysis.decision say stop, continue or promote; promote
-or roll back; ALWAYS clean up.
+Reads like the chain in docs/architecture.md ("A release, module by module"): wait for
+this release's turn (canary.queue: a newer commit supersedes it, a duplicate or a commit
+older than production is never released), take the app's release lock, repair leftovers
+of a crashed release, pin all traffic to production, deploy baseline (production's image)
+and canary (the new image), then per judgement window shift traffic, wait for the window,
+check that both tracks serve, fetch, judge and publish, and let canary.analysis.decision
+say stop, continue or promote; promote or roll back; ALWAYS clean up.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ __all__ = ["Action", "Decision", "decide", "fails_fast", "final_decision", "in_m
 
 
 class Action(StrEnum):
+    """What a release does after a look: go on, promote the canary, or roll it back."""
+
     CONTINUE = "continue"
     PROMOTE = "promote"
     ROLL_BACK = "roll back"
@@ -41,8 +43,13 @@ class Action(StrEnum):
 class Decision:
     """What to do after a look, and why in words.
 
-    `final` is True when the release ends here; `early` when it ends before its last
-    look; `marginal` when the last score sits in the band where a person may decide.
+    Attributes:
+        action: Continue, promote or roll back.
+        reason: Why, in words (the report's headline and the run's state message).
+        final: The release ends here.
+        early: It ends before its last look.
+        marginal: The last score sits in the band where a person may decide.
+        manual: A person decided (an operator command, a manual gate), not the numbers.
     """
 
     action: Action
@@ -60,12 +67,28 @@ def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:
 
 
 def fails_fast(score: float, thresholds: Thresholds | None) -> bool:
-    """Fail fast when a judgement scores at or below marginal; a NaN score fails closed."""
+    """Whether a judgement before the last look stops the release (Kayenta's fail fast).
+
+    Args:
+        score: The judgement's summary score.
+        thresholds: The config's thresholds; None: no marginal threshold.
+
+    Returns:
+        True when the score is at or below marginal, or not a number (fails closed).
+    """
     return not math.isfinite(score) or not _above_marginal(score, thresholds)
 
 
 def final_decision(last_score: float | None, thresholds: Thresholds | None) -> tuple[bool, str]:
-    """(passed, reason) from the last score only; earlier marginal scores don't count."""
+    """The end-of-lifetime verdict from the last score only; earlier scores don't count.
+
+    Args:
+        last_score: The last judgement's summary score; None when none succeeded.
+        thresholds: The config's pass and marginal thresholds, if any.
+
+    Returns:
+        (passed, reason): whether the release passes, and why in words.
+    """
     if last_score is None:
         return False, "no successful canary judgements"
     if not math.isfinite(last_score):
@@ -85,7 +108,15 @@ def final_decision(last_score: float | None, thresholds: Thresholds | None) -> t
 
 
 def in_marginal_band(score: float | None, thresholds: Thresholds | None) -> bool:
-    """Above the marginal threshold and below the pass threshold: where a person may decide."""
+    """Whether a score sits where a person may decide (a manual judgement).
+
+    Args:
+        score: A summary score, or None.
+        thresholds: The config's thresholds, if any.
+
+    Returns:
+        True when the score is above the marginal threshold and below the pass threshold.
+    """
     if score is None or not math.isfinite(score) or thresholds is None:
         return False
     if thresholds.pass_ is None:
@@ -113,10 +144,21 @@ def decide(
     min_analysis: timedelta = timedelta(0),
     lifetime: timedelta | None = None,
 ) -> Decision:
-    """The decision after look `look` of `looks` (1-based), `elapsed` into the analysis.
+    """The decision after one look: roll back, promote (early or at the end), or continue.
 
-    `lifetime` is the analysis time the last look would have reached (an early promotion
-    names the time it saves); None: `looks` equal intervals, as long as the ones so far."""
+    Args:
+        judgement: The look's judgement (every metric, the guards, the score).
+        look: This look's number, 1-based.
+        looks: How many looks the plan has.
+        elapsed: Analysis time so far.
+        min_analysis: An early promotion waits at least this long.
+        lifetime: The analysis time the last look would have reached (an early promotion
+            names the time it saves); None: `looks` equal intervals, as long as the ones
+            so far.
+
+    Returns:
+        The decision, with its reason in words.
+    """
     thresholds = judgement.thresholds
     score = judgement.summary_score
     last = look >= looks

@@ -25,7 +25,17 @@ _MINUTE = timedelta(minutes=1)
 
 @dataclass(frozen=True, slots=True)
 class JudgementWindow:
-    """One judgement: the data windows of both sides, and when it may run at the earliest."""
+    """One judgement: the data windows of both sides, and when it may run at the earliest.
+
+    Attributes:
+        index: The judgement's number, 1-based.
+        experiment_start: Start of the canary's data window.
+        experiment_end: End of the canary's data window.
+        control_start: Start of the baseline's data window.
+        control_end: End of the baseline's data window.
+        not_before: The real time before which the judgement must not run.
+        step: The query resolution.
+    """
 
     index: int  # 1-based
     experiment_start: datetime
@@ -43,7 +53,18 @@ def _origin(plan: AnalysisPlan, start: datetime) -> datetime:
 
 
 def effective_lifetime(plan: AnalysisPlan, *, start: datetime) -> timedelta:
-    """Step 1: the analysis length (whole minutes to end_time for Kayenta requests)."""
+    """Step 1: the analysis length (whole minutes to end_time for Kayenta requests).
+
+    Args:
+        plan: The analysis plan.
+        start: When the analysis begins (timezone-aware).
+
+    Returns:
+        The plan's lifetime, or the time from the window origin to its end time.
+
+    Raises:
+        ConfigError: `start` has no time zone, or the end time leaves no time.
+    """
     origin = _origin(plan, start)
     if plan.end_time is None:
         assert plan.lifetime is not None  # guaranteed by AnalysisPlan
@@ -61,7 +82,15 @@ def effective_lifetime(plan: AnalysisPlan, *, start: datetime) -> timedelta:
 
 
 def effective_interval(plan: AnalysisPlan, *, start: datetime) -> timedelta:
-    """Step 2: the interval; None, 0 or longer than the lifetime means the lifetime."""
+    """Step 2: the interval; None, 0 or longer than the lifetime means the lifetime.
+
+    Args:
+        plan: The analysis plan.
+        start: When the analysis begins (timezone-aware).
+
+    Returns:
+        The time between two judgements.
+    """
     lifetime = effective_lifetime(plan, start=start)
     interval = plan.interval
     if not interval or interval > lifetime:
@@ -78,6 +107,16 @@ def judgement_windows(plan: AnalysisPlan, *, start: datetime) -> tuple[Judgement
     `lookback` makes sliding windows (not clamped at the origin, as in Kayenta); otherwise
     windows grow from the origin. The control window is the experiment window moved earlier
     by `control_offset`.
+
+    Args:
+        plan: The analysis plan.
+        start: When the analysis begins (timezone-aware).
+
+    Returns:
+        Every judgement's windows, in order.
+
+    Raises:
+        ConfigError: `start` has no time zone, or the end time leaves no time.
     """
     origin = _origin(plan, start)
     lifetime = effective_lifetime(plan, start=start)

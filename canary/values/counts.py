@@ -27,6 +27,7 @@ class HistogramCounts:
 
     @property
     def total(self) -> float:
+        """The number of requests: the +Inf bucket's count (0 without series)."""
         return self.buckets[-1] if self.buckets else 0.0
 
     def __post_init__(self) -> None:

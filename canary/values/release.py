@@ -19,7 +19,18 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def check_app_name(app: str) -> str:
-    """An RFC 1123 label: it names Deployments, HAProxy backends and concurrency limits."""
+    """Check an app name: an RFC 1123 label (it names Deployments, backends, limits).
+
+    Args:
+        app: The name to check.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        ConfigError: It is not 1-63 lowercase letters, digits and '-', starting and ending
+            with a letter or digit.
+    """
     if not isinstance(app, str) or not _NAME.fullmatch(app):
         raise ConfigError(
             f"app {app!r} is not a valid name: use 1-63 lowercase letters, digits and '-', "
@@ -29,10 +40,22 @@ def check_app_name(app: str) -> str:
 
 
 def app_name_for_repository(repository: str) -> str:
-    """The app name for a GitHub repository name (`owner/` dropped): lowercased, every run of
-    characters outside [a-z0-9] becomes one '-', leading/trailing '-' dropped, cut to 63.
-    `MyService` -> `myservice`, `web_api.v2` -> `web-api-v2`. A name that leaves nothing (or
-    a release spec that wants another name) names the app in `.canary/release.yaml`."""
+    """The app name for a GitHub repository name.
+
+    `owner/` is dropped, the rest lowercased, every run of characters outside [a-z0-9]
+    becomes one '-', leading/trailing '-' are dropped, and it is cut to 63:
+    `MyService` -> `myservice`, `web_api.v2` -> `web-api-v2`. A name that leaves nothing
+    (or a release spec that wants another name) names the app in `.canary/release.yaml`.
+
+    Args:
+        repository: `name` or `owner/name`.
+
+    Returns:
+        A valid app name.
+
+    Raises:
+        ConfigError: Nothing valid is left of the name.
+    """
     name = repository.rsplit("/", 1)[-1] if isinstance(repository, str) else ""
     mapped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
     if not mapped:
@@ -42,7 +65,17 @@ def app_name_for_repository(repository: str) -> str:
 
 
 def check_commit(commit: str) -> str:
-    """A full 40-hex git commit id (a branch or short id is ambiguous and not reproducible)."""
+    """Check a commit id: 40 hex digits (a branch or short id is ambiguous, not reproducible).
+
+    Args:
+        commit: The commit id to check.
+
+    Returns:
+        The id, lowercased.
+
+    Raises:
+        ConfigError: It is not a full 40-hex git commit id.
+    """
     if not isinstance(commit, str) or not _COMMIT.fullmatch(commit.lower()):
         raise ConfigError(f"commit {commit!r} is not a full 40-hex git commit id")
     return commit.lower()
@@ -51,7 +84,14 @@ def check_commit(commit: str) -> str:
 @dataclass(frozen=True)
 class Release:
     """An app's image, built from one commit: what a build produces and a release ships.
-    Validated on construction (the name rule, a full commit id, a non-empty image)."""
+
+    Validated on construction (the name rule, a full commit id, a non-empty image).
+
+    Attributes:
+        app: The app's name (an RFC 1123 label).
+        image: The image reference.
+        commit: The full commit id, lowercased.
+    """
 
     app: str
     image: str
@@ -65,4 +105,5 @@ class Release:
 
     @property
     def short_commit(self) -> str:
+        """The commit's first 7 characters, as git shows it."""
         return self.commit[:7]

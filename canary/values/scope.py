@@ -48,6 +48,12 @@ def iso_instant(moment: datetime) -> str:
     """Render like Java's ``Instant.toString()``: UTC, ``Z``, fraction of 0/3/6 digits as needed.
 
     (Java may also print 9 digits; Python datetimes stop at microseconds.)
+
+    Args:
+        moment: A timezone-aware instant.
+
+    Returns:
+        The ISO-8601 text, e.g. ``2020-07-27T19:17:36.500Z``.
     """
     moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
@@ -60,7 +66,14 @@ def iso_instant(moment: datetime) -> str:
 
 
 def epoch_millis(moment: datetime) -> int:
-    """Whole milliseconds since the epoch, truncated (Java ``Instant.toEpochMilli``)."""
+    """Whole milliseconds since the epoch, truncated (Java ``Instant.toEpochMilli``).
+
+    Args:
+        moment: A timezone-aware instant.
+
+    Returns:
+        The milliseconds since 1970-01-01T00:00:00Z.
+    """
     return (moment - _EPOCH) // _MS
 
 
@@ -125,6 +138,15 @@ class MetricScope:
         taken from ``extendedScopeParams`` when those keys are present, and stay there too.
         Scalars in ``extendedScopeParams`` and a string ``step`` are coerced the way Jackson
         coerces them into Kayenta's ``Map<String, String>`` / ``Long``.
+
+        Args:
+            data: The scope object, with Kayenta's camelCase keys.
+
+        Returns:
+            The validated scope.
+
+        Raises:
+            ConfigError: A required time is missing or a value is malformed.
         """
         raw_params = data.get("extendedScopeParams") or {}
         if not isinstance(raw_params, Mapping):
@@ -176,6 +198,22 @@ def scope_pair(
 
     ``control_offset`` moves the control window earlier (Kayenta's
     ``controlOffsetInMinutes``), e.g. to compare against a pre-deploy baseline.
+
+    Args:
+        baseline: The control side's ``scope`` (e.g. its track selector).
+        canary: The experiment side's ``scope``.
+        start: The experiment window's start.
+        end: The experiment window's end.
+        step: The query resolution in whole seconds.
+        location: The ``location`` of both sides.
+        extended_scope_params: Template bindings shared by both sides.
+        control_offset: How much earlier the control window is.
+
+    Returns:
+        (control, experiment).
+
+    Raises:
+        ConfigError: A value is invalid (see ``MetricScope``).
     """
     params = dict(extended_scope_params or {})
     control = MetricScope(

@@ -66,8 +66,10 @@ class MetricPair:
 
     @property
     def control_values(self) -> np.ndarray:
+        """The control (baseline) series' values."""
         return self.control.values
 
     @property
     def experiment_values(self) -> np.ndarray:
+        """The experiment (canary) series' values."""
         return self.experiment.values

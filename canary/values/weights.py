@@ -29,4 +29,5 @@ class Weights:
 
     @classmethod
     def all_primary(cls) -> Weights:
+        """Every request to production: where a release starts and every cleanup ends."""
         return cls(primary=100)
