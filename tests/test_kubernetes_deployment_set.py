@@ -6,7 +6,7 @@ entrypoints, triggers and schedules, the same parameters with the cluster's bloc
 image, work pool, namespace and ServiceAccount are named in several files (Dockerfile,
 prefect.kubernetes.yaml, deployments/kubernetes/); each name is checked to be one name.
 
-On the real control plane (tests/support/kube.py), README "Run it on your cluster" steps 3
+On the real control plane (tests/support/kube.py), docs/kubernetes.md "Run it on your cluster" steps 3
 to 7 run as written: the manifests applied with the built kubectl's `apply -k` into a fresh
 namespace (every object created, validated by the API server, read back), the worker and
 the relay rolled out (kwok makes their pods Ready: no container runs), the blocks saved by
@@ -178,7 +178,7 @@ def test_kustomize_renders_every_container_with_the_chosen_image(tmp_path: Path)
         pytest.skip("no kubectl (run `make setup`): the kustomize rendering is not checked")
     copy = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, copy)
-    (image,) = _kustomization()["images"]  # as shipped, or as README step 4 set it
+    (image,) = _kustomization()["images"]  # as shipped, or as docs/kubernetes.md step 4 sets it
     text = (copy / "kustomization.yaml").read_text()
     text = text.replace(f"newName: {image['newName']}", "newName: reg.test/me/pc")
     (copy / "kustomization.yaml").write_text(text.replace(f"newTag: {image['newTag']}", "newTag: abc"))
@@ -230,7 +230,7 @@ def test_every_service_selects_the_pods_of_its_workload() -> None:
 
 
 def test_the_database_url_and_password_come_from_the_secret_only() -> None:
-    """The PostgreSQL URL carries the password: it is read from the Secret the README's
+    """The PostgreSQL URL carries the password: it is read from the Secret docs/kubernetes.md
     commands create, never written in a manifest."""
     docs = _server_docs()
     server = next(d for d in docs if d["metadata"]["name"] == "prefect-server" and d["kind"] == "Deployment")
@@ -265,7 +265,7 @@ def test_one_server_replica_with_its_lease_storage_on_a_volume() -> None:
     assert container["image"].rsplit(":", 1)[0] == _kustomization()["images"][0]["name"]
 
 
-# -- on the real API: README "Run it on your cluster", steps 3 to 7 -----------------------
+# -- on the real API: docs/kubernetes.md "Run it on your cluster", steps 3 to 7 -----------------------
 # The project's image is never pulled (kwok runs no containers): its pods only have to be
 # scheduled and become Ready, which is what `kubectl rollout status` waits for.
 IMAGE = "reg.test/me/prefect-canary:abc123"
@@ -284,7 +284,7 @@ def _readme_step_3_and_4(copy: Path, namespace: str, api_url: str) -> None:
     for name, pairs in edits.items():
         text = (copy / name).read_text()
         for old, new in pairs:
-            assert old in text, f"README step 3/4: {old!r} is no longer in {name}"
+            assert old in text, f"docs/kubernetes.md step 3/4: {old!r} is no longer in {name}"
             text = text.replace(old, new)
         (copy / name).write_text(text)
 
@@ -304,7 +304,7 @@ def _applied(cluster: Any, directory: Path, namespace: str) -> dict[tuple[str, s
 
 @pytest.fixture
 def fresh_namespace(control_plane: Any) -> Iterator[str]:
-    """An empty namespace, made as README step 5 makes it (no Role in it yet)."""
+    """An empty namespace, made as docs/kubernetes.md step 5 makes it (no Role in it yet)."""
     name = f"deployment-set-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", name)
     yield name
@@ -407,7 +407,7 @@ def _blocks_script() -> Any:
 
 def _readme_step_7(copy: Path, namespace: str, api_url: str, tmp_path: Path) -> None:
     """`prefect deploy --all --prefect-file prefect.kubernetes.yaml` (namespace as step 3
-    set it, CANARY_IMAGE as step 7 says) after creating the pool as the README's fallback
+    set it, CANARY_IMAGE as step 7 says) after creating the pool as docs/kubernetes.md's fallback
     does; every deployment lands in the pool, its Jobs in the namespace, from the image."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate

@@ -335,9 +335,9 @@ def test_derived_deployments_are_valid_deployments() -> None:
 
 def test_the_example_app_is_ready_for_a_first_release(
         namespace: Namespace, workloads: KubernetesWorkloads, router: IstioRouter) -> None:
-    """examples/myapp.yaml (what the README's "Try it without a cluster" applies) has what a
+    """examples/myapp.yaml (what docs/kubernetes.md "Try it without a cluster" applies) has what a
     release needs: the track label in production's selector, a route to split. Applied with
-    kubectl as the README says, a release runs on it under the adapters' Role and leaves it
+    kubectl as docs/kubernetes.md says, a release runs on it under the adapters' Role and leaves it
     as it was."""
     docs = _docs(MANIFESTS / "examples" / "myapp.yaml")
     assert [d["kind"] for d in docs] == ["Deployment", "Service", "VirtualService"]
