@@ -34,7 +34,7 @@ from urllib3.util.retry import Retry
 from canary.config import PrometheusQuery
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.counts import histogram_counts, parse_matrix, ratio_counts, sum_increase
-from canary.metrics.promql import _reject_injection, build_query, expand_custom_filter
+from canary.metrics.promql import counter_selector, graph_expr, metric_query
 from canary.metrics.series import Align, MatrixItem, to_series
 from canary.values.counts import CounterSeries, SideCounts
 from canary.values.scope import MetricScope, epoch_millis, iso_instant
@@ -161,14 +161,7 @@ class PrometheusMetricSource:
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
     ) -> str:
         """The PromQL text for ``metric`` over ``scope`` (Kayenta's dry run)."""
-        query = metric.query
-        if not isinstance(query, PrometheusQuery):  # OtherQuery refuses type "prometheus"
-            kind = getattr(query, "type", None)
-            raise ConfigError(
-                f"metric {metric.name!r} has query type {kind!r}; a Prometheus source can only "
-                "run queries of type 'prometheus'"
-            )
-        return build_query(query, templates, scope, scope_label=self._scope_label)
+        return metric_query(metric, templates, scope, scope_label=self._scope_label)
 
     # -- count metrics ---------------------------------------------------------------------
 
@@ -216,18 +209,8 @@ class PrometheusMetricSource:
         name: str = "<selector>",
         resource_type: str | None = None,
     ) -> str:
-        """A counter selector for ``scope``: the bindings (and injection checks) of a Kayenta
-        customInlineTemplate, so ``${scope}``, ``${location}`` and extendedScopeParams work
-        alike. (`templates` is passed on as for customInlineTemplate, which ignores it.)"""
-        try:
-            _reject_injection(scope)
-            inline = PrometheusQuery(custom_inline_template=template, resource_type=resource_type)
-            text = expand_custom_filter(inline, templates, scope)
-        except ConfigError as exc:
-            raise ConfigError(f"metric {name!r}: {exc}") from None
-        if not text or not text.strip():
-            raise ConfigError(f"metric {name!r}: the counter selector is empty")
-        return text
+        """A counter selector for ``scope`` (canary.metrics.promql.counter_selector)."""
+        return counter_selector(template, templates, scope, name=name, resource_type=resource_type)
 
     def _counters(
         self,
@@ -248,7 +231,8 @@ class PrometheusMetricSource:
                    control_scope: MetricScope, experiment_scope: MetricScope) -> str:
         """A link to Prometheus's graph page showing the metric for both sides over the
         experiment's window (count metrics as a 1-minute rate, or p99 for histograms)."""
-        exprs = [self._graph_expr(metric, templates, scope) for scope in (control_scope, experiment_scope)]
+        exprs = [graph_expr(metric, templates, scope, scope_label=self._scope_label)
+                 for scope in (control_scope, experiment_scope)]  # fmt: skip
         seconds = max(60, math.ceil((experiment_scope.end - experiment_scope.start).total_seconds()))
         end = experiment_scope.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         params: dict[str, str] = {}
@@ -256,16 +240,6 @@ class PrometheusMetricSource:
             params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{seconds}s",
                        f"g{i}.end_input": end}  # fmt: skip
         return f"{self._safe_url}/graph?{urlencode(params)}"
-
-    def _graph_expr(self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope) -> str:
-        if (ratio := metric.ratio_counters) is not None:
-            events, total = (self.selector(t, templates, scope, name=metric.name)
-                             for t in (ratio.events, ratio.total))  # fmt: skip
-            return f"sum(rate({events}[1m])) / sum(rate({total}[1m]))"
-        if (histogram := metric.histogram_counters) is not None:
-            buckets = self.selector(histogram.buckets, templates, scope, name=metric.name)
-            return f"histogram_quantile(0.99, sum by (le) (rate({buckets}[1m])))"
-        return self.build(metric, templates, scope)
 
     def check(self) -> None:
         """Raise a MetricsError unless the server answers its health endpoint."""
