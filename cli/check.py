@@ -7,13 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from canary.config import CanaryConfig, MetricConfig
 from canary.config.release import ReleaseSpec, read_yaml
 from canary.errors import CanaryError, ConfigError
 from canary.ports import MetricSource
 from canary.values.scope import MetricScope
+
+if TYPE_CHECKING:
+    from cli.api import Api
+
+#: One row of a command's table: column name -> value.
+Row = dict[str, object]
 
 
 def load_metrics_block(name: str) -> MetricSource:
@@ -80,7 +86,7 @@ def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:
 
 
 def validate(path: str, prometheus: str | None = None, *, scope: str = "primary",
-             minutes: float = 5.0, metrics_block: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+             minutes: float = 5.0, metrics_block: str | None = None) -> list[Row]:  # fmt: skip
     """Checks, one row each: what was checked and whether it held.
 
     Args:
@@ -124,7 +130,7 @@ def validate(path: str, prometheus: str | None = None, *, scope: str = "primary"
 
 
 def _probe(source: MetricSource, config: CanaryConfig, metric: MetricConfig,
-           scope: MetricScope) -> dict[str, Any]:  # fmt: skip
+           scope: MetricScope) -> Row:  # fmt: skip
     what = f"{metric.name} @ {scope.scope}"
     try:
         if metric.evidence == "series":
@@ -141,8 +147,8 @@ def _probe(source: MetricSource, config: CanaryConfig, metric: MetricConfig,
         return {"check": what, "ok": False, "detail": str(exc)}
 
 
-def backtest(api: Any, app: str, config_path: str, prometheus: str | None,
-             metrics_block: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
+             metrics_block: str | None = None) -> list[Row]:  # fmt: skip
     """Every recorded release of `app` (its event says its window and scopes), judged again
     under `config_path`: the old outcome next to the new verdict.
 
