@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from canary.values.counts import CountsPair, SideCounts
+from canary.values.counts import SideCounts
 from canary.values.scope import MetricScope
-from canary.values.series import MetricPair, Series
+from canary.values.series import Series
 from canary.values.tracks import Track
 from canary.values.weights import Weights
 
@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class MetricSource(Protocol):
-    """Fetches one metric's series, or a count metric's counts, for a scope
-    (canary.metrics.prometheus implements it)."""
+    """What a metric store must do, for ONE scope (canary.metrics.prometheus implements it).
+
+    A store renders the metric's query or counter selectors for the scope and reads the
+    answer; it never pairs control with experiment: canary.metrics.collect does that, the
+    same way for every store (`fetch_pair`, `fetch_counts_pair`).
+    """
 
     def fetch(
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
@@ -36,16 +40,6 @@ class MetricSource(Protocol):
         """
         ...
 
-    def fetch_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> list[MetricPair]:
-        """Control and experiment series paired by tag set and NaN-padded, one pair per set."""
-        ...
-
     def fetch_counts(
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
     ) -> SideCounts:
@@ -55,16 +49,6 @@ class MetricSource(Protocol):
         Raises ConfigError for a series metric or a rejected selector, MetricsError
         (transient for timeouts/5xx) otherwise, also for buckets that cannot be summed.
         """
-        ...
-
-    def fetch_counts_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> CountsPair:
-        """Both sides' counts; `missing` names the sides ("control", "experiment") found empty."""
         ...
 
     def counter_increase(

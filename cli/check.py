@@ -3,13 +3,75 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from canary.config import CanaryConfig
+from canary.config import CanaryConfig, MetricConfig
 from canary.config.release import ReleaseSpec, read_yaml
-from canary.errors import CanaryError
+from canary.errors import CanaryError, ConfigError
+from canary.ports import MetricSource
+from canary.values.scope import MetricScope
+
+if TYPE_CHECKING:
+    from cli.api import Api
+
+#: One row of a command's table: column name -> value.
+Row = dict[str, object]
+
+
+def load_metrics_block(name: str) -> MetricSource:
+    """The metric source of a saved metric-source block, e.g. ``prometheus-source/cluster``.
+
+    Args:
+        name: The block as ``<type-slug>/<document-name>`` (as the flows' ``metrics``).
+
+    Returns:
+        The block's ``source()``: a ready MetricSource.
+
+    Raises:
+        ConfigError: The block cannot be loaded, or it is no metric-source block.
+    """
+    from tasks.setup import load_block
+
+    block = load_block(name)
+    make = getattr(block, "source", None)
+    if not callable(make):
+        raise ConfigError(f"block {name!r} is no metric-source block (it has no source())")
+    source: MetricSource = make()
+    return source
+
+
+@contextmanager
+def metric_source(prometheus: str | None, block: str | None) -> Iterator[MetricSource]:
+    """The metric source a command reads from, closed when done.
+
+    Args:
+        prometheus: A Prometheus base URL (today's ``--prometheus``).
+        block: A saved metric-source block (``--metrics-block``); wins over the URL.
+
+    Yields:
+        The source: the block's, else a PrometheusMetricSource for the URL.
+
+    Raises:
+        ConfigError: Neither is given, or the block or URL is invalid.
+    """
+    if block is not None:
+        source = load_metrics_block(block)
+    elif prometheus is not None:
+        from canary.metrics.prometheus import PrometheusMetricSource
+
+        source = PrometheusMetricSource(prometheus)
+    else:
+        raise ConfigError("give --prometheus URL or --metrics-block NAME")
+    try:
+        yield source
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
 
 
 def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:
@@ -24,9 +86,22 @@ def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:
 
 
 def validate(path: str, prometheus: str | None = None, *, scope: str = "primary",
-             minutes: float = 5.0) -> list[dict[str, Any]]:  # fmt: skip
-    """Checks, one row each: what was checked and whether it held. Raises ConfigError on a
-    file that does not load (its message names the file, metric and field)."""
+             minutes: float = 5.0, metrics_block: str | None = None) -> list[Row]:  # fmt: skip
+    """Checks, one row each: what was checked and whether it held.
+
+    Args:
+        path: A canary config or a release spec.
+        prometheus: A Prometheus URL to run every query at (optional).
+        scope: The scope to query for a canary config alone.
+        minutes: The window queried, ending now.
+        metrics_block: A saved metric-source block to query instead of `prometheus`.
+
+    Returns:
+        The rows.
+
+    Raises:
+        ConfigError: The file does not load (its message names the file, metric and field).
+    """
     spec, config = _load(path)
     kinds = [m.evidence for m in config.metrics]
     rows = [{"check": f"canary config {config.name!r}", "ok": True,
@@ -38,17 +113,14 @@ def validate(path: str, prometheus: str | None = None, *, scope: str = "primary"
         rows.append({"check": f"release spec for {spec.app!r}", "ok": True,
                      "detail": f"lifetime {plan.lifetime}, a look every {plan.interval}, "
                                f"traffic {list(spec.traffic.steps)} %"})  # fmt: skip
-    if prometheus is None:
+    if prometheus is None and metrics_block is None:
         return rows
-    from canary.metrics.prometheus import PrometheusMetricSource
-    from canary.values.scope import MetricScope
-
     end = datetime.now(UTC)
     scopes = ({spec.scopes.control, spec.scopes.experiment, spec.scopes.production}
               if spec is not None else {scope})  # fmt: skip
     location = spec.scopes.location if spec is not None else None
     params = dict(spec.scopes.extended_scope_params) if spec is not None else {}
-    with PrometheusMetricSource(prometheus) as source:
+    with metric_source(prometheus, metrics_block) as source:
         for metric in config.metrics:
             for name in sorted(scopes):
                 window = MetricScope(scope=name, location=location, start=end - timedelta(minutes=minutes),
@@ -57,7 +129,8 @@ def validate(path: str, prometheus: str | None = None, *, scope: str = "primary"
     return rows
 
 
-def _probe(source: Any, config: CanaryConfig, metric: Any, scope: Any) -> dict[str, Any]:
+def _probe(source: MetricSource, config: CanaryConfig, metric: MetricConfig,
+           scope: MetricScope) -> Row:  # fmt: skip
     what = f"{metric.name} @ {scope.scope}"
     try:
         if metric.evidence == "series":
@@ -74,18 +147,29 @@ def _probe(source: Any, config: CanaryConfig, metric: Any, scope: Any) -> dict[s
         return {"check": what, "ok": False, "detail": str(exc)}
 
 
-def backtest(api: Any, app: str, config_path: str, prometheus: str) -> list[dict[str, Any]]:
+def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
+             metrics_block: str | None = None) -> list[Row]:  # fmt: skip
     """Every recorded release of `app` (its event says its window and scopes), judged again
-    under `config_path`: the old outcome next to the new verdict."""
+    under `config_path`: the old outcome next to the new verdict.
+
+    Args:
+        api: The Prefect API (cli.api.Api).
+        app: The app whose releases to judge again.
+        config_path: The new canary config or release spec.
+        prometheus: The Prometheus URL to read the metrics from.
+        metrics_block: A saved metric-source block to read them from instead.
+
+    Returns:
+        One row per release.
+    """
     from canary.analysis.decision import decide
     from canary.judge import judge
     from canary.metrics.collect import collect_counts, collect_pairs
-    from canary.metrics.prometheus import PrometheusMetricSource
     from canary.values.scope import scope_pair
 
     _, config = _load(config_path)
     rows = []
-    with PrometheusMetricSource(prometheus) as source:
+    with metric_source(prometheus, metrics_block) as source:
         for event in api.events(app, ("canary.release.promoted", "canary.release.rolled-back")):
             p = event.payload
             if not p.get("window_start") or not p.get("window_end"):

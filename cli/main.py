@@ -5,9 +5,11 @@
     canary promote APP | abort APP          promote now (manual) / roll back now
     canary retry APP COMMIT                 release a commit again
     canary approve APP | reject APP         answer a paused manual gate or judgement
-    canary validate CONFIG [--prometheus URL]   a canary config or release spec, checked
-    canary plan --spec SPEC --prometheus URL    how long a canary must run
-    canary backtest APP --config NEW --prometheus URL [--csv FILE]
+    canary validate CONFIG [--prometheus URL | --metrics-block NAME]   a config or spec, checked
+    canary plan --spec SPEC (--prometheus URL | --metrics-block NAME)   how long a canary must run
+    canary backtest APP --config NEW (--prometheus URL | --metrics-block NAME) [--csv FILE]
+
+--metrics-block names a saved metric-source block, e.g. prometheus-source/cluster.
 
 Every command takes --json (for scripts) and talks to PREFECT_API_URL (or --api). Exit
 status 0 on success, 1 when the server cannot answer or the command cannot be carried
@@ -52,7 +54,7 @@ def _cell(value: Any) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[2:11]))  # fmt: skip
+                                     epilog="\n".join(__doc__.split("\n")[2:13]))  # fmt: skip
     parser.add_argument("--api", help="the Prefect API URL [PREFECT_API_URL]")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,14 +77,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--comment", default="")
     p = sub.add_parser("validate", help="check a canary config or a release spec")
     p.add_argument("path")
-    p.add_argument("--prometheus", metavar="URL", help="also run every query there")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--prometheus", metavar="URL", help="also run every query there")
+    where.add_argument("--metrics-block", metavar="NAME",
+                       help="also run every query at this saved block (prometheus-source/NAME)")  # fmt: skip
     p.add_argument("--scope", default="primary", help="scope to query for a canary config alone")
     sub.add_parser("plan", help="how long a canary must run (python -m canary plan --help)",
                    add_help=False)  # fmt: skip
     p = sub.add_parser("backtest", help="judge recorded releases again under a new config")
     p.add_argument("app")
     p.add_argument("--config", required=True, help="the new canary config or release spec")
-    p.add_argument("--prometheus", required=True, metavar="URL")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--prometheus", metavar="URL")
+    where.add_argument("--metrics-block", metavar="NAME", help="a saved block (prometheus-source/NAME)")
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV (pandas)")
     return parser
 
@@ -92,7 +99,8 @@ def _run(args: argparse.Namespace) -> Any:
     from cli.api import Api
 
     if args.command == "validate":
-        return check.validate(args.path, args.prometheus, scope=args.scope)
+        return check.validate(args.path, args.prometheus, scope=args.scope,
+                              metrics_block=args.metrics_block)  # fmt: skip
     api = Api(args.api)
     by = f"{getpass.getuser()} via canary {args.command}"
     if args.command == "status":
@@ -107,7 +115,7 @@ def _run(args: argparse.Namespace) -> Any:
         return operate.answer(api, args.app, approve=args.command == "approve",
                               comment=args.comment, by=by)  # fmt: skip
     if args.command == "backtest":
-        rows = check.backtest(api, args.app, args.config, args.prometheus)
+        rows = check.backtest(api, args.app, args.config, args.prometheus, args.metrics_block)
         if args.csv:
             import pandas as pd
 
@@ -120,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plan"]:  # one implementation: python -m canary plan
         from canary.__main__ import main as canary_main
+        from cli.check import load_metrics_block
 
-        return canary_main(argv)
+        return canary_main(argv, load_metrics_block=load_metrics_block)
     args = _parser().parse_args(argv)
     from prefect.exceptions import PrefectHTTPStatusError
 

@@ -16,8 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Self, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Strict, ValidationError, ValidationInfo, model_validator
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from canary.errors import ConfigError
 
@@ -63,19 +71,42 @@ class FrozenMap(Mapping[K, V]):
         return f"FrozenMap({self._data!r})"
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        cls, source: type[object], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """pydantic's hook: validate as a dict of the field's key and value types, then freeze.
+
+        Args:
+            source: The annotation, e.g. ``FrozenMap[str, float]`` (bare: any keys and values).
+            handler: pydantic's schema generator for the dict's own types.
+
+        Returns:
+            The core schema: the dict's, deep-frozen after validation, thawed when dumped.
+        """
         args = get_args(source)
-        key, value = args if len(args) == 2 else (Any, Any)
+        key, value = args if len(args) == 2 else (object, object)
         return core_schema.no_info_after_validator_function(
-            lambda d: cls(freeze(d)),
+            _deep_frozen,
             # a type built at runtime from the field's own args, not an annotation
             handler.generate_schema(dict[key, value]),  # type: ignore[valid-type]
             serialization=core_schema.plain_serializer_function_ser_schema(thaw),
         )
 
 
-def freeze(value: Any) -> Any:
-    """Deep-convert JSON-like data into immutable, hashable equivalents."""
+def _deep_frozen(data: Mapping[object, object]) -> FrozenMap[object, object]:
+    """A validated dict as a FrozenMap, its values deep-frozen."""
+    return FrozenMap({key: freeze(value) for key, value in data.items()})
+
+
+def freeze(value: object) -> object:
+    """Deep-convert JSON-like data into immutable, hashable equivalents.
+
+    Args:
+        value: Parsed JSON or YAML: mappings, lists, tuples, scalars.
+
+    Returns:
+        The same data with mappings as FrozenMap and lists as tuples.
+    """
     if isinstance(value, Mapping):
         return FrozenMap({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -83,8 +114,15 @@ def freeze(value: Any) -> Any:
     return value
 
 
-def thaw(value: Any) -> Any:
-    """Inverse of `freeze`: plain dicts and lists, ready for json.dumps."""
+def thaw(value: object) -> object:
+    """Inverse of `freeze`: plain dicts and lists, ready for json.dumps.
+
+    Args:
+        value: Frozen (or plain) JSON-like data.
+
+    Returns:
+        The same data with mappings as dicts and tuples as lists.
+    """
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -92,8 +130,21 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def choice(value: Any, choices: Sequence[str], info: ValidationInfo, fallback: str | None) -> Any:
-    """Validate an enumerated string: strict mode names the choices, Kayenta mode falls back."""
+def choice(value: object, choices: Sequence[str], info: ValidationInfo, fallback: str | None) -> str:
+    """Validate an enumerated string: strict mode names the choices, Kayenta mode falls back.
+
+    Args:
+        value: The input value.
+        choices: The valid strings.
+        info: pydantic's validation info (its context picks the mode).
+        fallback: What Kayenta mode uses for an unknown string or null (None: no fallback).
+
+    Returns:
+        `value` when it is one of `choices`, else (Kayenta mode) `fallback`.
+
+    Raises:
+        PydanticCustomError: The value is invalid and there is no fallback.
+    """
     if isinstance(value, str) and value in choices:
         return value
     if is_kayenta(info) and fallback is not None and (value is None or isinstance(value, str)):
@@ -114,7 +165,12 @@ class Model(BaseModel):
     #: Keys of the input that are accepted besides the fields' names and aliases.
     _extra_keys: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, /, **data: Any) -> None:
+    def __init__(self, /, **data: object) -> None:
+        """Build the model from keyword arguments (field names or aliases), strictly.
+
+        Raises:
+            ConfigError: A value is invalid; the message names the model and field.
+        """
         # Keyword construction raises our ConfigError too, never a bare pydantic error.
         try:
             super().__init__(**data)
@@ -127,8 +183,21 @@ class Model(BaseModel):
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
-    def model_validate(cls, obj: Any, *, source: str | None = None, **kwargs: Any) -> Self:
-        """pydantic's model_validate, raising ConfigError (prefixed with `source`) instead."""
+    def model_validate(cls, obj: object, *, source: str | None = None, **kwargs: Any) -> Self:
+        """pydantic's model_validate, raising ConfigError (prefixed with `source`) instead.
+
+        Args:
+            obj: The data to validate.
+            source: What error messages name (a file); the class name when None.
+            **kwargs: ``BaseModel.model_validate``'s own options (e.g. ``context``,
+                ``{"kayenta": True}`` for Kayenta mode), passed on unchanged.
+
+        Returns:
+            The validated model.
+
+        Raises:
+            ConfigError: The data is invalid; the message names the source and field.
+        """
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
@@ -136,12 +205,13 @@ class Model(BaseModel):
 
     @classmethod
     def known_keys(cls) -> list[str]:
+        """The input keys this model accepts: aliases (or names), then the extra keys."""
         keys = [f.alias or name for name, f in cls.model_fields.items()]
         return keys + sorted(cls._extra_keys)
 
     @model_validator(mode="before")
     @classmethod
-    def _check_keys(cls, data: Any, info: ValidationInfo) -> Any:
+    def _check_keys(cls, data: object, info: ValidationInfo) -> object:
         if not isinstance(data, Mapping):
             return data
         known = set(cls.known_keys()) | set(cls.model_fields)
@@ -201,7 +271,7 @@ _BOUND_KEYS = {
 }
 
 
-def _describe(error: Any) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind in _BOUNDS:
         limit = error.get("ctx", {}).get(_BOUND_KEYS[kind])
@@ -214,7 +284,7 @@ def _describe(error: Any) -> str:
     return hint.format(input=error.get("input"))
 
 
-def _where(loc: tuple[Any, ...], data: Any) -> str:
+def _where(loc: tuple[int | str, ...], data: object) -> str:
     """'metric 'p99' (metrics[2]): analysisConfigurations.canary.direction' from a loc."""
     loc = tuple(p for p in loc if p not in _TAGS)
     prefix = ""
@@ -236,8 +306,17 @@ def _where(loc: tuple[Any, ...], data: Any) -> str:
     return ": ".join(p for p in (prefix, path) if p)
 
 
-def config_error(exc: ValidationError, *, source: str, data: Any) -> ConfigError:
-    """Turn a pydantic error into one ConfigError naming the file, metric and field path."""
+def config_error(exc: ValidationError, *, source: str, data: object) -> ConfigError:
+    """Turn a pydantic error into one ConfigError naming the file, metric and field path.
+
+    Args:
+        exc: pydantic's error.
+        source: What the message names first (a file or model).
+        data: The input, to name a metric by its `name` rather than its index.
+
+    Returns:
+        One ConfigError, a line per pydantic error.
+    """
     lines = []
     for error in exc.errors():
         where = _where(tuple(error["loc"]), data)
@@ -248,6 +327,16 @@ def config_error(exc: ValidationError, *, source: str, data: Any) -> ConfigError
 M = TypeVar("M", bound=Model)
 
 
-def validate(model: type[M], data: Any, *, source: str, kayenta: bool) -> M:
-    """Validate `data` as `model` in the chosen mode; failures become ConfigError."""
+def validate(model: type[M], data: object, *, source: str, kayenta: bool) -> M:
+    """Validate `data` as `model` in the chosen mode; failures become ConfigError.
+
+    Args:
+        model: The model class.
+        data: The input.
+        source: What error messages name.
+        kayenta: Kayenta's tolerance (True) or strict mode (False).
+
+    Returns:
+        The validated model.
+    """
     return model.model_validate(data, source=source, context={KAYENTA: kayenta})

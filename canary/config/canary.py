@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import Field, StrictInt, ValidationInfo, field_validator, model_validator
@@ -14,7 +13,6 @@ from pydantic_core import PydanticCustomError
 from canary.config._base import FrozenMap, Model, Number, is_kayenta, thaw, validate
 from canary.config.metric import MetricConfig
 from canary.config.plan import Thresholds
-from canary.config.query import PrometheusQuery
 from canary.errors import ConfigError
 
 DEFAULT_JUDGE = "NetflixACAJudge-v1.0"
@@ -29,7 +27,7 @@ class JudgeConfig(Model):
     """Which judge runs; `judge_configurations` is unused by Kayenta's judge and kept verbatim."""
 
     name: str = DEFAULT_JUDGE
-    judge_configurations: FrozenMap[Any, Any] = Field(
+    judge_configurations: FrozenMap[str, object] = Field(
         default_factory=FrozenMap, alias="judgeConfigurations"
     )
 
@@ -85,7 +83,7 @@ class CanaryConfig(Model):
 
     @field_validator("config_version", mode="before")
     @classmethod
-    def _version_text(cls, value: Any) -> Any:
+    def _version_text(cls, value: object) -> object:
         # Kayenta's field is a string; old samples write the number 1.0.
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
@@ -93,7 +91,7 @@ class CanaryConfig(Model):
 
     @field_validator("applications", "metrics", mode="before")
     @classmethod
-    def _null_list(cls, value: Any, info: ValidationInfo) -> Any:
+    def _null_list(cls, value: object, info: ValidationInfo) -> object:
         return () if value is None and is_kayenta(info) else value
 
     @model_validator(mode="after")
@@ -133,18 +131,50 @@ class CanaryConfig(Model):
     # -- constructors -------------------------------------------------------------------
 
     @classmethod
-    def from_kayenta(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> CanaryConfig:
-        """Kayenta JSON, with Kayenta's tolerance (unknown fields dropped, value fallbacks)."""
+    def from_kayenta(cls, data: Mapping[str, object], *, source: str = "<dict>") -> CanaryConfig:
+        """Kayenta JSON, with Kayenta's tolerance (unknown fields dropped, value fallbacks).
+
+        Args:
+            data: The parsed JSON object.
+            source: What error messages name (the file).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: The data is no valid canary config.
+        """
         return _validate_top(data, source=source, kayenta=True)
 
     @classmethod
-    def from_yaml_data(cls, data: Any, *, source: str = "<yaml>") -> CanaryConfig:
-        """Our strict form (same camelCase keys as Kayenta; unknown keys are errors)."""
+    def from_yaml_data(cls, data: object, *, source: str = "<yaml>") -> CanaryConfig:
+        """Our strict form (same camelCase keys as Kayenta; unknown keys are errors).
+
+        Args:
+            data: The parsed YAML document.
+            source: What error messages name (the file).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: The data is no valid canary config, or it has no name.
+        """
         return _validate_top(data, source=source, kayenta=False)
 
     @classmethod
     def load(cls, path: str | Path) -> CanaryConfig:
-        """`.json` → Kayenta JSON, leniently; `.yaml`/`.yml` → our strict form."""
+        """Read a config file: `.json` as Kayenta JSON, leniently; `.yaml`/`.yml` strictly.
+
+        Args:
+            path: The file.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: The file cannot be read or parsed, or is no valid canary config.
+        """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -165,9 +195,13 @@ class CanaryConfig(Model):
 
     # -- output and lookups -------------------------------------------------------------
 
-    def to_kayenta(self) -> dict[str, Any]:
-        """Kayenta JSON; `from_kayenta(c.to_kayenta()) == c`."""
-        out: dict[str, Any] = {}
+    def to_kayenta(self) -> dict[str, object]:
+        """Kayenta JSON; `from_kayenta(c.to_kayenta()) == c`.
+
+        Returns:
+            The config as Kayenta's JSON object (our extensions only when set).
+        """
+        out: dict[str, object] = {}
         for key, value in (
             ("id", self.id),
             ("name", self.name),
@@ -183,7 +217,7 @@ class CanaryConfig(Model):
         }
         out["templates"] = dict(self.templates)
         out["metrics"] = [m.to_kayenta() for m in self.metrics]
-        classifier: dict[str, Any] = {"groupWeights": dict(self.classifier.group_weights)}
+        classifier: dict[str, object] = {"groupWeights": dict(self.classifier.group_weights)}
         if self.classifier.score_thresholds is not None:
             thresholds = self.classifier.score_thresholds
             classifier["scoreThresholds"] = {
@@ -204,6 +238,11 @@ class CanaryConfig(Model):
         return out
 
     def metric(self, name: str) -> MetricConfig:
+        """The metric called `name`.
+
+        Raises:
+            ConfigError: The config has no such metric (the message lists its metrics).
+        """
         for metric in self.metrics:
             if metric.name == name:
                 return metric
@@ -214,10 +253,10 @@ class CanaryConfig(Model):
 
     def prometheus_metrics(self) -> tuple[MetricConfig, ...]:
         """The metrics this project can query (their query type is prometheus)."""
-        return tuple(m for m in self.metrics if isinstance(m.query, PrometheusQuery))
+        return tuple(m for m in self.metrics if m.is_prometheus)
 
 
-def _validate_top(data: Any, *, source: str, kayenta: bool) -> CanaryConfig:
+def _validate_top(data: object, *, source: str, kayenta: bool) -> CanaryConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{source}: a canary config must be a mapping of keys to values, "
@@ -232,8 +271,13 @@ def _validate_top(data: Any, *, source: str, kayenta: bool) -> CanaryConfig:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, object]:
+        """The mapping of `node`, as SafeLoader builds it.
+
+        Raises:
+            yaml.constructor.ConstructorError: A key is given twice.
+        """
+        seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
@@ -244,7 +288,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _load_yaml(text: str, path: Path) -> Any:
+def _load_yaml(text: str, path: Path) -> object:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
@@ -18,7 +18,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from canary.config._base import Model, Number, choice, is_kayenta
-from canary.config.query import OtherQuery, PrometheusQuery, Query
+from canary.config.query import (
+    Evidence,
+    HistogramCounters,
+    OtherQuery,
+    PrometheusQuery,
+    Query,
+    RatioCounters,
+    evidence_of,
+)
 
 Direction = Literal["increase", "decrease", "either"]
 NanStrategy = Literal["remove", "replace"]
@@ -44,18 +52,18 @@ class EffectSize(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _defaults_follow_measure(cls, data: Any) -> Any:
+    def _defaults_follow_measure(cls, data: object) -> object:
         if not isinstance(data, Mapping) or data.get("measure") != "cles":
             return data
-        data = dict(data)
+        out = dict(data)
         for name, alias in _GATES.items():
-            if name not in data and alias not in data:
-                data[alias] = 0.5
-        return data
+            if name not in out and alias not in out:
+                out[alias] = 0.5
+        return out
 
     @field_validator("measure", mode="before")
     @classmethod
-    def _measure(cls, value: Any, info: ValidationInfo) -> Any:
+    def _measure(cls, value: object, info: ValidationInfo) -> object:
         # Kayenta mode: anything but "cles" is the mean ratio (the default measure).
         return choice(value, ("meanRatio", "cles"), info, "meanRatio")
 
@@ -68,7 +76,7 @@ class Outliers(Model):
 
     @field_validator("strategy", mode="before")
     @classmethod
-    def _strategy(cls, value: Any, info: ValidationInfo) -> Any:
+    def _strategy(cls, value: object, info: ValidationInfo) -> object:
         return choice(value, ("keep", "remove"), info, "keep")
 
 
@@ -127,7 +135,7 @@ class MetricAnalysisConfig(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _null_is_absent(cls, data: Any, info: ValidationInfo) -> Any:
+    def _null_is_absent(cls, data: object, info: ValidationInfo) -> object:
         # Kayenta's path helper yields the default for a null as for a missing key.
         if isinstance(data, Mapping) and is_kayenta(info):
             return {k: v for k, v in data.items() if v is not None}
@@ -135,22 +143,27 @@ class MetricAnalysisConfig(Model):
 
     @field_validator("direction", mode="before")
     @classmethod
-    def _direction(cls, value: Any, info: ValidationInfo) -> Any:
+    def _direction(cls, value: object, info: ValidationInfo) -> object:
         return choice(value, ("increase", "decrease", "either"), info, "either")
 
     @field_validator("nan_strategy", mode="before")
     @classmethod
-    def _nan_strategy(cls, value: Any, info: ValidationInfo) -> Any:
+    def _nan_strategy(cls, value: object, info: ValidationInfo) -> object:
         return choice(value, ("remove", "replace"), info, "remove")
 
     @field_validator("tolerance_on", mode="before")
     @classmethod
-    def _tolerance_on(cls, value: Any, info: ValidationInfo) -> Any:
+    def _tolerance_on(cls, value: object, info: ValidationInfo) -> object:
         # our extension: no Kayenta fallback, a wrong value is an error in both modes
         return None if value is None else choice(value, ("quantile", "share"), info, None)
 
-    def to_kayenta(self) -> dict[str, Any]:
-        out = self.model_dump(by_alias=True)
+    def to_kayenta(self) -> dict[str, object]:
+        """These settings as Kayenta JSON, our extensions only when set.
+
+        Returns:
+            The `analysisConfigurations.canary` object of a Kayenta metric.
+        """
+        out: dict[str, object] = self.model_dump(by_alias=True)
         for key in ("alpha", "tolerance", "minEffect", "toleranceOn", "safeRate"):
             if out[key] is None:
                 del out[key]  # our extensions: absent from plain Kayenta configs
@@ -191,7 +204,7 @@ class MetricConfig(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _analysis_keys(cls, data: Any, info: ValidationInfo) -> Any:
+    def _analysis_keys(cls, data: object, info: ValidationInfo) -> object:
         if not isinstance(data, Mapping) or is_kayenta(info):
             return data
         present = [k for k in ("analysisConfigurations", "extensions", "canary") if k in data]
@@ -253,15 +266,36 @@ class MetricConfig(Model):
 
     @property
     def is_prometheus(self) -> bool:
+        """True when this project can query the metric (its query type is prometheus)."""
         return isinstance(self.query, PrometheusQuery)
 
     @property
-    def evidence(self) -> str:
-        """"ratio", "histogram" (count metrics) or "series" (a range query, Kayenta's way)."""
-        return self.query.evidence if isinstance(self.query, PrometheusQuery) else "series"
+    def ratio_counters(self) -> RatioCounters | None:
+        """A ratio metric's counters (events and total), None for any other metric."""
+        return self.query.ratio if isinstance(self.query, PrometheusQuery) else None
 
-    def to_kayenta(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name}
+    @property
+    def histogram_counters(self) -> HistogramCounters | None:
+        """A histogram metric's buckets and unit, None for any other metric."""
+        return self.query.histogram if isinstance(self.query, PrometheusQuery) else None
+
+    @property
+    def evidence(self) -> Evidence:
+        """What the metric is judged on: the one source of truth for its kind.
+
+        Returns:
+            "ratio" or "histogram" (count metrics, read from `ratio_counters` or
+            `histogram_counters`) or "series" (a range query, Kayenta's way).
+        """
+        return evidence_of(self.ratio_counters, self.histogram_counters)
+
+    def to_kayenta(self) -> dict[str, object]:
+        """This metric as Kayenta JSON; `scopeName` only when the file gave one.
+
+        Returns:
+            One entry of a Kayenta config's `metrics` list.
+        """
+        out: dict[str, object] = {"name": self.name}
         if self.query is not None:
             out["query"] = self.query.to_kayenta()
         out["groups"] = list(self.groups)
@@ -273,6 +307,7 @@ class MetricConfig(Model):
 
 __all__ = [
     "Direction",
+    "Evidence",
     "EffectSize",
     "MetricAnalysisConfig",
     "MetricConfig",

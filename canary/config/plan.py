@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, overload
 
 from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
@@ -28,8 +28,18 @@ _ISO = re.compile(
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def parse_duration(value: Any) -> timedelta:
-    """A timedelta from a timedelta, seconds (int/float/"90"), "90s"/"5m"/"1h30m", or "PT5M"."""
+def parse_duration(value: object) -> timedelta:
+    """A timedelta from a timedelta, seconds (int/float/"90"), "90s"/"5m"/"1h30m", or "PT5M".
+
+    Args:
+        value: The duration as written.
+
+    Returns:
+        The duration.
+
+    Raises:
+        PydanticCustomError: `value` is no duration (or a negative one).
+    """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -121,12 +131,22 @@ class AnalysisPlan(Model):
 
     @classmethod
     def from_kayenta_request(
-        cls, request: Mapping[str, Any], *, source: str = "<request>"
+        cls, request: Mapping[str, object], *, source: str = "<request>"
     ) -> AnalysisPlan:
         """Read a Kayenta standalone-canary-analysis request (unknown fields are ignored).
 
         Times come from the first scope, as in Kayenta. A given `endTimeIso` wins over
         `lifetimeDurationMins` (Kayenta ignores the latter then).
+
+        Args:
+            request: The parsed request JSON.
+            source: What error messages name.
+
+        Returns:
+            The plan, in whole minutes as Kayenta has it.
+
+        Raises:
+            ConfigError: The request is incomplete or a value is invalid.
         """
         if not isinstance(request, Mapping):
             raise ConfigError(f"{source}: a request must be a mapping of keys to values")
@@ -138,7 +158,7 @@ class AnalysisPlan(Model):
             )
         scope = scopes[0]
         end = _iso(scope, "endTimeIso", source)
-        data: dict[str, Any] = {
+        data: dict[str, object] = {
             "start_time": _iso(scope, "startTimeIso", source),
             "end_time": end,
             "step": _whole(scope, "step", source, "scopes[0].", default=60),
@@ -163,7 +183,7 @@ class AnalysisPlan(Model):
         return validate(cls, data, source=source, kayenta=False)
 
 
-def _iso(scope: Mapping[str, Any], key: str, source: str) -> datetime | None:
+def _iso(scope: Mapping[str, object], key: str, source: str) -> datetime | None:
     value = scope.get(key)
     if value in (None, ""):
         return None
@@ -179,7 +199,15 @@ def _iso(scope: Mapping[str, Any], key: str, source: str) -> datetime | None:
     return parsed
 
 
-def _whole(data: Mapping[str, Any], key: str, source: str, where: str, default: Any) -> Any:
+@overload
+def _whole(data: Mapping[str, object], key: str, source: str, where: str, default: int) -> int: ...
+@overload
+def _whole(
+    data: Mapping[str, object], key: str, source: str, where: str, default: None
+) -> int | None: ...
+def _whole(
+    data: Mapping[str, object], key: str, source: str, where: str, default: int | None
+) -> int | None:
     """A whole number; like Kayenta's JSON mapper, a numeric string such as "1" is accepted."""
     value = data.get(key)
     if value is None or value == "":

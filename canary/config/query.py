@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from canary.config._base import FrozenMap, Model, choice, freeze, is_kayenta, thaw
@@ -24,6 +31,27 @@ KNOWN_STORES = (
     "stackdriver",
     "wavefront",
 )
+
+#: What a metric is judged on: "series" (the points of a range query, Kayenta's way),
+#: "ratio" or "histogram" (request counts read from counters; the sequential judge).
+Evidence = Literal["series", "ratio", "histogram"]
+
+
+def evidence_of(ratio: RatioCounters | None, histogram: HistogramCounters | None) -> Evidence:
+    """The evidence kind that a query's counters make (the one definition of the kinds).
+
+    Args:
+        ratio: The query's ratio counters, if any.
+        histogram: The query's histogram counters, if any.
+
+    Returns:
+        "ratio" or "histogram" for count metrics, "series" for a query without counters.
+    """
+    if ratio is not None:
+        return "ratio"
+    if histogram is not None:
+        return "histogram"
+    return "series"
 
 
 class RatioCounters(Model):
@@ -90,22 +118,23 @@ class PrometheusQuery(Model):
         return self
 
     @property
-    def evidence(self) -> str:
+    def evidence(self) -> Evidence:
         """"ratio" or "histogram" for count metrics, "series" for Kayenta's range queries."""
-        if self.ratio is not None:
-            return "ratio"
-        if self.histogram is not None:
-            return "histogram"
-        return "series"
+        return evidence_of(self.ratio, self.histogram)
 
     @field_validator("label_bindings", "group_by_fields", mode="before")
     @classmethod
-    def _null_list(cls, value: Any, info: ValidationInfo) -> Any:
+    def _null_list(cls, value: object, info: ValidationInfo) -> object:
         # Kayenta's Java lists may be serialised as null.
         return () if value is None and is_kayenta(info) else value
 
-    def to_kayenta(self) -> dict[str, Any]:
-        out = self.model_dump(by_alias=True, exclude_none=True)
+    def to_kayenta(self) -> dict[str, object]:
+        """This query as Kayenta JSON (our extensions only when set).
+
+        Returns:
+            The query's keys by their Kayenta names, lists as lists.
+        """
+        out: dict[str, object] = self.model_dump(by_alias=True, exclude_none=True)
         out["labelBindings"] = list(self.label_bindings)
         out["groupByFields"] = list(self.group_by_fields)
         return out
@@ -120,11 +149,11 @@ class OtherQuery(Model):
     """
 
     type: str
-    fields: FrozenMap[Any, Any] = Field(default_factory=FrozenMap)
+    fields: FrozenMap[str, object] = Field(default_factory=FrozenMap)
 
     @model_validator(mode="before")
     @classmethod
-    def _check_keys(cls, data: Any, info: ValidationInfo) -> Any:
+    def _check_keys(cls, data: object, info: ValidationInfo) -> object:
         if not isinstance(data, Mapping):
             return data
         keyword_form = set(data) <= {"type", "fields"} and isinstance(data.get("fields"), Mapping)
@@ -140,11 +169,16 @@ class OtherQuery(Model):
             raise PydanticCustomError("prometheus_other", "a prometheus query is a PrometheusQuery")
         return value if is_kayenta(info) else choice(value, KNOWN_STORES, info, None)
 
-    def to_kayenta(self) -> dict[str, Any]:
-        return {"type": self.type, **thaw(self.fields)}
+    def to_kayenta(self) -> dict[str, object]:
+        """This query as Kayenta JSON: its `type` and every kept field, thawed.
+
+        Returns:
+            ``{"type": ..., **fields}`` with plain dicts and lists.
+        """
+        return {"type": self.type, **{k: thaw(v) for k, v in self.fields.items()}}
 
 
-def _query_tag(value: Any) -> str:
+def _query_tag(value: object) -> str:
     kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
     return "prometheus-query" if kind == "prometheus" else "other-query"
 

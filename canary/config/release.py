@@ -49,6 +49,7 @@ class TrafficPlan(Model):
         return steps
 
     def weights(self, judgement: int) -> Weights:
+        """The split at judgement `judgement` (1-based; the last step holds after the last)."""
         share = self.steps[min(judgement, len(self.steps)) - 1]
         return Weights(primary=100 - 2 * share, baseline=share, canary=share)
 
@@ -143,6 +144,7 @@ class ReleaseSpec(Model):
         return validate(cls, {**data, "source": str(path)}, source=str(path), kayenta=False)
 
     def canary_config_path(self) -> Path:
+        """The canary config's file, resolved against this spec's directory."""
         base = Path(self.source).parent if self.source != "<spec>" else Path.cwd()
         return (base / self.canary_config).resolve()
 

@@ -1,4 +1,8 @@
-"""Fetch every metric of a canary config for one judgement window.
+"""Fetch every metric of a canary config for one judgement window, control against experiment.
+
+The one home of the pairing: a metric store (canary.ports.MetricSource) answers for one
+scope; `fetch_pair` and `fetch_counts_pair` ask it for both sides and pair the answers, the
+same way for every store.
 
 Errors are not swallowed: a metric store that cannot answer raises (a transient
 MetricsError for timeouts and refused connections), so no verdict is ever computed from a
@@ -9,13 +13,106 @@ closed both ways).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
-from canary.config import CanaryConfig, MetricConfig, PrometheusQuery
+from canary.config import CanaryConfig, MetricConfig
+from canary.metrics.series import mix
 from canary.ports import MetricSource
 from canary.values.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.values.scope import MetricScope
 from canary.values.series import MetricPair
+
+
+@runtime_checkable
+class _AnswersPairs(Protocol):
+    """A source that still answers both sides at once (the flow tests' fakes); transitional:
+    such a source needs no `fetch`, and its own pairing is used as it stands."""
+
+    def fetch_pair(
+        self,
+        metric: MetricConfig,
+        templates: Mapping[str, str] | None,
+        control_scope: MetricScope,
+        experiment_scope: MetricScope,
+    ) -> list[MetricPair]: ...
+
+
+@runtime_checkable
+class _AnswersCountPairs(Protocol):
+    """Like _AnswersPairs, for count metrics (transitional as well)."""
+
+    def fetch_counts_pair(
+        self,
+        metric: MetricConfig,
+        templates: Mapping[str, str] | None,
+        control_scope: MetricScope,
+        experiment_scope: MetricScope,
+    ) -> CountsPair: ...
+
+
+def fetch_pair(
+    source: MetricSource,
+    metric: MetricConfig,
+    templates: Mapping[str, str] | None,
+    control_scope: MetricScope,
+    experiment_scope: MetricScope,
+) -> list[MetricPair]:
+    """One series metric for both sides, paired by tag set and NaN-padded (Kayenta's mixer).
+
+    Args:
+        source: The metric store.
+        metric: A series metric.
+        templates: The config's named query templates.
+        control_scope: The control's (baseline's) scope.
+        experiment_scope: The experiment's (canary's) scope.
+
+    Returns:
+        One pair per tag set found on either side.
+
+    Raises:
+        ConfigError: The store rejects the query.
+        MetricsError: The store cannot answer (transient for timeouts and 5xx).
+    """
+    if isinstance(source, _AnswersPairs):
+        return source.fetch_pair(metric, templates, control_scope, experiment_scope)
+    control = source.fetch(metric, templates, control_scope)
+    experiment = source.fetch(metric, templates, experiment_scope)
+    return mix(metric.name, control, experiment)
+
+
+def fetch_counts_pair(
+    source: MetricSource,
+    metric: MetricConfig,
+    templates: Mapping[str, str] | None,
+    control_scope: MetricScope,
+    experiment_scope: MetricScope,
+) -> CountsPair:
+    """One count metric's counts for both sides.
+
+    Args:
+        source: The metric store.
+        metric: A ratio or histogram metric.
+        templates: The config's named query templates.
+        control_scope: The control's (baseline's) scope.
+        experiment_scope: The experiment's (canary's) scope.
+
+    Returns:
+        Both sides' counts; `missing` names the sides ("control", "experiment") whose
+        counters matched no series.
+
+    Raises:
+        ConfigError: The metric has no counters, or the store rejects a selector.
+        MetricsError: The store cannot answer (transient for timeouts and 5xx).
+    """
+    if isinstance(source, _AnswersCountPairs):
+        return source.fetch_counts_pair(metric, templates, control_scope, experiment_scope)
+    control = source.fetch_counts(metric, templates, control_scope)
+    experiment = source.fetch_counts(metric, templates, experiment_scope)
+    missing = tuple(
+        side for side, got in (("control", control), ("experiment", experiment)) if got.missing
+    )
+    return CountsPair(metric.name, control.counts, experiment.counts, missing)
 
 
 def collect_pairs(
@@ -31,7 +128,7 @@ def collect_pairs(
     pairs: list[MetricPair] = []
     metrics = [m for m in config.metrics if m.evidence == "series"]
     for index, metric in enumerate(metrics, start=1):
-        pairs.extend(source.fetch_pair(metric, config.templates, control, experiment))
+        pairs.extend(fetch_pair(source, metric, config.templates, control, experiment))
         if progress is not None:
             progress(metric, index, len(metrics))
     return pairs
@@ -49,7 +146,7 @@ def collect_counts(
     pairs: list[CountsPair] = []
     metrics = [m for m in config.metrics if m.evidence != "series"]
     for index, metric in enumerate(metrics, start=1):
-        pairs.append(source.fetch_counts_pair(metric, config.templates, control, experiment))
+        pairs.append(fetch_counts_pair(source, metric, config.templates, control, experiment))
         if progress is not None:
             progress(metric, index, len(metrics))
     return pairs
@@ -61,15 +158,12 @@ def request_counter(config: CanaryConfig) -> tuple[str, str | None, str] | None:
     +Inf bucket; None when the config has none of them (a plain Kayenta config)."""
     if config.guards.requests:
         return config.guards.requests, None, ""
-    # evidence "ratio" / "histogram" means exactly: a PrometheusQuery with that counter set
     for metric in config.metrics:
-        query = metric.query
-        if isinstance(query, PrometheusQuery) and query.ratio is not None:
-            return query.ratio.total, None, ""
+        if (ratio := metric.ratio_counters) is not None:
+            return ratio.total, None, ""
     for metric in config.metrics:
-        query = metric.query
-        if isinstance(query, PrometheusQuery) and query.histogram is not None:
-            return query.histogram.buckets, "le", "+Inf"
+        if (histogram := metric.histogram_counters) is not None:
+            return histogram.buckets, "le", "+Inf"
     return None
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from canary.errors import MetricsError
+from canary.metrics.series import MatrixItem
 from canary.values.counts import CounterSeries, HistogramCounts, RatioCounts, SideCounts
 
 __all__ = [
@@ -149,7 +149,7 @@ def _bounds(values: Iterable[float]) -> str:
     return ", ".join(f"{v:g}" for v in sorted(values))
 
 
-def parse_matrix(result: Iterable[Mapping[str, Any]], *, metric: str) -> list[CounterSeries]:
+def parse_matrix(result: Iterable[MatrixItem], *, metric: str) -> list[CounterSeries]:
     """Counter series from a Prometheus ``matrix`` result (decoded JSON, checked here);
     MetricsError if malformed or if a value is negative or not finite (no counter holds
     those)."""

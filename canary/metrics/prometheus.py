@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -34,11 +34,11 @@ from urllib3.util.retry import Retry
 from canary.config import PrometheusQuery
 from canary.errors import ConfigError, MetricsError
 from canary.metrics.counts import histogram_counts, parse_matrix, ratio_counts, sum_increase
-from canary.metrics.promql import _reject_injection, build_query, expand_custom_filter
-from canary.metrics.series import Align, mix, to_series
-from canary.values.counts import CounterSeries, CountsPair, SideCounts
+from canary.metrics.promql import counter_selector, graph_expr, metric_query
+from canary.metrics.series import Align, MatrixItem, to_series
+from canary.values.counts import CounterSeries, SideCounts
 from canary.values.scope import MetricScope, epoch_millis, iso_instant
-from canary.values.series import MetricPair, Series
+from canary.values.series import Series
 
 if TYPE_CHECKING:
     from canary.config import MetricConfig
@@ -138,6 +138,7 @@ class PrometheusMetricSource:
         return f"PrometheusMetricSource(url={self._safe_url!r}, align={self._align!r})"
 
     def close(self) -> None:
+        """Close the HTTP session (also on leaving a ``with`` block)."""
         self._client.close()
 
     def __enter__(self) -> PrometheusMetricSource:
@@ -156,30 +157,11 @@ class PrometheusMetricSource:
         result = self.query_range(query, scope, metric_name=metric.name)
         return to_series(result, query=query, scope=scope, align=self._align)
 
-    def fetch_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> list[MetricPair]:
-        """Control and experiment series paired by label set and NaN-padded (the mixer)."""
-        control = self.fetch(metric, templates, control_scope)
-        experiment = self.fetch(metric, templates, experiment_scope)
-        return mix(metric.name, control, experiment)
-
     def build(
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
     ) -> str:
         """The PromQL text for ``metric`` over ``scope`` (Kayenta's dry run)."""
-        query = metric.query
-        if not isinstance(query, PrometheusQuery):  # OtherQuery refuses type "prometheus"
-            kind = getattr(query, "type", None)
-            raise ConfigError(
-                f"metric {metric.name!r} has query type {kind!r}; a Prometheus source can only "
-                "run queries of type 'prometheus'"
-            )
-        return build_query(query, templates, scope, scope_label=self._scope_label)
+        return metric_query(metric, templates, scope, scope_label=self._scope_label)
 
     # -- count metrics ---------------------------------------------------------------------
 
@@ -187,38 +169,21 @@ class PrometheusMetricSource:
         self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope
     ) -> SideCounts:
         """One side's counts of a ratio or histogram metric over the scope's window."""
-        query = metric.query
-        if not isinstance(query, PrometheusQuery) or metric.evidence == "series":
+        query, ratio, histogram = metric.query, metric.ratio_counters, metric.histogram_counters
+        if not isinstance(query, PrometheusQuery) or (ratio is None and histogram is None):
             raise ConfigError(
                 f"metric {metric.name!r} has no ratio or histogram counters; read it with fetch"
             )
         start, end = _window(scope)
-        if query.ratio is not None:
+        if ratio is not None:
             events, total = (
                 self._counters(text, templates, scope, metric.name, query.resource_type)
-                for text in (query.ratio.events, query.ratio.total)
+                for text in (ratio.events, ratio.total)
             )
             return ratio_counts(events, total, start, end)
-        assert query.histogram is not None
-        buckets = self._counters(
-            query.histogram.buckets, templates, scope, metric.name, query.resource_type
-        )
+        assert histogram is not None
+        buckets = self._counters(histogram.buckets, templates, scope, metric.name, query.resource_type)
         return histogram_counts(buckets, start, end, metric=metric.name)
-
-    def fetch_counts_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> CountsPair:
-        """Control and experiment counts of one count metric; `missing` names empty sides."""
-        control = self.fetch_counts(metric, templates, control_scope)
-        experiment = self.fetch_counts(metric, templates, experiment_scope)
-        missing = tuple(
-            side for side, got in (("control", control), ("experiment", experiment)) if got.missing
-        )
-        return CountsPair(metric.name, control.counts, experiment.counts, missing)
 
     def counter_increase(
         self,
@@ -244,18 +209,8 @@ class PrometheusMetricSource:
         name: str = "<selector>",
         resource_type: str | None = None,
     ) -> str:
-        """A counter selector for ``scope``: the bindings (and injection checks) of a Kayenta
-        customInlineTemplate, so ``${scope}``, ``${location}`` and extendedScopeParams work
-        alike. (`templates` is passed on as for customInlineTemplate, which ignores it.)"""
-        try:
-            _reject_injection(scope)
-            inline = PrometheusQuery(custom_inline_template=template, resource_type=resource_type)
-            text = expand_custom_filter(inline, templates, scope)
-        except ConfigError as exc:
-            raise ConfigError(f"metric {name!r}: {exc}") from None
-        if not text or not text.strip():
-            raise ConfigError(f"metric {name!r}: the counter selector is empty")
-        return text
+        """A counter selector for ``scope`` (canary.metrics.promql.counter_selector)."""
+        return counter_selector(template, templates, scope, name=name, resource_type=resource_type)
 
     def _counters(
         self,
@@ -276,7 +231,8 @@ class PrometheusMetricSource:
                    control_scope: MetricScope, experiment_scope: MetricScope) -> str:
         """A link to Prometheus's graph page showing the metric for both sides over the
         experiment's window (count metrics as a 1-minute rate, or p99 for histograms)."""
-        exprs = [self._graph_expr(metric, templates, scope) for scope in (control_scope, experiment_scope)]
+        exprs = [graph_expr(metric, templates, scope, scope_label=self._scope_label)
+                 for scope in (control_scope, experiment_scope)]  # fmt: skip
         seconds = max(60, math.ceil((experiment_scope.end - experiment_scope.start).total_seconds()))
         end = experiment_scope.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         params: dict[str, str] = {}
@@ -284,17 +240,6 @@ class PrometheusMetricSource:
             params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{seconds}s",
                        f"g{i}.end_input": end}  # fmt: skip
         return f"{self._safe_url}/graph?{urlencode(params)}"
-
-    def _graph_expr(self, metric: MetricConfig, templates: Mapping[str, str] | None, scope: MetricScope) -> str:
-        query = metric.query
-        if isinstance(query, PrometheusQuery) and query.ratio is not None:
-            events, total = (self.selector(t, templates, scope, name=metric.name)
-                             for t in (query.ratio.events, query.ratio.total))  # fmt: skip
-            return f"sum(rate({events}[1m])) / sum(rate({total}[1m]))"
-        if isinstance(query, PrometheusQuery) and query.histogram is not None:
-            buckets = self.selector(query.histogram.buckets, templates, scope, name=metric.name)
-            return f"histogram_quantile(0.99, sum by (le) (rate({buckets}[1m])))"
-        return self.build(metric, templates, scope)
 
     def check(self) -> None:
         """Raise a MetricsError unless the server answers its health endpoint."""
@@ -309,11 +254,20 @@ class PrometheusMetricSource:
 
     def query_range(
         self, query: str, scope: MetricScope, *, metric_name: str = "<query>"
-    ) -> list[dict[str, Any]]:
-        """``data.result`` for ``query`` over the scope's window, chunked and stitched."""
+    ) -> list[MatrixItem]:
+        """``data.result`` for ``query`` over the scope's window, chunked and stitched.
+
+        Args:
+            query: The PromQL text.
+            scope: The window and step.
+            metric_name: What error messages call the query.
+
+        Returns:
+            One item per label set, its samples of every chunk in order.
+        """
         step = timedelta(seconds=scope.step)
         chunk_span = step * (self._max_points - 1)
-        merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        merged: dict[tuple[tuple[str, str], ...], MatrixItem] = {}
         chunk_start = scope.start
         while chunk_start <= scope.end:
             chunk_end = min(scope.end, chunk_start + chunk_span)
@@ -328,8 +282,8 @@ class PrometheusMetricSource:
         return list(merged.values())
 
     def _get_range(
-        self, query: str, start: Any, end: Any, step: int, metric_name: str
-    ) -> Sequence[dict[str, Any]]:
+        self, query: str, start: datetime, end: datetime, step: int, metric_name: str
+    ) -> Sequence[MatrixItem]:
         params = {
             "query": query,
             "start": iso_instant(start),
@@ -340,7 +294,7 @@ class PrometheusMetricSource:
 
     def _get(
         self, path: str, params: Mapping[str, str], query: str, metric_name: str
-    ) -> Sequence[dict[str, Any]]:
+    ) -> Sequence[MatrixItem]:
         """GET ``path`` and return the ``matrix`` result, errors mapped (see _result)."""
         log.debug("GET %s%s %s", self._safe_url, path, params)
         try:
@@ -360,7 +314,7 @@ class PrometheusMetricSource:
         query: str,
         metric_name: str,
         path: str = "/api/v1/query_range",
-    ) -> Sequence[dict[str, Any]]:
+    ) -> Sequence[MatrixItem]:
         status = response.status_code
         detail = _error_detail(response)
         where = f"Prometheus at {self._safe_url}"
@@ -392,7 +346,7 @@ class PrometheusMetricSource:
             data = body["data"]
             if body.get("status") != "success" or data.get("resultType") != "matrix":
                 raise ValueError
-            return cast("Sequence[dict[str, Any]]", data["result"])  # JSON: Any
+            return cast("Sequence[MatrixItem]", data["result"])  # decoded JSON, checked by the readers
         except (ValueError, KeyError, TypeError, AttributeError):
             raise MetricsError(
                 f"{where} sent an unexpected answer for metric {metric_name!r}: "

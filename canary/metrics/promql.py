@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeGuard
 
+from canary.config import PrometheusQuery
 from canary.errors import ConfigError
 
 if TYPE_CHECKING:
-    from canary.config import PrometheusQuery
+    from canary.config import MetricConfig
     from canary.values.scope import MetricScope
 
 PROMQL_PREFIX = "PromQL:"
@@ -81,6 +82,73 @@ def build_query(
     if query.group_by_fields:
         text += " by (" + ",".join(query.group_by_fields) + ")"
     return text
+
+
+def metric_query(
+    metric: MetricConfig,
+    templates: Mapping[str, str] | None,
+    scope: MetricScope,
+    *,
+    scope_label: str = "instance",
+) -> str:
+    """The PromQL text of a series metric over ``scope`` (Kayenta's dry run).
+
+    Raises:
+        ConfigError: The metric's query is not a Prometheus query, or Kayenta rejects it.
+    """
+    query = metric.query
+    if not isinstance(query, PrometheusQuery):  # OtherQuery refuses type "prometheus"
+        kind = getattr(query, "type", None)
+        raise ConfigError(
+            f"metric {metric.name!r} has query type {kind!r}; a Prometheus source can only "
+            "run queries of type 'prometheus'"
+        )
+    return build_query(query, templates, scope, scope_label=scope_label)
+
+
+def counter_selector(
+    template: str,
+    templates: Mapping[str, str] | None,
+    scope: MetricScope,
+    *,
+    name: str = "<selector>",
+    resource_type: str | None = None,
+) -> str:
+    """A counter selector for ``scope``: the bindings (and injection checks) of a Kayenta
+    customInlineTemplate, so ``${scope}``, ``${location}`` and extendedScopeParams work
+    alike. (`templates` is passed on as for customInlineTemplate, which ignores it.)
+
+    Raises:
+        ConfigError: A binding is unknown or unsafe, or the selector comes out empty.
+    """
+    try:
+        _reject_injection(scope)
+        inline = PrometheusQuery(custom_inline_template=template, resource_type=resource_type)
+        text = expand_custom_filter(inline, templates, scope)
+    except ConfigError as exc:
+        raise ConfigError(f"metric {name!r}: {exc}") from None
+    if not text or not text.strip():
+        raise ConfigError(f"metric {name!r}: the counter selector is empty")
+    return text
+
+
+def graph_expr(
+    metric: MetricConfig,
+    templates: Mapping[str, str] | None,
+    scope: MetricScope,
+    *,
+    scope_label: str = "instance",
+) -> str:
+    """What Prometheus's graph page shows for ``metric`` over ``scope``: a ratio metric's
+    1-minute rate, a histogram's p99, a series metric's own query."""
+    if (ratio := metric.ratio_counters) is not None:
+        events, total = (counter_selector(t, templates, scope, name=metric.name)
+                         for t in (ratio.events, ratio.total))  # fmt: skip
+        return f"sum(rate({events}[1m])) / sum(rate({total}[1m]))"
+    if (histogram := metric.histogram_counters) is not None:
+        buckets = counter_selector(histogram.buckets, templates, scope, name=metric.name)
+        return f"histogram_quantile(0.99, sum by (le) (rate({buckets}[1m])))"
+    return metric_query(metric, templates, scope, scope_label=scope_label)
 
 
 def expand_custom_filter(

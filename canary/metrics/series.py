@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,16 @@ from canary.values.scope import MetricScope, epoch_millis
 from canary.values.series import MetricPair, Series
 
 Align = Literal["kayenta", "grid"]
+#: One sample of a range query's answer as Prometheus sends it: [unix seconds, "value"].
+Sample = Sequence[float | str]
+
+
+class MatrixItem(TypedDict, total=False):
+    """One series of a Prometheus ``matrix`` answer (decoded JSON; its readers check it)."""
+
+    metric: dict[str, str]
+    values: list[Sample]
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -37,8 +47,18 @@ def _from_millis(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def parse_sample(text: Any) -> float | None:
-    """A sample value string as Prometheus sends it: decimals, ``NaN``, ``+Inf``, ``-Inf``."""
+def parse_sample(text: float | str | None) -> float | None:
+    """A sample value string as Prometheus sends it: decimals, ``NaN``, ``+Inf``, ``-Inf``.
+
+    Args:
+        text: The value (None: no value).
+
+    Returns:
+        The value as a float, None for None.
+
+    Raises:
+        MetricsError: The value is not a number.
+    """
     if text is None:
         return None
     if text == "+Inf":
@@ -53,15 +73,25 @@ def parse_sample(text: Any) -> float | None:
         raise MetricsError(f"Prometheus returned a non-numeric sample value {text!r}") from None
 
 
-def _timestamp_ms(raw: Any) -> int:
+def _timestamp_ms(raw: float | str) -> int:
     # Kayenta: (long) (Double.parseDouble(ts) * 1000), i.e. truncation of the double product.
     return int(float(raw) * 1000)
 
 
 def to_series(
-    result: Sequence[Mapping[str, Any]], *, query: str, scope: MetricScope, align: Align = "kayenta"
+    result: Sequence[MatrixItem], *, query: str, scope: MetricScope, align: Align = "kayenta"
 ) -> list[Series]:
-    """Convert ``data.result`` of a range query (a matrix) into series, in answer order."""
+    """Convert ``data.result`` of a range query (a matrix) into series, in answer order.
+
+    Args:
+        result: The answer's series.
+        query: The query text (kept on each series).
+        scope: The scope queried (its window and step).
+        align: How samples become values (see the module's docstring).
+
+    Returns:
+        One series per answer item; one placeholder series for an empty answer.
+    """
     if align not in ("kayenta", "grid"):
         raise ValueError(f"align must be 'kayenta' or 'grid', got {align!r}")
     if not result:
@@ -91,7 +121,7 @@ def _placeholder(query: str, scope: MetricScope, align: Align) -> Series:
 def _packed(
     labels: dict[str, str],
     metric_id: str | None,
-    samples: Sequence[Any],
+    samples: Sequence[Sample],
     query: str,
     scope: MetricScope,
 ) -> Series:
@@ -114,7 +144,7 @@ def _packed(
 def _gridded(
     labels: dict[str, str],
     metric_id: str | None,
-    samples: Sequence[Any],
+    samples: Sequence[Sample],
     query: str,
     scope: MetricScope,
 ) -> Series:

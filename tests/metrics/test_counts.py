@@ -12,7 +12,7 @@ import requests
 
 from canary.config import CanaryConfig
 from canary.errors import ConfigError, MetricsError
-from canary.metrics.collect import collect_counts, collect_pairs
+from canary.metrics.collect import collect_counts, collect_pairs, fetch_counts_pair
 from canary.metrics.counts import (
     histogram_counts,
     increase,
@@ -252,7 +252,7 @@ def test_lookback_and_partial_seconds_widen_the_range():
 
 def test_fetch_counts_pair_histogram_with_bindings():
     src, transport = source_with(prometheus)
-    pair = src.fetch_counts_pair(LATENCY, {}, scope("baseline"), scope("canary"))
+    pair = fetch_counts_pair(src, LATENCY, {}, scope("baseline"), scope("canary"))
     assert pair == CountsPair(
         "latency",
         control=HistogramCounts((0.1, math.inf), (2.0 + 1, 3.0 + 2)),
@@ -268,10 +268,10 @@ def test_missing_side_is_named():
         return ok([]) if 'track="canary"' in query_of(request) else prometheus(request)
 
     src, _ = source_with(no_canary)
-    pair = src.fetch_counts_pair(ERRORS, {}, scope("baseline"), scope("canary"))
+    pair = fetch_counts_pair(src, ERRORS, {}, scope("baseline"), scope("canary"))
     assert pair.missing == ("experiment",)
     assert pair.control == RatioCounts(1, 31) and pair.experiment == RatioCounts(0, 0)
-    pair = src.fetch_counts_pair(LATENCY, {}, scope("canary"), scope("canary"))
+    pair = fetch_counts_pair(src, LATENCY, {}, scope("canary"), scope("canary"))
     assert pair.missing == ("control", "experiment")
 
 
@@ -320,7 +320,7 @@ def test_rejected_selector_is_config_error_with_query(status):
 def test_server_trouble_is_transient(status):
     src, _ = source_with(lambda r: (status, b"overloaded"))
     with pytest.raises(MetricsError) as err:
-        src.fetch_counts_pair(LATENCY, {}, scope("baseline"), scope("canary"))
+        fetch_counts_pair(src, LATENCY, {}, scope("baseline"), scope("canary"))
     assert err.value.transient and f"HTTP {status}" in str(err.value)
 
 

@@ -27,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from canary.config import CanaryConfig
+from canary.metrics.collect import fetch_counts_pair
 from canary.metrics.prometheus import PrometheusMetricSource
 from canary.values.counts import HistogramCounts, RatioCounts
 from canary.values.scope import MetricScope
@@ -231,7 +232,7 @@ def test_ratio_counts_equal_the_requests_sent(run: Run) -> None:
     )
     assert sent["baseline"]["500"] == 0 and 0 < sent["canary"]["500"] < sent["canary"]["200"]
     assert run.served == sent  # the apps agree with the client
-    pair = _source(run).fetch_counts_pair(ERRORS, {}, run.scope("baseline"), run.scope("canary"))
+    pair = fetch_counts_pair(_source(run), ERRORS, {}, run.scope("baseline"), run.scope("canary"))
     assert pair.missing == ()
     assert pair.control == RatioCounts(events=0, total=2 * THREADS * PER_THREAD)
     assert pair.experiment == RatioCounts(
@@ -240,7 +241,7 @@ def test_ratio_counts_equal_the_requests_sent(run: Run) -> None:
 
 
 def test_histogram_counts_equal_the_latencies_seen(run: Run) -> None:
-    pair = _source(run).fetch_counts_pair(LATENCY, {}, run.scope("baseline"), run.scope("canary"))
+    pair = fetch_counts_pair(_source(run), LATENCY, {}, run.scope("baseline"), run.scope("canary"))
     assert pair.missing == ()
     for app, counts in ((run.baseline, pair.control), (run.canary, pair.experiment)):
         assert isinstance(counts, HistogramCounts)

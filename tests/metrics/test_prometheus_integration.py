@@ -14,6 +14,7 @@ import requests
 
 from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError, MetricsError
+from canary.metrics.collect import fetch_pair
 from canary.metrics.prometheus import MAX_POINTS_PER_REQUEST, PrometheusMetricSource
 from canary.values.scope import MetricScope, iso_instant, scope_pair
 from tests.support.prometheus import free_port
@@ -142,7 +143,7 @@ def test_request_rate_one_pair_per_code(stack: Stack, align: str):
     control, experiment = window(stack)
     control, experiment = with_version(control, "1.0.0"), with_version(experiment, "1.1.0")
     src = PrometheusMetricSource(stack.prometheus.url, align=align)  # type: ignore[arg-type]
-    pairs = src.fetch_pair(metric("request rate"), CONFIG.templates, control, experiment)
+    pairs = fetch_pair(src, metric("request rate"), CONFIG.templates, control, experiment)
 
     assert sorted(p.tags["code"] for p in pairs) == ["200", "500"]
     by_code = {p.tags["code"]: p for p in pairs}
@@ -163,7 +164,7 @@ def test_request_rate_one_pair_per_code(stack: Stack, align: str):
 def test_p99_latency_inline_promql(stack: Stack):
     control, experiment = window(stack)
     src = PrometheusMetricSource(stack.prometheus.url, align="grid")
-    (pair,) = src.fetch_pair(metric("p99 latency"), {}, control, experiment)
+    (pair,) = fetch_pair(src, metric("p99 latency"), {}, control, experiment)
     assert dict(pair.tags) == {}
     for values in (pair.control_values, pair.experiment_values):
         assert len(values) == control.points and np.isfinite(values).all()
@@ -176,7 +177,7 @@ def test_no_data_side_is_padded_with_nan(stack: Stack):
     control, experiment = window(stack)
     missing = with_version(control, "0.0.0-never")
     src = PrometheusMetricSource(stack.prometheus.url)
-    pairs = src.fetch_pair(metric("request rate"), CONFIG.templates, missing,
+    pairs = fetch_pair(src, metric("request rate"), CONFIG.templates, missing,
                            with_version(experiment, "1.1.0"))  # fmt: skip
     assert sorted(p.tags["code"] for p in pairs) == ["200", "500"]
     for pair in pairs:

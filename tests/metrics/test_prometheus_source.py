@@ -15,6 +15,7 @@ from requests.adapters import BaseAdapter
 
 from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError, MetricsError
+from canary.metrics.collect import fetch_pair
 from canary.metrics.prometheus import PrometheusMetricSource, redact_url
 from canary.ports import MetricSource
 from canary.values.scope import MetricScope
@@ -107,7 +108,7 @@ def test_fetch_pair_one_pair_per_label_set():
 
     src, _ = source_with(answer)
     control = MetricScope(scope="baseline", start=T0, end=SCOPE.end, step=60)
-    pairs = src.fetch_pair(REQUESTS, {}, control, SCOPE)
+    pairs = fetch_pair(src, REQUESTS, {}, control, SCOPE)
     assert [dict(p.tags) for p in pairs] == [{"code": "200"}, {"code": "500"}]
     np.testing.assert_array_equal(pairs[0].control_values, [1, 1, 1])
     np.testing.assert_array_equal(pairs[0].experiment_values, [2, 2, 2])
