@@ -385,8 +385,7 @@ def run_one(n: int, db: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- the command line ------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """The command line (or the load child); the exit code."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, nargs="+", default=[20], metavar="N",
                         help="apps released at once (one or more N: a table each) [20]")  # fmt: skip
@@ -403,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-child", help=argparse.SUPPRESS)
     parser.add_argument("--load-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--load-out", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (or the load child); the exit code."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.load_child:
         return load_child(args.load_child.split(","), args.rate, args.load_seconds, args.load_out)
