@@ -26,117 +26,83 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a plain script
 
-from bench.pipeline_latency import (  # noqa: E402
-    APP,
-    Bench,
-    private_chain,
-    say,
-    start_load,
-    stop_load,
-    ts,
-    wait_for,
-)
+from bench._common import APP, Bench, missing_binary, private_session, say, start_load, wait_for  # noqa: E402
 from canary.config.release import ReleaseSpec  # noqa: E402
-from demo.__main__ import PRODUCTION_LIKE  # noqa: E402
+from canary.values.outcome import Outcome  # noqa: E402
+from demo.config import PRODUCTION_LIKE  # noqa: E402
 
 #: (name, faults.json of the commit, the outcome it must have)
-REGRESSIONS = (
-    ("latency +50%", {"added_latency_ms": 15}, "rolled-back"),
-    ("latency +60 ms", {"added_latency_ms": 60}, "rolled-back"),
-    ("errors 0% -> 2%", {"error_ratio": 0.02}, "rolled-back"),
-    ("errors 0% -> 1%", {"error_ratio": 0.01}, "rolled-back"),
+REGRESSIONS: tuple[tuple[str, Mapping[str, object], Outcome], ...] = (
+    ("latency +50%", {"added_latency_ms": 15}, Outcome.ROLLED_BACK),
+    ("latency +60 ms", {"added_latency_ms": 60}, Outcome.ROLLED_BACK),
+    ("errors 0% -> 2%", {"error_ratio": 0.02}, Outcome.ROLLED_BACK),
+    ("errors 0% -> 1%", {"error_ratio": 0.01}, Outcome.ROLLED_BACK),
 )
 
 
-def release(bench: Bench, spec: ReleaseSpec, version: str, faults: dict[str, Any]) -> dict[str, Any]:
+def release(bench: Bench, spec: ReleaseSpec, version: str, faults: Mapping[str, object]) -> dict[str, Any]:
     """Push one commit and wait for its release's end: times, looks, outcome, reason."""
     sha = bench.commit(version, {**PRODUCTION_LIKE, **faults})
     sent, _ = bench.push(sha)
     budget = (spec.analysis.begin_after + spec.analysis.lifetime).total_seconds()
     run = bench.final_run("canary-release", sha, timeout=budget + 2 * spec.ready_timeout_seconds + 300)
-
-    def event() -> dict[str, Any] | None:  # persisted in batches: up to ~5 s late
-        for name in ("canary.release.promoted", "canary.release.rolled-back"):
-            for found in bench.api.events(name, f"canary.app.{APP}"):
-                if found["payload"].get("commit") == sha:
-                    return found
-        return None
-
-    found = wait_for(f"the release event of {sha[:12]}", event, 60, every=0.5)
-    payload = found["payload"]
-    decided_at = ts(payload.get("window_end"))
-    end = ts(run.get("end_time"))
+    found = wait_for(f"the release event of {sha[:12]}",  # persisted in batches: up to ~5 s late
+                     lambda: bench.reader.release_end(APP, sha), 60, every=0.5)  # fmt: skip
+    ended = found.model
+    decided_at = ended.window_end.timestamp() if ended.window_end else None
     return {
-        "version": version, "faults": faults, "commit": sha,
-        "outcome": found["event"].rsplit(".", 1)[-1],
+        "version": version, "faults": dict(faults), "commit": sha, "outcome": ended.outcome.value,
         "push_to_decision_s": (decided_at - sent) if decided_at else None,
-        "push_to_end_s": (end - sent) if end else None,
-        "looks": payload.get("judgements"), "analysis_s": payload.get("decision_seconds"),
-        "lifetime_s": payload.get("lifetime_seconds"), "reason": payload.get("reason") or "",
+        "push_to_end_s": (run.end - sent) if run.end else None,
+        "looks": ended.judgements, "analysis_s": ended.decision_seconds,
+        "lifetime_s": ended.lifetime_seconds, "reason": ended.reason,
     }  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    for binary in ("prometheus", "haproxy", "git"):
-        if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
-            raise SystemExit(f"{binary} is missing: run `make setup`")
+    """Every planned release on a private chain, stopped at the end unless --keep."""
+    if (binary := missing_binary()) is not None:
+        raise SystemExit(f"{binary} is missing: run `make setup`")
     spec = ReleaseSpec.load(ROOT / "deployments" / "releases" / f"{APP}.yaml")
-    chain, bench, config, home = private_chain("early-decisions-", {})
-    load = None
-    ok = False
-    try:
-        chain.start()
-        paused = bench.api.pause_scheduled(keep={"build", "canary-release"})
-        if paused:
-            say(f"paused scheduled deployments for the bench: {', '.join(paused)}")
-        v1 = bench.commit("1.0.0", PRODUCTION_LIKE)
-        subprocess.run([sys.executable, "scripts/bootstrap_production.py", "--repo", str(bench.repo),
-                        "--commit", v1], cwd=ROOT, env=chain.client_env(), check=True,
-                       capture_output=True, timeout=120)  # fmt: skip
-        bench.head = v1
-        plan = [(f"good #{i + 1}", f"2.0.{i}", {}, "promoted") for i in range(args.good)]
+    with private_session("early-decisions-", {}, keep=args.keep,
+                         kept=lambda home: f"chain left up (--keep) in {home}") as session:  # fmt: skip
+        session.start()
+        bench = session.bench
+        bench.bootstrap(PRODUCTION_LIKE)
+        plan: list[tuple[str, str, Mapping[str, object], Outcome]]
+        plan = [(f"good #{i + 1}", f"2.0.{i}", {}, Outcome.PROMOTED) for i in range(args.good)]
         plan += [(name, f"3.0.{i}", faults, want) for i, (name, faults, want) in enumerate(REGRESSIONS)]
-        load = start_load(config, len(plan) * 240 + 300, home / "logs" / "load.log")
+        session.load = start_load(session.config, len(plan) * 240 + 300,
+                                  session.home / "logs" / "load.log")  # fmt: skip
         say(f"production v1 up under steady load; {len(plan)} releases to go")
         rows = []
         for name, version, faults, want in plan:
             row = release(bench, spec, version, faults)
-            row.update(name=name, expected=want)
+            row.update(name=name, expected=want.value)
             rows.append(row)
-            say(f"{name}: {row['outcome']} (expected {want}), push → decision "
+            say(f"{name}: {row['outcome']} (expected {want.value}), push → decision "
                 f"{row['push_to_decision_s']:.0f} s, {row['looks']} look(s); {row['reason'][:160]}")
-        ok = True
         return {"rows": rows, "loadavg_1min_at_end": os.getloadavg()[0]}
-    finally:
-        stop_load(load)
-        if args.keep:
-            say(f"chain left up (--keep) in {home}")
-        else:
-            say(f"stopped: {', '.join(chain.stop())}")
-            if ok:
-                shutil.rmtree(home, ignore_errors=True)
-            else:
-                say(f"logs kept in {home / 'logs'}")
 
 
 def print_report(result: dict[str, Any]) -> None:
+    """The table of every release, and whether each ended as expected."""
     rows = result["rows"]
     print(f"\n{'release':<18}{'outcome':<13}{'expected':<13}{'push→decision':>14}{'push→end':>10}"
           f"{'looks':>7}  reason")  # fmt: skip
     for r in rows:
         print(f"{r['name']:<18}{r['outcome']:<13}{r['expected']:<13}{r['push_to_decision_s']:>13.0f}s"
               f"{r['push_to_end_s']:>9.0f}s{r['looks']:>7}  {r['reason'][:150]}")  # fmt: skip
-    good = [r["push_to_decision_s"] for r in rows if r["expected"] == "promoted"]
+    good = [r["push_to_decision_s"] for r in rows if r["expected"] == Outcome.PROMOTED.value]
     wrong = [r["name"] for r in rows if r["outcome"] != r["expected"]]
     if good:
         lifetime = rows[0]["lifetime_s"] or 0.0
@@ -147,6 +113,7 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; the exit code (0 only when every release ended as expected)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--good", type=int, default=4, help="good releases (default 4)")
     parser.add_argument("--keep", action="store_true", help="leave the chain up at the end")

@@ -37,6 +37,8 @@ SERVER_ENV = {
 
 @dataclass
 class ChainConfig:
+    """Where the chain lives, its ports, apps, database and webhook secret."""
+
     home: Path
     prefect_port: int = 4200
     relay_port: int = 8088
@@ -62,18 +64,22 @@ class ChainConfig:
 
     @property
     def api_url(self) -> str:
+        """The Prefect API's URL."""
         return f"http://127.0.0.1:{self.prefect_port}/api"
 
     @property
     def ui_url(self) -> str:
+        """The Prefect UI's URL."""
         return f"http://127.0.0.1:{self.prefect_port}"
 
     @property
     def relay_url(self) -> str:
+        """The webhook relay's GitHub endpoint."""
         return f"http://127.0.0.1:{self.relay_port}/github"
 
     @property
     def state_dir(self) -> Path:
+        """The local platform's state directory."""
         return self.home / "local"
 
 
@@ -100,6 +106,13 @@ def poll(check: Callable[[], bool], *, timeout: float, what: str, log: Path | No
 
 
 class Chain:
+    """The chain's processes: started (or kept, when already ours), recorded, stopped.
+
+    Args:
+        config: What to start, and where.
+        say: Where progress lines go.
+    """
+
     def __init__(self, config: ChainConfig, *, say: Callable[[str], None] = lambda _: None):
         self.config = config
         self.say = say
@@ -133,6 +146,7 @@ class Chain:
         procs.write_json(self.records_file, data)
 
     def running(self, name: str) -> bool:
+        """The recorded part `name` runs and is still the process recorded."""
         raw = self._records().get(name)
         return raw is not None and procs.is_ours(procs.ProcessRecord.from_json(raw))
 
@@ -156,6 +170,11 @@ class Chain:
 
     # -- parts -----------------------------------------------------------------------------
     def start(self) -> None:
+        """Start every part (server, blocks, stack, supervisor, deployments, worker, relay).
+
+        Raises:
+            ChainError: There is no webhook secret, or a part did not come up.
+        """
         c = self.config
         if not c.webhook_secret:
             raise ChainError("a webhook secret is needed (GITHUB_WEBHOOK_SECRET)")
@@ -189,6 +208,7 @@ class Chain:
         self.say(f"webhook relay: {c.relay_url}")
 
     def postgres(self) -> PostgresCluster:
+        """The chain's own PostgreSQL cluster (with ``db="postgres"``)."""
         return PostgresCluster(self.home, self.config.db_port)
 
     def server_env(self) -> dict[str, str]:

@@ -56,6 +56,8 @@ def _reachable_by(path: Path, uid: int) -> bool:
 
 @dataclass
 class PostgresCluster:
+    """A PostgreSQL cluster of the chain's own, on a loopback port (see the module docstring)."""
+
     home: Path  # the chain's home: the password file and the data's location live here
     port: int
 
@@ -74,6 +76,8 @@ class PostgresCluster:
 
     @property
     def data_dir(self) -> Path:
+        """Where the cluster's data lives: under the home, or (run as root, when the home is
+        not reachable by the postgres user) under the system temp dir."""
         default = self.home / "postgres" / "data"
         owner = self._owner()
         if owner is None or _reachable_by(default.parent, owner.pw_uid):
@@ -83,6 +87,7 @@ class PostgresCluster:
 
     @property
     def log(self) -> Path:
+        """The cluster's log file."""
         return self.data_dir.parent / "postgres.log"
 
     def _password(self) -> str:
@@ -117,6 +122,7 @@ class PostgresCluster:
             os.chown(path, owner.pw_uid, owner.pw_gid)
 
     def running(self) -> bool:
+        """The cluster's server runs (pg_ctl status)."""
         if not (self.data_dir / "PG_VERSION").exists():
             return False
         return self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "status"],

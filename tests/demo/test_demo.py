@@ -21,11 +21,20 @@ from pathlib import Path
 
 import pytest
 
+from canary.values.events import ReleaseEnded
+from canary.values.outcome import Outcome
 from demo import __main__ as cli
-from demo.__main__ import FAILED, PROMOTED, ROLLED_BACK, ReleaseRow
+from demo.api import FlowRun
 from demo.chain import ROOT
+from demo.config import DemoError, chain_config, webhook_secret
 from demo.hooks import install_post_receive, render_post_receive
+from demo.ports import port_conflicts
+from demo.progress import Progress, status_line
+from demo.repo import DemoRepo, check_delivery
+from demo.summary import RELEASED, ReleaseRow, release_outcome, render_summary, verdict
 
+PROMOTED, ROLLED_BACK, FAILED = Outcome.PROMOTED, Outcome.ROLLED_BACK, None  # None: no outcome
+NO_ROW = "no row"  # the release was not pushed
 SECRET = "s3cr3t-" + "ab" * 16
 
 
@@ -42,7 +51,7 @@ def test_defaults_are_the_chain_defaults() -> None:
 def test_flags_override_ports_and_commands_parse(tmp_path: Path) -> None:
     args = cli.parse_args(["--prefect-port", "4301", "--relay-port", "8090", "--home",
                            str(tmp_path)])  # fmt: skip
-    config = cli.chain_config(args, "x")
+    config = chain_config(args, "x")
     assert (config.prefect_port, config.relay_port, config.app_port) == (4301, 8090, 18080)
     assert config.home == tmp_path.resolve() and config.api_url == "http://127.0.0.1:4301/api"
     assert cli.parse_args(["stop"]).command == "stop"
@@ -58,15 +67,15 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 
 # -- the secret ------------------------------------------------------------------------------
 def test_secret_is_generated_once_mode_600_and_reused(tmp_path: Path) -> None:
-    first, where = cli.webhook_secret(tmp_path, environ={})
+    first, where = webhook_secret(tmp_path, environ={})
     assert len(first) >= 32 and "new" in where
     assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
-    again, _ = cli.webhook_secret(tmp_path, environ={})
+    again, _ = webhook_secret(tmp_path, environ={})
     assert again == first
 
 
 def test_secret_from_the_environment_is_not_written(tmp_path: Path) -> None:
-    value, where = cli.webhook_secret(tmp_path, environ={"GITHUB_WEBHOOK_SECRET": SECRET})
+    value, where = webhook_secret(tmp_path, environ={"GITHUB_WEBHOOK_SECRET": SECRET})
     assert value == SECRET and where == "$GITHUB_WEBHOOK_SECRET"
     assert not (tmp_path / "secret").exists()
 
@@ -118,7 +127,7 @@ def test_push_sends_a_signed_delivery_and_the_hook_file_has_no_secret(
     if secret_via == "file":
         secret_file.write_text(SECRET + "\n")
         secret_file.chmod(0o600)
-    repo = cli.DemoRepo(tmp_path / "git" / "goldengoose.git", tmp_path / "work" / "goldengoose")
+    repo = DemoRepo(tmp_path / "git" / "goldengoose.git", tmp_path / "work" / "goldengoose")
     repo.create(ROOT / "examples" / "goldengoose")
     v1 = repo.commit("1.0.0", {})
     repo.push()  # no hook yet: nothing is sent
@@ -126,7 +135,7 @@ def test_push_sends_a_signed_delivery_and_the_hook_file_has_no_secret(
     assert os.access(hook, os.X_OK)
     v2 = repo.commit("2.0.0", {})
     output = repo.push(SECRET if secret_via == "environment" else None)
-    cli.check_delivery(output)
+    check_delivery(output)
     assert SECRET not in hook.read_text()
     assert len(_Relay.got) == 1
     headers, body = _Relay.got[0]
@@ -140,11 +149,11 @@ def test_push_sends_a_signed_delivery_and_the_hook_file_has_no_secret(
 
 def test_a_refused_delivery_is_an_error() -> None:
     out = 'remote: delivery 1234 refs/heads/main 0123456789ab -> 401 {"error": "bad"}'
-    with pytest.raises(cli.DemoError, match="did not deliver"):
-        cli.check_delivery(out)
-    with pytest.raises(cli.DemoError):
-        cli.check_delivery("")
-    cli.check_delivery("remote: delivery 1234 refs/heads/main 0123456789ab -> 202 {}")
+    with pytest.raises(DemoError, match="did not deliver"):
+        check_delivery(out)
+    with pytest.raises(DemoError):
+        check_delivery("")
+    check_delivery("remote: delivery 1234 refs/heads/main 0123456789ab -> 202 {}")
 
 
 # -- ports -----------------------------------------------------------------------------------
@@ -157,35 +166,35 @@ def listener() -> Iterator[int]:
 
 
 def test_a_port_taken_by_someone_else_is_named_with_its_flag(listener: int) -> None:
-    (problem,) = cli.port_conflicts({"prefect_port": listener}, our_sessions=set())
+    (problem,) = port_conflicts({"prefect_port": listener}, our_sessions=set())
     assert f"port {listener} (Prefect server" in problem
     assert f"pid {os.getpid()}" in problem
     assert "--prefect-port" in problem and "make demo DEMO_ARGS=" in problem
 
 
 def test_a_port_held_by_our_own_recorded_session_is_no_conflict(listener: int) -> None:
-    assert cli.port_conflicts({"relay_port": listener}, our_sessions={os.getsid(0)}) == []
+    assert port_conflicts({"relay_port": listener}, our_sessions={os.getsid(0)}) == []
 
 
 def test_free_and_duplicate_ports(listener: int) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
-    assert cli.port_conflicts({"app_port": free}, our_sessions=set()) == []
-    problems = cli.port_conflicts({"app_port": free, "stats_port": free}, our_sessions=set())
+    assert port_conflicts({"app_port": free}, our_sessions=set()) == []
+    problems = port_conflicts({"app_port": free, "stats_port": free}, our_sessions=set())
     assert problems == [f"port {free} is given for both --app-port and --stats-port: "
                         "every part needs its own port"]  # fmt: skip
 
 
 def test_an_invisible_holder_is_a_conflict() -> None:
-    problems = cli.port_conflicts({"prometheus_port": 19090}, set(), holders_of=lambda p: {})
+    problems = port_conflicts({"prometheus_port": 19090}, set(), holders_of=lambda p: {})
     assert "a process this user cannot see" in problems[0] and "--prometheus-port" in problems[0]
 
 
 # -- summary and exit code -------------------------------------------------------------------
-def _rows(v2: str, v3: str | None) -> list[ReleaseRow]:
+def _rows(v2: Outcome | None, v3: Outcome | str | None) -> list[ReleaseRow]:
     rows = [ReleaseRow("v2", "2.0.0", "a" * 40, PROMOTED, v2, 100.0, "http://u/2", "", 79.0, 45.0, 3, 120.0)]
-    if v3 is not None:
+    if v3 is None or isinstance(v3, Outcome):
         rows.append(ReleaseRow("v3", "3.0.0", "b" * 40, ROLLED_BACK, v3, 50.0, "http://u/3"))
     return rows
 
@@ -193,7 +202,7 @@ def _rows(v2: str, v3: str | None) -> list[ReleaseRow]:
 def test_summary_table_renders_given_rows() -> None:
     rows = _rows(PROMOTED, FAILED)
     rows[1].score, rows[1].reason = None, "canary-release ended Crashed"
-    text = cli.render_summary(rows)
+    text = render_summary(rows)
     lines = text.splitlines()
     assert lines[0].split() == ["release", "commit", "version", "outcome", "expected", "score",
                                 "decided", "after", "saved", "time", "flow", "run"]  # fmt: skip
@@ -210,26 +219,26 @@ def test_summary_table_renders_given_rows() -> None:
         (PROMOTED, ROLLED_BACK, 0),
         (PROMOTED, PROMOTED, 1),
         (ROLLED_BACK, ROLLED_BACK, 1),
-        (FAILED, None, 1),
+        (FAILED, NO_ROW, 1),
         (PROMOTED, FAILED, 1),
-        (PROMOTED, None, 1),
+        (PROMOTED, NO_ROW, 1),
     ],
 )
 def test_exit_code_is_0_only_for_v2_promoted_and_v3_rolled_back(
-    v2: str, v3: str | None, code: int
+    v2: Outcome | None, v3: Outcome | str | None, code: int
 ) -> None:
-    got, why = cli.verdict(_rows(v2, v3))
+    got, why = verdict(_rows(v2, v3))
     assert got == code
     if code:
         assert "should be" in why
 
 
-def _run(state_type: str, state_name: str, message: str = "") -> dict[str, object]:
-    return {"state_type": state_type, "state_name": state_name, "state": {"message": message}}
+def _run(state_type: str, state_name: str, message: str = "") -> FlowRun:
+    return FlowRun("r", state_type, state_name, message)
 
 
-def _event(kind: str, reason: str = "why") -> dict[str, object]:
-    return {"event": f"canary.release.{kind}", "payload": {"reason": reason}}
+def _event(kind: str, reason: str = "why") -> ReleaseEnded:
+    return ReleaseEnded.from_event(f"canary.release.{kind}", {"reason": reason}, app="goldengoose")
 
 
 @pytest.mark.parametrize(("run", "event", "outcome", "why"), [
@@ -241,6 +250,9 @@ def _event(kind: str, reason: str = "why") -> dict[str, object]:
     (_run("CRASHED", "Crashed", "worker died"), _event("rolled-back"), FAILED,
      "canary-release ended Crashed: worker died"),
     (_run("FAILED", "Failed", "boom"), None, FAILED, "canary-release ended Failed: boom"),
+    # an operator's abort (older runs: an aborted event) is not released either
+    (_run("CANCELLED", "Aborted", "by alice"), _event("aborted"), FAILED,
+     "canary-release ended Aborted: by alice"),
     (_run("CANCELLED", "Skipped", "a newer commit"), None, FAILED,
      "canary-release ended Skipped: a newer commit"),
     # run state and event must agree, and the event must exist
@@ -248,26 +260,28 @@ def _event(kind: str, reason: str = "why") -> dict[str, object]:
     (_run("COMPLETED", "Promoted"), _event("rolled-back"), FAILED, "its event says rolled-back"),
 ])  # fmt: skip
 def test_release_outcome_reads_the_run_state_and_its_event(
-    run: dict[str, object], event: dict[str, object] | None, outcome: str, why: str
+    run: FlowRun, event: ReleaseEnded | None, outcome: Outcome | None, why: str
 ) -> None:
-    got, reason = cli.release_outcome(run, event)
+    got, reason = release_outcome(run, event)
     assert got == outcome and why in reason
 
 
 def test_the_outcome_names_are_the_flow_s_final_states() -> None:
-    """The demo reads the names flows/canary_release.py gives its final states."""
+    """The demo reads a run's outcome by Outcome's state names, the ones
+    flows/canary_release.py ends in (named there literally, or through Outcome)."""
     source = (ROOT / "flows" / "canary_release.py").read_text()
-    for name in cli.RUN_OUTCOMES:
-        assert f'name="{name}"' in source
+    for outcome in RELEASED:
+        assert Outcome.from_state_name(outcome.state.name) is outcome
+        assert f'name="{outcome.state.name}"' in source or "Outcome" in source
 
 
 # -- progress and status ---------------------------------------------------------------------
 def test_status_line_follows_the_runs() -> None:
     sha = "c" * 40
-    assert cli.status_line("v2", sha, None, None, None) == "v2 ccccccc: waiting for the build run"
-    build = {"state_name": "Completed", "state_type": "COMPLETED"}
-    release = {"state_name": "Running", "state_type": "RUNNING"}
-    line = cli.status_line("v2", sha, build, release, "judgement #2 score 100 → Pass")
+    assert status_line("v2", sha, None, None, None) == "v2 ccccccc: waiting for the build run"
+    build = FlowRun("b", "COMPLETED", "Completed")
+    release = FlowRun("r", "RUNNING", "Running")
+    line = status_line("v2", sha, build, release, "judgement #2 score 100 → Pass")
     assert line == ("v2 ccccccc: build Completed · canary-release Running · "
                     "judgement #2 score 100 → Pass")  # fmt: skip
 
@@ -275,7 +289,7 @@ def test_status_line_follows_the_runs() -> None:
 def test_progress_rewrites_one_line_on_a_tty_and_prints_changes_otherwise() -> None:
     tty, plain = io.StringIO(), io.StringIO()
     for stream, is_tty in ((tty, True), (plain, False)):
-        progress = cli.Progress(stream, tty=is_tty, every=3600)
+        progress = Progress(stream, tty=is_tty, every=3600)
         for t, text in ((1, "build Running"), (2, "build Running"), (3, "build Completed")):
             progress.update(t, text)
         progress.done()
