@@ -96,28 +96,13 @@ class _PlanFields(TypedDict):
     safe_rate: float | None
 
 
-def plan_metric(
-    name: str,
-    counts: ProductionCounts | None,
-    *,
-    request_rate: float,
-    schedule: LookSchedule,
-    rng: np.random.Generator,
-    kind: str | None = None,
-    direction: str = "increase",
-    alpha: float | None = None,
-    tolerance: float | None = None,
-    min_effect: float | None = None,
-    unit: str = "",
-    power: float = POWER,
-    max_looks: int = MAX_LOOKS,
-    simulations: int = SIMULATIONS,
-    arrivals: str = "poisson",
-    min_requests: int = 0,
-    aa: bool = True,
-    tolerance_on: str = "quantile",
-    safe_rate: float | None = None,
-) -> MetricPlan:
+def plan_metric(name: str, counts: ProductionCounts | None, *, request_rate: float, schedule: LookSchedule,
+                rng: np.random.Generator, kind: str | None = None, direction: str = "increase",
+                alpha: float | None = None, tolerance: float | None = None, min_effect: float | None = None,
+                unit: str = "", power: float = POWER, max_looks: int = MAX_LOOKS,
+                simulations: int = SIMULATIONS, arrivals: str = "poisson", min_requests: int = 0,
+                aa: bool = True, tolerance_on: str = "quantile",
+                safe_rate: float | None = None) -> MetricPlan:  # fmt: skip
     """Plan one count metric from production's `counts` over a recent window.
 
     `counts` has `events` and `total` (a ratio metric) or `upper_bounds` and cumulative
@@ -130,10 +115,15 @@ def plan_metric(
     `tolerance_on` (histograms) and `safe_rate` (ratios) are the metric's settings, as the
     judge takes them; the looks are judged as the flow judges them, each with the looks
     before it, `schedule.looks` the release's planned number of looks.
+
+    Returns:
+        The plan ("planned"), or why there is none (status "missing", "no-traffic",
+        "no-events").
+
+    Raises:
+        ConfigError: on settings the judge or the simulation cannot take.
     """
-    _check_options(rng, arrivals, power, max_looks, simulations)
-    if not (isinstance(request_rate, int | float) and math.isfinite(request_rate) and request_rate >= 0):
-        raise ConfigError(f"metric {name!r}: request_rate must be a finite number >= 0 (requests/s), got {request_rate!r}")
+    _check_options(name, request_rate, rng, arrivals, power, max_looks, simulations)
     kind = _kind(name, counts, kind)
     a = DEFAULT_ALPHA if alpha is None else float(alpha)
     tol = DEFAULT_TOLERANCE if tolerance is None else float(tolerance)
@@ -150,14 +140,36 @@ def plan_metric(
         return unplanned
     assert counts is not None  # without counts a metric has no plan (_unplannable)
     warnings: list[str] = []
-    if effect <= tol:
-        warnings.append(f"min_effect {effect:g} is within the tolerance {tol:g}: the judge "
-                        "treats such a change as no regression, so it is not caught")  # fmt: skip
-    draw, aa_draw, judge, shown = _model(counts, fields, rng, warnings)
+    model = _model(counts, fields, rng, warnings)
+    plan = _simulate(model, fields, rng, max_looks=max_looks, simulations=simulations, arrivals=arrivals,
+                     aa=aa)  # fmt: skip
+    guard = _guard_warning(schedule, request_rate, min_requests)
+    if guard:
+        warnings.append(guard)
+    return MetricPlan(status="planned", reason="", simulations=simulations, warnings=tuple(warnings),
+                      **plan, **model[3], **fields)  # fmt: skip
+
+
+class _Simulated(TypedDict):
+    """What the simulated releases tell a MetricPlan."""
+
+    detection: tuple[float, ...]
+    requests: tuple[float, ...]
+    looks_needed: int | None
+    aa_safe: tuple[float, ...]
+    aa_false_alarm: float | None
+
+
+def _simulate(model: Model, f: _PlanFields, rng: np.random.Generator, *, max_looks: int, simulations: int,
+              arrivals: str, aa: bool) -> _Simulated:  # fmt: skip
+    """Releases worse by min_effect until the detection chance reaches the power (or
+    max_looks), and (`aa`) releases no worse than production over the lifetime."""
+    draw, aa_draw, judge, _ = model
+    schedule, power = f["schedule"], f["power"]
     horizon = max(max_looks, schedule.looks)
-    lam = np.array([request_rate * schedule.share(k) / 100 * schedule.interval
+    lam = np.array([f["request_rate"] * schedule.share(k) / 100 * schedule.interval
                     for k in range(1, horizon + 1)])  # fmt: skip
-    threshold = math.log(1.0 / a)
+    threshold = math.log(1.0 / f["alpha"])
     curve, _ = run_looks(draw, judge, lam, looks=horizon, stop=power, min_looks=schedule.looks,
                          sims=simulations, how=arrivals, threshold=threshold, rng=rng)  # fmt: skip
     aa_safe: list[float] = []
@@ -167,18 +179,14 @@ def plan_metric(
                                          min_looks=schedule.looks, sims=simulations, how=arrivals,
                                          threshold=threshold, rng=rng)  # fmt: skip
         false_alarm = false_curve[-1]
-    needed = next((k + 1 for k, p in enumerate(curve) if p >= power), None)
-    guard = _guard_warning(schedule, request_rate, min_requests)
-    if guard:
-        warnings.append(guard)
-    return MetricPlan(status="planned", reason="", detection=tuple(curve),
-                      requests=tuple(np.cumsum(lam[:len(curve)]).tolist()), looks_needed=needed,
-                      aa_safe=tuple(aa_safe), aa_false_alarm=false_alarm, simulations=simulations,
-                      warnings=tuple(warnings), **shown, **fields)  # fmt: skip
+    return {"detection": tuple(curve), "requests": tuple(np.cumsum(lam[:len(curve)]).tolist()),
+            "looks_needed": next((k + 1 for k, p in enumerate(curve) if p >= power), None),
+            "aa_safe": tuple(aa_safe), "aa_false_alarm": false_alarm}  # fmt: skip
 
 
-def _check_options(rng: object, arrivals: str, power: float, max_looks: int, simulations: int) -> None:
-    """The simulation's settings, checked."""
+def _check_options(name: str, request_rate: float, rng: object, arrivals: str, power: float, max_looks: int,
+                   simulations: int) -> None:  # fmt: skip
+    """The simulation's settings and production's request rate, checked."""
     if not isinstance(rng, np.random.Generator):
         raise ConfigError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {rng!r}")
     if arrivals not in ("poisson", "fixed"):
@@ -186,6 +194,8 @@ def _check_options(rng: object, arrivals: str, power: float, max_looks: int, sim
     if not 0 < power < 1 or max_looks < 1 or simulations < 10:
         raise ConfigError(f"need 0 < power < 1, max_looks >= 1 and simulations >= 10, got "
                           f"{power}, {max_looks}, {simulations}")  # fmt: skip
+    if not (isinstance(request_rate, int | float) and math.isfinite(request_rate) and request_rate >= 0):
+        raise ConfigError(f"metric {name!r}: request_rate must be a finite number >= 0 (requests/s), got {request_rate!r}")
 
 
 def _is_histogram(counts: ProductionCounts) -> TypeIs[HistogramLike]:
@@ -235,7 +245,11 @@ def _unplannable(counts: ProductionCounts | None, kind: str, request_rate: float
 
 
 def _model(counts: ProductionCounts, f: _PlanFields, rng: np.random.Generator, warnings: list[str]) -> Model:
-    """The simulation's model: production's counts and a canary worse by min_effect."""
+    """The simulation's model: production's counts and a canary worse by min_effect
+    (`warnings` gets what the plan should say about it)."""
+    if f["min_effect"] <= f["tolerance"]:
+        warnings.append(f"min_effect {f['min_effect']:g} is within the tolerance {f['tolerance']:g}: the judge "
+                        "treats such a change as no regression, so it is not caught")  # fmt: skip
     factor = 1.0 - f["min_effect"] if f["direction"] == "decrease" else 1.0 + f["min_effect"]
     if _is_histogram(counts):
         return histogram_model(counts, factor, f["direction"], f["alpha"], f["tolerance"], f["unit"],
@@ -301,7 +315,11 @@ def plan_config(
 ) -> ReleasePlan:
     """Plan every count metric of `config` from production's counts over the last `window`
     seconds (`production[name]` as for plan_metric; absent or None = no series). `effects`
-    overrides metrics' minEffect; `options` go to plan_metric (power, simulations, ...)."""
+    overrides metrics' minEffect; `options` go to plan_metric (power, simulations, ...).
+
+    Raises:
+        ConfigError: a window of 0 seconds, or an effect for a metric the config lacks.
+    """
     if not window > 0:
         raise ConfigError(f"window must be longer than 0 seconds, got {window!r}")
     effects = dict(effects or {})

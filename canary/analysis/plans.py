@@ -84,6 +84,7 @@ class LookSchedule:
                    analysis.begin_after.total_seconds())  # fmt: skip
 
     def share(self, look: int) -> float:
+        """The percent per track served during look `look` (1 = the first)."""
         return self.shares[min(look, len(self.shares)) - 1]
 
     def at(self, looks: int) -> float:
@@ -137,21 +138,25 @@ class MetricPlan:
 
     @property
     def planned(self) -> bool:
+        """True when the metric has a plan (status "planned")."""
         return self.status == "planned"
 
     @property
     def lifetime_detection(self) -> float | None:
+        """The chance of catching the regression within the lifetime (None: not simulated)."""
         looks = self.schedule.looks
         return self.detection[looks - 1] if len(self.detection) >= looks else None
 
     @property
     def lifetime_suffices(self) -> bool | None:
+        """Whether the lifetime catches the regression with probability `power` (None: no plan)."""
         if not self.planned:
             return None
         return self.looks_needed is not None and self.looks_needed <= self.schedule.looks
 
     @property
     def seconds_needed(self) -> float | None:
+        """Seconds from the release's start to the look needed (None: not within max_looks)."""
         return None if self.looks_needed is None else self.schedule.at(self.looks_needed)
 
     def to_dict(self) -> dict[str, object]:

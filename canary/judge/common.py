@@ -46,7 +46,12 @@ def _count(value: object, name: str) -> float:
 
 
 def format_value(value: float | None, unit: str) -> str:
-    """A number for people: 3 significant digits, seconds shown as milliseconds."""
+    """A number for people: 3 significant digits, seconds shown as milliseconds.
+
+    Args:
+        value: the number (None or NaN: "–"; +inf: "∞").
+        unit: its unit ("s"/"seconds" and "ms"/"milliseconds" are shown in ms).
+    """
     if value is None or not math.isfinite(value):
         return "∞" if value == math.inf else "–"
     if unit in ("s", "seconds"):

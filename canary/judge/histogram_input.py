@@ -15,9 +15,23 @@ __all__ = ["check_histogram", "looks_path"]
 
 
 def looks_path(current: np.ndarray, history: Sequence[tuple[object, object]], index: int, bounds: np.ndarray,
-          name: str) -> np.ndarray:  # fmt: skip
+               name: str) -> np.ndarray:  # fmt: skip
     """The looks' cumulative buckets of one side, oldest first, the current look last;
-    each earlier look checked like the current one and no count may drop between looks."""
+    each earlier look checked like the current one and no count may drop between looks.
+
+    Args:
+        current: this look's checked buckets.
+        history: the earlier looks' (control, experiment) buckets, oldest first.
+        index: 0 for the control side, 1 for the experiment side.
+        bounds: the bucket bounds (with +Inf).
+        name: what the counts are, for messages.
+
+    Returns:
+        A looks x buckets array.
+
+    Raises:
+        ConfigError: on a malformed earlier look, or counts that drop between looks.
+    """
     side = "control_buckets" if index == 0 else "experiment_buckets"
     try:  # the usual case, checked in bulk: well-formed earlier looks of the same buckets
         earlier = np.array([look[index] for look in history], dtype=float).reshape(len(history), -1)
@@ -71,6 +85,20 @@ def _as_counts(values: object, name: str) -> np.ndarray:
 
 
 def check_histogram(control: object, experiment: object, upper_bounds: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One look's buckets, checked.
+
+    Args:
+        control: the baseline's cumulative counts per bound.
+        experiment: the canary's, over the same bounds.
+        upper_bounds: the bounds (`le`), increasing, the last +Inf.
+
+    Returns:
+        (control, experiment, upper_bounds) as float arrays.
+
+    Raises:
+        ConfigError: on counts that are not finite, >= 0 and cumulative, or bounds that do
+            not fit them.
+    """
     c = _as_counts(control, "control_buckets")
     e = _as_counts(experiment, "experiment_buckets")
     try:

@@ -230,6 +230,14 @@ def compare_counts(
     always have: a Pass is also decided when the canary's own rate is proven below it, so
     a metric whose baseline has no events (an error rate at 0 %) can be decided too.
     Regressions are still judged against the baseline.
+
+    Returns:
+        The classification (High/Low: a regression proven; Pass, decided or not yet;
+        Nodata without requests on a side), with the rate ratio's confidence sequence and
+        the reason.
+
+    Raises:
+        ConfigError: on arguments the test cannot take (the message names the argument).
     """
     d, a, tol, w = _check_common(direction, alpha, tolerance, split)
     safe_rate = _check_safe_rate(safe_rate, d)
