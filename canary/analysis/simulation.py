@@ -155,6 +155,7 @@ def ratio_model(p_base: float, factor: float, direction: str, tol: float, safe_r
         p_canary = 1.0
 
     def judge(c: np.ndarray, e: np.ndarray, _safe: bool, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """compare_counts' evidence at looks first + 1 .. of the (events, total) paths."""
         # a rate's evidence rests on the cumulative counts of the look alone: no path needed
         c, e = c[first:], e[first:]
         reg, within, _, _ = ratio_log_evidence(c[..., 0], c[..., 1], e[..., 0], e[..., 1],
@@ -183,6 +184,7 @@ def histogram_model(counts: HistogramLike, factor: float, direction: str, alpha:
     finite = bounds[:-1]
 
     def judge(c: np.ndarray, e: np.ndarray, safe: bool, first: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """compare_histograms' evidence at looks first + 1 .. of the bucket paths."""
         # The whole path from look 1: each look's evidence rests on the looks before it.
         # A few releases at a time: the evidence's work arrays then stay in the CPU's
         # caches, several times faster than all releases at once.

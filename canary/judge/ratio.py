@@ -110,6 +110,7 @@ class CountsResult:
         """Each track's rate (events/requests) and the rate ratio with its interval."""
 
         def pct(rate: float) -> str:
+            """A rate in percent, written by `number`."""
             return f"{number(100 * rate)}%"
 
         base = (f"{pct(self.control_rate)} ({self.control_events:.0f}/{self.control_total:.0f})"
