@@ -12,11 +12,16 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from canary.judge.interval import MetricJudgement
+    from canary.judge.result import JudgedCounts
     from canary.report import JudgementRecord
 
 __all__ = ["WIDTH_PX", "metric_charts", "png_data_uri"]
@@ -28,6 +33,7 @@ BASELINE, CANARY, FAILING = "#4c72b0", "#dd8452", "#c44e52"
 
 
 def png_data_uri(png: bytes) -> str:
+    """PNG bytes as a data: URI, for a markdown image."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -55,20 +61,23 @@ def metric_charts(records: Sequence[JudgementRecord]) -> list[tuple[str, bool, b
     return sorted(out, key=lambda item: not item[1])
 
 
-def _metric_in(record: JudgementRecord, name: str) -> Any:
+def _metric_in(record: JudgementRecord, name: str) -> MetricJudgement | None:
+    """The metric's judgement at one look (None: not judged then)."""
     return next((m for m in record.judgement.metrics if m.name == name), None)
 
 
-def _figure(panels: int = 1) -> tuple[Any, Any]:
+def _figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
+    """A figure as wide as the report's frame, with `panels` axes side by side."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, panels, figsize=(WIDTH_PX / _DPI, 2.6), dpi=_DPI,
                              squeeze=False)  # fmt: skip
     fig.patch.set_facecolor("white")
-    return fig, axes[0]
+    return fig, list(axes[0])
 
 
-def _finish(fig: Any, title: str, failing: bool) -> bytes:
+def _finish(fig: Figure, title: str, failing: bool) -> bytes:
+    """The figure titled (and framed red when failing), as PNG bytes."""
     import matplotlib.pyplot as plt
 
     fig.suptitle(title, fontsize=10, color=FAILING if failing else "black",
@@ -89,20 +98,27 @@ def _ends(records: Sequence[JudgementRecord]) -> list[float]:
     return [(r.window_end - origin).total_seconds() for r in records]
 
 
-def _label(judged: Any) -> str:
+def _label(judged: MetricJudgement | None) -> str:
+    """The metric's label at a look, with "(critical)" when it trips the critical rule."""
     verdict = judged.classification.value if judged is not None else "–"
     return f"{verdict}{' (critical)' if judged is not None and judged.critical else ''}"
 
 
-def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[Any], failing: bool) -> bytes:
+def _counts(judged: MetricJudgement | None) -> JudgedCounts | None:
+    """What the metric's test judged at a look (None: not judged then)."""
+    return judged.result.counts if judged is not None else None
+
+
+def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[MetricJudgement | None],
+                 failing: bool) -> bytes:  # fmt: skip
     """The event rate of each look's new requests, per track (%)."""
     fig, (ax,) = _figure()
     for side, color, label in (("control", BASELINE, "baseline"), ("experiment", CANARY, "canary")):
         rates, prev_e, prev_t = [], 0.0, 0.0
         for m in history:
-            r = m.result if m is not None else None
-            events = getattr(r, f"{side}_events", math.nan) if r is not None else math.nan
-            total = getattr(r, f"{side}_total", math.nan) if r is not None else math.nan
+            counts = _counts(m)
+            track = _track(counts, side)
+            events, total = track if len(track) == 2 else (math.nan, math.nan)
             new_t = total - prev_t
             rates.append(100 * (events - prev_e) / new_t if new_t > 0 else math.nan)
             prev_e, prev_t = events, total
@@ -110,12 +126,13 @@ def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[An
     ax.set_ylabel("rate in the look (%)")
     ax.set_xlabel("seconds since the analysis began")
     ax.legend(fontsize=8)
-    last = history[-1].result if history and history[-1] is not None else None
-    ratio = getattr(last, "ratio", math.nan)
+    last = _counts(history[-1]) if history else None
+    ratio = last.estimate if last is not None else math.nan
     return _finish(fig, f"{name}: {_label(history[-1])}; rate ratio {ratio:.3g}", failing)
 
 
 def _quantile(bounds: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """histogram_quantile's estimate from cumulative counts (NaN without requests)."""
     total = counts[-1]
     if total <= 0:
         return math.nan
@@ -129,18 +146,26 @@ def _quantile(bounds: np.ndarray, counts: np.ndarray, q: float) -> float:
     return float(lo_b + (rank - lo_c) / width * (bounds[i] - lo_b)) if width > 0 else float(bounds[i])
 
 
-def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: list[Any], failing: bool) -> bytes:
+def _track(counts: JudgedCounts | None, side: str) -> tuple[float, ...]:
+    """One track's judged counts ("control" or "experiment"; empty when not judged)."""
+    if counts is None:
+        return ()
+    return counts.control if side == "control" else counts.experiment
+
+
+def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: list[MetricJudgement | None],
+                     failing: bool) -> bytes:  # fmt: skip
     """Left: p50 and p99 of each look's new requests, per track. Right: both tracks'
     latency distributions over the whole analysis (share of requests at or below)."""
     fig, (left, right) = _figure(2)
-    last = history[-1].result if history and history[-1] is not None else None
-    unit = getattr(last, "unit", "")
+    last = _counts(history[-1]) if history else None
+    unit = last.unit if last is not None else ""
     scale, axis = (1000.0, "ms") if unit in ("s", "seconds") else (1.0, "ms" if unit in ("ms",) else unit)
-    bounds = np.asarray(getattr(last, "upper_bounds", ()) or (), dtype=float)
+    bounds = np.asarray(last.upper_bounds if last is not None else (), dtype=float)
     for side, color, label in (("control", BASELINE, "baseline"), ("experiment", CANARY, "canary")):
         p50, p99, prev = [], [], None
         for m in history:
-            counts = np.asarray(getattr(m.result, f"{side}_buckets", ()) if m is not None else (), dtype=float)
+            counts = np.asarray(_track(_counts(m), side), dtype=float)
             if counts.size == 0 or bounds.size == 0:
                 p50.append(math.nan)
                 p99.append(math.nan)
@@ -151,7 +176,7 @@ def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: lis
             prev = counts
         left.plot(_ends(records), p50, marker="o", color=color, label=f"{label} p50")
         left.plot(_ends(records), p99, marker="^", linestyle="--", color=color, label=f"{label} p99")
-        counts = np.asarray(getattr(last, f"{side}_buckets", ()) or (), dtype=float)
+        counts = np.asarray(_track(last, side), dtype=float)
         if counts.size and counts[-1] > 0:
             finite = bounds[:-1] * scale
             right.step(finite, counts[:-1] / counts[-1], where="post", color=color, label=label)
@@ -168,7 +193,7 @@ def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: lis
     return _finish(fig, f"{name}: {_label(history[-1])}", failing)
 
 
-def _series_chart(name: str, judged: Any, failing: bool) -> bytes:
+def _series_chart(name: str, judged: MetricJudgement, failing: bool) -> bytes:
     """The range-query points of the last judgement, per track."""
     fig, (ax,) = _figure()
     if judged.points is not None:

@@ -13,10 +13,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # numpy/scipy stay out of flows that only publish (the build flow)
     from canary.analysis.decision import Decision
+    from canary.config import Thresholds
     from canary.judge import IntervalJudgement
     from canary.judge.interval import MetricJudgement
 
@@ -55,62 +56,21 @@ def clock(moment: datetime) -> str:
 
 
 def duration(seconds: float) -> str:
+    """Seconds as minutes:seconds ("2:05")."""
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}:{rest:02d}"
-
-
-def _pct(rate: float) -> str:
-    return f"{sig(100 * rate)}%"
-
-
-def _latency(value: float | None, unit: str) -> str:
-    from canary.judge.sequential import format_value
-
-    return format_value(value, unit)
 
 
 # -- one metric in words ----------------------------------------------------------------------
 
 
 def _confidence(m: MetricJudgement) -> str:
-    alpha = getattr(m.result, "alpha", None)
-    return f"{sig(100 * (1 - alpha))}% confidence" if alpha is not None else "98% confidence"
-
-
-def _worst_quantile(result: Any) -> tuple[str, float, float] | None:
-    """(name, baseline, canary) of the reported quantile that moved the most, relatively."""
-    best = None
-    for base, can in zip(result.control_quantiles, result.experiment_quantiles, strict=True):
-        if base.estimate and can.estimate is not None and base.estimate > 0:
-            change = abs(can.estimate / base.estimate - 1)
-            if best is None or change > best[0]:
-                best = (change, f"p{100 * base.quantile:g}", base.estimate, can.estimate)
-    return None if best is None else best[1:]
+    return f"{sig(100 * m.result.confidence)}% confidence"
 
 
 def sides(m: MetricJudgement) -> tuple[str, str, str]:
     """(baseline, canary, effect) of one metric, with units, 3 significant digits."""
-    from canary.judge.classify import MetricResult
-    from canary.judge.sequential import CountsResult, HistogramResult
-
-    r = m.result
-    if isinstance(r, CountsResult):
-        base = f"{_pct(r.control_rate)} ({r.control_events:.0f}/{r.control_total:.0f})" if r.control_total else "–"
-        can = f"{_pct(r.experiment_rate)} ({r.experiment_events:.0f}/{r.experiment_total:.0f})" if r.experiment_total else "–"
-        effect = "–" if not math.isfinite(r.ratio) else f"×{sig(r.ratio)}"
-        if math.isfinite(r.ratio_lower) or math.isfinite(r.ratio_upper):
-            effect += f" [{sig(r.ratio_lower)}, {sig(r.ratio_upper)}]"
-        return base, can, effect
-    if isinstance(r, HistogramResult):
-        worst = _worst_quantile(r)
-        if worst is None:
-            return "–", "–", "–"
-        name, b, c = worst
-        change = f"{'+' if c >= b else ''}{sig(100 * (c / b - 1))}% at {name}"
-        return f"{name} {_latency(b, r.unit)}", f"{name} {_latency(c, r.unit)}", change
-    assert isinstance(r, MetricResult)
-    effect = "–" if not math.isfinite(r.deviation) else f"{'+' if r.deviation >= 1 else ''}{sig(100 * (r.deviation - 1))}%"
-    return sig(r.control.mean), sig(r.experiment.mean), effect
+    return m.result.sides(sig)
 
 
 def _phrase(m: MetricJudgement) -> str:
@@ -126,7 +86,7 @@ def _phrase(m: MetricJudgement) -> str:
 def share_tolerance(m: MetricJudgement) -> bool:
     """True for a histogram metric whose tolerance bounds the share of slower requests at
     every bucket bound (toleranceOn: share), not its quantiles."""
-    return getattr(m.result, "tolerance_on", "quantile") == "share"
+    return m.metric.evidence == "histogram" and m.metric.canary.tolerance_on == "share"
 
 
 def decided_at(records: Sequence[JudgementRecord]) -> dict[str, int]:
@@ -160,7 +120,7 @@ def explain_failing(judgement: IntervalJudgement) -> list[str]:
     return lines
 
 
-def failing_metrics(records: Sequence[JudgementRecord]) -> list[dict[str, Any]]:
+def failing_metrics(records: Sequence[JudgementRecord]) -> list[dict[str, object]]:
     """The last look's failing metrics, for events (name, result, effect in words)."""
     if not records:
         return []
@@ -209,13 +169,13 @@ def _metric_label(m: MetricJudgement) -> str:
     return f"{_metric_name(m)}{f' ({role})' if role else ''}"
 
 
-def interval_rows(record: JudgementRecord) -> list[dict[str, Any]]:
+def interval_rows(record: JudgementRecord) -> list[dict[str, object]]:
     """The per-look table: one row per judged metric, failing first, then one per guard and
     the decision. Human column names; a column empty in every row is left out."""
     window = f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
     j = record.judgement
     metrics = sorted(j.metrics, key=lambda m: (m.classification.value == "Pass", not m.critical))
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []
     for m in metrics:
         base, can, effect = sides(m)
         rows.append({
@@ -239,7 +199,8 @@ def interval_rows(record: JudgementRecord) -> list[dict[str, Any]]:
 
 
 def _decided(m: MetricJudgement) -> str:
-    if not hasattr(m.result, "decided"):
+    """Sequential results: decided yet? ("" for tests that never decide early)."""
+    if m.result.decided is None:
         return ""
     return "yes" if m.decided else "not yet"
 
@@ -264,6 +225,7 @@ def _summary_table(judgement: IntervalJudgement, first: dict[str, int] | None = 
 
 
 def _short(text: str, limit: int = 160) -> str:
+    """`text` cut to `limit` characters, with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -278,7 +240,7 @@ def markdown_report(
     outcome: str,
     reason: str,
     records: Sequence[JudgementRecord],
-    thresholds: Any,
+    thresholds: Thresholds | None,
     cleanup: Sequence[str] = (),
     plan: Sequence[str] = (),
     pictures: bool = True,
@@ -348,6 +310,7 @@ def _why_look(record: JudgementRecord) -> str:
 
 
 def _pictures(records: Sequence[JudgementRecord]) -> list[str]:
+    """The pictures section: one PNG per metric, failing first."""
     from canary.pictures import metric_charts, png_data_uri
 
     charts = metric_charts(records)

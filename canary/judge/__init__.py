@@ -25,6 +25,7 @@ from canary.judge.preprocess import (
     SampleStats,
     iqr_outlier_mask,
 )
+from canary.judge.result import JudgeResult, ResultRow
 from canary.judge.score import (
     NODATA_THRESHOLD_PERCENT,
     ScoredMetric,
@@ -45,8 +46,10 @@ __all__ = [
     "Classification",
     "IntervalError",
     "IntervalJudgement",
+    "JudgeResult",
     "MetricJudgement",
     "MetricResult",
+    "ResultRow",
     "SampleStats",
     "ScoreResult",
     "ScoredMetric",

@@ -34,6 +34,14 @@ from canary.judge.preprocess import (
     preprocess,
     summarize,
 )
+from canary.judge.result import (
+    JudgedCounts,
+    JudgeResult,
+    NumberText,
+    ResultRow,
+    Sides,
+    finite_or_none,
+)
 
 __all__ = ["DIRECTIONS", "EFFECT_SIZE_MEASURES", "Classification", "MetricResult", "classify_metric"]
 
@@ -71,6 +79,46 @@ class MetricResult:
     control: SampleStats
     experiment: SampleStats
     margin: float = math.nan
+
+    @property
+    def decided(self) -> None:
+        """None: Kayenta's test judges each window afresh, it never decides early."""
+        return None
+
+    @property
+    def confidence(self) -> float:
+        """The rank interval's confidence level (the judge's 0.98 when none was computed)."""
+        return self.interval.confidence_level if self.interval is not None else 0.98
+
+    @property
+    def counts(self) -> JudgedCounts:
+        """Nothing: a series metric judges points, not counts."""
+        return JudgedCounts()
+
+    def row(self) -> ResultRow:
+        """Means, sample sizes, the shift's interval and the effect size for a report table."""
+        interval = self.interval
+        return {
+            "decided": None,
+            "baseline_mean": finite_or_none(self.control.mean),
+            "canary_mean": finite_or_none(self.experiment.mean),
+            "baseline_count": int(self.control.count),
+            "canary_count": int(self.experiment.count),
+            "ci_lower": finite_or_none(interval.lower) if interval is not None else None,
+            "ci_upper": finite_or_none(interval.upper) if interval is not None else None,
+            "estimate": finite_or_none(interval.estimate) if interval is not None else None,
+            "effect_size": finite_or_none(self.effect_size),
+            "deviation": finite_or_none(self.deviation),
+        }
+
+    def sides(self, number: NumberText) -> Sides:
+        """Both tracks' means and the canary's relative change of the mean."""
+        effect = ("–" if not math.isfinite(self.deviation)
+                  else f"{'+' if self.deviation >= 1 else ''}{number(100 * (self.deviation - 1))}%")  # fmt: skip
+        return number(self.control.mean), number(self.experiment.mean), effect
+
+
+_: type[JudgeResult] = MetricResult
 
 
 def _fmt(value: float) -> str:
@@ -184,31 +232,18 @@ class _Numbers(TypedDict):
 
 def _classify(ctl: np.ndarray, exp: np.ndarray, s: _Settings, stats: tuple[SampleStats, SampleStats],
               rng: np.random.Generator | None) -> MetricResult:
-    def result(label: Classification, reason: str, *, critical: bool = False, deviation: float = 1.0,
-               interval: WilcoxonInterval | None = None, effect: float = math.nan,
-               margin: float = math.nan) -> MetricResult:
-        return MetricResult(classification=label, critical=critical, deviation=deviation, reason=reason,
-                            interval=interval, effect_size=effect, control=stats[0],
-                            experiment=stats[1], margin=margin)
-
+    """Spec section 5's steps in order; the first that decides wins."""
+    make = _Make(stats)
     # 1. No data on either side.
     if exp.size == 0 or ctl.size == 0:
-        sides = " and ".join(n for n, a in (("canary", exp), ("baseline", ctl)) if a.size == 0)
-        if s.nan_strategy == "replace":
-            return result(Classification.PASS, f"no data for the {sides}; passes because "
-                          "nan_strategy is 'replace' (Kayenta)")
-        if s.must_have_data and not s.critical:
-            return result(Classification.NODATA_FAIL_METRIC,
-                          f"no data for the {sides}, and the metric must have data")
-        return result(Classification.NODATA, f"no data for the {sides}", critical=s.critical)
-
+        return _no_data(ctl, exp, s, make)
     xs, ys = np.sort(exp), np.sort(ctl)
     # 2. Identical multisets, 3. a single distinct value overall.
     if xs.size == ys.size and np.array_equal(xs, ys):
-        return result(Classification.PASS, "the canary and baseline data are identical")
+        return make(Classification.PASS, "the canary and baseline data are identical")
     x_const, y_const = bool(xs[0] == xs[-1]), bool(ys[0] == ys[-1])
     if x_const and y_const and xs[0] == ys[0]:
-        return result(Classification.PASS, f"every canary and baseline value equals {_fmt(xs[0])}")
+        return make(Classification.PASS, f"every canary and baseline value equals {_fmt(xs[0])}")
     # 4. Both constant but different: ranks would be all tied, so add tiny Gaussian noise.
     noise = ""
     if x_const and y_const and math.isfinite(xs[0]) and math.isfinite(ys[0]):
@@ -216,7 +251,38 @@ def _classify(ctl: np.ndarray, exp: np.ndarray, s: _Settings, stats: tuple[Sampl
         xs = np.sort(xs + gen.normal(0.0, abs(float(xs[0])) * _NOISE_SCALE, xs.size))
         ys = np.sort(ys + gen.normal(0.0, abs(float(ys[0])) * _NOISE_SCALE, ys.size))
         noise = " (both sides constant: Gaussian noise added)"
+    return _rank_decision(xs, ys, s, noise, make)
 
+
+@dataclass(frozen=True, slots=True)
+class _Make:
+    """Builds the results of one pair: its sample statistics are the same in every one."""
+
+    stats: tuple[SampleStats, SampleStats]
+
+    def __call__(self, label: Classification, reason: str, *, critical: bool = False, deviation: float = 1.0,
+                 interval: WilcoxonInterval | None = None, effect: float = math.nan,
+                 margin: float = math.nan) -> MetricResult:  # fmt: skip
+        """One MetricResult with this pair's statistics."""
+        return MetricResult(classification=label, critical=critical, deviation=deviation, reason=reason,
+                            interval=interval, effect_size=effect, control=self.stats[0],
+                            experiment=self.stats[1], margin=margin)  # fmt: skip
+
+
+def _no_data(ctl: np.ndarray, exp: np.ndarray, s: _Settings, make: _Make) -> MetricResult:
+    """Step 1: a side without data passes (nan_strategy 'replace'), or is Nodata."""
+    sides = " and ".join(n for n, a in (("canary", exp), ("baseline", ctl)) if a.size == 0)
+    if s.nan_strategy == "replace":
+        return make(Classification.PASS, f"no data for the {sides}; passes because "
+                    "nan_strategy is 'replace' (Kayenta)")
+    if s.must_have_data and not s.critical:
+        return make(Classification.NODATA_FAIL_METRIC,
+                    f"no data for the {sides}, and the metric must have data")
+    return make(Classification.NODATA, f"no data for the {sides}", critical=s.critical)
+
+
+def _rank_decision(xs: np.ndarray, ys: np.ndarray, s: _Settings, noise: str, make: _Make) -> MetricResult:
+    """Steps 5-9 on sorted samples: rank interval, margin, effect-size gate, criticality."""
     # 5. Rank interval; 6. margin; 7. effect size.
     ci = interval_from_sorted(xs, ys, s.confidence_level)
     margin = s.tolerance * abs(ci.estimate)
@@ -243,15 +309,15 @@ def _classify(ctl: np.ndarray, exp: np.ndarray, s: _Settings, stats: tuple[Sampl
         label, word, threshold = Classification.LOW, "lower", s.critical_decrease
         is_critical = s.critical and (effect_nan or effect <= threshold)
     else:
-        return result(Classification.PASS, _pass_reason(s, ci_text, margin_text, tail, clears_high,
-                                                        clears_low, high_gate, low_gate), **numbers)
+        return make(Classification.PASS, _pass_reason(s, ci_text, margin_text, tail, clears_high,
+                                                      clears_low, high_gate, low_gate), **numbers)
     # 9. Criticality: only a critical metric past its critical effect-size threshold.
     reason = f"canary is {word}: {ci_text} clears {margin_text}; {tail}"
     if is_critical:
         reason += " (critical)"
     elif s.critical:
         reason += f" (not critical: effect size under the critical threshold {_fmt(threshold)})"
-    return result(label, reason, critical=is_critical, **numbers)
+    return make(label, reason, critical=is_critical, **numbers)
 
 
 def _describe_effect(measure: str, effect: float, deviation: float) -> str:

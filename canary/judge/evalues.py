@@ -51,6 +51,7 @@ class Prior:
     tail: tuple[float, int] | None = None
 
     def log_multipliers(self) -> np.ndarray:
+        """The mixture's alternatives: log odds multipliers, evenly spaced (and the tail's)."""
         return _log_multipliers(self)
 
     def _compute(self) -> np.ndarray:
@@ -63,6 +64,7 @@ class Prior:
 
     @property
     def size(self) -> int:
+        """How many alternatives the mixture averages over."""
         return self.points + (self.tail[1] if self.tail else 0)
 
 

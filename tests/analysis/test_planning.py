@@ -21,11 +21,11 @@ import canary.__main__ as cli
 from canary.analysis.planning import (
     LookSchedule,
     MetricPlan,
-    _scaled_probs,
     describe,
     plan_config,
     plan_metric,
 )
+from canary.analysis.simulation import scaled_probs as _scaled_probs
 from canary.config import AnalysisPlan, CanaryConfig
 from canary.errors import ConfigError, MetricsError
 from canary.judge.classify import Classification

@@ -31,14 +31,12 @@ import math
 import numpy as np
 import pytest
 
-import canary.judge.sequential as sequential
+import canary.judge.histogram_evidence as histogram_evidence
 from canary.judge.classify import Classification
+from canary.judge.common import _EPS
 from canary.judge.evalues import log_e_plugin
+from canary.judge.histogram_evidence import _partners, _rank_path, _required
 from canary.judge.sequential import (
-    _EPS,
-    _partners,
-    _rank_path,
-    _required,
     compare_counts,
     compare_histograms,
     histogram_log_evidence,
@@ -282,7 +280,7 @@ def test_a_bet_that_peeks_at_its_batch_is_caught(monkeypatch: pytest.MonkeyPatch
                 reg, _, _, _ = histogram_log_evidence(c, e, bounds, direction="increase", tolerance=0.0, safe=False)
                 assert_at_most(_sup_hits(reg), reps, ALPHA, f"{name}: regression evidence")
                 with monkeypatch.context() as m:
-                    m.setattr(sequential, "_rank_path",
+                    m.setattr(histogram_evidence, "_rank_path",
                               lambda *args: _rank_bet(*args, fit="through"))  # fmt: skip
                     peeking, _, _, _ = histogram_log_evidence(c, e, bounds, direction="increase", tolerance=0.0,
                                                               safe=False)  # fmt: skip
