@@ -41,7 +41,7 @@ from canary.analysis.plans import (
     ReleasePlan,
 )
 from canary.analysis.simulation import Model, histogram_model, ratio_model, run_looks
-from canary.config import CanaryConfig, MetricConfig, PrometheusQuery
+from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError
 from canary.judge.count_metrics import DEFAULT_ALPHA, DEFAULT_TOLERANCE
 from canary.judge.sequential import compare_counts
@@ -338,9 +338,7 @@ def plan_config(
     for metric in metrics:
         counts = production.get(metric.name)
         total = _total(counts)
-        query, hist = metric.query, None  # evidence "histogram": a PrometheusQuery's histogram
-        if isinstance(query, PrometheusQuery) and metric.evidence == "histogram":
-            hist = query.histogram
+        hist = metric.histogram_counters
         cfg = metric.canary
         plans.append(plan_metric(
             metric.name, counts, request_rate=total / window, schedule=schedule, rng=rng,

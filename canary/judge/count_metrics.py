@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol, TypedDict
 
-from canary.config import CanaryConfig, MetricConfig, PrometheusQuery
+from canary.config import CanaryConfig, MetricConfig
 from canary.errors import ConfigError
 from canary.judge.classify import Classification
 from canary.judge.common import format_value
@@ -129,7 +129,7 @@ def _histogram(metric: MetricConfig, counts: CountsLike | None, settings: _Seque
                past: Sequence[CountsLike], planned_looks: int | None) -> HistogramResult:  # fmt: skip
     """compare_histograms on the metric's buckets, with the earlier looks' (empty buckets
     without counts)."""
-    histogram = metric.query.histogram if isinstance(metric.query, PrometheusQuery) else None
+    histogram = metric.histogram_counters
     unit = histogram.unit if histogram is not None else ""
     mode = metric.canary.tolerance_on or "quantile"
     if counts is None:
