@@ -79,20 +79,17 @@ def client(api_url: str | None = None) -> Iterator[SyncPrefectClient]:
 
     Args:
         api_url: An explicit API URL; None uses the current settings (inside a flow run:
-            the run's own server and client).
+            the run's own server and client) and lets Prefect's errors through.
 
     Yields:
         The client.
 
     Raises:
-        ApiUnreachable: The server did not answer.
+        ApiUnreachable: The server at an explicit ``api_url`` did not answer.
     """
-    if api_url is None:
-        try:
-            with get_client(sync_client=True) as plain:
-                yield plain
-        except _UNREACHABLE as exc:
-            raise _unreachable(str(PREFECT_API_URL.value()), exc) from None
+    if api_url is None:  # inside a run: Prefect's own errors, as every task has always seen them
+        with get_client(sync_client=True) as plain:
+            yield plain
         return
     url = api_url.rstrip("/")
     try:
