@@ -4,9 +4,12 @@ its tags, its name and its page in the UI."""
 from __future__ import annotations
 
 import contextlib
+from typing import TypeVar
 
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import FlowRunContext, get_run_context
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_UI_URL
 
@@ -14,8 +17,10 @@ from canary.queue import Candidate
 from store.client import client
 from store.runs import candidate, record
 
-__all__ = ["current_flow_run", "parameter", "rename_run", "run_id", "run_link", "stop_requested",
-           "tag_run", "this_run"]  # fmt: skip
+__all__ = ["current_flow_run", "parameter", "pause_for_input", "rename_run", "run_id", "run_link",
+           "stop_requested", "tag_run", "this_run"]  # fmt: skip
+
+Form = TypeVar("Form", bound=RunInput)
 
 
 def current_flow_run() -> FlowRun:
@@ -107,3 +112,22 @@ def rename_run(name: str) -> None:
         me = current_flow_run().id
         with client() as prefect:
             prefect.update_flow_run(me, name=name)
+
+
+def pause_for_input(form: type[Form], *, key: str, timeout: int, poll: int = 2) -> Form:
+    """Pause this flow run until a person answers ``form`` (in the UI, or store.runs.resume).
+
+    Args:
+        form: The input's model (a Prefect RunInput).
+        key: The pause's key (the CLI finds the gate by it: RunRecord.pause_key).
+        timeout: Seconds to wait.
+        poll: Seconds between two looks for the answer.
+
+    Returns:
+        The person's answer.
+
+    Raises:
+        prefect.exceptions.FlowPauseTimeout: Nobody answered in time.
+    """
+    answer: Form = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key=key)
+    return answer
