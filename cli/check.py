@@ -165,19 +165,20 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
     from canary.analysis.decision import decide
     from canary.judge import judge
     from canary.metrics.collect import collect_counts, collect_pairs
+    from canary.values.events import ReleaseEnded
+    from canary.values.outcome import Outcome
     from canary.values.scope import scope_pair
 
     _, config = _load(config_path)
     rows = []
     with metric_source(prometheus, metrics_block) as source:
-        for event in api.events(app, ("canary.release.promoted", "canary.release.rolled-back")):
-            p = event.payload
-            if not p.get("window_start") or not p.get("window_end"):
+        for stored in api.events(app, (Outcome.PROMOTED.event, Outcome.ROLLED_BACK.event)):
+            p = stored.event
+            if not isinstance(p, ReleaseEnded) or p.window_start is None or p.window_end is None:
                 continue
             control, experiment = scope_pair(
-                baseline=p.get("control_scope") or "baseline", canary=p.get("experiment_scope") or "canary",
-                start=datetime.fromisoformat(p["window_start"]), end=datetime.fromisoformat(p["window_end"]),
-                step=1)  # fmt: skip
+                baseline=p.control_scope or "baseline", canary=p.experiment_scope or "canary",
+                start=p.window_start, end=p.window_end, step=1)  # fmt: skip
             try:
                 result = judge(config, collect_pairs(source, config, control, experiment),
                                thresholds=None, counts=collect_counts(source, config, control, experiment))  # fmt: skip
@@ -186,8 +187,8 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
                 why = decision.reason
             except CanaryError as exc:
                 new, why = "error", str(exc)
-            old = event.event.removeprefix("canary.release.")
-            rows.append({"when": event.occurred.isoformat(timespec="seconds"),
-                         "commit": str(p.get("commit", ""))[:12], "old": old, "new": new,
+            old = p.outcome.value
+            rows.append({"when": stored.occurred.isoformat(timespec="seconds"),
+                         "commit": (p.commit or "")[:12], "old": old, "new": new,
                          "changed": old != new, "why (new)": why})  # fmt: skip
     return rows

@@ -2,7 +2,7 @@
 
     canary status [APP]                     running releases: look, split, judgement, time left
     canary history APP                      past releases: outcome, score, duration, report
-    canary promote APP | abort APP          promote now (manual) / roll back now
+    canary promote APP | abort APP          promote now (manual) / abort: not released
     canary retry APP COMMIT                 release a commit again
     canary approve APP | reject APP         answer a paused manual gate or judgement
     canary validate CONFIG [--prometheus URL | --metrics-block NAME]   a config or spec, checked
@@ -22,13 +22,15 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 PROG = "canary"
 
+#: What a command returns: rows (or one row) of named values, printed as a table or JSON.
+Row = Mapping[str, object]
 
-def _table(rows: list[dict[str, Any]]) -> str:
+
+def _table(rows: Sequence[Row]) -> str:
     if not rows:
         return "(none)"
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -40,7 +42,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("app")
     p.add_argument("--limit", type=int, default=20)
     for name, what in (("promote", "promote now, skipping the rest of the analysis"),
-                       ("abort", "roll back now")):  # fmt: skip
+                       ("abort", "stop now: traffic back to production, not released (aborted)")):  # fmt: skip
         p = sub.add_parser(name, help=what)
         p.add_argument("app")
         p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the end [120]")
@@ -94,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> Any:
+def _run(args: argparse.Namespace) -> Sequence[Row] | Row:
     from cli import check, operate
     from cli.api import Api
 

@@ -1,15 +1,25 @@
 """`canary status | history | promote | abort | retry | approve | reject`: releases as an
-operator sees and steers them, through the Prefect API (cli.api)."""
+operator sees and steers them, through the Prefect store (cli.api binds it to a server).
+
+`canary promote` / `canary abort` leave an OperatorCommand for the running release; an
+abort ends it ``aborted`` (canary.values.outcome.Outcome.ABORTED: production never
+changed), a queued release is cancelled before it starts.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Literal
 
+from canary.values.events import OperatorCommand, ReleaseEnded
+from canary.values.outcome import Outcome
 from cli.api import Api, Release
 
 #: canary.judge.interval's table: the decision row of each look
 DECISION = "decision"
+
+#: One row of a command's output (printed as a table or as JSON).
+Row = dict[str, object]
 
 
 class CommandError(RuntimeError):
@@ -24,67 +34,100 @@ def _one_live(api: Api, app: str, *, state: str | None = None) -> Release:
     return live[0]
 
 
-def status(api: Api, app: str | None) -> list[dict[str, Any]]:
-    """Running releases: their look, split, latest judgement and time left."""
-    rows = []
+def status(api: Api, app: str | None) -> list[Row]:
+    """Running releases: their look, split, latest judgement and time left.
+
+    Args:
+        api: The server.
+        app: One app's releases (None: every app's).
+
+    Returns:
+        One row per running release.
+    """
+    rows: list[Row] = []
     for r in api.releases(app, live=True):
-        table = api.latest_table(r.run_id)
+        table, description = api.latest_table(r.id)
         decision = next((row for row in table if row.get("metric") == DECISION), None)
-        look = table[0].get("look") if table else None
-        progress = api.progress(r.run_id)
+        progress = api.progress(r.id)
         left = None
         if progress and r.seconds and 0 < progress < 100:
             left = r.seconds * (100 - progress) / progress
         rows.append({
-            "app": r.app, "commit": r.commit[:12], "version": r.version, "state": r.state,
-            "look": look, "canary share": _share(api, r.run_id),
+            "app": r.app, "commit": r.commit[:12], "version": r.version, "state": r.state_name,
+            "look": table[0].get("look") if table else None, "canary share": _share(description),
             "latest judgement": decision.get("reason") if decision else None,
             "progress": None if progress is None else round(progress),
-            "time left (s)": None if left is None else round(left), "run": api.run_url(r.run_id),
+            "time left (s)": None if left is None else round(left), "run": api.run_url(r.id),
         })  # fmt: skip
     return rows
 
 
-def _share(api: Api, run_id: str) -> int | None:
-    """The canary's share of the newest look (from its table's description)."""
-    tables = api.artifacts(run_id, kind="table", limit=1)
-    text = (tables[0].description or "") if tables else ""
+def _share(description: str) -> int | None:
+    """The canary's share of a look, from its table's description (``canary share N%``)."""
     marker = "canary share "
-    if marker in text:
-        digits = text.split(marker, 1)[1].split("%", 1)[0]
+    if marker in description:
+        digits = description.split(marker, 1)[1].split("%", 1)[0]
         return int(digits) if digits.isdigit() else None
     return None
 
 
-def history(api: Api, app: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Past releases: outcome, score, how long, and the link to the report."""
-    events = {e.payload.get("commit"): e for e in api.events(app)}
-    rows = []
+def history(api: Api, app: str, limit: int = 20) -> list[Row]:
+    """Past releases: outcome, score, how long, and the link to the report.
+
+    Args:
+        api: The server.
+        app: The app.
+        limit: At most this many releases.
+
+    Returns:
+        One row per ended release, newest first.
+    """
+    ends = {e.event.commit: e.event for e in api.events(app) if isinstance(e.event, ReleaseEnded)}
+    rows: list[Row] = []
     for r in api.releases(app, live=False, limit=limit):
-        e = events.get(r.commit)
-        payload = e.payload if e is not None else {}
+        end = ends.get(r.commit)
         rows.append({
             "started": r.started.isoformat(timespec="seconds") if r.started else None,
-            "commit": r.commit[:12], "version": r.version, "outcome": r.state,
-            "score": payload.get("score"), "duration (s)": None if r.seconds is None else round(r.seconds),
-            "why": r.message, "report": api.run_url(r.run_id),
+            "commit": r.commit[:12], "version": r.version, "outcome": r.state_name,
+            "score": end.score if end is not None else None,
+            "duration (s)": None if r.seconds is None else round(r.seconds),
+            "why": r.message, "report": api.run_url(r.id),
         })  # fmt: skip
     return rows
 
 
-def command(api: Api, app: str, action: str, *, by: str, wait: float) -> dict[str, Any]:
-    """promote / abort the app's running release; waits for it to end (up to `wait` s)."""
-    from tasks.commands import send
+def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
+            wait: float) -> Row:  # fmt: skip
+    """Promote now / abort the app's running release; waits for it to end (up to ``wait`` s).
 
+    An abort of a release that is not analysing yet (queued for its turn or its lock)
+    cancels it: there is nothing to roll back.
+
+    Args:
+        api: The server.
+        app: The app.
+        action: ``promote`` or ``abort``.
+        by: Who asked, in words.
+        wait: Seconds to wait for the release to end.
+
+    Returns:
+        What was done, and how the release ended (its state and outcome) if it did.
+
+    Raises:
+        CommandError: No release of the app is running.
+    """
     release = _one_live(api, app)
-    if action == "abort" and not any(n.startswith("traffic-") for n in api.task_run_names(release.run_id)):
-        # not analysing yet (queued for its turn or its lock): nothing to roll back
-        api.cancel(release.run_id, f"aborted by {by} (canary abort) before it started")
-        return {"app": app, "run": api.run_url(release.run_id), "action": "cancelled while queued"}
-    send(app, action, release.run_id, by=by)
-    ended = _wait_final(api, release.run_id, wait)
-    return {"app": app, "run": api.run_url(release.run_id), "action": action,
-            "state": ended.state if ended else "still running", "why": ended.message if ended else None}  # fmt: skip
+    link = api.run_url(release.id)
+    if action == "abort" and not any(n.startswith("traffic-") for n in api.task_run_names(release.id)):
+        api.cancel(release.id, f"aborted by {by} (canary abort) before it started")
+        return {"app": app, "run": link, "action": "cancelled while queued"}
+    api.send(OperatorCommand(app=app, action=action, run=release.id, by=by))
+    ended = _wait_final(api, release.id, wait)
+    outcome = Outcome.from_state_name(ended.state_name) if ended else None
+    return {"app": app, "run": link, "action": action,
+            "state": ended.state_name if ended else "still running",
+            "outcome": outcome.value if outcome else None,
+            "why": ended.message if ended else None}  # fmt: skip
 
 
 def _wait_final(api: Api, run_id: str, wait: float) -> Release | None:
@@ -97,9 +140,21 @@ def _wait_final(api: Api, run_id: str, wait: float) -> Release | None:
     return None
 
 
-def retry(api: Api, app: str, commit: str) -> dict[str, Any]:
-    """Release `commit` again with the parameters of its last release (also if it was
-    released before: `retry` lets the queue take it)."""
+def retry(api: Api, app: str, commit: str) -> Row:
+    """Release a commit again with the parameters of its last release (also if it was
+    released before: ``retry`` lets the queue take it).
+
+    Args:
+        api: The server.
+        app: The app.
+        commit: The commit (a prefix will do).
+
+    Returns:
+        The new run.
+
+    Raises:
+        CommandError: The commit was never released.
+    """
     past = [r for r in api.releases(app) if r.commit.startswith(commit.lower())]
     if not past:
         raise CommandError(f"no earlier canary release of {app!r} at commit {commit!r}; "
@@ -107,19 +162,33 @@ def retry(api: Api, app: str, commit: str) -> dict[str, Any]:
     params = {k: v for k, v in past[0].parameters.items() if v is not None}
     params["retry"] = True
     run = api.create_run("canary-release", "canary-release", params)
-    return {"app": app, "commit": past[0].commit[:12], "run": api.run_url(run.run_id)}
+    return {"app": app, "commit": past[0].commit[:12], "run": api.run_url(run.id)}
 
 
-def answer(api: Api, app: str, *, approve: bool, comment: str, by: str) -> dict[str, Any]:
-    """Answer a paused release's manual gate or judgement (approve / reject)."""
+def answer(api: Api, app: str, *, approve: bool, comment: str, by: str) -> Row:
+    """Answer a paused release's manual gate or judgement (approve / reject).
+
+    Args:
+        api: The server.
+        app: The app.
+        approve: Approve (True) or reject.
+        comment: The person's comment.
+        by: Who answered, in words.
+
+    Returns:
+        The gate and the decision sent.
+
+    Raises:
+        CommandError: No release of the app waits at a canary gate.
+    """
     from tasks.judgement import APPROVE
 
     release = _one_live(api, app, state="PAUSED")
-    key = getattr(api.run_state(release.run_id).state_details, "pause_key", None) or ""
+    key = release.pause_key or ""
     gate = key.removeprefix("manual-").removesuffix(f"-{app}")
     if gate not in APPROVE:
         raise CommandError(f"the paused run {release.name} waits at {key!r}, not at a canary gate")
     decision = APPROVE[gate] if approve else "roll back"
     note = f"{comment} ({by})" if comment else by
-    api.resume(release.run_id, {"decision": decision, "comment": note})
-    return {"app": app, "run": api.run_url(release.run_id), "gate": gate, "decision": decision}
+    api.resume(release.id, {"decision": decision, "comment": note})
+    return {"app": app, "run": api.run_url(release.id), "gate": gate, "decision": decision}

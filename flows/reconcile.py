@@ -12,56 +12,69 @@ The platform's adapters are made with the spec that release judged with, read ag
 its parameters (its commit's `.canary/`, else its `config`, else the default spec): on
 Kubernetes its `kubernetes:` section names the VirtualService, routes and DestinationRule
 to put back. Without `run_id` no spec is known and the platform's fallback applies.
+
+One app's reconcile returns a ReconcileReport (canary.values.repair), said in words in the
+run's log and its report artifact; without `app`, the reports of every app.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
-from uuid import UUID
+from dataclasses import replace
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.states import Crashed
 
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
+from canary.ports import Platform
+from canary.values.outcome import describe_end
 from canary.values.release import check_app_name
+from canary.values.repair import ReconcileReport, Recovery
+from store import current
+from store.artifacts import publish_report
+from store.locks import free_leaked_lock, held_by_the_dead
+from store.recovery import recover_release
+from store.runs import RunRecord, mark_crashed
+from store.turn import take_lock
 from tasks.history import find_released_apps
 from tasks.platform import reconcile_app
-from tasks.publish import publish_report
-from tasks.recovery import (
-    describe_end,
-    found_in_words,
-    free_leaked_lock,
-    held_by_the_dead,
-    recover_release,
-    spec_of_run,
-)
-from tasks.runs import current_flow_run
-from tasks.setup import ensure_release_lock, load_block
-from tasks.turn import take_lock
+from tasks.setup import ensure_release_lock, load_block, spec_of_run
+
+#: The state message of a release run found silent with its lock free.
+GONE = ("the release stopped sending heartbeats and its lock was free: its process "
+        "is gone")  # fmt: skip
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"reconcile-{flow_run.parameters.get('app') or 'every-app'}"
+    """``reconcile-<app>``, or ``reconcile-every-app``."""
+    return f"reconcile-{current.parameter('app') or 'every-app'}"
 
 
 @flow(name="reconcile", flow_run_name=_run_name)
 def reconcile(app: str | None = None, platform: str = "local-platform/local",
-              run_id: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """`run_id`: the canary-release run that ended badly (its id, or its event resource id).
-    Without `app`: every app with a release history, one subflow run each."""
+              run_id: str | None = None) -> ReconcileReport | dict[str, ReconcileReport]:  # fmt: skip
+    """Repair one app (or every app with a release history, one subflow run each).
+
+    Args:
+        app: The app (None: every app with a release history).
+        platform: The platform block, ``<type-slug>/<name>``.
+        run_id: The canary-release run that ended badly (its id, or its event resource
+            id ``prefect.flow-run.<id>``), whose end is then reported.
+
+    Returns:
+        The app's report; without ``app``, each app's report by app.
+
+    Raises:
+        ConfigError: ``run_id`` without ``app``.
+        RuntimeError: Without ``app``: the reconcile of some app failed (the others ran).
+    """
     logger = get_run_logger()
     if app is None:
         if run_id is not None:
             raise ConfigError("run_id names one app's release: give its app too")
         return _every_app(platform)
     app = check_app_name(app)
-    me = str(current_flow_run().id)
+    me = current.run_id()
     lock = ensure_release_lock(app)
     # A lock held by the dead (a killed release) is not waited for: its lease lapses only
     # after a minute, and production must not stay split that long. Nothing alive can
@@ -73,67 +86,58 @@ def reconcile(app: str | None = None, platform: str = "local-platform/local",
                         "waiting for its lease to lapse", app, lock)  # fmt: skip
         else:
             take_lock(app, lock, held, me=me)
-        plat = load_block(platform)
-        run = _ended_run(run_id) if run_id else None
-        spec, spec_words = spec_of_run(app, run.parameters or {}) if run else (None, None)
-        found = reconcile_app(plat, app, spec)
-        recovered = _recover(plat, app, spec, run) if run else None
+        report = _repair(load_block(platform), app, run_id)
     freed = free_leaked_lock(app, me=me) if dead else None
     if freed:
         logger.warning("%s: %s", app, freed)
-    words = _in_words(app, found, freed, recovered, spec_words)
-    for line in words:
+        report = replace(report, freed_lock=freed)
+    for line in report.in_words():
         logger.info("%s", line)
-    publish_report(app, "\n".join([f"# Reconcile of `{app}`", "", *[f"- {w}" for w in words], ""]),
-                   f"{app}: reconcile")  # fmt: skip
-    return {"app": app, "found": found, "freed_lock": freed, "recovered": recovered}
+    publish_report(app, report.markdown(), f"{app}: reconcile")
+    return report
 
 
-def _every_app(platform: str) -> dict[str, Any]:
+def _repair(plat: Platform, app: str, run_id: str | None) -> ReconcileReport:
+    """Under the lock: the platform's reconcile, then the end of release ``run_id``."""
+    run = _ended_run(run_id) if run_id else None
+    spec, spec_words = spec_of_run(app, run.parameters) if run else (None, None)
+    found = reconcile_app(plat, app, spec)
+    recovered = _recover(plat, app, spec, run) if run else None
+    return ReconcileReport(app=app, found=found, spec=spec_words, recovered=recovered)
+
+
+def _every_app(platform: str) -> dict[str, ReconcileReport]:
+    """Reconcile every app with a release history, each in its own subflow run."""
     logger = get_run_logger()
-    apps = find_released_apps()
-    results: dict[str, Any] = {}
+    results: dict[str, ReconcileReport] = {}
     failed: dict[str, str] = {}
-    for name in apps:
+    for name in find_released_apps():
         try:
-            results[name] = reconcile(app=name, platform=platform)
+            done = reconcile(app=name, platform=platform)
         except Exception as exc:  # the others are still repaired; this run fails at the end
             failed[name] = f"{type(exc).__name__}: {exc}"
             logger.error("reconcile of %s failed: %s", name, failed[name])
+            continue
+        if isinstance(done, ReconcileReport):
+            results[name] = done
     logger.info("reconciled %d app(s)%s", len(results),
                 f"; failed: {', '.join(failed)}" if failed else "")  # fmt: skip
     if failed:
         raise RuntimeError("reconcile failed for " + "; ".join(f"{a}: {w}" for a, w in failed.items()))
-    return {"apps": apps, "results": results}
+    return results
 
 
-def _ended_run(run_id: str) -> FlowRun:
-    """Release `run_id`, whose end this reconcile reports; a run still marked Running holds
-    no lock (we have it), so its process is gone: it is marked Crashed first."""
-    run_uuid = UUID(run_id.rsplit(".", 1)[-1])
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_uuid)
-        if run.state is not None and not run.state.is_final():
-            client.set_flow_run_state(run_uuid, Crashed(message=(
-                "the release stopped sending heartbeats and its lock was free: its process "
-                "is gone")), force=True)  # fmt: skip
-            run = client.read_flow_run(run_uuid)
-    return run
+def _ended_run(run_id: str) -> RunRecord:
+    """Release ``run_id``, whose end this reconcile reports; a run still marked Running
+    holds no lock (we have it), so its process is gone: it is marked Crashed first."""
+    return mark_crashed(run_id.rsplit(".", 1)[-1], GONE)
 
 
-def _recover(plat: Any, app: str, spec: ReleaseSpec | None, run: FlowRun) -> dict[str, Any]:
-    """Report the end of release `run` (cleaned up again with the spec it judged with)."""
-    params = run.parameters or {}
-    return recover_release(plat, app, spec, run_id=run.id, image=params.get("image"),
-                           commit=params.get("commit"), why=describe_end(run.state))  # fmt: skip
-
-
-def _in_words(app: str, found: dict[str, Any], freed: str | None,
-              recovered: dict[str, Any] | None, spec_words: str | None) -> list[str]:  # fmt: skip
-    """What reconcile found and did, as sentences (the platform's report is a dict)."""
-    lines = ([spec_words] if spec_words else []) + found_in_words(found)
-    if freed:
-        lines.append(freed)
-    if recovered is not None:
-        lines.append(f"release run {recovered['run']}: {recovered['outcome']}: {recovered['reason']}")
-    return lines
+def _recover(plat: Platform, app: str, spec: ReleaseSpec | None, run: RunRecord) -> Recovery:
+    """Report the end of release ``run`` (cleaned up again with the spec it judged with)."""
+    image, commit = run.parameters.get("image"), run.parameters.get("commit")
+    return recover_release(plat, app, spec, run_id=run.id,
+                           image=None if image is None else str(image),
+                           commit=None if commit is None else str(commit),
+                           why=describe_end(None if run.state_name == "?" else run.state_name,
+                                              run.message))  # fmt: skip

@@ -1,7 +1,9 @@
 """Flow `restore-production`: put a known-good image back into production.
 
 Started by hand, or by the (disabled by default) automation on `canary.reanalysis.regressed`
-with the image that production ran before the last promotion.
+with the image that production ran before the last promotion. Emits
+`canary.production.restored` (canary.values.events.ProductionRestored) once production
+runs it (read back).
 
 No release spec is known here (the promotion's is not recorded), so the platform gets None
 and uses its fallback: on Kubernetes `<release_specs>/<app>.yaml`, else the defaults, whose
@@ -15,19 +17,33 @@ import contextlib
 from prefect import flow, get_run_logger
 
 from canary.errors import PlatformError
+from canary.values.events import ProductionRestored
 from canary.values.release import check_app_name
+from store import current
+from store.events import emit
+from store.turn import take_lock
 from tasks.platform import promote_image, read_production_image, roll_back_traffic
-from tasks.publish import emit
-from tasks.runs import current_flow_run
 from tasks.setup import ensure_release_lock, load_block
-from tasks.turn import take_lock
 
 
 @flow(name="restore-production", flow_run_name="restore-production-{app}")
 def restore_production(app: str, image: str, platform: str = "local-platform/local") -> str:
-    """Under the app's lock (never in the middle of a canary release), then read back."""
+    """Put ``image`` back into production, under the app's lock (never in the middle of a
+    canary release), then read it back.
+
+    Args:
+        app: The app.
+        image: The image production should run.
+        platform: The platform block, ``<type-slug>/<name>``.
+
+    Returns:
+        The image production runs now (read back).
+
+    Raises:
+        PlatformError: Production does not run ``image`` afterwards.
+    """
     app = check_app_name(app)
-    me = str(current_flow_run().id)
+    me = current.run_id()
     with contextlib.ExitStack() as held:
         take_lock(app, ensure_release_lock(app), held, me=me)
         plat = load_block(platform)
@@ -38,5 +54,5 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
     if now != image:
         raise PlatformError(f"{app}: production runs {now} after restoring {image} (read back)")
     get_run_logger().info("%s production restored to %s (read back), was %s", app, now, previous)
-    emit("canary.production.restored", app, {"image": now, "previous_image": previous})
+    emit(ProductionRestored(app=app, image=now, previous_image=previous))
     return now

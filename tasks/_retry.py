@@ -7,8 +7,9 @@ A validation error, a failed build or a failed judgement is never retried.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import TypedDict
 
+from prefect import State
 from prefect.tasks import exponential_backoff
 
 from canary.errors import is_transient
@@ -19,8 +20,17 @@ RETRY_DELAYS = exponential_backoff(backoff_factor=2)
 RETRY_JITTER = 0.2
 
 
-def only_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry_condition_fn: True only when the failure was a transient CanaryError."""
+def only_transient(task: object, task_run: object, state: State) -> bool:
+    """Prefect retry_condition_fn: True only when the failure was a transient CanaryError.
+
+    Args:
+        task: The task (unused).
+        task_run: The task run (unused).
+        state: The failed run's state; its result re-raises the task's exception.
+
+    Returns:
+        Whether to retry.
+    """
     try:
         state.result()
     except Exception as exc:  # the task's own exception, re-raised by result()
@@ -34,7 +44,7 @@ class RetryOptions(TypedDict):
     retries: int
     retry_delay_seconds: Callable[[int], list[float]]
     retry_jitter_factor: float
-    retry_condition_fn: Callable[[Any, Any, Any], bool]
+    retry_condition_fn: Callable[[object, object, State], bool]
 
 
 RETRYING: RetryOptions = {

@@ -2,64 +2,93 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.events.filters import (
-    EventFilter,
-    EventNameFilter,
-    EventOccurredFilter,
-    EventResourceFilter,
-)
 
+from canary.values.events import HISTORY_EVENTS, ReleaseEnded
+from store import events as store_events
 from tasks._retry import RETRYING
+
+__all__ = ["HISTORY_EVENTS", "LastChange", "find_last_promotion", "find_released_apps",
+           "last_production_change"]
+
+
+class LastChange(TypedDict):
+    """The newest production change of an app, as the flows read it."""
+
+    #: when it happened (aware, UTC)
+    occurred: datetime
+    #: its event's name (``canary.release.promoted`` or ``canary.production.restored``)
+    event: str
+    #: the image it put in, and the one it replaced
+    image: str | None
+    previous_image: str | None
+    #: the promoted release's commit and push time (None for a restore)
+    commit: str | None
+    pushed_at: str | None
+    #: when the promoted release's analysis began (None: a restore, or not recorded)
+    window_start: datetime | None
+
+
+@task(name="find-last-promotion", task_run_name="find-last-promotion-{app}",
+      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
+def last_production_change(app: str, *, within_days: int = 7) -> LastChange | None:
+    """The newest production change of an app (a promoted release or a restore), typed.
+
+    Args:
+        app: The app.
+        within_days: How far back.
+
+    Returns:
+        When, the event, the image it put in and the one it replaced; None when there is
+        none.
+    """
+    change = store_events.last_production_change(app, within_days=within_days)
+    if change is None:
+        return None
+    event = change.event
+    ended = event if isinstance(event, ReleaseEnded) else None
+    return LastChange(occurred=change.occurred, event=change.name, image=event.image,
+                      previous_image=event.previous_image,
+                      commit=ended.commit if ended else None,
+                      pushed_at=ended.pushed_at if ended else None,
+                      window_start=ended.window_start if ended else None)  # fmt: skip
 
 
 @task(name="find-last-promotion", task_run_name="find-last-promotion-{app}",
       cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
 def find_last_promotion(app: str, *, within_days: int = 7) -> dict[str, Any] | None:
-    """The newest production change of `app` (a promoted release or a restore): when,
-    the image it put in, and the one it replaced."""
-    now = datetime.now(UTC)
-    query = EventFilter(
-        occurred=EventOccurredFilter(since=now - timedelta(days=within_days), until=now),
-        event=EventNameFilter(name=["canary.release.promoted", "canary.production.restored"]),
-        resource=EventResourceFilter(id=[f"canary.app.{app}"]),
-    )
-    with get_client(sync_client=True) as client:
-        events = client.read_events(filter=query, limit=50).events
-    if not events:
+    """The newest production change as a dict: the event's payload, ``occurred`` and ``event``.
+
+    Compatibility for the flows that read the old dict; new code takes the typed
+    ``last_production_change``.
+
+    Args:
+        app: The app.
+        within_days: How far back.
+
+    Returns:
+        The dict, or None when there is no change.
+    """
+    change = store_events.last_production_change(app, within_days=within_days)
+    if change is None:
         return None
-    newest = max(events, key=lambda e: e.occurred)
-    # A plain datetime: Prefect's DateTime subclass drops its tzinfo in `+ timedelta`.
-    occurred = datetime.fromtimestamp(newest.occurred.timestamp(), UTC)
-    return {"occurred": occurred, "event": newest.event, **newest.payload}
-
-
-#: the events that say an app has a release history (and that name it as canary.app.<app>)
-HISTORY_EVENTS = ["canary.release.promoted", "canary.release.rolled-back",
-                  "canary.release.aborted", "canary.production.restored"]  # fmt: skip
+    return {"occurred": change.occurred, "event": change.name, **change.event.payload()}
 
 
 @task(name="find-released-apps", cache_policy=NO_CACHE, **RETRYING)
 def find_released_apps(*, within_days: int = 7, max_pages: int = 200) -> list[str]:
     """Every app with a release (or a restore) in the event history, sorted: what the
-    scheduled re-analysis and reconcile fan out over."""
-    now = datetime.now(UTC)
-    query = EventFilter(
-        occurred=EventOccurredFilter(since=now - timedelta(days=within_days), until=now),
-        event=EventNameFilter(name=HISTORY_EVENTS),
-        resource=EventResourceFilter(id_prefix=["canary.app."]),
-    )
-    apps: set[str] = set()
-    with get_client(sync_client=True) as client:
-        page = client.read_events(filter=query, limit=50)  # the server allows at most 50
-        for _ in range(max_pages):
-            apps.update(e.resource.id.removeprefix("canary.app.") for e in page.events)
-            if not page.next_page:
-                break
-            page = client.read_events_page(str(page.next_page))  # Prefect str()s it too
-    return sorted(a for a in apps if a)
+    scheduled re-analysis and reconcile fan out over.
+
+    Args:
+        within_days: How far back.
+        max_pages: At most this many pages of 50 events are read.
+
+    Returns:
+        The apps' names.
+    """
+    return store_events.released_apps(within_days=within_days, max_pages=max_pages)

@@ -9,8 +9,6 @@ with that spec's options (canary.ports.Platform).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
@@ -44,7 +42,7 @@ def build_image(platform: Platform, app: str, spec: ReleaseSpec | None, repo: st
 
 
 @task(name="reconcile-app", task_run_name="reconcile-{app}", **_TASK)
-def reconcile_app(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
+def reconcile_app(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, object]:
     return platform.reconcile(app, spec)
 
 

@@ -1,35 +1,21 @@
-"""Loading what a run needs: the release spec, blocks, and the per-app release lock."""
+"""Loading what a run needs: the release spec, blocks, and the per-app release lock (kept
+in store.locks; the task here makes sure it exists)."""
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import (
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from canary import appconfig
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
+from store import locks
 from tasks._retry import RETRYING
-
-#: One canary release per app at a time: the global concurrency limit every release takes.
-LOCK_PREFIX = "canary-release-"
-#: How long a killed holder keeps the lock (the live holder renews its lease all along).
-LOCK_LEASE_SECONDS = 60  # the server accepts no shorter lease
-
-
-def release_lock_name(app: str) -> str:
-    return f"{LOCK_PREFIX}{app}"
-
 
 #: Where an app's release spec is, unless the run names another ({app}: the app's name).
 DEFAULT_SPEC = "deployments/releases/{app}.yaml"
@@ -42,7 +28,7 @@ def _spec_file(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
     return spec, spec.load_canary_config()
 
 
-def release_config_of(app: str, commit: str, app_config: Any,
+def release_config_of(app: str, commit: str, app_config: object,
                       config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
     """The spec and canary config a canary-release run judges with, from its parameters:
     the commit's `.canary/` the build carried (`app_config`), else the file `config`, else
@@ -71,7 +57,7 @@ def check_app_config(files: dict[str, str], app: str, where: str) -> tuple[dict[
 
 
 @task(name="load-release-config", task_run_name="load-release-config-{app}", cache_policy=NO_CACHE)
-def load_release_config(app: str, commit: str, app_config: Any,
+def load_release_config(app: str, commit: str, app_config: object,
                         config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
     """The release config of a run, validated by the same loaders (release_config_of)."""
     return release_config_of(app, commit, app_config, config)
@@ -86,18 +72,26 @@ BLOCK_MODULES = {
 }
 
 
-def load_block(name: str) -> Any:
-    """Load a block document by "<type-slug>/<name>", importing the type's module first."""
-    import importlib
+def load_block(name: str) -> Any:  # the block's type is only known from the name, at run time
+    """Load a block document by "<type-slug>/<name>", importing the type's module first.
 
-    from prefect.blocks.core import Block
+    Args:
+        name: ``<type-slug>/<document-name>``.
 
+    Returns:
+        The block (a platform or a metrics source block).
+
+    Raises:
+        ConfigError: The name is malformed or no such block is saved.
+    """
     slug, _, document = name.partition("/")
     if not document or slug not in BLOCK_MODULES:
         raise ConfigError(
             f"block {name!r}: give it as <type-slug>/<document-name> with a slug among "
             f"{', '.join(sorted(BLOCK_MODULES))}"
         )
+    from prefect.blocks.core import Block
+
     importlib.import_module(BLOCK_MODULES[slug])  # registers the type for Block.load
     try:
         return Block.load(name)
@@ -114,24 +108,39 @@ def ensure_release_lock(app: str) -> str:
     """Create the app's limit (1 slot) if missing: a missing limit would be silently skipped.
 
     A limit an operator switched off stays off: that is how releases are frozen (every
-    lock taker waits while it is off, see tasks.turn)."""
-    name = release_lock_name(app)
-    with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            # A concurrent release may create it first: the result is the same.
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1, active=True))  # fmt: skip
-            return name
-        if limit.limit != 1:
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1))
-    return name
+    lock taker waits while it is off, see store.turn).
+
+    Args:
+        app: The app.
+
+    Returns:
+        The lock's name.
+    """
+    return locks.ensure_lock(app)
 
 
-def lock_state(name: str) -> tuple[bool, int]:
-    """(active, slots taken) of a release lock, as the server has it now."""
-    with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(name)
-    return bool(limit.active), int(limit.active_slots)
+def spec_of_run(app: str, params: dict[str, object]) -> tuple[ReleaseSpec | None, str]:
+    """The release spec a canary-release run judged with, read again from its parameters
+    the way the run read it (release_config_of), and where it came from, in words.
+
+    A plain function: the release's crash hook calls it, where no task may run.
+
+    Args:
+        app: The app.
+        params: The run's parameters.
+
+    Returns:
+        (the spec, where it came from); (None, why) when it cannot be read any more (a file
+        gone or changed, a worker with another checkout): the platform then falls back as
+        for a run that names none (docs/kubernetes.md), and the words say so.
+    """
+    config = params.get("config")
+    source = ("the commit's .canary/release.yaml" if params.get("app_config")
+              else f"the release spec {config or DEFAULT_SPEC.format(app=app)}")  # fmt: skip
+    try:
+        spec, _ = release_config_of(app, str(params.get("commit") or ""), params.get("app_config"),
+                                    None if config is None else str(config))  # fmt: skip
+    except Exception as exc:  # a repair must still run
+        return None, (f"{source} of the release could not be read again ({exc}); repaired "
+                      "with the platform's fallback spec")  # fmt: skip
+    return spec, f"repaired with the options of {source}, as the release used them"

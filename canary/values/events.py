@@ -29,6 +29,7 @@ __all__ = [
     "PRODUCTION_CHANGES",
     "OperatorCommand",
     "ProductionRestored",
+    "ReanalysisRegressed",
     "ReleaseEnded",
     "ReleaseEvent",
     "app_resource",
@@ -61,6 +62,11 @@ class CanaryEvent(BaseModel):
     #: The event's name (``canary.build.succeeded`` ...).
     name: ClassVar[str]
     app: str
+
+    @property
+    def event_name(self) -> str:
+        """The name this event is emitted under (a release's end: its outcome's event)."""
+        return self.name
 
     def resource(self) -> dict[str, str]:
         """The event's resource: the app."""
@@ -201,10 +207,36 @@ class OperatorCommand(CanaryEvent):
     at: datetime | None = None
 
 
-ReleaseEvent: TypeAlias = BuildSucceeded | BuildFailed | ReleaseEnded | ProductionRestored | OperatorCommand
+class ReanalysisRegressed(CanaryEvent):
+    """A scheduled re-analysis found production regressed (it may trigger a restore).
 
-_BY_NAME: dict[str, type[BuildSucceeded | BuildFailed | ProductionRestored | OperatorCommand]] = {
-    model.name: model for model in (BuildSucceeded, BuildFailed, ProductionRestored, OperatorCommand)
+    Its payload keeps the app too (older consumers read it there).
+    """
+
+    name: ClassVar[str] = "canary.reanalysis.regressed"
+    mode: str
+    verdict: str
+    outcome: str = "regressed"
+    score: float | None = None
+    image: str | None = None
+    previous_image: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    control_offset_seconds: float = 0.0
+
+    def payload(self) -> dict[str, JSON]:
+        """The event's payload: every field, the app included."""
+        return {"app": self.app, **super().payload()}
+
+
+ReleaseEvent: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseEnded | ProductionRestored
+                           | OperatorCommand | ReanalysisRegressed)
+
+_Named: TypeAlias = (BuildSucceeded | BuildFailed | ProductionRestored | OperatorCommand
+                     | ReanalysisRegressed)
+_BY_NAME: dict[str, type[_Named]] = {
+    model.name: model
+    for model in (BuildSucceeded, BuildFailed, ProductionRestored, OperatorCommand, ReanalysisRegressed)
 }
 
 

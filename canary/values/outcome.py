@@ -25,6 +25,7 @@ __all__ = [
     "FINAL_STATE_NAMES",
     "Outcome",
     "OutcomeState",
+    "describe_end",
     "outcome_from_production",
 ]
 
@@ -136,3 +137,28 @@ def outcome_from_production(*, now: str | None, image: str, before: str | None) 
     if now is not None and now == image and before != image:
         return Outcome.PROMOTED
     return Outcome.ROLLED_BACK
+
+
+_END_WORDS = {
+    "Crashed": "the release's process crashed or was killed",
+    "Cancelled": "the release was cancelled",
+    "Cancelling": "the release was cancelled",
+    "Failed": "the release failed",
+    "TimedOut": "the release timed out",
+}
+
+
+def describe_end(state_name: str | None, message: str | None = None) -> str:
+    """A release run's end in words, never an empty message or a bare exception repr.
+
+    Args:
+        state_name: The run's final state's name (``Crashed``...; None: unknown).
+        message: The state's message, if any.
+
+    Returns:
+        The end in words, with the message after a colon when there is one.
+    """
+    name = state_name or "ended"
+    words = _END_WORDS.get(name, f"the release ended {name}")
+    text = (message or "").strip()
+    return f"{words}: {text}" if text else words

@@ -43,7 +43,7 @@ from pydantic import SecretStr
 import flows.build as build_flow
 import flows.canary_release as release_flow
 import flows.reconcile as reconcile_flow
-import tasks.recovery
+import store.locks
 from blocks.kubernetes import KubernetesCluster
 from blocks.prometheus import PrometheusSource
 from canary.platforms.kubernetes.manifests import TRACK_LABEL as TRACK
@@ -291,7 +291,7 @@ def _reconcile_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """The dead holder's lock lease lapses after 60 s (tests/flows/test_release_lock.py covers
     that wait); here it is reset at once so the test does not sit through it."""
     monkeypatch.setattr(reconcile_flow, "free_leaked_lock",
-                        functools.partial(tasks.recovery.free_leaked_lock, grace=0, poll=0.1))
+                        functools.partial(store.locks.free_leaked_lock, grace=0, poll=0.1))
 
 
 def test_a_release_killed_mid_way_is_reconciled_to_production(cluster, monkeypatch) -> None:
@@ -324,10 +324,10 @@ def test_a_release_killed_mid_way_is_reconciled_to_production(cluster, monkeypat
     result = reconcile_flow.reconcile(app=c.app, platform=c.platform,
                                       run_id=f"prefect.flow-run.{run.id}")  # fmt: skip
     assert time.monotonic() - started < 60
-    assert result["found"]["weights"] == "100% primary (verified)"
-    assert sorted(result["found"]["removed"]) == [f"{c.app}-baseline", f"{c.app}-canary"]
-    recovered = result["recovered"]
-    assert recovered["outcome"] == "rolled-back" and recovered["production"] == c.prod_image
+    assert result.found["weights"] == "100% primary (verified)"
+    assert sorted(result.found["removed"]) == [f"{c.app}-baseline", f"{c.app}-canary"]
+    recovered = result.recovered
+    assert recovered.outcome == "rolled-back" and recovered.production == c.prod_image
     assert c.canary_share() == 0
     assert c.production_image() == c.prod_image
     c.assert_production_alone()
@@ -407,7 +407,7 @@ def test_tracks_whose_traffic_could_not_be_moved_off_are_kept(cluster, monkeypat
     _reconcile_now(monkeypatch)
     result = reconcile_flow.reconcile(app=c.app, platform=c.platform,
                                       run_id=f"prefect.flow-run.{run.id}")  # fmt: skip
-    assert sorted(result["found"]["removed"]) == [f"{c.app}-baseline", f"{c.app}-canary"]
+    assert sorted(result.found["removed"]) == [f"{c.app}-baseline", f"{c.app}-canary"]
     assert c.production_image() == c.prod_image
     c.assert_production_alone()
 

@@ -108,7 +108,7 @@ def _lock_with_slots(app: str, slots: int) -> str:
 def test_a_slot_without_lease_or_holder_is_reset_after_the_grace_time() -> None:
     """A server restart without lease storage leaves a slot taken with no lease: once the
     grace time (a dead holder's lease would have lapsed by then) is over, it is reset."""
-    from tasks.recovery import free_leaked_lock, held_by_the_dead
+    from store.locks import free_leaked_lock, held_by_the_dead
 
     name = _lock_with_slots("leaky", 1)
     assert held_by_the_dead("leaky")
@@ -124,7 +124,7 @@ def test_a_slot_without_lease_or_holder_is_reset_after_the_grace_time() -> None:
 def test_a_slot_freed_by_the_server_meanwhile_is_not_reset() -> None:
     """While it waits, the slot is freed (as the repossessor does when the dead holder's
     lease lapses): it says so and resets nothing."""
-    from tasks.recovery import free_leaked_lock
+    from store.locks import free_leaked_lock
 
     name = _lock_with_slots("lapsing", 1)
     timer = threading.Timer(0.6, lambda: _lock_with_slots("lapsing", 0))
@@ -144,6 +144,6 @@ def test_reconcile_without_an_app_repairs_every_released_app_under_its_lock(make
     held = slots_held_during_reconcile(env)
     monkeypatch.setattr(reconcile_flow, "find_released_apps", lambda: ["gg-sweep"])
     result = reconcile_flow.reconcile(platform="fake-platform/test")
-    assert result["apps"] == ["gg-sweep"] and "gg-sweep" in result["results"]
+    assert set(result) == {"gg-sweep"} and result["gg-sweep"].app == "gg-sweep"
     assert held == [1]  # each app's repair holds that app's lock
     assert ("reconcile", "gg-sweep") in env.rec.calls

@@ -79,7 +79,7 @@ def test_reconcile_after_a_release_uses_the_spec_that_release_judged_with(make_e
     monkeypatch.setattr(reconcile_flow, "publish_report", lambda app, text, title: reports.append(text))
     result = reconcile_flow.reconcile(app=env.app, platform=PLATFORM,
                                       run_id=f"prefect.flow-run.{state.state_details.flow_run_id}")  # fmt: skip
-    assert result["recovered"]["published"] is False  # the release reported its own end
+    assert result.recovered is not None and result.recovered.published is False  # the release reported its own end
     assert {m for m, _, _ in env.platform.specs} >= {"reconcile", "router", "workloads", "restore_routes"}
     assert all(the_commits(spec) for _, _, spec in env.platform.specs)
     assert "options of the commit's .canary/release.yaml, as the release used them" in reports[0]

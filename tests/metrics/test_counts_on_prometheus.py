@@ -312,12 +312,16 @@ def test_canary_backtest_judges_a_recorded_window_again(run: Run) -> None:
     under a config; the old outcome next to the new verdict."""
     from types import SimpleNamespace
 
+    from canary.values.events import ReleaseEnded
+    from canary.values.outcome import Outcome
     from cli.check import backtest
+    from store.events import StoredEvent
 
-    event = SimpleNamespace(event="canary.release.promoted", occurred=run.end, payload={
-        "commit": "c" * 40, "window_start": run.start.isoformat(), "window_end": run.end.isoformat(),
-        "control_scope": "baseline", "experiment_scope": "canary"})  # fmt: skip
-    recorded = SimpleNamespace(events=lambda app, prefixes: [event])
+    ended = ReleaseEnded(app="goldengoose", outcome=Outcome.PROMOTED, commit="c" * 40,
+                         window_start=run.start, window_end=run.end, control_scope="baseline",
+                         experiment_scope="canary")  # fmt: skip
+    event = StoredEvent(run.end, ended.event_name, ended)
+    recorded = SimpleNamespace(events=lambda app, names: [event])
     config = REPO / "deployments" / "canary-configs" / "goldengoose.yaml"
     (row,) = backtest(recorded, "goldengoose", str(config), run.prometheus.url)
     # the canary answers 25 % of its requests with 500: the new judge rolls it back

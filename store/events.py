@@ -1,0 +1,153 @@
+"""Our events in Prefect's event feed: emitted from the typed models of
+canary.values.events, and read back typed (kept 7 days by the server)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
+
+from prefect.events import emit_event
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventResourceFilter,
+)
+from prefect.events.schemas.events import Event
+
+from canary.values.events import (
+    APP_RESOURCE_PREFIX,
+    HISTORY_EVENTS,
+    PRODUCTION_CHANGES,
+    ProductionRestored,
+    ReleaseEnded,
+    ReleaseEvent,
+    parse_event,
+)
+from store.client import client
+
+__all__ = ["StoredEvent", "emit", "events", "last_production_change", "released_apps"]
+
+E = TypeVar("E", bound=ReleaseEvent)
+
+#: The server hands out at most this many events a page.
+PAGE = 50
+
+
+@dataclass(frozen=True)
+class StoredEvent(Generic[E]):
+    """One of our events as read back: when it occurred, its name, and the typed model.
+
+    Attributes:
+        occurred: When it occurred (aware, UTC).
+        name: Its name (``canary.release.promoted``...).
+        event: The typed model.
+    """
+
+    occurred: datetime
+    name: str
+    event: E
+
+
+def emit(event: ReleaseEvent) -> None:
+    """Emit one of our events: its name, resource (the app) and payload, from the model.
+
+    Args:
+        event: The model.
+    """
+    emit_event(event=event.event_name, resource=event.resource(), payload=event.payload())
+
+
+def _query(names: Sequence[str] | None, prefixes: Sequence[str] | None, app: str | None,
+           days: float) -> EventFilter:  # fmt: skip
+    now = datetime.now(UTC)
+    return EventFilter(
+        occurred=EventOccurredFilter(since=now - timedelta(days=days), until=now),
+        event=EventNameFilter(name=list(names) if names else None,
+                              prefix=list(prefixes) if prefixes else None),
+        resource=(EventResourceFilter(id=[f"{APP_RESOURCE_PREFIX}{app}"]) if app else
+                  EventResourceFilter(id_prefix=[APP_RESOURCE_PREFIX])),
+    )  # fmt: skip
+
+
+def _typed(raw: Event) -> StoredEvent[ReleaseEvent] | None:
+    try:
+        model = parse_event(raw.event, raw.resource.id, raw.payload)
+    except ValueError:  # ours, but an older or broken shape: not a record we can use
+        return None
+    if model is None:
+        return None
+    # A plain datetime: Prefect's DateTime subclass drops its tzinfo in `+ timedelta`.
+    return StoredEvent(datetime.fromtimestamp(raw.occurred.timestamp(), UTC), raw.event, model)
+
+
+def events(app: str | None = None, *, names: Sequence[str] | None = None,
+           prefixes: Sequence[str] | None = None, days: float = 7, limit: int = PAGE,
+           api_url: str | None = None) -> list[StoredEvent[ReleaseEvent]]:  # fmt: skip
+    """Our events of the last days, newest first, typed (events not ours are left out).
+
+    Args:
+        app: One app's events (None: every app's).
+        names: Only these event names.
+        prefixes: Only names with these prefixes (``canary.release.``).
+        days: How far back.
+        limit: At most this many (read page by page, 50 a page).
+        api_url: An explicit API URL, or None.
+
+    Returns:
+        The events.
+    """
+    query = _query(names, prefixes, app, days)
+    found: list[StoredEvent[ReleaseEvent]] = []
+    with client(api_url) as prefect:
+        page = prefect.read_events(filter=query, limit=min(limit, PAGE))
+        while True:
+            found += [e for e in map(_typed, page.events) if e is not None]
+            if len(found) >= limit or not page.next_page:
+                break
+            page = prefect.read_events_page(str(page.next_page))  # Prefect str()s it too
+    return sorted(found, key=lambda e: e.occurred, reverse=True)[:limit]
+
+
+def last_production_change(app: str, *, within_days: int = 7,
+                           api_url: str | None = None) -> StoredEvent[ReleaseEnded | ProductionRestored] | None:  # fmt: skip
+    """The newest production change of an app: a promoted release or a restore.
+
+    Args:
+        app: The app.
+        within_days: How far back.
+        api_url: An explicit API URL, or None.
+
+    Returns:
+        The event (its image, and the image it replaced), None when there is none.
+    """
+    for found in events(app, names=PRODUCTION_CHANGES, days=within_days, api_url=api_url):
+        if isinstance(found.event, ReleaseEnded | ProductionRestored):
+            return StoredEvent(found.occurred, found.name, found.event)
+    return None
+
+
+def released_apps(*, within_days: int = 7, max_pages: int = 200,
+                  api_url: str | None = None) -> list[str]:  # fmt: skip
+    """Every app with a release (or a restore) in the event history, sorted.
+
+    Args:
+        within_days: How far back.
+        max_pages: At most this many pages of 50 events are read.
+        api_url: An explicit API URL, or None.
+
+    Returns:
+        The apps' names.
+    """
+    query = _query(HISTORY_EVENTS, None, None, within_days)
+    apps: set[str] = set()
+    with client(api_url) as prefect:
+        page = prefect.read_events(filter=query, limit=PAGE)  # the server allows at most 50
+        for _ in range(max_pages):
+            apps.update(e.resource.id.removeprefix(APP_RESOURCE_PREFIX) for e in page.events)
+            if not page.next_page:
+                break
+            page = prefect.read_events_page(str(page.next_page))
+    return sorted(a for a in apps if a)
