@@ -22,6 +22,7 @@ import kubernetes.client
 import urllib3
 from kubernetes import config as kube_config
 from kubernetes import watch
+from kubernetes.client import ApiClient as ApiClient
 
 from canary.errors import ConfigError, PlatformError
 
@@ -31,7 +32,7 @@ from .errors import ConflictError, NotFoundError, WaitTimeout, translate
 def new_api_client(*, host: str | None = None, token: str | None = None,
                    kubeconfig: str | None = None, context: str | None = None,
                    in_cluster: bool | None = None, verify_ssl: bool = True,
-                   ca_cert: str | None = None) -> kubernetes.client.ApiClient:
+                   ca_cert: str | None = None) -> ApiClient:
     """An ApiClient from, in this order: explicit host (+ token), a kubeconfig, in-cluster.
 
     ``in_cluster=None`` means "if nothing else was given and we run in a pod". Each source is
@@ -59,7 +60,7 @@ def new_api_client(*, host: str | None = None, token: str | None = None,
         raise ConfigError(f"cannot load the Kubernetes configuration: {error}") from None
     configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0,
                                           backoff_factor=0.2)  # other: e.g. a refused certificate
-    return kubernetes.client.ApiClient(configuration)
+    return ApiClient(configuration)
 
 
 def _default_kubeconfig() -> str | None:
@@ -92,7 +93,7 @@ Check = Callable[[dict[str, Any] | None], bool]
 class KubeClient:
     """Namespaced CRUD over plain dicts, conflict-safe updates and watch-based waits."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str, *,
+    def __init__(self, api_client: ApiClient, namespace: str, *,
                  request_timeout: float = 30.0, conflict_attempts: int = 5) -> None:
         self.api_client = api_client
         self.namespace = namespace
