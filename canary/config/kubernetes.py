@@ -131,8 +131,10 @@ class KubernetesRelease(Model):
         if data.get("router") is not None:
             raise ValueError(f"{', '.join(flat)}: give the router's options under `router:` "
                              "only, not also straight under `kubernetes:`")
-        rest = {k: v for k, v in data.items() if k not in _FLAT_ISTIO_KEYS}
-        return {**rest, "router": {"kind": "istio", **{k: data[k] for k in flat}}}
+        # validated here, so that an error names the key where it was written
+        # (kubernetes.virtual_service); pydantic's own validate keeps the error's location
+        router = super(Model, IstioOptions).model_validate({k: data[k] for k in flat})
+        return {**{k: v for k, v in data.items() if k not in _FLAT_ISTIO_KEYS}, "router": router}
 
     @field_validator("container")
     @classmethod
