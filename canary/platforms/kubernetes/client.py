@@ -93,7 +93,7 @@ POD = Kind("Pod", "", "v1", "pods", "CoreV1Api", "pod")
 Check = Callable[[JSON | None], bool]
 #: A patch: a merge patch (a mapping) or a JSON patch (a list of operations).
 Patch = JSON | list[JSON]
-#: A method of the official client (untyped: the one place its values are Any).
+#: A method of the official client (it ships no types: the one untyped value here).
 _Method = Callable[..., Any]
 
 

@@ -24,7 +24,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from canary.errors import BuildError, ConfigError, PlatformError
 from canary.platforms.gitfiles import read_directory
@@ -47,7 +46,8 @@ class Artifact:
     source: str
     built: bool  # False when the store already held it (no rebuild)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """The artifact's record (artifacts/<tree>.json), its path as a string."""
         d = {k: getattr(self, k) for k in ("image", "app", "commit", "tree", "version", "source")}
         return {**d, "path": str(self.path)}
 
@@ -296,8 +296,9 @@ def _version(root: Path, spec: AppSpec, commit: str) -> str:
 
 def load_artifact(state_dir: str | os.PathLike[str], image: str) -> Artifact | None:
     app, tree = parse_image(image)
-    meta = procs.read_json(Path(state_dir) / "artifacts" / f"{tree}.json")
+    meta = procs.read_mapping(Path(state_dir) / "artifacts" / f"{tree}.json")
     path = Path(state_dir) / "artifacts" / tree
     if not meta or not path.is_dir():
         return None
-    return Artifact(image, app, meta["commit"], tree, path, meta["version"], meta["source"], False)
+    return Artifact(image, app, str(meta.get("commit")), tree, path, str(meta.get("version")),
+                    str(meta.get("source")), False)  # fmt: skip

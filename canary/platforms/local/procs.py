@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from canary.errors import PlatformError
 
@@ -30,18 +29,48 @@ from canary.errors import PlatformError
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+#: A state file's document (or a part of one), as JSON.
+JSON = dict[str, object]
+
+
+def as_int(value: object, what: str = "value") -> int:
+    """``value`` read back from a state file as a whole number.
+
+    Raises:
+        PlatformError: it is not one (a corrupt state file).
+    """
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise PlatformError(f"state file: {what} {value!r} is not a whole number; inspect or delete it")
+
+
+def as_mapping(value: object) -> JSON:
+    """``value`` if it is a JSON object, else {}."""
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
+    """A process we started: its pid, its start time (so a reused pid is not taken for it)
+    and its command line."""
+
     pid: int
     start_ticks: int
     argv: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
+        """The record as stored in a pid file."""
         return {**asdict(self), "argv": list(self.argv)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
-        return cls(int(data["pid"]), int(data["start_ticks"]), tuple(data["argv"]))
+    def from_json(cls, data: Mapping[str, object]) -> ProcessRecord:
+        """The record stored by ``to_json``."""
+        argv = data.get("argv")
+        return cls(as_int(data.get("pid"), "pid"), as_int(data.get("start_ticks"), "start_ticks"),
+                   tuple(str(a) for a in argv) if isinstance(argv, list) else ())  # fmt: skip
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -212,7 +241,7 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
     return free_ports(1, host, exclude)[0]
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: object) -> None:
     """Atomic replace: a reader (or a crash) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -220,13 +249,24 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+def read_json(path: Path, default: object = None) -> object:
+    """The JSON document in ``path``; ``default`` when there is no such file.
+
+    Raises:
+        PlatformError: the file is not valid JSON.
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        found: object = json.loads(path.read_text(encoding="utf-8"))
+        return found
     except FileNotFoundError:
         return default
     except ValueError as exc:
         raise PlatformError(f"state file {path} is corrupt ({exc}); inspect or delete it") from None
+
+
+def read_mapping(path: Path) -> JSON:
+    """The JSON object in ``path``; {} when there is no such file (or it holds no object)."""
+    return as_mapping(read_json(path))
 
 
 @contextlib.contextmanager
