@@ -96,6 +96,7 @@ def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict[str, object]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (start, stop, status, supervise, reconcile); its exit status."""
     args = _parser().parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
     if args.command != "start" and not state_dir.is_dir():

@@ -37,6 +37,8 @@ _APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 @dataclass(frozen=True)
 class Artifact:
+    """A built commit: its image reference and the tree its processes run from."""
+
     image: str  # local/<app>@sha1:<tree>
     app: str
     commit: str
@@ -53,6 +55,7 @@ class Artifact:
 
 
 def image_for(app: str, tree: str) -> str:
+    """The image reference of ``app`` built from git tree ``tree``."""
     return f"local/{app}@sha1:{tree}"
 
 
@@ -89,6 +92,7 @@ class GitBuilder:
         self.store = self.state / "artifacts"
 
     def app_for(self, repo: str) -> str:
+        """The app a repository builds: the builder's own, else named after the repository."""
         if self.app:
             return self.app
         base = (self.subdir or repo.rstrip("/")).rsplit("/", 1)[-1].removesuffix(".git")
@@ -116,6 +120,7 @@ class GitBuilder:
         return res
 
     def mirror_of(self, repo: str) -> Path:
+        """Where the bare mirror of ``repo`` lives."""
         return self.state / "git" / (hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git")
 
     def _sync_mirror(self, repo: str, mirror: Path) -> None:
@@ -209,6 +214,7 @@ class GitBuilder:
         return self.build_artifact(repo, commit).image
 
     def build_artifact(self, repo: str, commit: str) -> Artifact:
+        """Build ``commit`` (or find it built already); the artifact."""
         app = self.app_for(repo)
         full, tree = self.resolve(repo, commit)
         with procs.locked(self.store / f"{tree}.lock"):
@@ -295,6 +301,7 @@ def _version(root: Path, spec: AppSpec, commit: str) -> str:
 
 
 def load_artifact(state_dir: str | os.PathLike[str], image: str) -> Artifact | None:
+    """The artifact ``image`` names, None when it is not in the store."""
     app, tree = parse_image(image)
     meta = procs.read_mapping(Path(state_dir) / "artifacts" / f"{tree}.json")
     path = Path(state_dir) / "artifacts" / tree

@@ -82,6 +82,7 @@ def gone(rec: procs.ProcessRecord) -> str:
 
 
 def now_text(epoch: float) -> str:
+    """``epoch`` as an ISO 8601 UTC timestamp with milliseconds (the log's format)."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 

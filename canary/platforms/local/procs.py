@@ -107,6 +107,7 @@ def is_ours(rec: ProcessRecord) -> bool:
 def spawn(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start ``argv`` in a session of its own, output to ``log``; the process and its record."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         try:
@@ -192,6 +193,7 @@ def find_marked(marker: Mapping[str, str]) -> list[ProcessRecord]:
 
 
 def group_of(pid: int) -> int | None:
+    """The process group of ``pid``, None when it is gone."""
     try:
         return os.getpgid(pid)
     except ProcessLookupError:
@@ -208,6 +210,7 @@ def _bindable(port: int, host: str) -> bool:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing can bind ``host``:``port`` now."""
     return not _bindable(port, host)
 
 
@@ -238,6 +241,7 @@ def free_ports(n: int, host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> 
 
 
 def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    """One port free on ``host`` now, not in ``exclude`` (see free_ports)."""
     return free_ports(1, host, exclude)[0]
 
 
@@ -282,6 +286,7 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it cannot be read)."""
     try:
         data = path.read_bytes()[-8192:]
     except OSError:
