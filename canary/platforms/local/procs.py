@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from canary.errors import PlatformError
 
@@ -253,15 +254,17 @@ def write_json(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path, default: object = None) -> object:
+def read_json(path: Path, default: Any = None) -> Any:
     """The JSON document in ``path``; ``default`` when there is no such file.
+
+    Untyped for the callers outside the local platform (controlplane, demo) that index into
+    it; the platform itself reads state through ``read_mapping`` / ``as_mapping``.
 
     Raises:
         PlatformError: the file is not valid JSON.
     """
     try:
-        found: object = json.loads(path.read_text(encoding="utf-8"))
-        return found
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except ValueError as exc:
