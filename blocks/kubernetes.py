@@ -8,12 +8,12 @@ order: explicit host (+ token), then a kubeconfig (path + context), then in-clus
 
 Options come from two places (docs/kubernetes.md lists them all): per-cluster ones are this
 block's fields (build system, registry and its credentials, build service account, track
-label, timeouts); per-app ones are the ``kubernetes:`` section of the app's release spec
-(VirtualService and routes, DestinationRule, split or mirror, replicas, container,
-Dockerfile and context). The caller passes that spec to every method (the one the flow
-judges with: a block must not guess it from the flow run), and each adapter is made for
-one app with its options; ``spec_for`` is the one place that says what a method uses when
-no spec is known.
+label, timeouts, which traffic router); per-app ones are the ``kubernetes:`` section of the
+app's release spec (the router's options under ``router:``, split or mirror, replicas,
+container, Dockerfile and context). The caller binds the app and that spec once with
+``for_app`` (the spec the flow judges with: a block must not guess it from the flow run),
+which hands out that app's adapters (``KubernetesApp``); ``spec_for`` is the one place that
+says what is used when no spec is known.
 """
 
 from __future__ import annotations
