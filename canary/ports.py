@@ -257,6 +257,7 @@ class Platform(Protocol):
         """`app` on this platform, with the options of `spec` bound to every adapter.
 
         Raises:
-            ConfigError: `spec` is for another app, or its options do not fit here.
+            ConfigError: `spec` is for another app, or its options do not fit here (a
+                platform may find out only when the first adapter is made).
         """
         ...
