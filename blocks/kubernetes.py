@@ -8,19 +8,19 @@ order: explicit host (+ token), then a kubeconfig (path + context), then in-clus
 
 Options come from two places (docs/kubernetes.md lists them all): per-cluster ones are this
 block's fields (build system, registry and its credentials, build service account, track
-label, timeouts); per-app ones are the ``kubernetes:`` section of the app's release spec
-(VirtualService and routes, DestinationRule, split or mirror, replicas, container,
-Dockerfile and context). The caller passes that spec to every method (the one the flow
-judges with: a block must not guess it from the flow run), and each adapter is made for
-one app with its options; ``spec_for`` is the one place that says what a method uses when
-no spec is known.
+label, timeouts, which traffic router); per-app ones are the ``kubernetes:`` section of the
+app's release spec (the router's options under ``router:``, split or mirror, replicas,
+container, Dockerfile and context). The caller binds the app and that spec once with
+``for_app`` (the spec the flow judges with: a block must not guess it from the flow run),
+which hands out that app's adapters (``KubernetesApp``); ``spec_for`` is the one place that
+says what is used when no spec is known.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -38,6 +38,7 @@ from canary.platforms.kubernetes import (
     new_api_client,
 )
 from canary.platforms.kubernetes.builds import KANIKO_IMAGE
+from canary.platforms.kubernetes.client import ApiClient
 from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
 from canary.ports import TrafficRouter
 
@@ -142,7 +143,7 @@ class KubernetesCluster(Block):
             raise ValueError("in_cluster excludes kubeconfig_path and context")
         return self
 
-    def get_api_client(self) -> Any:
+    def get_api_client(self) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` for this cluster (holds the token: do not log)."""
         return new_api_client(
             host=self.host,
@@ -160,9 +161,15 @@ class KubernetesCluster(Block):
 
     # -- per-app options, from the app's release spec -----------------------------------
     def spec_for(self, app: str, spec: ReleaseSpec | None) -> ReleaseSpec | None:
-        """The spec whose options `app`'s adapters use: `spec`, the one the caller judges
-        with; when it knows none, ``<release_specs>/<app>.yaml`` if there is one; else None
-        (every default applies). The only place a spec is looked up instead of given."""
+        """The spec whose options `app`'s adapters use.
+
+        `spec`, the one the caller judges with; when it knows none,
+        ``<release_specs>/<app>.yaml`` if there is one; else None (every default applies).
+        The only place a spec is looked up instead of given.
+
+        Raises:
+            ConfigError: the spec is for another app, or the file is not a valid spec.
+        """
         if spec is None:
             path = Path(self.release_specs) / f"{app}.yaml"
             if not path.is_file():
@@ -180,57 +187,152 @@ class KubernetesCluster(Block):
             return KubernetesRelease(), max(TrafficPlan().steps)
         return used.kubernetes, max(used.traffic.steps)
 
-    def workloads(self, app: str, spec: ReleaseSpec | None) -> KubernetesWorkloads:
-        """The Workloads port for `app`, sized and aimed by the spec's options."""
-        options, share = self.app_options(app, spec)
-        return KubernetesWorkloads(self.get_client(), replicas=options.replicas, max_share=share,
-                                   container=options.container, track_label=self.track_label,
-                                   rollout_timeout=self.rollout_timeout_seconds)
+    def for_app(self, app: str, spec: ReleaseSpec | None) -> KubernetesApp:
+        """`app` on this cluster with the options of `spec` (see `spec_for`), read once
+        when the first adapter is made (production_commit needs none)."""
+        return KubernetesApp(self, app, spec)
 
-    def router(self, app: str, spec: ReleaseSpec | None) -> TrafficRouter:
-        """The TrafficRouter port for `app`: `traffic_router`'s implementation with the
-        spec's options."""
-        options, _ = self.app_options(app, spec)
-        return make_router(self.traffic_router, self.get_client(), options,
-                           RouterSettings(self.track_label, self.istio_api_version))  # fmt: skip
-
-    def builder(self, image: str, *, system: str | None = None, **options: Any) -> TektonBuilder | KnativeBuilder:
+    def builder(self, image: str, *, system: str | None = None, dockerfile: str = "Dockerfile",
+                context: str = ".") -> TektonBuilder | KnativeBuilder:  # fmt: skip
         """A Tekton or Knative Build builder pushing to ``image``, with this block's build
-        options (``options`` override them, e.g. dockerfile= and context=)."""
+        options and the given Dockerfile and context.
+
+        Raises:
+            ConfigError: `system` is neither tekton nor knative.
+        """
         system = system or self.build_system
         if system not in ("tekton", "knative"):
             raise ConfigError(f"build_system must be 'tekton' or 'knative', not {system!r}")
         kind = TektonBuilder if system == "tekton" else KnativeBuilder
-        defaults: dict[str, Any] = {
-            "service_account": self.build_service_account, "docker_config_secret": self.registry_secret,
-            "docker_config_key": self.registry_secret_key, "kaniko_image": self.kaniko_image,
-            "timeout": self.build_timeout_seconds}
-        return kind(self.get_client(), image=image, **{**defaults, **options})
+        return kind(self.get_client(), image=image, service_account=self.build_service_account,
+                    docker_config_secret=self.registry_secret,
+                    docker_config_key=self.registry_secret_key, kaniko_image=self.kaniko_image,
+                    timeout=self.build_timeout_seconds, dockerfile=dockerfile, context=context)
 
-    # -- what the flows call (the same methods on every platform block) -----------------
+    # -- the same per-app calls, for scripts (the tasks use for_app) ---------------------
+    def workloads(self, app: str, spec: ReleaseSpec | None) -> KubernetesWorkloads:
+        """The Workloads port for `app`, sized and aimed by the spec's options."""
+        return self.for_app(app, spec).workloads()
+
+    def router(self, app: str, spec: ReleaseSpec | None) -> TrafficRouter:
+        """The TrafficRouter port for `app`: `traffic_router`'s implementation with the
+        spec's options."""
+        return self.for_app(app, spec).router()
+
     def builder_for(self, app: str, spec: ReleaseSpec | None) -> TektonBuilder | KnativeBuilder:
-        if not self.image_repository:
-            raise ConfigError(
-                f"KubernetesCluster block {self._block_document_name!r}: set image_repository "
-                "(the registry path builds push to) before building on the cluster"
-            )
-        options, _ = self.app_options(app, spec)
-        return self.builder(f"{self.image_repository.rstrip('/')}/{app}", dockerfile=options.dockerfile,
-                            context=options.context)
+        """The builder of `app`'s commits, with the spec's Dockerfile and context."""
+        return self.for_app(app, spec).builder()
 
     def production_image(self, app: str, spec: ReleaseSpec | None) -> str | None:
-        return self.workloads(app, spec).production_image(app)
+        """The image `app`'s production runs now, None before the first."""
+        return self.for_app(app, spec).production_image()
 
     def production_commit(self, app: str) -> str | None:
+        """Unknown on Kubernetes (see KubernetesApp.production_commit)."""
+        return None
+
+    def reconcile(self, app: str, spec: ReleaseSpec | None) -> dict[str, object]:
+        """Repair a crashed release of `app` (see KubernetesApp.reconcile)."""
+        return self.for_app(app, spec).reconcile()
+
+    def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
+        """Put `app`'s routes back as they were before the release."""
+        self.for_app(app, spec).restore_routes()
+
+
+class KubernetesApp:
+    """One app on a cluster with its release spec's options (canary.ports.AppPlatform).
+
+    Made by `KubernetesCluster.for_app`: per-cluster settings come from the block, per-app
+    ones from the spec, resolved once, when the first adapter is made. Adapters are made
+    when asked for, so a reconcile never needs the build settings.
+    """
+
+    def __init__(self, cluster: KubernetesCluster, app: str, spec: ReleaseSpec | None) -> None:
+        """Bind `app` and its release spec to `cluster`.
+
+        Args:
+            cluster: the block with the per-cluster settings.
+            app: the app's name.
+            spec: the release spec the caller judges with (None: none known).
+        """
+        self.cluster, self.app, self.spec = cluster, app, spec
+        self._options: tuple[KubernetesRelease, int] | None = None
+
+    @property
+    def options(self) -> KubernetesRelease:
+        """The `kubernetes:` section of the app's spec (KubernetesCluster.app_options).
+
+        Raises:
+            ConfigError: the spec is for another app, or the fallback spec is invalid.
+        """
+        return self._resolved()[0]
+
+    @property
+    def max_share(self) -> int:
+        """The canary's largest traffic share in %, which sizes its replicas."""
+        return self._resolved()[1]
+
+    def _resolved(self) -> tuple[KubernetesRelease, int]:
+        if self._options is None:
+            self._options = self.cluster.app_options(self.app, self.spec)
+        return self._options
+
+    def workloads(self) -> KubernetesWorkloads:
+        """The Workloads port for the app, sized and aimed by its options."""
+        c = self.cluster
+        return KubernetesWorkloads(c.get_client(), replicas=self.options.replicas,
+                                   max_share=self.max_share, container=self.options.container,
+                                   track_label=c.track_label,
+                                   rollout_timeout=c.rollout_timeout_seconds)  # fmt: skip
+
+    def router(self) -> TrafficRouter:
+        """The cluster's `traffic_router`, with the app's router options.
+
+        Raises:
+            ConfigError: the spec's `router:` names another router than the cluster's.
+        """
+        c = self.cluster
+        return make_router(c.traffic_router, c.get_client(), self.options,
+                           RouterSettings(c.track_label, c.istio_api_version))  # fmt: skip
+
+    def builder(self) -> TektonBuilder | KnativeBuilder:
+        """The builder of the app's commits, pushing to ``<image_repository>/<app>``.
+
+        Raises:
+            ConfigError: the block has no `image_repository`.
+        """
+        c = self.cluster
+        if not c.image_repository:
+            raise ConfigError(
+                f"KubernetesCluster block {c._block_document_name!r}: set image_repository "
+                "(the registry path builds push to) before building on the cluster"
+            )
+        return c.builder(f"{c.image_repository.rstrip('/')}/{self.app}",
+                         dockerfile=self.options.dockerfile, context=self.options.context)
+
+    def production_image(self) -> str | None:
+        """The image production runs now, None before the first."""
+        return self.workloads().production_image(self.app)
+
+    def production_commit(self) -> str | None:
         """Unknown on Kubernetes (images carry no commit we can trust): releases are then
         ordered by push time (canary.queue)."""
         return None
 
-    def reconcile(self, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
-        """Repair a crashed release in the cleanup order of canary.cleanup: 100 % primary
-        (read back), our Deployments deleted (never while traffic may still reach them),
-        the user's routes restored. Raises the first failure, after every step ran."""
-        router, workloads = self.router(app, spec), self.workloads(app, spec)
+    def reconcile(self) -> dict[str, object]:
+        """Repair a crashed release in the cleanup order of canary.cleanup.
+
+        100 % primary (read back), our Deployments deleted (never while traffic may still
+        reach them), the user's routes restored.
+
+        Returns:
+            What was removed, the steps run and the image production runs.
+
+        Raises:
+            CanaryError: the first failure, after every step ran.
+        """
+        app, router, workloads = self.app, self.router(), self.workloads()
         removed = workloads.leftovers(app)
         steps, error = run_cleanup({
             "roll_back_traffic": lambda: router.rollback(app),
@@ -244,5 +346,6 @@ class KubernetesCluster(Block):
         return {"weights": "100% primary (verified)", "removed": removed, "steps": steps,
                 "primary": workloads.production_image(app)}  # fmt: skip
 
-    def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
-        self.router(app, spec).restore(app)
+    def restore_routes(self) -> None:
+        """Put the user's routes back as they were before the release (idempotent)."""
+        self.router().restore(self.app)

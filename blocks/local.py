@@ -14,7 +14,6 @@ spec is accepted and not read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator, model_validator
@@ -84,6 +83,7 @@ class LocalPlatform(Block):
         return {self.app: self.app_port, **{n: p for n, p in self.apps.items() if n != self.app}}
 
     def stack(self) -> LocalStack:
+        """The HAProxy + Prometheus stack this block configures."""
         return LocalStack(
             Path(self.state_dir),
             haproxy_bin=self.haproxy_bin,
@@ -101,6 +101,7 @@ class LocalPlatform(Block):
         return stack.start()
 
     def builder(self) -> GitBuilder:
+        """The git builder of the block's own `app`."""
         return GitBuilder(self.state_dir, app=self.app, subdir=self.app_subdir, python=self.python)
 
     def router(self, app: str | None = None, spec: ReleaseSpec | None = None) -> HAProxyRouter:
@@ -113,40 +114,84 @@ class LocalPlatform(Block):
 
     @property
     def prometheus_url(self) -> str:
+        """Where this platform's Prometheus answers."""
         return f"http://127.0.0.1:{self.prometheus_port}"
 
     @property
     def app_url(self) -> str:
+        """The frontend of the block's own `app`."""
         return f"http://127.0.0.1:{self.app_port}"
 
     # -- what the flows call (the same methods on every platform block) -----------------
-    def builder_for(self, app: str, spec: ReleaseSpec | None = None) -> GitBuilder:
-        """The builder for `app`'s commits (one local builder serves every app)."""
-        return GitBuilder(self.state_dir, app=app, subdir=self.app_subdir, python=self.python)
-
-    def production_image(self, app: str, spec: ReleaseSpec | None = None) -> str | None:
-        """The artifact production runs now, or None before the first release."""
-        current = self.workloads().get(app, "primary")
-        return current.image if current is not None else None
-
-    def production_commit(self, app: str) -> str | None:
-        """The commit production's artifact was built from, or None before the first release."""
-        image = self.production_image(app)
-        if image is None:
-            return None
-        artifact = load_artifact(self.state_dir, image)
-        return artifact.commit if artifact is not None else None
+    def for_app(self, app: str, spec: ReleaseSpec | None = None) -> LocalApp:
+        """`app` on this machine (the spec changes nothing here: see the module's doc)."""
+        return LocalApp(self, app)
 
     def image_version(self, image: str) -> str | None:
-        """The VERSION the artifact was built with."""
+        """The VERSION the artifact was built with (canary.ports.ImageVersions)."""
         artifact = load_artifact(self.state_dir, image)
         return artifact.version if artifact is not None else None
 
-    def reconcile(self, app: str, spec: ReleaseSpec | None = None) -> dict[str, Any]:
+    # -- the same per-app calls, for scripts (the tasks use for_app) ---------------------
+    def builder_for(self, app: str, spec: ReleaseSpec | None = None) -> GitBuilder:
+        """The builder for `app`'s commits (one local builder serves every app)."""
+        return self.for_app(app).builder()
+
+    def production_image(self, app: str, spec: ReleaseSpec | None = None) -> str | None:
+        """The artifact production runs now, or None before the first release."""
+        return self.for_app(app).production_image()
+
+    def production_commit(self, app: str) -> str | None:
+        """The commit production's artifact was built from, or None before the first release."""
+        return self.for_app(app).production_commit()
+
+    def reconcile(self, app: str, spec: ReleaseSpec | None = None) -> dict[str, object]:
         """Repair a crashed release: 100 % primary (read back), orphans stopped."""
-        self.start()
-        return self.workloads().reconcile(app)
+        return self.for_app(app).reconcile()
 
     def restore_routes(self, app: str, spec: ReleaseSpec | None = None) -> None:
         """HAProxy has no user routes to restore: all traffic to production, read back."""
-        self.router().restore(app)
+        self.for_app(app).restore_routes()
+
+
+class LocalApp:
+    """One app on the local platform (canary.ports.AppPlatform)."""
+
+    def __init__(self, platform: LocalPlatform, app: str) -> None:
+        """Bind `app` to `platform` (whose adapters serve every app)."""
+        self.platform, self.app = platform, app
+
+    def builder(self) -> GitBuilder:
+        """The git builder of the app's commits."""
+        p = self.platform
+        return GitBuilder(p.state_dir, app=self.app, subdir=p.app_subdir, python=p.python)
+
+    def workloads(self) -> ProcessWorkloads:
+        """The supervised processes (of every app)."""
+        return self.platform.workloads()
+
+    def router(self) -> HAProxyRouter:
+        """HAProxy's weights (of every app)."""
+        return self.platform.router()
+
+    def production_image(self) -> str | None:
+        """The artifact production runs now, or None before the first release."""
+        current = self.workloads().get(self.app, "primary")
+        return current.image if current is not None else None
+
+    def production_commit(self) -> str | None:
+        """The commit production's artifact was built from, or None before the first release."""
+        image = self.production_image()
+        if image is None:
+            return None
+        artifact = load_artifact(self.platform.state_dir, image)
+        return artifact.commit if artifact is not None else None
+
+    def reconcile(self) -> dict[str, object]:
+        """Repair a crashed release: 100 % primary (read back), orphans stopped."""
+        self.platform.start()
+        return self.workloads().reconcile(self.app)
+
+    def restore_routes(self) -> None:
+        """HAProxy has no user routes to restore: all traffic to production, read back."""
+        self.router().restore(self.app)

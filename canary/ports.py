@@ -9,7 +9,7 @@ so Prefect tasks can retry exactly those. Cleanup methods are idempotent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from canary.values.counts import SideCounts
 from canary.values.scope import MetricScope
@@ -67,21 +67,70 @@ class MetricSource(Protocol):
 
 @runtime_checkable
 class Builder(Protocol):
-    """Turns a commit into a runnable artifact (Tekton/Knative build, or a local build)."""
+    """Turns a commit into a runnable artifact (Tekton/Knative build, or a local build).
+
+    A builder may also offer the optional capabilities `ConfigFileReader` (a commit's
+    `.canary/` files) and `CommitOrder` (git ancestry); callers check them with isinstance.
+    """
 
     def build(self, repo: str, commit: str) -> str:
         """Build ``commit`` of ``repo`` and return the image (artifact) reference.
 
         Content-addressed: building the same commit twice returns the same reference.
-        Raises BuildError naming the failing step.
+
+        Raises:
+            BuildError: naming the failing step.
         """
         ...
 
-    # Optional (looked up with getattr, like ``is_ancestor``):
-    # ``config_files(repo, commit, directory=".canary") -> dict[str, str] | None`` returns
-    # the text of every file under ``directory`` at ``commit`` (None: the commit has none),
-    # read without executing anything from the repository. A builder without it means
-    # "no files": the release spec then comes from deployments/releases/.
+
+@runtime_checkable
+class ConfigFileReader(Protocol):
+    """Optional builder capability: a commit's `.canary/` files, read without running it.
+
+    A builder without it means "no files": the release spec then comes from
+    deployments/releases/.
+    """
+
+    def config_files(self, repo: str, commit: str) -> dict[str, str] | None:
+        """The text of every file under `.canary` at ``commit``, by relative path.
+
+        Returns:
+            The files, or None when the commit has none.
+        """
+        ...
+
+
+@runtime_checkable
+class CommitOrder(Protocol):
+    """Optional builder capability: git ancestry, to order releases of one repository."""
+
+    def is_ancestor(self, repo: str, older: str, newer: str) -> bool | None:
+        """Whether ``older`` is an ancestor of ``newer`` in ``repo``.
+
+        Returns:
+            True or False, or None when either commit is unknown.
+        """
+        ...
+
+
+@runtime_checkable
+class ImageVersions(Protocol):
+    """Optional platform capability: the version an image (artifact) reports."""
+
+    def image_version(self, image: str) -> str | None:
+        """The VERSION ``image`` was built with, or None when unknown."""
+        ...
+
+
+@runtime_checkable
+class GraphLinks(Protocol):
+    """Optional metric-source capability: a link to a graph of a metric's both sides."""
+
+    def graph_link(self, metric: MetricConfig, templates: Mapping[str, str] | None,
+                   control_scope: MetricScope, experiment_scope: MetricScope) -> str:  # fmt: skip
+        """A link to a graph of ``metric`` for both scopes over the experiment's window."""
+        ...
 
 
 @runtime_checkable
@@ -134,42 +183,65 @@ class TrafficRouter(Protocol):
 
 
 @runtime_checkable
+class AppPlatform(Protocol):
+    """One app on a platform, made with the options of the release spec it was bound to.
+
+    What the tasks use: every adapter it hands out is for this app and this spec, so no
+    call site passes (or guesses) the spec again.
+    """
+
+    def builder(self) -> Builder:
+        """The builder of the app's commits."""
+        ...
+
+    def workloads(self) -> Workloads:
+        """Production and the baseline/canary pair of the app."""
+        ...
+
+    def router(self) -> TrafficRouter:
+        """The app's traffic split."""
+        ...
+
+    def production_image(self) -> str | None:
+        """The image production runs now (read from the platform), None before the first."""
+        ...
+
+    def production_commit(self) -> str | None:
+        """The commit production's image was built from, when the platform knows it."""
+        ...
+
+    def reconcile(self) -> dict[str, object]:
+        """After a crash: 100 % production (read back), baseline and canary gone.
+
+        Returns:
+            A report of what was found and done.
+        """
+        ...
+
+    def restore_routes(self) -> None:
+        """Put the user's routes back as they were before the release (idempotent)."""
+        ...
+
+
+@runtime_checkable
 class Platform(Protocol):
     """Where releases run: what the flows ask of a platform block (the local platform,
     the Kubernetes cluster, the tests' fake). The flows see only this seam: a new platform
-    (or a new router, e.g. Gateway API or Linkerd, behind `router`) needs no flow change.
+    (or a new router, e.g. Gateway API or Linkerd) needs no flow change.
 
     `spec` is the release spec the flow judges with, passed explicitly: a platform takes
     its per-app options from it (on Kubernetes its `kubernetes:` section and traffic steps)
     and never looks for a spec on its own in the run. None means that no spec is known
     (a build of a commit without `.canary/`, a reconcile with no release run to read it
     from): the platform then says in one place what it uses instead (docs/kubernetes.md).
+    A platform may also offer `ImageVersions`.
     """
 
-    def builder_for(self, app: str, spec: ReleaseSpec | None) -> Builder:
-        """The builder of `app`'s commits."""
-        ...
+    def for_app(self, app: str, spec: ReleaseSpec | None) -> AppPlatform:
+        """`app` on this platform, with the options of `spec` bound to every adapter.
 
-    def workloads(self, app: str, spec: ReleaseSpec | None) -> Workloads:
-        """Production and the baseline/canary pair of `app`, with the spec's options."""
-        ...
-
-    def router(self, app: str, spec: ReleaseSpec | None) -> TrafficRouter:
-        """The traffic split of `app`, with the spec's options."""
-        ...
-
-    def production_image(self, app: str, spec: ReleaseSpec | None) -> str | None:
-        """The image production runs now (read from the platform), None before the first."""
-        ...
-
-    def production_commit(self, app: str) -> str | None:
-        """The commit production's image was built from, when the platform knows it."""
-        ...
-
-    def reconcile(self, app: str, spec: ReleaseSpec | None) -> dict[str, Any]:
-        """After a crash: 100 % production (read back), baseline and canary gone; a report."""
-        ...
-
-    def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
-        """Put the user's routes back as they were before the release (idempotent)."""
+        Raises:
+            ConfigError: `spec` is for another app, or its options do not fit here (a
+                platform may find out only when the first adapter is made).
+        """
         ...

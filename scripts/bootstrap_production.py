@@ -34,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     if app not in frontends:
         parser.error(f"--app {app}: the block {args.block!r} has the apps {', '.join(frontends)}")
     platform.start()
-    image = platform.builder_for(app).build(args.repo, args.commit)
-    if platform.production_image(app) != image:
-        platform.workloads().promote(app, image)
-    platform.router().rollback(app)
+    bound = platform.for_app(app, None)
+    image = bound.builder().build(args.repo, args.commit)
+    if bound.production_image() != image:
+        bound.workloads().promote(app, image)
+    bound.router().rollback(app)
     print(json.dumps({"app": app, "production": image, "url": f"http://127.0.0.1:{frontends[app]}"}))
     return 0
 

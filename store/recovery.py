@@ -39,12 +39,13 @@ def cleanup_platform(platform: Platform, app: str,
     Returns:
         The steps in words, and the first error (None: every step held).
     """
-    router, workloads = platform.router(app, spec), platform.workloads(app, spec)
+    bound = platform.for_app(app, spec)
+    router, workloads = bound.router(), bound.workloads()
     return run_cleanup({
         "roll_back_traffic": lambda: router.rollback(app),
         "remove_baseline": lambda: workloads.remove(app, "baseline"),
         "remove_canary": lambda: workloads.remove(app, "canary"),
-        "restore_routes": lambda: platform.restore_routes(app, spec),
+        "restore_routes": bound.restore_routes,
     })  # fmt: skip
 
 
@@ -68,7 +69,7 @@ def recover_release(platform: Platform, app: str, spec: ReleaseSpec | None, *,
     steps, error = cleanup_platform(platform, app, spec)
     production = None
     with contextlib.suppress(Exception):  # the report must go out even if this read fails
-        production = platform.production_image(app, spec)
+        production = platform.for_app(app, spec).production_image()
     outcome = outcome_from_production(now=production, image=image or "", before=None)
     reason = (f"{why}; production runs {production or 'an unknown image'} (read back)"
               + (f"; cleanup failed: {error}" if error else ""))  # fmt: skip

@@ -3,8 +3,9 @@
 A platform block (LocalPlatform or KubernetesCluster) hands out the adapters; every task
 takes the block, so a task run shows which platform it acted on and the flow never touches
 a client itself. Every task that reaches an adapter also takes the release spec the flow
-judges with (None: none known) and hands it to the block, which makes the app's adapters
-with that spec's options (canary.ports.Platform).
+judges with (None: none known) and binds it with the app once, `platform.for_app(app,
+spec)`, which makes the app's adapters with that spec's options (canary.ports.Platform).
+Optional capabilities are typed protocols checked with isinstance (canary.ports).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.config.release import ReleaseSpec
 from canary.errors import PlatformError
-from canary.ports import Platform
+from canary.ports import CommitOrder, ConfigFileReader, ImageVersions, Platform
 from canary.values.tracks import Track
 from canary.values.weights import Weights
 from tasks._retry import RETRYING, RetryOptions
@@ -32,82 +33,88 @@ def read_config_files(platform: Platform, app: str, repo: str, commit: str) -> d
     """The files of the commit's `.canary/` where the platform's builder can read them
     (None: none there, or a builder that cannot: deployments/releases/ is used then).
     No spec yet: it is what these files are read for."""
-    read = getattr(platform.builder_for(app, None), "config_files", None)
-    return read(repo, commit) if read is not None else None
+    builder = platform.for_app(app, None).builder()
+    return builder.config_files(repo, commit) if isinstance(builder, ConfigFileReader) else None
 
 
 @task(name="build-image", task_run_name="build-{app}@{commit}", **_TASK)
 def build_image(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, commit: str) -> str:
-    return platform.builder_for(app, spec).build(repo, commit)
+    """Build `commit` of `repo` for `app`; the image reference."""
+    return platform.for_app(app, spec).builder().build(repo, commit)
 
 
 @task(name="reconcile-app", task_run_name="reconcile-{app}", **_TASK)
 def reconcile_app(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, object]:
-    return platform.reconcile(app, spec)
+    """Repair a crashed release of `app`; the platform's report."""
+    return platform.for_app(app, spec).reconcile()
 
 
 @task(name="read-production-image", task_run_name="production-image-{app}", **_TASK)
 def read_production_image(platform: Platform, app: str, spec: ReleaseSpec | None) -> str | None:
-    return platform.production_image(app, spec)
+    """The image `app`'s production runs now, None before the first."""
+    return platform.for_app(app, spec).production_image()
 
 
 @task(name="read-production-commit", task_run_name="production-commit-{app}", **_TASK)
 def read_production_commit(platform: Platform, app: str) -> str | None:
-    return platform.production_commit(app)
+    """The commit `app`'s production was built from, when the platform knows it."""
+    return platform.for_app(app, None).production_commit()
 
 
 @task(name="read-image-version", task_run_name="image-version-{app}", **_TASK)
 def image_version(platform: Platform, app: str, image: str) -> str | None:
     """The version an image reports (the app's VERSION), where the platform knows it."""
-    read = getattr(platform, "image_version", None)
-    return read(image) if read is not None else None
+    return platform.image_version(image) if isinstance(platform, ImageVersions) else None
 
 
 @task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
 def is_ancestor(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, older: str,
                 newer: str) -> bool | None:  # fmt: skip
     """Git ancestry where the platform's builder knows it (None: unknown)."""
-    check = getattr(platform.builder_for(app, spec), "is_ancestor", None)
-    return check(repo, older, newer) if check is not None else None
+    builder = platform.for_app(app, spec).builder()
+    return builder.is_ancestor(repo, older, newer) if isinstance(builder, CommitOrder) else None
 
 
 @task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
 def deploy_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
                  image: str) -> None:  # fmt: skip
-    platform.workloads(app, spec).deploy(app, track, image)
+    """Create or update `app`'s `track` running `image`."""
+    platform.for_app(app, spec).workloads().deploy(app, track, image)
 
 
 # Not retried: the wait has its own deadline; retrying would multiply the spec's timeout.
 @task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", cache_policy=NO_CACHE)
 def wait_track_ready(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
                      timeout: float) -> None:  # fmt: skip
-    platform.workloads(app, spec).wait_ready(app, track, timeout)
+    """Wait until every replica of `app`'s `track` is ready (PlatformError after `timeout` s)."""
+    platform.for_app(app, spec).workloads().wait_ready(app, track, timeout)
 
 
 @task(name="check-serving", task_run_name="check-serving-{app}", **_TASK)
 def check_serving(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, str | None]:
     """Each track's readiness right now: None, or why it is not serving."""
-    workloads = platform.workloads(app, spec)
+    workloads = platform.for_app(app, spec).workloads()
     return {track: workloads.serving(app, track) for track in ("baseline", "canary")}
 
 
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
 def set_traffic(platform: Platform, app: str, spec: ReleaseSpec | None, weights: Weights) -> Weights:
     """Apply the split and read it back: judging traffic that is not in force is worthless."""
-    router = platform.router(app, spec)
+    router = platform.for_app(app, spec).router()
     router.set_weights(app, weights)
     return _verified(router.read_weights(app), weights, app)
 
 
 @task(name="promote-image", task_run_name="promote-{app}", **_TASK)
 def promote_image(platform: Platform, app: str, spec: ReleaseSpec | None, image: str) -> None:
-    platform.workloads(app, spec).promote(app, image)
+    """Roll `app`'s production to `image` and wait for it."""
+    platform.for_app(app, spec).workloads().promote(app, image)
 
 
 @task(name="cleanup-traffic", task_run_name="cleanup-traffic-{app}", **_TASK)
 def roll_back_traffic(platform: Platform, app: str, spec: ReleaseSpec | None) -> Weights:
     """100 % production, verified by the adapter reading it back; returns what it read."""
-    router = platform.router(app, spec)
+    router = platform.for_app(app, spec).router()
     router.rollback(app)
     return _verified(router.read_weights(app), Weights.all_primary(), app)
 
@@ -122,9 +129,11 @@ def _verified(got: Weights, want: Weights, app: str) -> Weights:
 
 @task(name="cleanup-track", task_run_name="cleanup-{app}-{track}", **_TASK)
 def remove_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track) -> None:
-    platform.workloads(app, spec).remove(app, track)
+    """Delete `app`'s `track` (a no-op when it is gone)."""
+    platform.for_app(app, spec).workloads().remove(app, track)
 
 
 @task(name="cleanup-routes", task_run_name="cleanup-routes-{app}", **_TASK)
 def restore_routes(platform: Platform, app: str, spec: ReleaseSpec | None) -> None:
-    platform.restore_routes(app, spec)
+    """Put `app`'s routes back as they were before the release."""
+    platform.for_app(app, spec).restore_routes()

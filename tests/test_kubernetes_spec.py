@@ -87,6 +87,8 @@ def test_reconcile_restore_and_production_read_make_their_adapters_with_the_spec
         tmp_path: Path, given: ReleaseSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cleanup after a release must find what that release changed: the VirtualService
     its spec named, the container it replaced."""
+    from blocks.kubernetes import KubernetesApp
+
     made: list[tuple[str, ReleaseSpec | None]] = []
 
     class Adapter:  # what reconcile calls on the router and the workloads, without a cluster
@@ -99,19 +101,34 @@ def test_reconcile_restore_and_production_read_make_their_adapters_with_the_spec
             return "image"
 
     def recording(kind: str) -> Any:
-        def make(self: KubernetesCluster, app: str, spec: ReleaseSpec | None) -> Adapter:
-            made.append((kind, spec))
+        def make(self: KubernetesApp) -> Adapter:
+            made.append((kind, self.spec))
             return Adapter()
         return make
 
-    monkeypatch.setattr(KubernetesCluster, "router", recording("router"))
-    monkeypatch.setattr(KubernetesCluster, "workloads", recording("workloads"))
+    monkeypatch.setattr(KubernetesApp, "router", recording("router"))
+    monkeypatch.setattr(KubernetesApp, "workloads", recording("workloads"))
     block = cluster(tmp_path / "none")
     block.reconcile(APP, given)
     block.restore_routes(APP, given)
     block.production_image(APP, given)
+    bound = block.for_app(APP, given)
+    bound.reconcile()
+    bound.restore_routes()
+    bound.production_image()
     assert {kind for kind, _ in made} == {"router", "workloads"}
     assert all(spec is given for _, spec in made)
+
+
+def test_the_app_is_bound_once_and_its_options_read_once(tmp_path: Path, given: ReleaseSpec) -> None:
+    bound = cluster(tmp_path / "none").for_app(APP, given)
+    assert bound.options is given.kubernetes and bound.max_share == 25
+    assert bound.production_commit() is None
+    assert (bound.router().virtual_service, bound.workloads().replicas, bound.builder().dockerfile) == (
+        "storefront", 4, "build/Dockerfile")
+    with pytest.raises(ConfigError, match="is for app 'storefront', not 'shop'"):
+        other = ReleaseSpec.load(spec_file(tmp_path / "other", app="storefront"))
+        cluster(tmp_path / "none").for_app(APP, other).router()
 
 
 def test_no_block_reads_the_flow_runs_parameters() -> None:

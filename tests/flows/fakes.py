@@ -141,6 +141,36 @@ class _Router:
         self.rollback(app)
 
 
+@dataclass
+class _App:
+    """FakePlatform.for_app: each call goes to the fake's per-app method (and is logged)."""
+
+    platform: FakePlatform
+    app: str
+    spec: Any
+
+    def builder(self) -> _Builder:
+        return self.platform.builder_for(self.app, self.spec)
+
+    def workloads(self) -> _Workloads:
+        return self.platform.workloads(self.app, self.spec)
+
+    def router(self) -> _Router:
+        return self.platform.router(self.app, self.spec)
+
+    def production_image(self) -> str | None:
+        return self.platform.production_image(self.app, self.spec)
+
+    def production_commit(self) -> str | None:
+        return self.platform.production_commit(self.app)
+
+    def reconcile(self) -> dict[str, Any]:
+        return self.platform.reconcile(self.app, self.spec)
+
+    def restore_routes(self) -> None:
+        self.platform.restore_routes(self.app, self.spec)
+
+
 class FakePlatform:
     """What tasks/platform.py calls on a platform block, recorded.
 
@@ -170,6 +200,9 @@ class FakePlatform:
         self.specs: list[tuple[str, str, Any]] = []
         self._workloads = _Workloads(rec, self)
         self._router = _Router(self)
+
+    def for_app(self, app: str, spec: Any) -> _App:
+        return _App(self, app, spec)
 
     def builder_for(self, app: str, spec: Any) -> _Builder:
         self.specs.append(("builder_for", app, spec))

@@ -27,7 +27,7 @@ def with_kubernetes(app_config: dict[str, str]) -> dict[str, str]:
 
 
 def the_commits(spec: Any) -> bool:
-    return (spec is not None and spec.kubernetes.virtual_service == "storefront"
+    return (spec is not None and spec.kubernetes.router.virtual_service == "storefront"
             and spec.kubernetes.replicas == 3 and spec.kubernetes.container == "app"
             and spec.traffic.steps == (7, 14))  # fmt: skip
 

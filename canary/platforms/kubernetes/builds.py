@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from canary.errors import BuildError, ConfigError, PlatformError
 from canary.platforms.gitfiles import fetch_directory
@@ -18,6 +18,7 @@ from canary.platforms.gitfiles import fetch_directory
 from .client import Kind, KubeClient
 from .errors import ConflictError, WaitTimeout
 from .manifests import MANAGED_BY, MANAGER, PREFIX, pinned, split_image
+from .objects import JSON, entries, maybe_text
 
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 _REPO = re.compile(r"^(https?://|ssh://|git@)\S+$")
@@ -37,6 +38,7 @@ class Outcome:
 
 
 def check_source(repo: str, commit: str) -> None:
+    """Refuse a commit that is not a hex SHA or a repo that is not a git URL (ConfigError)."""
     if not _COMMIT.match(commit):
         raise ConfigError(f"commit must be a lower-case hex SHA (7-40 chars), got {commit!r}")
     if not _REPO.match(repo):
@@ -51,6 +53,7 @@ def run_name(repository: str, commit: str) -> str:
 
 
 def build_labels(repository: str, commit: str) -> dict[str, str]:
+    """The labels of a build run: ours, with the commit and the image it builds."""
     return {MANAGED_BY: MANAGER, f"{PREFIX}commit": commit,
             f"{PREFIX}image": run_name(repository, commit).rsplit("-", 1)[0]}
 
@@ -63,6 +66,20 @@ def docker_config_items(key: str) -> list[dict[str, str]]:
     """A docker-config Secret's key mounted as ``config.json``, the file kaniko reads;
     ``kubectl create secret docker-registry`` stores it under ``.dockerconfigjson``."""
     return [{"key": key, "path": "config.json"}]
+
+
+class BuilderOptions(TypedDict, total=False):
+    """The keyword options of ClusterBuilder (for subclasses that add their own)."""
+
+    service_account: str | None
+    timeout: float
+    keep_runs: bool
+    window: float
+    kaniko_image: str
+    dockerfile: str
+    context: str
+    docker_config_secret: str | None
+    docker_config_key: str
 
 
 class ClusterBuilder:
@@ -97,18 +114,21 @@ class ClusterBuilder:
         self.docker_config_key = docker_config_key
 
     # -- for subclasses -------------------------------------------------------------------
-    def manifest(self, name: str, repo: str, commit: str) -> dict[str, Any]:
+    def manifest(self, name: str, repo: str, commit: str) -> JSON:
+        """The run object that builds ``commit`` of ``repo`` under ``name``."""
         raise NotImplementedError
 
-    def outcome(self, run: dict[str, Any]) -> Outcome | None:
+    def outcome(self, run: JSON) -> Outcome | None:
         """None while the run is still going."""
         raise NotImplementedError
 
-    def cancel_patch(self) -> dict[str, Any]:
+    def cancel_patch(self) -> JSON:
+        """The merge patch that cancels a run."""
         raise NotImplementedError
 
     # -- the port -------------------------------------------------------------------------
     def destination(self, commit: str) -> str:
+        """The image tag a build of ``commit`` pushes to."""
         return f"{self.repository}:{commit}"
 
     def config_files(self, repo: str, commit: str, directory: str = ".canary") -> dict[str, str] | None:
@@ -125,7 +145,7 @@ class ClusterBuilder:
         if existing is not None:
             previous = self.outcome(existing)
             if previous is not None and not previous.succeeded:  # build it again, fresh
-                self.client.delete(self.kind, name, uid=existing["metadata"]["uid"])
+                self.client.delete(self.kind, name, uid=maybe_text(existing, "metadata", "uid"))
                 self.client.wait_for(self.kind, name, lambda obj: obj is None, timeout=30.0)
                 existing = None
         if existing is None:
@@ -133,7 +153,7 @@ class ClusterBuilder:
             with contextlib.suppress(ConflictError):
                 self.client.create(self.kind, self.manifest(name, repo, commit))
 
-        def check(run: dict[str, Any] | None) -> bool:
+        def check(run: JSON | None) -> bool:
             if run is None:
                 raise BuildError(f"{self.kind.kind} {name!r} was deleted while it ran", transient=False)
             return self.outcome(run) is not None
@@ -159,14 +179,13 @@ class ClusterBuilder:
         except PlatformError as error:
             raise BuildError(f"{self.kind.kind} {name!r} succeeded but {error}", transient=False) from None
         if not self.keep_runs:
-            self.client.delete(self.kind, name, uid=run["metadata"]["uid"])
+            self.client.delete(self.kind, name, uid=maybe_text(run, "metadata", "uid"))
         return reference
 
 
-def succeeded_condition(run: dict[str, Any]) -> dict[str, Any] | None:
+def succeeded_condition(run: JSON) -> JSON | None:
     """The ``Succeeded`` condition once it is final (True/False), else None."""
-    conditions: list[dict[str, Any]] = (run.get("status") or {}).get("conditions") or []
-    for condition in conditions:
+    for condition in entries(run, "status", "conditions"):
         if condition.get("type") == "Succeeded" and condition.get("status") in ("True", "False"):
             return condition
     return None

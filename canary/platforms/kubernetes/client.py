@@ -16,22 +16,24 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import kubernetes.client
 import urllib3
 from kubernetes import config as kube_config
 from kubernetes import watch
+from kubernetes.client import ApiClient as ApiClient
 
 from canary.errors import ConfigError, PlatformError
 
 from .errors import ConflictError, NotFoundError, WaitTimeout, translate
+from .objects import JSON, entries, field, text
 
 
 def new_api_client(*, host: str | None = None, token: str | None = None,
                    kubeconfig: str | None = None, context: str | None = None,
                    in_cluster: bool | None = None, verify_ssl: bool = True,
-                   ca_cert: str | None = None) -> kubernetes.client.ApiClient:
+                   ca_cert: str | None = None) -> ApiClient:
     """An ApiClient from, in this order: explicit host (+ token), a kubeconfig, in-cluster.
 
     ``in_cluster=None`` means "if nothing else was given and we run in a pod". Each source is
@@ -59,7 +61,7 @@ def new_api_client(*, host: str | None = None, token: str | None = None,
         raise ConfigError(f"cannot load the Kubernetes configuration: {error}") from None
     configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0,
                                           backoff_factor=0.2)  # other: e.g. a refused certificate
-    return kubernetes.client.ApiClient(configuration)
+    return ApiClient(configuration)
 
 
 def _default_kubeconfig() -> str | None:
@@ -80,19 +82,29 @@ class Kind:
 
     @property
     def api_version(self) -> str:
+        """``group/version`` (just ``version`` for the core group)."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments", "AppsV1Api", "deployment")
 POD = Kind("Pod", "", "v1", "pods", "CoreV1Api", "pod")
 
-Check = Callable[[dict[str, Any] | None], bool]
+#: A wait's condition on the object (None: it is gone).
+Check = Callable[[JSON | None], bool]
+#: A patch: a merge patch (a mapping) or a JSON patch (a list of operations).
+Patch = JSON | list[JSON]
+#: A method of the official client (it ships no types: the one untyped value here).
+_Method = Callable[..., Any]
+
+
+def _mapping(found: object) -> JSON:
+    return found if isinstance(found, dict) else {}
 
 
 class KubeClient:
     """Namespaced CRUD over plain dicts, conflict-safe updates and watch-based waits."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str, *,
+    def __init__(self, api_client: ApiClient, namespace: str, *,
                  request_timeout: float = 30.0, conflict_attempts: int = 5) -> None:
         self.api_client = api_client
         self.namespace = namespace
@@ -100,7 +112,7 @@ class KubeClient:
         self.conflict_attempts = conflict_attempts
 
     # -- the raw call ---------------------------------------------------------------------
-    def _method(self, kind: Kind, verb: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    def _method(self, kind: Kind, verb: str) -> tuple[_Method, tuple[str, ...]]:
         if kind.api:
             api = getattr(kubernetes.client, kind.api)(self.api_client)
             return getattr(api, f"{verb}_namespaced_{kind.singular}"), ()
@@ -108,7 +120,7 @@ class KubeClient:
         verb = {"read": "get"}.get(verb, verb)
         return getattr(api, f"{verb}_namespaced_custom_object"), (kind.group, kind.version)
 
-    def _call(self, action: str, kind: Kind, name: str, verb: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, action: str, kind: Kind, name: str, verb: str, *args: object, **kwargs: object) -> object:
         method, prefix = self._method(kind, verb)
         if kind.api:  # typed: (name, namespace, ...) or (namespace, body)
             args = (*args[:1], self.namespace, *args[1:]) if verb in ("read", "replace", "patch", "delete") \
@@ -118,45 +130,47 @@ class KubeClient:
         try:
             response = method(*args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs)
             try:
-                return json.loads(response.data or b"null")
+                found: object = json.loads(response.data or b"null")
+                return found
             finally:
                 response.release_conn()  # unread-by-the-client responses are not returned by themselves
         except Exception as error:  # translated at the edge, whatever the client raised
             raise translate(error, action=action, kind=kind.kind, name=name) from error
 
     # -- CRUD -----------------------------------------------------------------------------
-    def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
+    def get(self, kind: Kind, name: str) -> JSON | None:
         """The object, or None when it does not exist."""
         try:
-            return cast("dict[str, Any] | None", self._call("read", kind, name, "read", name))
+            found = self._call("read", kind, name, "read", name)
         except NotFoundError:
             return None
+        return found if isinstance(found, dict) else None
 
-    def list(self, kind: Kind, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(self, kind: Kind, label_selector: str | None = None) -> list[JSON]:
+        """The objects of `kind` in the namespace (those matching `label_selector`)."""
         kwargs = {"label_selector": label_selector} if label_selector else {}
-        return self._call("list", kind, "", "list", **kwargs).get("items") or []
+        return entries(self._call("list", kind, "", "list", **kwargs), "items")
 
-    def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
-        name = body.get("metadata", {}).get("name", "")
-        created = self._call("create", kind, name, "create", body, field_validation="Strict")
-        return cast("dict[str, Any]", created)
+    def create(self, kind: Kind, body: JSON) -> JSON:
+        """POST `body`; the object as stored (ConflictError if the name is taken)."""
+        name = text(body, "metadata", "name")
+        return _mapping(self._call("create", kind, name, "create", body, field_validation="Strict"))
 
-    def replace(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    def replace(self, kind: Kind, body: JSON) -> JSON:
         """PUT, guarded by the body's resourceVersion: ConflictError if it changed meanwhile."""
-        name = body["metadata"]["name"]
+        name = text(body, "metadata", "name")
         replaced = self._call(
             "replace", kind, name, "replace", name, body, field_validation="Strict"
         )
-        return cast("dict[str, Any]", replaced)
+        return _mapping(replaced)
 
-    def patch(self, kind: Kind, name: str, body: Any) -> dict[str, Any]:
+    def patch(self, kind: Kind, name: str, body: Patch) -> JSON:
         """Strategic merge for built-ins (a dict), merge patch for custom resources (a dict),
         JSON patch for a list (the official client needs the content type forced for that)."""
-        kwargs: dict[str, Any] = {"field_validation": "Strict"}
+        kwargs: dict[str, object] = {"field_validation": "Strict"}
         if isinstance(body, list) and not kind.api:
             kwargs["_content_type"] = "application/json-patch+json"
-        patched = self._call("patch", kind, name, "patch", name, body, **kwargs)
-        return cast("dict[str, Any]", patched)
+        return _mapping(self._call("patch", kind, name, "patch", name, body, **kwargs))
 
     def delete(self, kind: Kind, name: str, *, uid: str | None = None) -> bool:
         """Delete (dependents in the background); False if it was already gone.
@@ -164,7 +178,7 @@ class KubeClient:
         ``uid`` is a precondition, so an object someone re-created under the same name is
         never deleted by mistake.
         """
-        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        options: JSON = {"propagationPolicy": "Background"}
         if uid:
             options["preconditions"] = {"uid": uid}
         try:
@@ -174,7 +188,7 @@ class KubeClient:
             return False
 
     def update(self, kind: Kind, name: str,
-               mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+               mutate: Callable[[JSON], JSON | None]) -> JSON:
         """Read, mutate, PUT with the read resourceVersion; on 409 read again and re-apply.
 
         ``mutate`` gets a copy of the current object and returns the wanted one (or None for
@@ -197,7 +211,7 @@ class KubeClient:
 
     # -- waiting --------------------------------------------------------------------------
     def wait_for(self, kind: Kind, name: str, check: Check, *, timeout: float,
-                 window: float = 30.0, describe: Callable[[], str] | None = None) -> dict[str, Any] | None:
+                 window: float = 30.0, describe: Callable[[], str] | None = None) -> JSON | None:
         """Return the object once ``check(obj)`` is true (obj None: it is gone).
 
         Reads once, then watches from that resourceVersion in windows of at most ``window``
@@ -213,7 +227,7 @@ class KubeClient:
                 obj = self.get(kind, name)
                 if check(obj):
                     return obj
-                version = (obj or {}).get("metadata", {}).get("resourceVersion")
+                version = field(obj, "metadata").get("resourceVersion")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -221,7 +235,7 @@ class KubeClient:
                     time.sleep(min(backoff, remaining))
                     backoff = min(backoff * 2, 1.0)
                     continue
-                found = self._watch(kind, name, version, check, min(remaining, window), deadline)
+                found = self._watch(kind, name, str(version), check, min(remaining, window), deadline)
                 if found is not None:
                     return found[0]
             except PlatformError as error:
@@ -235,7 +249,7 @@ class KubeClient:
         raise WaitTimeout(f"{kind.kind} {name!r} not ready after {timeout:g}s: {detail}", transient=False)
 
     def _watch(self, kind: Kind, name: str, version: str, check: Check, window: float,
-               deadline: float) -> tuple[dict[str, Any] | None] | None:
+               deadline: float) -> tuple[JSON | None] | None:
         method, prefix = self._method(kind, "list")
         args = (self.namespace,) if kind.api else (*prefix, self.namespace, kind.plural)
         seconds = max(1, math.ceil(window))
@@ -244,7 +258,8 @@ class KubeClient:
             for event in stream.stream(method, *args, field_selector=f"metadata.name={name}",
                                        resource_version=version, timeout_seconds=seconds,
                                        _request_timeout=(self.request_timeout, seconds + 10)):
-                obj = None if event["type"] == "DELETED" else event["raw_object"]
+                raw = event["raw_object"]
+                obj = raw if event["type"] != "DELETED" and isinstance(raw, dict) else None
                 if event["type"] != "BOOKMARK" and check(obj):
                     return (obj,)
                 if time.monotonic() >= deadline:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any
 
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
@@ -19,11 +18,13 @@ from kubernetes.config.config_exception import ConfigException
 
 from canary.errors import CanaryError, ConfigError, PlatformError
 
+from .objects import JSON, entries, text
+
 
 class InvalidObjectError(PlatformError):
     """The API server rejected an object (400/415/422): fix the manifest, do not retry."""
 
-    def __init__(self, message: str, *, kind: str, name: str, causes: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, *, kind: str, name: str, causes: list[JSON]) -> None:
         super().__init__(message, transient=False)
         self.kind, self.name, self.causes = kind, name, causes
 
@@ -46,9 +47,9 @@ class WaitTimeout(PlatformError):
     """An object did not reach the wanted state before its deadline (not retried)."""
 
 
-def _status_body(exc: ApiException) -> dict[str, Any]:
+def _status_body(exc: ApiException) -> JSON:
     try:
-        body = json.loads(exc.body or b"{}")
+        body: object = json.loads(exc.body or b"{}")
     except (TypeError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
@@ -70,8 +71,8 @@ def translate(exc: BaseException, *, action: str, kind: str, name: str = "") -> 
         return exc
     if isinstance(exc, ApiException):
         body = _status_body(exc)
-        message = body.get("message") or exc.reason or "no message"
-        reason = body.get("reason") or ""
+        message = text(body, "message") or exc.reason or "no message"
+        reason = text(body, "reason")
         code = exc.status or 0
         if code == 0:  # TLS and request-building problems: configuration, not luck
             return PlatformError(f"could not {what}: {exc.reason}", transient=False)
@@ -91,7 +92,7 @@ def translate(exc: BaseException, *, action: str, kind: str, name: str = "") -> 
                                   "(transient, retry)", transient=True)
             error.retry_after = _retry_after(exc)
             return error
-        causes = (body.get("details") or {}).get("causes") or []
+        causes = entries(body, "details", "causes")
         return InvalidObjectError(f"the API server rejected {kind} {name!r} ({code} {reason}): "
                                   f"{message}", kind=kind, name=name, causes=causes)
     if isinstance(exc, ConfigException):

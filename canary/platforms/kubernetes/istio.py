@@ -11,14 +11,14 @@ traffic to every pod behind the Service, canary pods included.
 
 from __future__ import annotations
 
-from typing import Any
-
 from canary.errors import ConfigError, PlatformError
 from canary.values.weights import Weights
 
 from . import routes
 from .client import DEPLOYMENT, Kind, KubeClient
+from .errors import ConflictError
 from .manifests import PREFIX, TRACK_LABEL, is_managed, production_track
+from .objects import JSON, child, field, maybe_text, text
 
 #: On a user's DestinationRule we extend: the subsets we added (comma-separated), which
 #: restore removes, so whatever else they change meanwhile (mTLS, their subsets) stays.
@@ -26,10 +26,12 @@ ADDED_SUBSETS = f"{PREFIX}added-subsets"
 
 
 def virtual_service_kind(version: str = "v1") -> Kind:
+    """Istio's VirtualService at API ``version``."""
     return Kind("VirtualService", "networking.istio.io", version, "virtualservices")
 
 
 def destination_rule_kind(version: str = "v1") -> Kind:
+    """Istio's DestinationRule at API ``version``."""
     return Kind("DestinationRule", "networking.istio.io", version, "destinationrules")
 
 
@@ -62,27 +64,28 @@ class IstioRouter:
     def set_weights(self, app: str, weights: Weights) -> None:
         """Make sure the subsets exist, write the weights, and verify them by reading back."""
         name = self._vs_name(app)
-        _, host = routes.managed_routes(self._read_vs(app)["spec"], self.routes, self.host, name, app)
+        _, host = routes.managed_routes(field(self._read_vs(app), "spec"), self.routes, self.host, name, app)
         self._ensure_subsets(app, host)
 
-        def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            indexes, _ = routes.managed_routes(current["spec"], self.routes, host, name)
+        def mutate(current: JSON) -> JSON:
+            indexes, _ = routes.managed_routes(field(current, "spec"), self.routes, host, name)
             current = routes.with_record(current)
-            current["spec"] = routes.apply_weights(current["spec"], indexes, host, weights,
+            current["spec"] = routes.apply_weights(field(current, "spec"), indexes, host, weights,
                                                    self.mirror)
             return current
 
         self.client.update(self.vs_kind, name, mutate)
-        back = self._read_vs(app)
-        indexes, _ = routes.managed_routes(back["spec"], self.routes, host, name)
-        wanted = routes.apply_weights(back["spec"], indexes, host, weights, self.mirror)
-        if back["spec"] != wanted or routes.weights_of(back["spec"], indexes, name) != weights:
+        back = field(self._read_vs(app), "spec")
+        indexes, _ = routes.managed_routes(back, self.routes, host, name)
+        wanted = routes.apply_weights(back, indexes, host, weights, self.mirror)
+        if back != wanted or routes.weights_of(back, indexes, name) != weights:
             raise PlatformError(f"VirtualService {name!r} does not hold the weights just written "
                                 f"({weights}); is another controller (Argo CD, Flux) reverting it?",
                                 transient=False)
 
     def read_weights(self, app: str) -> Weights:
-        spec = self._read_vs(app)["spec"]
+        """The split the app's managed routes carry now, read from the VirtualService."""
+        spec = field(self._read_vs(app), "spec")
         indexes, _ = routes.managed_routes(spec, self.routes, self.host, self._vs_name(app), app)
         return routes.weights_of(spec, indexes, self._vs_name(app))
 
@@ -104,7 +107,7 @@ class IstioRouter:
             return
         ours = self.client.get(self.dr_kind, self._dr_name(app))
         if ours is not None and is_managed(ours, app):
-            self.client.delete(self.dr_kind, self._dr_name(app), uid=ours["metadata"]["uid"])
+            self.client.delete(self.dr_kind, self._dr_name(app), uid=maybe_text(ours, "metadata", "uid"))
 
     # -- helpers --------------------------------------------------------------------------
     def _vs_name(self, app: str) -> str:
@@ -113,7 +116,7 @@ class IstioRouter:
     def _dr_name(self, app: str) -> str:
         return self.destination_rule or f"{app}-canary"
 
-    def _read_vs(self, app: str) -> dict[str, Any]:
+    def _read_vs(self, app: str) -> JSON:
         vs = self.client.get(self.vs_kind, self._vs_name(app))
         if vs is None:
             raise ConfigError(f"VirtualService {self._vs_name(app)!r} not found in namespace "
@@ -134,27 +137,27 @@ class IstioRouter:
             try:
                 self.client.create(self.dr_kind, rule)
             except PlatformError as error:
-                if getattr(error, "reason", "") != "AlreadyExists":
+                if not (isinstance(error, ConflictError) and error.reason == "AlreadyExists"):
                     raise
 
-        def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-            if routes.has_subsets(current["spec"], wanted):
+        def mutate(current: JSON) -> JSON | None:
+            if routes.has_subsets(field(current, "spec"), wanted):
                 return None
             if self.destination_rule:
-                annotations = current["metadata"].get("annotations") or {}
-                earlier = [n for n in annotations.get(ADDED_SUBSETS, "").split(",") if n]
-                added = routes.added_subsets(current["spec"], wanted, name)
-                current["metadata"]["annotations"] = {
+                annotations = field(current, "metadata", "annotations")
+                earlier = [n for n in text(annotations, ADDED_SUBSETS).split(",") if n]
+                added = routes.added_subsets(field(current, "spec"), wanted, name)
+                child(current, "metadata")["annotations"] = {
                     **annotations, ADDED_SUBSETS: ",".join(dict.fromkeys([*earlier, *added]))}
             elif not is_managed(current, app):
                 raise ConfigError(f"DestinationRule {name!r} exists but is not ours; pass "
                                   f"destination_rule={name!r} to extend it instead")
-            current["spec"] = routes.with_subsets(current["spec"], wanted)
+            current["spec"] = routes.with_subsets(field(current, "spec"), wanted)
             return current
 
         self.client.update(self.dr_kind, name, mutate)
         back = self.client.get(self.dr_kind, name)
-        if back is None or not routes.has_subsets(back["spec"], wanted):
+        if back is None or not routes.has_subsets(field(back, "spec"), wanted):
             raise PlatformError(f"DestinationRule {name!r} does not hold the subsets just written",
                                 transient=False)
 
@@ -163,31 +166,31 @@ class IstioRouter:
         if self.client.get(self.dr_kind, name) is None:
             return
 
-        def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-            annotations = dict(current["metadata"].get("annotations") or {})
+        def mutate(current: JSON) -> JSON | None:
+            annotations = dict(field(current, "metadata", "annotations"))
             if ADDED_SUBSETS not in annotations:
                 return None
-            names = [n for n in annotations.pop(ADDED_SUBSETS).split(",") if n]
-            current["spec"] = routes.without_subsets(current["spec"], names)
+            names = [n for n in str(annotations.pop(ADDED_SUBSETS)).split(",") if n]
+            current["spec"] = routes.without_subsets(field(current, "spec"), names)
             if annotations:
-                current["metadata"]["annotations"] = annotations
+                child(current, "metadata")["annotations"] = annotations
             else:
-                current["metadata"].pop("annotations", None)
+                child(current, "metadata").pop("annotations", None)
             return current
 
         self.client.update(self.dr_kind, name, mutate)
         back = self.client.get(self.dr_kind, name)
-        if back is not None and ADDED_SUBSETS in (back["metadata"].get("annotations") or {}):
+        if back is not None and ADDED_SUBSETS in field(back, "metadata", "annotations"):
             raise PlatformError(f"DestinationRule {name!r} still lists our subsets after removing "
                                 "them; another try will remove them", transient=True)
 
     def _restore(self, kind: Kind, name: str) -> None:
         current = self.client.get(kind, name)
-        text = routes.recorded(current) if current else None
-        if text is None:
+        saved = routes.recorded(current) if current else None
+        if saved is None:
             return
         self.client.update(kind, name, routes.restored)
         back = self.client.get(kind, name)
-        if back is None or not routes.matches_record(back, text):
+        if back is None or not routes.matches_record(back, saved):
             raise PlatformError(f"{kind.kind} {name!r} does not match the recorded original after "
                                 "restoring it; the record is kept for another try", transient=False)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
 
 from canary.errors import ConfigError, PlatformError
+
+from .objects import JSON, child, entries, field, labels, number, text, value
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "prefect-canary"
@@ -37,12 +38,14 @@ _FATAL_WAITING = {"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfig
 
 
 def managed_labels(app: str) -> dict[str, str]:
+    """The labels marking an object as made by this tool for `app`."""
     return {MANAGED_BY: MANAGER, APP_LABEL: app}
 
 
-def is_managed(obj: dict[str, Any], app: str) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(MANAGED_BY) == MANAGER and app in (labels.get(APP_LABEL), labels.get(LEGACY_APP_LABEL))
+def is_managed(obj: JSON, app: str) -> bool:
+    """True when `obj` carries `managed_labels(app)` (or the legacy app label)."""
+    found = labels(obj, "metadata", "labels")
+    return found.get(MANAGED_BY) == MANAGER and app in (found.get(APP_LABEL), found.get(LEGACY_APP_LABEL))
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:
@@ -80,30 +83,32 @@ def version_label(image: str) -> str:
     return value or "untagged"
 
 
-def selector_string(selector: dict[str, Any], extra: dict[str, str] | None = None) -> str:
+def selector_string(selector: JSON, extra: dict[str, str] | None = None) -> str:
     """A LabelSelector as the ``labelSelector`` query string."""
-    terms = [f"{k}={v}" for k, v in {**(selector.get("matchLabels") or {}), **(extra or {})}.items()]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], ",".join(expr.get("values") or [])
+    terms = [f"{k}={v}" for k, v in {**labels(selector, "matchLabels"), **(extra or {})}.items()]
+    for expr in entries(selector, "matchExpressions"):
+        listed = value(expr, "values")
+        key, op = text(expr, "key"), text(expr, "operator")
+        values = ",".join(map(str, listed)) if isinstance(listed, list) else ""
         terms.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})",
                       "Exists": key, "DoesNotExist": f"!{key}"}[op])
     return ",".join(terms)
 
 
-def target_container(deployment: dict[str, Any], container: str | None) -> dict[str, Any]:
+def target_container(deployment: JSON, container: str | None) -> JSON:
     """The container whose image a release replaces: the named one, or the first."""
-    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    containers = entries(deployment, "spec", "template", "spec", "containers")
     if container is None:
         return containers[0]
     for candidate in containers:
-        if candidate["name"] == container:
+        if candidate.get("name") == container:
             return candidate
-    names = ", ".join(c["name"] for c in containers)
-    raise ConfigError(f"Deployment {deployment['metadata']['name']!r} has no container "
+    names = ", ".join(text(c, "name") for c in containers)
+    raise ConfigError(f"Deployment {text(deployment, 'metadata', 'name')!r} has no container "
                       f"{container!r} (it has: {names}); set container= to one of them")
 
 
-def production_track(production: dict[str, Any], track_label: str = TRACK_LABEL) -> str:
+def production_track(production: JSON, track_label: str = TRACK_LABEL) -> str:
     """The track value production's *selector* requires (``primary``), which the primary
     subset selects and baseline/canary pods never carry.
 
@@ -112,15 +117,15 @@ def production_track(production: dict[str, Any], track_label: str = TRACK_LABEL)
     and PDB would count them. Selectors are immutable, so this cannot be fixed for the user:
     refuse before anything is created, and say exactly what to change.
     """
-    name = production["metadata"]["name"]
-    selector = production["spec"].get("selector") or {}
-    value = (selector.get("matchLabels") or {}).get(track_label)
-    if value and value not in TRACKS:
-        return str(value)
+    name = text(production, "metadata", "name")
+    selector = field(production, "spec", "selector")
+    track = labels(selector, "matchLabels").get(track_label)
+    if track and track not in TRACKS:
+        return track
     shown = selector_string(selector) or "{}"
-    if value:
+    if track:
         raise ConfigError(
-            f"production Deployment {name!r} selects {track_label}={value}, a value reserved for "
+            f"production Deployment {name!r} selects {track_label}={track}, a value reserved for "
             f"the copies this tool makes; use {track_label}: {PRIMARY} in its selector and pod labels")
     raise ConfigError(
         f"production Deployment {name!r} selects its pods by {shown!r}, which would also select "
@@ -134,16 +139,16 @@ def production_track(production: dict[str, Any], track_label: str = TRACK_LABEL)
         "manifest (docs/kubernetes.md, 'Labels and selectors')")
 
 
-def canary_replicas(production: dict[str, Any], max_share: int) -> int:
+def canary_replicas(production: JSON, max_share: int) -> int:
     """Enough pods for the canary's largest share: ceil(production's replicas x share / 100),
     at least 1 (a 40-replica app at 10 % gets 4 baseline + 4 canary, not 40 + 40)."""
-    replicas = int(production["spec"].get("replicas", 1) or 0)
+    replicas = number(production, "spec", "replicas", default=1 if "replicas" not in field(production, "spec") else 0)
     return max(1, -(-replicas * max_share // 100))
 
 
-def derived_deployment(production: dict[str, Any], *, track: str, image: str,
+def derived_deployment(production: JSON, *, track: str, image: str,
                        replicas: int, container: str | None, track_label: str = TRACK_LABEL,
-                       version_key: str = "version") -> dict[str, Any]:
+                       version_key: str = "version") -> JSON:
     """The ``<app>-<track>`` Deployment: production's pod template, another track and image.
 
     Production's own metadata labels are not copied (a GitOps tool tracking them would prune
@@ -153,14 +158,14 @@ def derived_deployment(production: dict[str, Any], *, track: str, image: str,
     """
     if track not in TRACKS:
         raise ConfigError(f"track must be one of {TRACKS}, not {track!r}")
-    app = production["metadata"]["name"]
-    spec = copy.deepcopy(production["spec"])
+    app = text(production, "metadata", "name")
+    spec = copy.deepcopy(field(production, "spec"))
     spec.pop("paused", None)
     spec["replicas"] = replicas
-    selector = spec.setdefault("selector", {})
-    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), track_label: track}
-    template_meta = spec["template"].setdefault("metadata", {})
-    template_meta["labels"] = {**(template_meta.get("labels") or {}), track_label: track,
+    selector = child(spec, "selector")
+    selector["matchLabels"] = {**field(selector, "matchLabels"), track_label: track}
+    template_meta = child(child(spec, "template"), "metadata")
+    template_meta["labels"] = {**field(template_meta, "labels"), track_label: track,
                                version_key: version_label(image)}
     template_meta.pop("creationTimestamp", None)
     probe = {"metadata": {"name": app}, "spec": spec}
@@ -169,7 +174,7 @@ def derived_deployment(production: dict[str, Any], *, track: str, image: str,
     # production's image (IfNotPresent for a digest); copied as is, a canary of `app:latest`
     # would run whatever `latest` a node has cached. Default it again for the new image,
     # unless production's differs from its own default (then the user chose it: kept).
-    if target.get("imagePullPolicy") == default_pull_policy(target["image"]):
+    if target.get("imagePullPolicy") == default_pull_policy(text(target, "image")):
         target["imagePullPolicy"] = default_pull_policy(image)
     target["image"] = image
     return {
@@ -182,49 +187,48 @@ def derived_deployment(production: dict[str, Any], *, track: str, image: str,
     }
 
 
-def rollout_progress(deployment: dict[str, Any]) -> tuple[bool, str]:
+def rollout_progress(deployment: JSON) -> tuple[bool, str]:
     """(done, what is missing), as ``kubectl rollout status`` decides it.
 
     Raises PlatformError once the Deployment reports ProgressDeadlineExceeded: waiting
     longer cannot help.
     """
-    meta, spec = deployment["metadata"], deployment.get("spec", {})
-    status = deployment.get("status") or {}
-    name, generation = meta["name"], meta.get("generation", 0)
-    if status.get("observedGeneration", 0) < generation:
+    status = field(deployment, "status")
+    name, generation = text(deployment, "metadata", "name"), number(deployment, "metadata", "generation")
+    if number(status, "observedGeneration") < generation:
         return False, f"waiting for the controller to observe generation {generation}"
-    for condition in status.get("conditions") or []:
+    for condition in entries(status, "conditions"):
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
             raise PlatformError(f"Deployment {name!r} exceeded its progress deadline: "
-                                f"{condition.get('message', '')}", transient=False)
-    want = spec.get("replicas", 1)
-    updated = status.get("updatedReplicas", 0)
+                                f"{text(condition, 'message')}", transient=False)
+    want = number(deployment, "spec", "replicas", default=1)
+    updated = number(status, "updatedReplicas")
     if updated < want:
         return False, f"{updated} of {want} replicas updated"
-    if status.get("replicas", 0) > updated:
-        return False, f"{status['replicas'] - updated} old replicas pending termination"
-    available = status.get("availableReplicas", 0)
+    if number(status, "replicas") > updated:
+        return False, f"{number(status, 'replicas') - updated} old replicas pending termination"
+    available = number(status, "availableReplicas")
     if available < updated:
         return False, f"{available} of {updated} updated replicas available"
     return True, f"{available} of {want} replicas ready"
 
 
-def deployment_conditions(deployment: dict[str, Any]) -> str:
+def deployment_conditions(deployment: JSON) -> str:
     """The Deployment controller's own verdict, as ``kubectl describe`` lists it: each
     condition's type, status and reason, with the message of the ones that say something is
     wrong (Available/Progressing not True, ReplicaFailure True, e.g. a quota refusing pods)."""
     parts = []
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        kind, status = condition.get("type", "?"), condition.get("status", "?")
-        text = f"{kind}={status} {condition.get('reason', '')}".rstrip()
+    for condition in entries(deployment, "status", "conditions"):
+        kind, status = text(condition, "type", default="?"), text(condition, "status", default="?")
+        line = f"{kind}={status} {text(condition, 'reason')}".rstrip()
         wrong = status == "True" if kind == "ReplicaFailure" else status != "True"
         if wrong and condition.get("message"):
-            text += f" ({condition['message']})"
-        parts.append(text)
+            line += f" ({condition['message']})"
+        parts.append(line)
     return "conditions " + ", ".join(parts) if parts else "no conditions reported yet"
 
 
-def current_pods(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def current_pods(deployment: JSON, pods: list[JSON]) -> list[JSON]:
     """The pods of the Deployment's current template, not yet terminating.
 
     During a rolling update the old ReplicaSet's pods are still listed (crash-looping ones
@@ -233,38 +237,37 @@ def current_pods(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> list
     it carries the template's labels and runs the template's images (sidecars a webhook
     injected aside); the pod-template-hash that would say it exactly is the ReplicaSet's.
     """
-    template = deployment.get("spec", {}).get("template") or {}
-    labels = ((template.get("metadata") or {}).get("labels") or {}).items()
-    images = {c["name"]: c.get("image") for c in (template.get("spec") or {}).get("containers") or []}
+    template = field(deployment, "spec", "template")
+    wanted = labels(template, "metadata", "labels").items()
+    images = {c.get("name"): c.get("image") for c in entries(template, "spec", "containers")}
 
-    def current(pod: dict[str, Any]) -> bool:
-        running = {c["name"]: c.get("image") for c in (pod.get("spec") or {}).get("containers") or []}
-        return (not pod["metadata"].get("deletionTimestamp")
-                and labels <= (pod["metadata"].get("labels") or {}).items()
+    def current(pod: JSON) -> bool:
+        running = {c.get("name"): c.get("image") for c in entries(pod, "spec", "containers")}
+        return (not value(pod, "metadata", "deletionTimestamp")
+                and wanted <= labels(pod, "metadata", "labels").items()
                 and all(running.get(name) == image for name, image in images.items()))
 
     return [pod for pod in pods if current(pod)]
 
 
-def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], bool]:
+def pod_problems(pods: list[JSON]) -> tuple[list[str], bool]:
     """Why pods are not ready (deduplicated), and whether waiting longer is pointless."""
     problems: list[str] = []
     fatal = False
     for pod in pods:
-        name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        for condition in status.get("conditions") or []:
+        name = text(pod, "metadata", "name")
+        status = field(pod, "status")
+        for condition in entries(status, "conditions"):
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                problems.append(f"{condition.get('reason')}: {condition.get('message', '')}")
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            reason = waiting.get("reason")
+                problems.append(f"{condition.get('reason')}: {text(condition, 'message')}")
+        for container in entries(status, "containerStatuses"):
+            reason = text(container, "state", "waiting", "reason")
             if reason and reason not in ("ContainerCreating", "PodInitializing"):
-                last = ((container.get("lastState") or {}).get("terminated") or {})
+                last = field(container, "lastState", "terminated")
                 exit_info = f", last exit code {last['exitCode']}" if "exitCode" in last else ""
-                problems.append(f"container {container['name']} {reason} "
-                                f"({container.get('restartCount', 0)} restarts{exit_info})")
+                problems.append(f"container {text(container, 'name')} {reason} "
+                                f"({number(container, 'restartCount')} restarts{exit_info})")
                 fatal = fatal or reason in _FATAL_WAITING
         if not problems and status.get("phase") == "Failed":
-            problems.append(f"pod {name} failed: {status.get('reason', '')}")
+            problems.append(f"pod {name} failed: {text(status, 'reason')}")
     return list(dict.fromkeys(problems)), fatal

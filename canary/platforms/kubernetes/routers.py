@@ -5,21 +5,24 @@ The flows only see `canary.ports.TrafficRouter`; the `KubernetesCluster` block's
 app's options. Istio (VirtualService + DestinationRule) is the one shipped today. Another
 mesh or gateway (Gateway API HTTPRoute weights, Linkerd or SMI TrafficSplit) is a class
 implementing TrafficRouter (set_weights, read_weights, rollback, restore; every change read
-back) registered here under its name: no flow, task or block method changes.
+back), its options model in the `RouterOptions` union of canary.config.kubernetes (the
+release spec's `kubernetes.router: {kind: <name>, ...}`), and one entry here under that
+name: no flow, task or block changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from canary.config.kubernetes import KubernetesRelease
+from canary.config.kubernetes import BaseRouterOptions, IstioOptions, KubernetesRelease
 from canary.errors import ConfigError
 from canary.platforms.kubernetes.client import KubeClient
 from canary.platforms.kubernetes.istio import IstioRouter
 from canary.ports import TrafficRouter
 
-__all__ = ["ROUTERS", "RouterSettings", "make_router"]
+__all__ = ["ROUTERS", "RouterFactory", "RouterSettings", "make_router", "router_options"]
 
 
 @dataclass(frozen=True)
@@ -30,23 +33,50 @@ class RouterSettings:
     istio_api_version: str = "v1"
 
 
+#: A router's factory: (client, the app's `kubernetes:` options, cluster settings) -> router.
+RouterFactory = Callable[[KubeClient, KubernetesRelease, RouterSettings], TrafficRouter]
+
+Options = TypeVar("Options", bound=BaseRouterOptions)
+
+
+def router_options(options: KubernetesRelease, model: type[Options]) -> Options:
+    """The app's router options as `model` (its defaults when the spec gives none).
+
+    Raises:
+        ConfigError: the spec's `router:` is for another kind of router.
+    """
+    defaults = model.model_validate({})
+    given = options.router
+    if given is None:
+        return defaults
+    if not isinstance(given, model):
+        raise ConfigError(f"the release spec's kubernetes.router is for {given.kind!r}, but the "
+                          f"cluster routes with {defaults.kind!r} (its traffic_router)")  # fmt: skip
+    return given
+
+
 def _istio(client: KubeClient, options: KubernetesRelease, settings: RouterSettings) -> TrafficRouter:
-    return IstioRouter(client, virtual_service=options.virtual_service,
-                       routes=options.routes or None, host=options.host,
-                       destination_rule=options.destination_rule,
+    istio = router_options(options, IstioOptions)
+    return IstioRouter(client, virtual_service=istio.virtual_service, routes=istio.routes or None,
+                       host=istio.host, destination_rule=istio.destination_rule,
                        mirror=options.traffic == "mirror", track_label=settings.track_label,
                        api_version=settings.istio_api_version)  # fmt: skip
 
 
-#: name -> factory(client, the app's `kubernetes:` options, cluster settings)
-ROUTERS: dict[str, Callable[[KubeClient, KubernetesRelease, RouterSettings], TrafficRouter]] = {
+#: name (the `kind` of its options) -> factory
+ROUTERS: dict[str, RouterFactory] = {
     "istio": _istio,
 }
 
 
 def make_router(kind: str, client: KubeClient, options: KubernetesRelease,
                 settings: RouterSettings) -> TrafficRouter:  # fmt: skip
-    """The router named `kind`, for one app's options."""
+    """The router named `kind`, for one app's options.
+
+    Raises:
+        ConfigError: no router is registered under `kind`, or the app's options are for
+            another router.
+    """
     try:
         factory = ROUTERS[kind]
     except KeyError:

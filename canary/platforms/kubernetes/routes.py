@@ -8,65 +8,73 @@ modified route without a way back, and a reconcile after a crash finds it where 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from canary.errors import ConfigError, PlatformError
 from canary.values.weights import Weights
 
 from .manifests import LEGACY_ORIGINAL_ANNOTATION, ORIGINAL_ANNOTATION, TRACKS, managed_labels
+from .objects import JSON, child, entries, field, maybe_text, number, text, value
 
 SUBSETS = ("primary", *TRACKS)
 
 
-def record(obj: dict[str, Any]) -> str:
+def record(obj: JSON) -> str:
     """The parts of ``obj`` a restore puts back, as they were: labels, annotations, spec."""
-    meta = obj.get("metadata", {})
+    meta = field(obj, "metadata")
     return json.dumps({"labels": meta.get("labels"), "annotations": meta.get("annotations"),
                        "spec": obj.get("spec")}, separators=(",", ":"))
 
 
-def recorded(obj: dict[str, Any]) -> str | None:
-    annotations = obj.get("metadata", {}).get("annotations") or {}
-    return annotations.get(ORIGINAL_ANNOTATION) or annotations.get(LEGACY_ORIGINAL_ANNOTATION)
+def recorded(obj: JSON) -> str | None:
+    """The record ``with_record`` left on ``obj`` (JSON text), None if there is none."""
+    annotations = field(obj, "metadata", "annotations")
+    found = annotations.get(ORIGINAL_ANNOTATION) or annotations.get(LEGACY_ORIGINAL_ANNOTATION)
+    return found if isinstance(found, str) else None
 
 
-def with_record(obj: dict[str, Any]) -> dict[str, Any]:
+def with_record(obj: JSON) -> JSON:
     """``obj`` carrying its own original, unless it already does (a crashed run's record wins)."""
     if recorded(obj) is None:
-        text = record(obj)
-        obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
-                                          ORIGINAL_ANNOTATION: text}
+        original = record(obj)
+        meta = child(obj, "metadata")
+        meta["annotations"] = {**field(meta, "annotations"), ORIGINAL_ANNOTATION: original}
     return obj
 
 
-def restored(obj: dict[str, Any]) -> dict[str, Any] | None:
+def restored(obj: JSON) -> JSON | None:
     """``obj`` with the recorded labels, annotations and spec back; None if nothing recorded."""
-    text = recorded(obj)
-    if text is None:
+    saved = recorded(obj)
+    if saved is None:
         return None
-    original = json.loads(text)
-    for field in ("labels", "annotations"):
-        if original[field] is None:
-            obj["metadata"].pop(field, None)
+    original: object = json.loads(saved)
+    meta = child(obj, "metadata")
+    for name in ("labels", "annotations"):
+        found = value(original, name)
+        if found is None:
+            meta.pop(name, None)
         else:
-            obj["metadata"][field] = original[field]
-    obj["spec"] = original["spec"]
+            meta[name] = found
+    obj["spec"] = value(original, "spec")
     return obj
 
 
-def matches_record(obj: dict[str, Any], text: str) -> bool:
-    """True when ``obj`` is byte for byte what ``text`` recorded (same JSON, same key order)."""
-    return record(obj) == text
+def matches_record(obj: JSON, saved: str) -> bool:
+    """True when ``obj`` is byte for byte what ``saved`` recorded (same JSON, same key order)."""
+    return record(obj) == saved
 
 
-def managed_routes(spec: dict[str, Any], names: tuple[str, ...] | None, host: str | None,
+def _host(destination: JSON) -> str | None:
+    return maybe_text(destination, "destination", "host")
+
+
+def managed_routes(spec: JSON, names: tuple[str, ...] | None, host: str | None,
                    vs_name: str, app: str = "") -> tuple[list[int], str]:
     """Indexes of the HTTP routes to split, and the host their destinations use.
 
     Named routes when ``names`` is given; otherwise every route whose destinations all go to
     one host: ``host`` if given, else the only such host, else the one named like ``app``.
     """
-    http = spec.get("http") or []
+    http = entries(spec, "http")
     if names:
         by_name = {route.get("name"): i for i, route in enumerate(http)}
         missing = [n for n in names if n not in by_name]
@@ -74,33 +82,33 @@ def managed_routes(spec: dict[str, Any], names: tuple[str, ...] | None, host: st
             raise ConfigError(f"VirtualService {vs_name!r} has no HTTP route named {missing}")
         indexes = [by_name[n] for n in names]
     else:
-        by_host: dict[str, list[int]] = {}
+        by_host: dict[str | None, list[int]] = {}
         for i, route in enumerate(http):
-            hosts = {d.get("destination", {}).get("host") for d in route.get("route") or []}
+            hosts = {_host(d) for d in entries(route, "route")}
             if len(hosts) == 1 and (host is None or hosts == {host}):
                 by_host.setdefault(hosts.pop(), []).append(i)
         if len(by_host) > 1 and app:  # the app's own Service, by the usual naming
-            by_host = {h: i for h, i in by_host.items() if h == app or h.startswith(f"{app}.")} or by_host
+            by_host = {h: i for h, i in by_host.items()
+                       if h is not None and (h == app or h.startswith(f"{app}."))} or by_host
         if len(by_host) > 1:
             raise ConfigError(f"VirtualService {vs_name!r} routes to several hosts "
-                              f"({sorted(by_host)}); say which one to split (host=) or name the routes")
+                              f"({sorted(by_host, key=str)}); say which one to split (host=) or name the routes")
         indexes = next(iter(by_host.values()), [])
-    hosts = {d.get("destination", {}).get("host") for i in indexes for d in http[i].get("route") or []}
+    hosts = {_host(d) for i in indexes for d in entries(http[i], "route")}
     if not indexes or len(hosts) != 1:
         raise ConfigError(f"VirtualService {vs_name!r}: no HTTP route sends all its traffic to one "
                           f"host{f' {host!r}' if host else ''}; name the routes to split (routes=)")
     return indexes, str(hosts.pop())
 
 
-def _port(route: dict[str, Any]) -> dict[str, Any] | None:
-    for destination in route.get("route") or []:
-        if "port" in destination.get("destination", {}):
-            port: dict[str, Any] = destination["destination"]["port"]
-            return port
+def _port(route: JSON) -> object:
+    for destination in entries(route, "route"):
+        if "port" in field(destination, "destination"):
+            return value(destination, "destination", "port")
     return None
 
 
-def split(route: dict[str, Any], host: str, weights: Weights, mirror: bool = False) -> dict[str, Any]:
+def split(route: JSON, host: str, weights: Weights, mirror: bool = False) -> JSON:
     """The HTTP route with its destinations replaced by our subsets.
 
     Weighted (the default): one destination per track with a share (zero shares left out).
@@ -110,7 +118,7 @@ def split(route: dict[str, Any], host: str, weights: Weights, mirror: bool = Fal
     """
     port = _port(route)
 
-    def destination(subset: str) -> dict[str, Any]:
+    def destination(subset: str) -> JSON:
         return {"host": host, "subset": subset, **({"port": port} if port is not None else {})}
 
     new = {key: value for key, value in route.items() if key not in ("mirror", "mirrorPercentage", "mirrors")}
@@ -127,32 +135,35 @@ def split(route: dict[str, Any], host: str, weights: Weights, mirror: bool = Fal
     return new
 
 
-def apply_weights(spec: dict[str, Any], indexes: list[int], host: str, weights: Weights,
-                  mirror: bool = False) -> dict[str, Any]:
-    http = list(spec["http"])
+def apply_weights(spec: JSON, indexes: list[int], host: str, weights: Weights,
+                  mirror: bool = False) -> JSON:
+    """The VirtualService spec with the routes at ``indexes`` split by ``weights`` (see split)."""
+    http = entries(spec, "http")
     for i in indexes:
         http[i] = split(http[i], host, weights, mirror)
     return {**spec, "http": http}
 
 
-def weights_of(spec: dict[str, Any], indexes: list[int], vs_name: str) -> Weights:
+def weights_of(spec: JSON, indexes: list[int], vs_name: str) -> Weights:
     """The split the managed routes carry; a destination without a subset counts as primary
     (the user's own route: the Service decides, no split is in force); a mirrored copy to
     baseline or canary counts as that track's share."""
     found = set()
+    http = entries(spec, "http")
     for i in indexes:
         shares = dict.fromkeys(SUBSETS, 0)
-        destinations = spec["http"][i].get("route") or []
+        destinations = entries(http[i], "route")
         for d in destinations:
-            subset = d.get("destination", {}).get("subset") or "primary"
+            subset = text(d, "destination", "subset") or "primary"
             if subset not in shares:
                 raise PlatformError(f"VirtualService {vs_name!r} routes to unknown subset {subset!r}",
                                     transient=False)
-            shares[subset] += d.get("weight", 100 if len(destinations) == 1 else 0)
-        for copy in spec["http"][i].get("mirrors") or []:  # mirrored shares come out of primary's
-            subset = copy.get("destination", {}).get("subset")
+            shares[subset] += number(d, "weight", default=100 if len(destinations) == 1 else 0)
+        for copy in entries(http[i], "mirrors"):  # mirrored shares come out of primary's
+            subset = text(copy, "destination", "subset")
             if subset in TRACKS:
-                share = int(round((copy.get("percentage") or {}).get("value", 100)))
+                percent = field(copy, "percentage").get("value", 100)
+                share = int(round(percent if isinstance(percent, int | float) else 100))
                 shares[subset] += share
                 shares["primary"] -= share
         found.add((shares["primary"], shares["baseline"], shares["canary"]))
@@ -167,21 +178,22 @@ def weights_of(spec: dict[str, Any], indexes: list[int], vs_name: str) -> Weight
                             transient=False) from None
 
 
-def subsets(track_label: str, primary_track: str) -> list[dict[str, Any]]:
+def subsets(track_label: str, primary_track: str) -> list[JSON]:
+    """Our three subsets (primary, baseline, canary), each selecting its track's pods."""
     tracks = {"primary": primary_track, "baseline": "baseline", "canary": "canary"}
     return [{"name": s, "labels": {track_label: tracks[s]}} for s in SUBSETS]
 
 
-def with_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]]) -> dict[str, Any]:
+def with_subsets(spec: JSON, wanted: list[JSON]) -> JSON:
     """A DestinationRule spec with our subsets in place and the user's other subsets kept."""
     names = {s["name"] for s in wanted}
-    return {**spec, "subsets": [s for s in spec.get("subsets") or [] if s.get("name") not in names] + wanted}
+    return {**spec, "subsets": [s for s in entries(spec, "subsets") if s.get("name") not in names] + wanted}
 
 
-def added_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]], dr_name: str) -> list[str]:
+def added_subsets(spec: JSON, wanted: list[JSON], dr_name: str) -> list[str]:
     """The names of ``wanted`` subsets a user's DestinationRule lacks (what we add, and later
     remove); refuses a subset of theirs that has one of our names but other labels."""
-    present = {s.get("name"): s for s in spec.get("subsets") or []}
+    present = {s.get("name"): s for s in entries(spec, "subsets")}
     for subset in wanted:
         theirs = present.get(subset["name"])
         if theirs is not None and theirs.get("labels") != subset["labels"]:
@@ -189,26 +201,27 @@ def added_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]], dr_name: s
                 f"DestinationRule {dr_name!r} already has a subset {subset['name']!r} selecting "
                 f"{theirs.get('labels')}; the canary needs that name for {subset['labels']}: rename "
                 "the subset in your DestinationRule (or leave destination_rule unset to use our own)")
-    return [s["name"] for s in wanted if s["name"] not in present]
+    return [str(s["name"]) for s in wanted if s["name"] not in present]
 
 
-def without_subsets(spec: dict[str, Any], names: list[str]) -> dict[str, Any]:
+def without_subsets(spec: JSON, names: list[str]) -> JSON:
     """The spec with the named subsets (ours) removed and every other field left as it is."""
-    kept = [s for s in spec.get("subsets") or [] if s.get("name") not in names]
+    kept = [s for s in entries(spec, "subsets") if s.get("name") not in names]
     new = {key: value for key, value in spec.items() if key != "subsets"}
     if kept:
         new["subsets"] = kept
     return new
 
 
-def has_subsets(spec: dict[str, Any], wanted: list[dict[str, Any]]) -> bool:
-    present = spec.get("subsets") or []
+def has_subsets(spec: JSON, wanted: list[JSON]) -> bool:
+    """True when the DestinationRule spec has every ``wanted`` subset, labels and all."""
+    present = entries(spec, "subsets")
     return all(any(p.get("name") == w["name"] and p.get("labels") == w["labels"] for p in present)
                for w in wanted)
 
 
 def destination_rule(app: str, name: str, host: str, api_version: str,
-                     wanted: list[dict[str, Any]]) -> dict[str, Any]:
+                     wanted: list[JSON]) -> JSON:
     """The DestinationRule we own when the user has none to extend."""
     return {"apiVersion": api_version, "kind": "DestinationRule",
             "metadata": {"name": name, "labels": managed_labels(app)},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from dataclasses import dataclass, field
 
 from canary.errors import ConfigError, PlatformError
 from canary.values.tracks import Track
@@ -33,6 +33,17 @@ from .manifests import (
     target_container,
     version_label,
 )
+from .objects import JSON, child, labels, maybe_text, text
+from .objects import field as part
+
+
+@dataclass
+class _WaitState:
+    """What a rollout wait last saw, for its timeout message."""
+
+    progress: str = "not read yet"
+    checked: float = field(default_factory=time.monotonic)
+    obj: JSON | None = None
 
 
 class KubernetesWorkloads:
@@ -58,7 +69,7 @@ class KubernetesWorkloads:
         self.rollout_timeout = rollout_timeout
         self.pod_check_interval = pod_check_interval
 
-    def _production(self, app: str) -> dict[str, Any]:
+    def _production(self, app: str) -> JSON:
         production = self.client.get(DEPLOYMENT, app)
         if production is None:
             raise ConfigError(f"production Deployment {app!r} not found in namespace "
@@ -67,8 +78,7 @@ class KubernetesWorkloads:
 
     def production_image(self, app: str) -> str:
         """The image production runs now (what the baseline must run)."""
-        image: str = target_container(self._production(app), self.container)["image"]
-        return image
+        return text(target_container(self._production(app), self.container), "image")
 
     def deploy(self, app: str, track: Track, image: str) -> None:
         """Create (or bring up to date) ``<app>-<track>`` running ``image``."""
@@ -79,7 +89,7 @@ class KubernetesWorkloads:
         wanted = derived_deployment(production, track=track, image=image, replicas=replicas,
                                     container=self.container, track_label=self.track_label,
                                     version_key=self.version_label_key)
-        name = wanted["metadata"]["name"]
+        name = text(wanted, "metadata", "name")
         existing = self.client.get(DEPLOYMENT, name)
         if existing is None:
             try:
@@ -90,18 +100,18 @@ class KubernetesWorkloads:
         if existing is not None and not is_managed(existing, app):
             raise ConfigError(f"Deployment {name!r} exists but was not created by {MANAGER}; "
                               "rename or delete it, it will not be overwritten")
-        if existing is not None and existing["spec"].get("selector") != wanted["spec"]["selector"]:
+        if existing is not None and part(existing, "spec").get("selector") != part(wanted, "spec")["selector"]:
             # A selector cannot be changed in place (422 "field is immutable"): our copy was
             # made from production before its selector (or the track label) changed. Make it
             # anew; deploy runs while traffic is pinned to primary, so nothing is routed to it.
-            self.client.delete(DEPLOYMENT, name, uid=existing["metadata"]["uid"])
+            self.client.delete(DEPLOYMENT, name, uid=maybe_text(existing, "metadata", "uid"))
             self.client.wait_for(DEPLOYMENT, name, lambda obj: obj is None, timeout=30.0)
             self.client.create(DEPLOYMENT, wanted)
             return
 
-        def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}),
-                                             **wanted["metadata"]["labels"]}
+        def mutate(current: JSON) -> JSON:
+            meta = child(current, "metadata")
+            meta["labels"] = {**part(meta, "labels"), **part(wanted, "metadata", "labels")}
             current["spec"] = wanted["spec"]
             return current
 
@@ -130,9 +140,8 @@ class KubernetesWorkloads:
         """Roll production to ``image`` (strategic merge of one container) and wait for it."""
         production = self._production(app)
         container = target_container(production, self.container)["name"]
-        template: dict[str, Any] = {"spec": {"containers": [{"name": container, "image": image}]}}
-        labels = production["spec"]["template"].get("metadata", {}).get("labels") or {}
-        if self.version_label_key in labels:
+        template: JSON = {"spec": {"containers": [{"name": container, "image": image}]}}
+        if self.version_label_key in labels(production, "spec", "template", "metadata", "labels"):
             template["metadata"] = {"labels": {self.version_label_key: version_label(image)}}
         self.client.patch(DEPLOYMENT, app, {"spec": {"template": template}})
         self._wait_rollout(app, self.rollout_timeout)
@@ -146,33 +155,33 @@ class KubernetesWorkloads:
         if not is_managed(existing, app):
             raise ConfigError(f"Deployment {name!r} was not created by {MANAGER}; not deleting it")
         try:
-            self.client.delete(DEPLOYMENT, name, uid=existing["metadata"]["uid"])
+            self.client.delete(DEPLOYMENT, name, uid=maybe_text(existing, "metadata", "uid"))
         except ConflictError:  # replaced meanwhile by a newer object of the same name: re-check
             self.remove(app, track)
 
     def leftovers(self, app: str) -> list[str]:
         """Names of our Deployments for ``app`` that still exist (for a reconcile)."""
         ours = self.client.list(DEPLOYMENT, f"{MANAGED_BY}={MANAGER}")
-        return [d["metadata"]["name"] for d in ours if is_managed(d, app)]
+        return [text(d, "metadata", "name") for d in ours if is_managed(d, app)]
 
     # -- waiting --------------------------------------------------------------------------
-    def _pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    def _pods(self, deployment: JSON) -> list[JSON]:
         # each Deployment's selector matches only its own track's pods (manifests.py); of
         # those, the ones a rolling update is replacing say nothing about it
-        selector = selector_string(deployment.get("spec", {}).get("selector") or {})
+        selector = selector_string(part(deployment, "spec", "selector"))
         return current_pods(deployment, self.client.list(POD, selector))
 
     def _wait_rollout(self, name: str, timeout: float) -> None:
-        state: dict[str, Any] = {"progress": "not read yet", "checked": time.monotonic(), "obj": None}
+        state = _WaitState()
 
-        def check(obj: dict[str, Any] | None) -> bool:
+        def check(obj: JSON | None) -> bool:
             if obj is None:
                 raise PlatformError(f"Deployment {name!r} was deleted while waiting for it",
                                     transient=False)
-            state["obj"] = obj
-            done, state["progress"] = rollout_progress(obj)
-            if not done and time.monotonic() - state["checked"] >= self.pod_check_interval:
-                state["checked"] = time.monotonic()
+            state.obj = obj
+            done, state.progress = rollout_progress(obj)
+            if not done and time.monotonic() - state.checked >= self.pod_check_interval:
+                state.checked = time.monotonic()
                 problems, fatal = pod_problems(self._pods(obj))
                 if fatal:
                     raise PlatformError(f"Deployment {name!r} cannot become ready: "
@@ -182,11 +191,11 @@ class KubernetesWorkloads:
 
         def describe() -> str:
             problems: list[str] = []
-            if state["obj"] is not None:
+            if state.obj is not None:
                 with contextlib.suppress(PlatformError):
-                    problems, _ = pod_problems(self._pods(state["obj"]))
-                problems.insert(0, deployment_conditions(state["obj"]))
-            return "; ".join([state["progress"], *problems])
+                    problems, _ = pod_problems(self._pods(state.obj))
+                problems.insert(0, deployment_conditions(state.obj))
+            return "; ".join([state.progress, *problems])
 
         self.client.wait_for(DEPLOYMENT, name, check, timeout=timeout,
                              window=self.pod_check_interval, describe=describe)

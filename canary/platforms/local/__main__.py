@@ -19,12 +19,11 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from canary.errors import CanaryError
-from canary.platforms.local import supervisor
+from canary.platforms.local import procs, supervisor
 from canary.platforms.local.stack import LocalStack
 
 CHECKOUT = Path(__file__).resolve().parents[3]
@@ -76,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any] | None:
+def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict[str, object] | None:
     sup = supervisor.Supervisor(stack, max_restarts=args.max_restarts, window=args.window,
                                 backoff=args.backoff, echo=not args.once)  # fmt: skip
     if args.once:
@@ -97,6 +96,7 @@ def _supervise(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any] | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (start, stop, status, supervise, reconcile); its exit status."""
     args = _parser().parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
     if args.command != "start" and not state_dir.is_dir():
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prometheus_port=args.prometheus_port,
             scrape_interval=args.scrape_interval,
         )
-        out: dict[str, Any]
+        out: Mapping[str, object]
         if args.command == "start":
             for spec in args.app:
                 name, _, port = spec.partition("=")
@@ -122,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "stop":
             out = stack.stop(workloads=not args.keep_workloads)
         elif args.command == "status":
-            out = stack.status()
-            out["supervisor"] = {**out["supervisor"], **supervisor.read_status(state_dir)}
+            status = stack.status()
+            status["supervisor"] = {**procs.as_mapping(status["supervisor"]),
+                                    **supervisor.read_status(state_dir)}  # fmt: skip
+            out = status
         elif args.command == "supervise":
             supervised = _supervise(stack, args)
             if supervised is None:

@@ -24,7 +24,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from canary.errors import BuildError, ConfigError, PlatformError
 from canary.platforms.gitfiles import read_directory
@@ -38,6 +37,8 @@ _APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 @dataclass(frozen=True)
 class Artifact:
+    """A built commit: its image reference and the tree its processes run from."""
+
     image: str  # local/<app>@sha1:<tree>
     app: str
     commit: str
@@ -47,12 +48,14 @@ class Artifact:
     source: str
     built: bool  # False when the store already held it (no rebuild)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """The artifact's record (artifacts/<tree>.json), its path as a string."""
         d = {k: getattr(self, k) for k in ("image", "app", "commit", "tree", "version", "source")}
         return {**d, "path": str(self.path)}
 
 
 def image_for(app: str, tree: str) -> str:
+    """The image reference of ``app`` built from git tree ``tree``."""
     return f"local/{app}@sha1:{tree}"
 
 
@@ -89,6 +92,7 @@ class GitBuilder:
         self.store = self.state / "artifacts"
 
     def app_for(self, repo: str) -> str:
+        """The app a repository builds: the builder's own, else named after the repository."""
         if self.app:
             return self.app
         base = (self.subdir or repo.rstrip("/")).rsplit("/", 1)[-1].removesuffix(".git")
@@ -116,6 +120,7 @@ class GitBuilder:
         return res
 
     def mirror_of(self, repo: str) -> Path:
+        """Where the bare mirror of ``repo`` lives."""
         return self.state / "git" / (hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git")
 
     def _sync_mirror(self, repo: str, mirror: Path) -> None:
@@ -209,6 +214,7 @@ class GitBuilder:
         return self.build_artifact(repo, commit).image
 
     def build_artifact(self, repo: str, commit: str) -> Artifact:
+        """Build ``commit`` (or find it built already); the artifact."""
         app = self.app_for(repo)
         full, tree = self.resolve(repo, commit)
         with procs.locked(self.store / f"{tree}.lock"):
@@ -295,9 +301,11 @@ def _version(root: Path, spec: AppSpec, commit: str) -> str:
 
 
 def load_artifact(state_dir: str | os.PathLike[str], image: str) -> Artifact | None:
+    """The artifact ``image`` names, None when it is not in the store."""
     app, tree = parse_image(image)
-    meta = procs.read_json(Path(state_dir) / "artifacts" / f"{tree}.json")
+    meta = procs.read_mapping(Path(state_dir) / "artifacts" / f"{tree}.json")
     path = Path(state_dir) / "artifacts" / tree
     if not meta or not path.is_dir():
         return None
-    return Artifact(image, app, meta["commit"], tree, path, meta["version"], meta["source"], False)
+    return Artifact(image, app, str(meta.get("commit")), tree, path, str(meta.get("version")),
+                    str(meta.get("source")), False)  # fmt: skip

@@ -32,6 +32,8 @@ PLACEHOLDER_PORT = 1  # nothing listens there; health checks mark the empty slot
 
 @dataclass(frozen=True)
 class ServerState:
+    """One server slot of an app's backend, as `show servers state` reports it."""
+
     name: str
     addr: str
     port: int
@@ -41,6 +43,7 @@ class ServerState:
 
     @property
     def up(self) -> bool:
+        """True when the slot is operational and not administratively down."""
         return self.op_state == 2 and self.admin_state & 0x07 == 0
 
 
@@ -102,6 +105,8 @@ def render_config(
 
 
 class AdminSocket:
+    """HAProxy's runtime API over its unix socket: one command per call."""
+
     def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
         self.path, self.timeout = str(path), timeout
 
@@ -154,6 +159,7 @@ class HAProxyRouter:
         self.verify(app, want)
 
     def read_weights(self, app: str) -> Weights:
+        """The split in force, read from HAProxy (the handoff slot counts as primary)."""
         got = self.raw_weights(app)
         try:  # during a promotion handoff, production's share sits on the handoff slot
             return Weights(got["primary"] + got.get("handoff", 0), got["baseline"], got["canary"])
@@ -174,6 +180,7 @@ class HAProxyRouter:
     # -- read ---------------------------------------------------------------------------
 
     def servers(self, app: str) -> dict[str, ServerState]:
+        """The app's server slots by name."""
         reply = self.cli(f"show servers state {app}")
         if "Can't find backend" in reply:
             raise PlatformError(f"HAProxy has no backend {app!r}; register the app with the stack")
@@ -215,6 +222,7 @@ class HAProxyRouter:
         return out
 
     def verify(self, app: str, want: Mapping[str, int]) -> None:
+        """PlatformError unless HAProxy reads back the weights ``want`` names."""
         got = self.raw_weights(app)
         if any(got.get(t) != w for t, w in want.items()):
             raise PlatformError(f"HAProxy {app}: weights read back {got}, expected {dict(want)}")
@@ -247,6 +255,7 @@ class HAProxyRouter:
         self.detach(app, server)
 
     def wait_idle(self, app: str, server: str) -> None:
+        """Wait until ``server`` has no sessions (twice in a row), up to drain_timeout."""
         deadline = time.monotonic() + self.drain_timeout
         quiet = 0
         while quiet < 2:  # two zero readings in a row: nothing was being dispatched either

@@ -30,18 +30,48 @@ from canary.errors import PlatformError
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+#: A state file's document (or a part of one), as JSON.
+JSON = dict[str, object]
+
+
+def as_int(value: object, what: str = "value") -> int:
+    """``value`` read back from a state file as a whole number.
+
+    Raises:
+        PlatformError: it is not one (a corrupt state file).
+    """
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise PlatformError(f"state file: {what} {value!r} is not a whole number; inspect or delete it")
+
+
+def as_mapping(value: object) -> JSON:
+    """``value`` if it is a JSON object, else {}."""
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
+    """A process we started: its pid, its start time (so a reused pid is not taken for it)
+    and its command line."""
+
     pid: int
     start_ticks: int
     argv: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
+        """The record as stored in a pid file."""
         return {**asdict(self), "argv": list(self.argv)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
-        return cls(int(data["pid"]), int(data["start_ticks"]), tuple(data["argv"]))
+    def from_json(cls, data: Mapping[str, object]) -> ProcessRecord:
+        """The record stored by ``to_json``."""
+        argv = data.get("argv")
+        return cls(as_int(data.get("pid"), "pid"), as_int(data.get("start_ticks"), "start_ticks"),
+                   tuple(str(a) for a in argv) if isinstance(argv, list) else ())  # fmt: skip
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -78,6 +108,7 @@ def is_ours(rec: ProcessRecord) -> bool:
 def spawn(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start ``argv`` in a session of its own, output to ``log``; the process and its record."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         try:
@@ -163,6 +194,7 @@ def find_marked(marker: Mapping[str, str]) -> list[ProcessRecord]:
 
 
 def group_of(pid: int) -> int | None:
+    """The process group of ``pid``, None when it is gone."""
     try:
         return os.getpgid(pid)
     except ProcessLookupError:
@@ -179,6 +211,7 @@ def _bindable(port: int, host: str) -> bool:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing can bind ``host``:``port`` now."""
     return not _bindable(port, host)
 
 
@@ -209,10 +242,11 @@ def free_ports(n: int, host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> 
 
 
 def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    """One port free on ``host`` now, not in ``exclude`` (see free_ports)."""
     return free_ports(1, host, exclude)[0]
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: object) -> None:
     """Atomic replace: a reader (or a crash) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -221,12 +255,25 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The JSON document in ``path``; ``default`` when there is no such file.
+
+    Untyped for the callers outside the local platform (controlplane, demo) that index into
+    it; the platform itself reads state through ``read_mapping`` / ``as_mapping``.
+
+    Raises:
+        PlatformError: the file is not valid JSON.
+    """
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except ValueError as exc:
         raise PlatformError(f"state file {path} is corrupt ({exc}); inspect or delete it") from None
+
+
+def read_mapping(path: Path) -> JSON:
+    """The JSON object in ``path``; {} when there is no such file (or it holds no object)."""
+    return as_mapping(read_json(path))
 
 
 @contextlib.contextmanager
@@ -242,6 +289,7 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it cannot be read)."""
     try:
         data = path.read_bytes()[-8192:]
     except OSError:

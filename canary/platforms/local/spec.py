@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import yaml
 
@@ -37,19 +37,19 @@ PLACEHOLDERS = frozenset({"port", "track", "version", "app", "python"})
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
-def _argv(value: Any, key: str) -> tuple[str, ...]:
+def _argv(value: object, key: str) -> tuple[str, ...]:
     if not (isinstance(value, list) and value and all(isinstance(v, str | int) for v in value)):
         raise ConfigError(f"{SPEC_FILE}: {key!r} must be a non-empty list of strings")
     return tuple(str(v) for v in value)
 
 
-def _seconds(value: Any, key: str) -> float:
+def _seconds(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ConfigError(f"{SPEC_FILE}: {key!r} must be a number of seconds in (0, 3600]")
     return float(value)
 
 
-def _path(value: Any, key: str) -> str:
+def _path(value: object, key: str) -> str:
     if not (isinstance(value, str) and value.startswith("/")):
         raise ConfigError(f"{SPEC_FILE}: {key!r} must be an HTTP path starting with '/'")
     return value
@@ -65,8 +65,21 @@ def _check_placeholders(words: Sequence[str], key: str) -> None:
                 )
 
 
+class _Given(TypedDict, total=False):
+    command: tuple[str, ...]
+    health: str
+    metrics: str
+    env: Mapping[str, str]
+    build: tuple[str, ...] | None
+    build_timeout: float
+    ready_timeout: float
+    version_file: str
+
+
 @dataclass(frozen=True)
 class AppSpec:
+    """How the local platform builds, runs and checks an app (its canary.yaml)."""
+
     command: tuple[str, ...] = ("python", "server.py", "--port", "{port}")
     health: str = "/healthz"
     metrics: str = "/metrics"
@@ -77,7 +90,12 @@ class AppSpec:
     version_file: str = "VERSION"
 
     @classmethod
-    def parse(cls, data: Any) -> AppSpec:
+    def parse(cls, data: object) -> AppSpec:
+        """The spec from canary.yaml's data (None: every default).
+
+        Raises:
+            ConfigError: naming the bad key.
+        """
         if data is None:
             return cls()
         if not isinstance(data, dict):
@@ -85,27 +103,29 @@ class AppSpec:
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"{SPEC_FILE}: unknown key(s) {', '.join(map(repr, unknown))}")
-        kw: dict[str, Any] = {}
+        kw: _Given = {}
         if "command" in data:
-            kw["command"] = _argv(data["command"], "command")
-            _check_placeholders(kw["command"], "command")
+            kw["command"] = command = _argv(data["command"], "command")
+            _check_placeholders(command, "command")
         if data.get("build") is not None:
-            kw["build"] = _argv(data["build"], "build")
-            _check_placeholders(kw["build"], "build")
-        for key in ("health", "metrics"):
-            if key in data:
-                kw[key] = _path(data[key], key)
-        for key in ("build_timeout", "ready_timeout"):
-            if key in data:
-                kw[key] = _seconds(data[key], key)
+            kw["build"] = build = _argv(data["build"], "build")
+            _check_placeholders(build, "build")
+        if "health" in data:
+            kw["health"] = _path(data["health"], "health")
+        if "metrics" in data:
+            kw["metrics"] = _path(data["metrics"], "metrics")
+        if "build_timeout" in data:
+            kw["build_timeout"] = _seconds(data["build_timeout"], "build_timeout")
+        if "ready_timeout" in data:
+            kw["ready_timeout"] = _seconds(data["ready_timeout"], "ready_timeout")
         if "env" in data:
             env = data["env"]
             if not isinstance(env, dict) or not all(
                 isinstance(k, str) and isinstance(v, str | int | float) for k, v in env.items()
             ):
                 raise ConfigError(f"{SPEC_FILE}: 'env' must map names to strings")
-            kw["env"] = {k: str(v) for k, v in env.items()}
-            _check_placeholders(list(kw["env"].values()), "env")
+            kw["env"] = values = {k: str(v) for k, v in env.items()}
+            _check_placeholders(list(values.values()), "env")
         if "version_file" in data:
             vf = data["version_file"]
             if not isinstance(vf, str) or not vf or vf.startswith("/") or ".." in vf.split("/"):
@@ -127,6 +147,7 @@ class AppSpec:
 
 
 def env_prefix(app: str) -> str:
+    """The app's name as an environment variable prefix (SHOP_API for shop-api)."""
     return re.sub(r"[^A-Za-z0-9]", "_", app).upper()
 
 
@@ -148,6 +169,8 @@ def process_env(
     port: int,
     python: str,
 ) -> dict[str, str]:
+    """The environment a process of the app runs with: `base`, the CANARY_* variables and
+    the spec's own `env` with its placeholders filled."""
     values = {"port": str(port), "track": track, "version": version, "app": app, "python": python}
     env = dict(base)
     prefix = env_prefix(app)

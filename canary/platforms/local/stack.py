@@ -20,9 +20,12 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
+
+import typing_extensions
+from pydantic import TypeAdapter
 
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.local import haproxy, procs, prometheus
@@ -33,7 +36,34 @@ SETTINGS = ("haproxy_bin", "prometheus_bin", "haproxy_stats_port", "prometheus_p
             "scrape_interval")  # fmt: skip
 
 
+class Settings(typing_extensions.TypedDict, total=False):
+    """LocalStack's arguments kept in stack/settings.json (pydantic reads it back: it needs
+    typing_extensions' TypedDict before Python 3.12)."""
+
+    haproxy_bin: str
+    prometheus_bin: str
+    haproxy_stats_port: int
+    prometheus_port: int
+    scrape_interval: float
+
+
+class GivenSettings(TypedDict, total=False):
+    """LocalStack.from_state's overrides (None: the saved value, else the default)."""
+
+    haproxy_bin: str | None
+    prometheus_bin: str | None
+    haproxy_stats_port: int | None
+    prometheus_port: int | None
+    scrape_interval: float | None
+
+
+_SETTINGS = TypeAdapter(Settings)
+
+
 class LocalStack:
+    """HAProxy and Prometheus on 127.0.0.1 for the local platform, started, reloaded and
+    stopped from pid files under `<state_dir>/stack` (see the package's README)."""
+
     def __init__(
         self,
         state_dir: str | os.PathLike[str],
@@ -59,14 +89,15 @@ class LocalStack:
             )
 
     @classmethod
-    def from_state(cls, state_dir: str | os.PathLike[str], **given: Any) -> LocalStack:
+    def from_state(cls, state_dir: str | os.PathLike[str], **given: Unpack[GivenSettings]) -> LocalStack:
         """The stack as last started in `state_dir`; `given` values other than None win."""
-        saved = procs.read_json(Path(state_dir) / "stack" / "settings.json", default={}) or {}
-        kwargs = {k: saved[k] for k in SETTINGS if k in saved}
-        kwargs.update({k: v for k, v in given.items() if v is not None})
-        return cls(state_dir, **kwargs)
+        saved = procs.read_mapping(Path(state_dir) / "stack" / "settings.json")
+        kwargs = _SETTINGS.validate_python({k: saved[k] for k in SETTINGS if k in saved})
+        chosen = {k: v for k, v in given.items() if v is not None}
+        return cls(state_dir, **_SETTINGS.validate_python({**kwargs, **chosen}))
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Settings:
+        """The arguments `start` keeps in stack/settings.json (see SETTINGS)."""
         return {
             "haproxy_bin": self.haproxy_bin,
             "prometheus_bin": self.prometheus_bin,
@@ -83,7 +114,9 @@ class LocalStack:
 
     # -- apps -----------------------------------------------------------------------------
     def apps(self) -> dict[str, int]:
-        return {k: int(v) for k, v in procs.read_json(self.dir / "apps.json", default={}).items()}
+        """Every registered app and its HAProxy frontend port."""
+        return {k: procs.as_int(v, f"apps.json: port of {k}") for k, v in
+                procs.read_mapping(self.dir / "apps.json").items()}  # fmt: skip
 
     def add_app(self, app: str, port: int | None = None) -> int:
         """Register `app` behind HAProxy on 127.0.0.1:`port` (reloads a running HAProxy)."""
@@ -100,29 +133,33 @@ class LocalStack:
         return apps[app]
 
     def frontend_url(self, app: str) -> str:
+        """Where `app`'s HAProxy frontend answers."""
         return f"http://127.0.0.1:{self.apps()[app]}"
 
     @property
     def prometheus_url(self) -> str:
+        """Where Prometheus answers."""
         return f"http://127.0.0.1:{self.prometheus_port}"
 
     def router(self) -> haproxy.HAProxyRouter:
+        """The TrafficRouter over HAProxy's admin socket."""
         return haproxy.HAProxyRouter(self.admin_socket, state_file=self.server_state)
 
-    def workloads(self, **kwargs: Any) -> ProcessWorkloads:
-        return ProcessWorkloads(
-            self.state, router=self.router(), targets_dir=self.targets_dir, **kwargs
-        )
+    def workloads(self, *, python: str | None = None, stop_timeout: float = 10.0) -> ProcessWorkloads:
+        """The Workloads of every app, routed through this stack's HAProxy."""
+        return ProcessWorkloads(self.state, router=self.router(), targets_dir=self.targets_dir,
+                                python=python, stop_timeout=stop_timeout)  # fmt: skip
 
     # -- pid files ------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Path:
         return self.dir / f"{name}.pid.json"
 
     def _record(self, name: str) -> tuple[procs.ProcessRecord, str] | None:
-        doc = procs.read_json(self._pidfile(name))
+        doc = procs.read_mapping(self._pidfile(name))
         if not doc:
             return None
-        return procs.ProcessRecord.from_json(doc["process"]), str(doc.get("config_sha", ""))
+        return (procs.ProcessRecord.from_json(procs.as_mapping(doc.get("process"))),
+                str(doc.get("config_sha", "")))  # fmt: skip
 
     def _running(self, name: str) -> procs.ProcessRecord | None:
         found = self._record(name)
@@ -142,7 +179,8 @@ class LocalStack:
         path.write_text(text)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _started(self, name: str, argv: list[str], sha: str, ready: Any) -> procs.ProcessRecord:
+    def _started(self, name: str, argv: list[str], sha: str,
+                 ready: Callable[[], object]) -> procs.ProcessRecord:  # fmt: skip
         log = self.dir / f"{name}.log"
         proc, rec = procs.spawn(argv, cwd=self.dir, env=os.environ, log=log)
         procs.write_json(self._pidfile(name), {"process": rec.to_json(), "config_sha": sha})
@@ -274,10 +312,10 @@ class LocalStack:
                 out["prometheus"] = self._ensure_prometheus()
         return out
 
-    def stop(self, *, workloads: bool = True) -> dict[str, Any]:
+    def stop(self, *, workloads: bool = True) -> dict[str, object]:
         """Stop the supervisor (if one ran: first, so it restarts nothing being stopped), the
         recorded workloads (unless told not to), Prometheus and HAProxy; idempotent."""
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         found = self._record("supervisor")  # not under the lock: the supervisor may hold it
         if found:
             out["supervisor"] = "stopped" if procs.stop(found[0], timeout=30) else "not running"
@@ -295,17 +333,20 @@ class LocalStack:
     def _workload_apps(self) -> list[str]:
         return sorted(p.stem for p in (self.state / "workloads").glob("*.json"))
 
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def status(self) -> dict[str, object]:
+        """What runs (HAProxy, Prometheus, the supervisor) and each app's processes and
+        weights, for `python -m canary.platforms.local status`."""
+        parts: dict[str, dict[str, object]] = {}
         for name in ("haproxy", "prometheus", "supervisor"):
             rec = self._running(name)
-            out[name] = {"running": rec is not None, "pid": rec.pid if rec else None}
-        out["prometheus"]["url"] = self.prometheus_url
-        out["haproxy"]["admin_socket"] = str(self.admin_socket)
+            parts[name] = {"running": rec is not None, "pid": rec.pid if rec else None}
+        parts["prometheus"]["url"] = self.prometheus_url
+        parts["haproxy"]["admin_socket"] = str(self.admin_socket)
+        out: dict[str, object] = dict(parts)
         wl = ProcessWorkloads(self.state)
         apps = {}
         for app in sorted(set(self.apps()) | set(self._workload_apps())):
-            entry: dict[str, Any] = {"frontend": self.apps().get(app)}
+            entry: dict[str, object] = {"frontend": self.apps().get(app)}
             entry["workloads"] = [
                 {
                     "role": w.role,
@@ -317,7 +358,7 @@ class LocalStack:
                 }
                 for w in wl.list(app)
             ]
-            if out["haproxy"]["running"] and app in self.apps():
+            if parts["haproxy"]["running"] and app in self.apps():
                 entry["weights"] = self.router().raw_weights(app)
             apps[app] = entry
         out["apps"] = apps

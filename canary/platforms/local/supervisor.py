@@ -29,61 +29,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 from canary.errors import CanaryError, PlatformError
 from canary.platforms.local import procs, prometheus
+from canary.platforms.local.parts import Part, Probe, gone, health_now, now_text, read_status
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads, Workload, _ready_timeout
 
+#: what tests and callers imported from here before parts.py held it
+_Probe = Probe
+__all__ = ["PROMOTING", "Part", "Supervisor", "gone", "health_now", "read_status"]
+
 PROMOTING = ("primary-next", "retired")
-
-
-@dataclass
-class Part:
-    """What the supervisor knows of one part; kept in supervisor.json between checks."""
-
-    name: str
-    #: running | dead | restarting | failed, and: unhealthy (alive, not answering: left
-    #: alone), absent (nothing recorded to keep alive), promoting (left to the release)
-    health: str = "unknown"
-    pid: int | None = None
-    #: none | restarted | rerouted | waiting | restart-failed | gave-up | left-alone
-    action: str = "none"
-    detail: str = ""
-    restarts: int = 0  # restart attempts since the last reset
-    attempts: list[float] = field(default_factory=list)  # epoch seconds, within the window
-    last_restart: float | None = None
-    last_reason: str = ""  # why the last restart was needed
-    last_error: str = ""  # why the last restart failed ("" if it worked)
-    next_attempt: float | None = None
-    healthy_after: float | None = None  # seconds from the last restart decision to healthy
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Part:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class _Probe:
-    health: str
-    pid: int | None = None
-    detail: str = ""
-    action: str = "none"
 
 
 class _HeldLock(ProcessWorkloads):
@@ -95,26 +58,10 @@ class _HeldLock(ProcessWorkloads):
         yield
 
 
-def gone(rec: procs.ProcessRecord) -> str:
-    """Why a recorded process is no longer ours; its exit status if we are its parent."""
-    child = procs._CHILDREN.get(rec.pid)
-    code = None
-    if child is not None:  # ours: reap it. A dying process loses its cmdline (so it is not
-        with contextlib.suppress(subprocess.TimeoutExpired):  # ours any more) a moment
-            code = child.wait(timeout=0.5)  # before it can be waited for
-            procs._CHILDREN.pop(rec.pid, None)
-    if code is None:
-        return f"pid {rec.pid} is gone"
-    if code < 0:
-        return f"pid {rec.pid} was killed by {signal.Signals(-code).name}"
-    return f"pid {rec.pid} exited with status {code}"
-
-
-def _now_text(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
 class Supervisor:
+    """Checks the local stack's parts and restarts the dead ones, within a restart budget
+    (see the module's doc)."""
+
     def __init__(
         self,
         stack: LocalStack,
@@ -130,9 +77,9 @@ class Supervisor:
         self.echo, self.clock = echo, clock
         self.state_file = stack.dir / "supervisor.json"
         self.log_file = stack.dir / "supervisor.log"
-        doc = procs.read_json(self.state_file, default={}) or {}
-        self.parts = {n: Part.from_json(p) for n, p in (doc.get("parts") or {}).items()}
-        self._lock_fh: Any = None
+        saved = procs.as_mapping(procs.read_mapping(self.state_file).get("parts"))
+        self.parts = {n: Part.from_json(p) for n, p in saved.items()}
+        self._lock_fh: TextIO | None = None
 
     # -- one pass -------------------------------------------------------------------------
     def check_and_repair(self) -> dict[str, Part]:
@@ -154,7 +101,7 @@ class Supervisor:
                 procs._CHILDREN.pop(pid, None)
         return dict(seen)
 
-    def _targets(self) -> Iterator[tuple[str, Callable[[Part], _Probe], Callable[[], int]]]:
+    def _targets(self) -> Iterator[tuple[str, Callable[[Part], Probe], Callable[[], int]]]:
         yield "prometheus", self._probe_prometheus, self._restart_prometheus
         yield "haproxy", self._probe_haproxy, self._restart_haproxy
         apps = set(self.stack.apps()) | {
@@ -165,7 +112,7 @@ class Supervisor:
                    partial(self._restart_production, app))  # fmt: skip
 
     def _step(
-        self, part: Part, probe: Callable[[Part], _Probe], restart: Callable[[], int]
+        self, part: Part, probe: Callable[[Part], Probe], restart: Callable[[], int]
     ) -> None:
         now = self.clock()
         part.attempts = [t for t in part.attempts if now - t < self.window]
@@ -234,24 +181,24 @@ class Supervisor:
         self.log("restart budgets reset")
 
     # -- Prometheus and HAProxy -----------------------------------------------------------
-    def _stack_probe(self, name: str, part: Part, answers: Callable[[], bool], what: str) -> _Probe:
+    def _stack_probe(self, name: str, part: Part, answers: Callable[[], bool], what: str) -> Probe:
         rec = self.stack.process(name)
         if rec is None:  # a failed start removes the pid file: still ours to restart
             if part.health in ("restarting", "failed"):
-                return _Probe("dead", None, part.last_error or part.last_reason)
-            return _Probe("absent", None, "not started here (no pid file)")
+                return Probe("dead", None, part.last_error or part.last_reason)
+            return Probe("absent", None, "not started here (no pid file)")
         if not procs.is_ours(rec):
-            return _Probe("dead", rec.pid, gone(rec))
+            return Probe("dead", rec.pid, gone(rec))
         if not answers():
-            return _Probe("unhealthy", rec.pid, f"pid {rec.pid} runs but {what} does not answer")
-        return _Probe("running", rec.pid)
+            return Probe("unhealthy", rec.pid, f"pid {rec.pid} runs but {what} does not answer")
+        return Probe("running", rec.pid)
 
-    def _probe_prometheus(self, part: Part) -> _Probe:
+    def _probe_prometheus(self, part: Part) -> Probe:
         url = self.stack.prometheus_url
         return self._stack_probe("prometheus", part, lambda: prometheus.ready(url, 2.0),
                                  f"{url}/-/ready")  # fmt: skip
 
-    def _probe_haproxy(self, part: Part) -> _Probe:
+    def _probe_haproxy(self, part: Part) -> Probe:
         return self._stack_probe("haproxy", part, lambda: bool(self.stack.worker_pid()),
                                  f"the admin socket {self.stack.admin_socket}")  # fmt: skip
 
@@ -279,26 +226,26 @@ class Supervisor:
     def _app_lock(self, app: str) -> contextlib.AbstractContextManager[None]:
         return procs.locked(self.stack.state / "workloads" / f"{app}.lock")
 
-    def _probe_production(self, app: str, part: Part) -> _Probe:
+    def _probe_production(self, app: str, part: Part) -> Probe:
         wl = ProcessWorkloads(self.stack.state)
         items = wl.list(app)
         prod = next((w for w in items if w.role == "primary"), None)
         pid = prod.pid if prod else None
         if busy := sorted({w.role for w in items if w.role in PROMOTING}):
-            return _Probe("promoting", pid, f"mid-promotion ({', '.join(busy)} recorded): left "
+            return Probe("promoting", pid, f"mid-promotion ({', '.join(busy)} recorded): left "
                           f"to the release, or `python -m canary.platforms.local reconcile {app}`")  # fmt: skip
         if prod is None:
-            return _Probe("absent", None, "no production process is recorded")
+            return Probe("absent", None, "no production process is recorded")
         if not prod.alive():
-            return _Probe("dead", prod.pid, f"production {prod.version} ({gone(prod.process)})")
+            return Probe("dead", prod.pid, f"production {prod.version} ({gone(prod.process)})")
         if problem := wl.serving(app, "primary"):
-            return _Probe("unhealthy", prod.pid, problem.splitlines()[0])
+            return Probe("unhealthy", prod.pid, problem.splitlines()[0])
         detail = f"{prod.version} on port {prod.port}"
         if self._route(app, prod):
             self.log(f"production/{app}: HAProxy's primary slot re-pointed at pid {prod.pid} "
                      f"(port {prod.port})")  # fmt: skip
-            return _Probe("running", prod.pid, detail + "; re-routed", "rerouted")
-        return _Probe("running", prod.pid, detail)
+            return Probe("running", prod.pid, detail + "; re-routed", "rerouted")
+        return Probe("running", prod.pid, detail)
 
     def _route(self, app: str, prod: Workload) -> bool:
         """Point the primary slot at `prod` unless it does; False if nothing was changed.
@@ -346,15 +293,16 @@ class Supervisor:
 
     # -- state, log, the long-running mode ------------------------------------------------
     def log(self, text: str) -> None:
-        line = f"{_now_text(self.clock())} {text}"
+        """Append a timestamped line to supervisor.log (and stderr when echoing)."""
+        line = f"{now_text(self.clock())} {text}"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         if self.echo:
             print(line, file=sys.stderr, flush=True)
 
-    def _save(self, **extra: Any) -> None:
-        doc = procs.read_json(self.state_file, default={}) or {}
+    def _save(self, **extra: object) -> None:
+        doc = procs.read_mapping(self.state_file)
         doc.update(extra)
         doc["parts"] = {n: p.to_json() for n, p in self.parts.items()}
         doc["checked"] = self.clock()
@@ -379,6 +327,7 @@ class Supervisor:
         self._lock_fh = fh
 
     def release(self) -> None:
+        """Stop being this state dir's supervisor (let go of the lock)."""
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
@@ -404,32 +353,7 @@ class Supervisor:
                 stop.wait(interval)
         finally:
             self._save(stopped=self.clock())
-            if (procs.read_json(pidfile, default={}) or {}).get("process") == me.to_json():
+            if procs.read_mapping(pidfile).get("process") == me.to_json():
                 pidfile.unlink(missing_ok=True)
             self.log(f"supervisor pid {me.pid} stopped")
             self.release()
-
-
-def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The supervisor's last check (supervisor.json) plus whether it still runs and how long
-    ago it checked; {} if no supervisor ever ran there."""
-    stack_dir = Path(state_dir) / "stack"
-    doc = procs.read_json(stack_dir / "supervisor.json", default={}) or {}
-    if not doc:
-        return {}
-    raw = procs.read_json(stack_dir / "supervisor.pid.json", default={}) or {}
-    rec = procs.ProcessRecord.from_json(raw["process"]) if raw.get("process") else None
-    doc["running"] = rec is not None and procs.is_ours(rec)
-    doc["age"] = round(time.time() - doc["checked"], 1) if doc.get("checked") else None
-    return doc
-
-
-def health_now(alive: bool | None, part: dict[str, Any] | None) -> str:
-    """A part's health for `status`: the live check (`alive`; None = nothing recorded) wins,
-    the supervisor's last look (`part`, from a running supervisor) says restarting/failed."""
-    if alive:
-        return "running"
-    said = (part or {}).get("health")
-    if said in ("restarting", "failed"):
-        return str(said)
-    return "dead" if alive is False else "not running"

@@ -21,7 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+
+from pydantic import TypeAdapter
 
 from canary.errors import ConfigError, PlatformError
 from canary.platforms.local import procs, prometheus
@@ -36,6 +37,8 @@ ROLES = ("primary", "baseline", "canary", "primary-next", "retired")
 
 @dataclass(frozen=True)
 class Workload:
+    """One recorded process of an app (a line of workloads/<app>.json)."""
+
     app: str
     role: str
     image: str
@@ -51,18 +54,25 @@ class Workload:
 
     @property
     def track(self) -> str:
+        """The track it serves: its role, or primary for every production role."""
         return self.role if self.role in ("baseline", "canary") else "primary"
 
     @property
     def url(self) -> str:
+        """Where it listens."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def process(self) -> procs.ProcessRecord:
+        """Its process record (pid and start time)."""
         return procs.ProcessRecord(self.pid, self.start_ticks, self.argv)
 
     def alive(self) -> bool:
+        """True while its very process runs."""
         return procs.is_ours(self.process)
+
+
+_WORKLOADS = TypeAdapter(list[Workload])
 
 
 class ProcessWorkloads:
@@ -98,10 +108,12 @@ class ProcessWorkloads:
             yield
 
     def list(self, app: str) -> list[Workload]:
-        doc = procs.read_json(self._file(app), default={"processes": []})
-        return [Workload(**{**p, "argv": tuple(p["argv"])}) for p in doc.get("processes", [])]
+        """Every recorded process of `app`, as recorded (alive or not)."""
+        processes = procs.read_mapping(self._file(app)).get("processes")
+        return _WORKLOADS.validate_python(processes if isinstance(processes, builtins.list) else [])
 
     def get(self, app: str, role: str) -> Workload | None:
+        """The recorded process of `app` in `role`, if any."""
         return next((w for w in self.list(app) if w.role == role), None)
 
     def _save(self, app: str, items: builtins.list[Workload]) -> None:
@@ -120,10 +132,10 @@ class ProcessWorkloads:
             ]
             prometheus.write_targets(self.targets_dir, app, targets)
 
-    def _update(self, app: str, pid: int, **changes: Any) -> None:
+    def _update(self, app: str, pid: int, *, ready: bool) -> None:
         with self._locked(app):
             items = self.list(app)
-            self._save(app, [replace(w, **changes) if w.pid == pid else w for w in items])
+            self._save(app, [replace(w, ready=ready) if w.pid == pid else w for w in items])
 
     def _forget(self, app: str, pid: int) -> None:
         with self._locked(app):
@@ -286,7 +298,7 @@ class ProcessWorkloads:
             self._stop(w)
 
     # -- recovery -------------------------------------------------------------------------
-    def reconcile(self, app: str) -> dict[str, Any]:
+    def reconcile(self, app: str) -> dict[str, object]:
         """After a crash: 100 % primary (verified), exactly one production, no orphans.
 
         Production is the live recorded process the router's primary slot points at (mid
@@ -322,7 +334,7 @@ class ProcessWorkloads:
             self._save(app, [replace(keep, role="primary", ready=True)] if keep else [])
         if router_error is not None:
             raise router_error
-        report: dict[str, Any] = {"primary": keep_pid, "stopped": stopped}
+        report: dict[str, object] = {"primary": keep_pid, "stopped": stopped}
         report["dropped"] = [w.pid for w in items if w.port not in live]
         if self.router is not None:
             report["weights"] = self.router.raw_weights(app)
