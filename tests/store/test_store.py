@@ -63,16 +63,19 @@ class _Platform:
     def __init__(self, now: str | None) -> None:
         self.now, self.calls = now, []  # type: list[str]
 
-    def router(self, app: str, spec: object) -> Any:
+    def for_app(self, app: str, spec: object) -> _Platform:
+        return self
+
+    def router(self) -> Any:
         return SimpleNamespace(rollback=lambda a: self.calls.append("rollback"))
 
-    def workloads(self, app: str, spec: object) -> Any:
+    def workloads(self) -> Any:
         return SimpleNamespace(remove=lambda a, track: self.calls.append(f"remove {track}"))
 
-    def restore_routes(self, app: str, spec: object) -> None:
+    def restore_routes(self) -> None:
         self.calls.append("routes")
 
-    def production_image(self, app: str, spec: object) -> str | None:
+    def production_image(self) -> str | None:
         return self.now
 
 
