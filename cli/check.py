@@ -75,30 +75,44 @@ def _probe(source: Any, config: CanaryConfig, metric: Any, scope: Any) -> dict[s
 
 
 def backtest(api: Any, app: str, config_path: str, prometheus: str) -> list[dict[str, Any]]:
-    """Every recorded release of `app` (its event says its window and scopes), judged again
-    under `config_path`: the old outcome next to the new verdict."""
-    from canary.analysis.decision import decide
-    from canary.judge import judge
-    from canary.metrics.collect import collect_counts, collect_pairs
+    """Every recorded release of `app`, judged again under another canary config.
+
+    Each release's event says its window and scopes; the window is observed and assessed
+    as one look (tasks.analysis.observe, canary.analysis.look.assess), as re-analysis does.
+
+    Args:
+        api: The Prefect API reader (its ``events(app, names)``).
+        app: The app.
+        config_path: The canary config (or a release spec naming one) to judge with.
+        prometheus: The Prometheus URL to read the windows from.
+
+    Returns:
+        One row per release: when, the commit, the old outcome and the new one, and why.
+    """
+    from canary.analysis.look import LookPlan, assess
+    from canary.analysis.windows import JudgementWindow
+    from canary.config.release import Scopes
     from canary.metrics.prometheus import PrometheusMetricSource
-    from canary.values.scope import scope_pair
+    from canary.values.outcome import Outcome
+    from tasks.analysis import observe
 
     _, config = _load(config_path)
     rows = []
     with PrometheusMetricSource(prometheus) as source:
-        for event in api.events(app, ("canary.release.promoted", "canary.release.rolled-back")):
+        for event in api.events(app, (Outcome.PROMOTED.event, Outcome.ROLLED_BACK.event)):
             p = event.payload
             if not p.get("window_start") or not p.get("window_end"):
                 continue
-            control, experiment = scope_pair(
-                baseline=p.get("control_scope") or "baseline", canary=p.get("experiment_scope") or "canary",
-                start=datetime.fromisoformat(p["window_start"]), end=datetime.fromisoformat(p["window_end"]),
-                step=1)  # fmt: skip
+            start, end = datetime.fromisoformat(p["window_start"]), datetime.fromisoformat(p["window_end"])
+            window = JudgementWindow(index=1, experiment_start=start, experiment_end=end,
+                                     control_start=start, control_end=end, not_before=end,
+                                     step=timedelta(seconds=1))  # fmt: skip
+            scopes = Scopes(control=p.get("control_scope") or "baseline",
+                            experiment=p.get("experiment_scope") or "canary")  # fmt: skip
             try:
-                result = judge(config, collect_pairs(source, config, control, experiment),
-                               thresholds=None, counts=collect_counts(source, config, control, experiment))  # fmt: skip
-                decision = decide(result, look=1, looks=1)
-                new = "promoted" if decision.action.value == "promote" else "rolled-back"
+                seen = observe.fn(source, config, scopes, window, requests=False)
+                decision = assess(seen, LookPlan.single(config, window)).decision
+                new = (Outcome.PROMOTED if decision.action.value == "promote" else Outcome.ROLLED_BACK).value
                 why = decision.reason
             except CanaryError as exc:
                 new, why = "error", str(exc)

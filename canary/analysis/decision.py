@@ -22,19 +22,82 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Literal, TypeAlias
 
 from canary.config import Thresholds
 from canary.judge.classify import Classification
 from canary.judge.interval import IntervalJudgement, MetricJudgement
 from canary.judge.score import passes
+from canary.values.events import OperatorCommand
 
-__all__ = ["Action", "Decision", "decide", "fails_fast", "final_decision", "in_marginal_band"]
+__all__ = [
+    "APPROVE",
+    "Action",
+    "Decision",
+    "Gate",
+    "GateAnswer",
+    "decide",
+    "fails_fast",
+    "final_decision",
+    "in_marginal_band",
+]
+
+#: The manual gates a release may wait at (docs: tasks.judgement).
+Gate: TypeAlias = Literal["judgement", "before-promotion", "after-look"]
+#: What a person may answer at a gate.
+Answer: TypeAlias = Literal["promote", "continue", "roll back"]
+#: The answer that lets a release go on at each gate (``canary approve``); any other answer
+#: (``canary reject``: "roll back") rolls back.
+APPROVE: dict[Gate, Answer] = {"judgement": "promote", "before-promotion": "promote",
+                               "after-look": "continue"}  # fmt: skip
+_GATE_NAMES: dict[Gate, str] = {"judgement": "manual judgement",
+                                "before-promotion": "before-promotion gate",
+                                "after-look": "after-look gate"}  # fmt: skip
 
 
 class Action(StrEnum):
+    """What a release does after a decision."""
+
     CONTINUE = "continue"
     PROMOTE = "promote"
     ROLL_BACK = "roll back"
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnswer:
+    """What a person answered at a manual gate, or that nobody did in time.
+
+    Attributes:
+        gate: The gate asked at.
+        question: The question shown to the person.
+        answer: Their answer; None when nobody answered within the timeout.
+        comment: Their comment, if any.
+        timeout_seconds: How long the release waited for an answer.
+    """
+
+    gate: Gate
+    question: str
+    answer: Answer | None
+    comment: str = ""
+    timeout_seconds: int = 0
+
+    @property
+    def go_on(self) -> bool:
+        """True when the answer lets the release go on (silence never does)."""
+        return self.answer is not None and self.answer == APPROVE[self.gate]
+
+    @property
+    def reason(self) -> str:
+        """The answer in words, after the question."""
+        if self.answer is None:
+            return (f"{self.question} Rolled back: nobody answered the {_GATE_NAMES[self.gate]} "
+                    f"within {_go_duration(self.timeout_seconds)}")  # fmt: skip
+        note = f" ({self.comment})" if self.comment else ""
+        if self.gate == "judgement":
+            verb = "promoted" if self.go_on else "rolled back"
+            return f"{self.question} A person {verb} by manual judgement{note}"
+        chose = self.answer if self.go_on else "roll back"
+        return f"{self.question} A person chose to {chose}{note}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +115,62 @@ class Decision:
     marginal: bool = False
     #: a person decided (an operator command, a manual gate), not the numbers
     manual: bool = False
+    #: an operator aborted the release (``canary abort``)
+    aborted: bool = False
+    #: False when no verdict could be made (the metrics could not be read): no score
+    judged: bool = True
+
+    @classmethod
+    def commanded(cls, command: OperatorCommand, *, look: int, looks: int) -> Decision:
+        """An operator's ``canary promote`` / ``canary abort``, as the decision of a look.
+
+        Args:
+            command: The command taken for this run.
+            look: The look the command came before (1-based).
+            looks: The planned number of looks.
+
+        Returns:
+            Promote now (the rest of the analysis skipped), or abort.
+        """
+        if command.action == "promote":
+            return cls(Action.PROMOTE, f"promoted by {command.by} (canary promote) before look "
+                       f"{look} of {looks}: the rest of the analysis skipped", True, early=True,
+                       manual=True)  # fmt: skip
+        return cls(Action.ROLL_BACK, f"aborted by {command.by} (canary abort) before look {look} "
+                   f"of {looks}", True, early=True, manual=True, aborted=True)  # fmt: skip
+
+    @classmethod
+    def from_gate(cls, answer: GateAnswer, *, prior: Decision) -> Decision:
+        """A person's answer at a manual gate (or nobody's), as the decision.
+
+        Args:
+            answer: The answer.
+            prior: The decision the gate was asked after.
+
+        Returns:
+            ``prior`` when a person lets an after-look gate go on (the analysis continues);
+            else promote or roll back, decided by a person.
+        """
+        if answer.gate == "after-look" and answer.go_on:
+            return prior
+        action = Action.PROMOTE if answer.go_on else Action.ROLL_BACK
+        early = prior.early or answer.gate == "after-look"
+        return cls(action, answer.reason, True, early=early, manual=True)
+
+    @classmethod
+    def unjudged(cls, reason: str, *, look: int, looks: int) -> Decision:
+        """A rollback without a verdict: look ``look`` could not be made (metrics unreadable).
+
+        Args:
+            reason: What could not be read, in words.
+            look: The look that could not be made (1-based).
+            looks: The planned number of looks.
+
+        Returns:
+            A final rollback that carries no score.
+        """
+        return cls(Action.ROLL_BACK, f"rolled back without a verdict: look {look} of {looks} "
+                   f"could not be made: {reason}", True, early=look < looks, judged=False)  # fmt: skip
 
 
 def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:
@@ -184,6 +303,15 @@ def _saved(look: int, looks: int, elapsed: timedelta, lifetime: timedelta | None
     rest = looks - look
     return (f"saving {_seconds(left)} of the {_seconds(lifetime)} lifetime "
             f"({rest} look{'s' if rest != 1 else ''} left)")
+
+
+def _go_duration(seconds: float) -> str:
+    """A duration as Go (and Kubernetes) spell it: ``5m0s``, ``1h2m3s``, ``45s``."""
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def _seconds(delta: timedelta) -> str:
