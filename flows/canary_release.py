@@ -28,9 +28,8 @@ from canary.analysis import (
     JudgementWindow,
     LookPlan,
     Observation,
-    ReleaseNotPromoted,
-    ReleaseResult,
     release_end,
+    run_data,
 )
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
@@ -38,39 +37,15 @@ from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError, MetricsError
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
-from canary.report import (
-    JudgementRecord,
-    explain_failing,
-    failing_metrics,
-    headline,
-    markdown_report,
-)
+from canary.report import JudgementRecord, failing_metrics, headline, markdown_report
 from canary.values.events import ReleaseEnded
 from canary.values.outcome import Outcome
 from canary.values.release import Release
 from canary.values.weights import Weights
+from tasks import analysis, publish, runs
 from tasks import platform as p
-from tasks import runs
-from tasks.analysis import (
-    graph_links,
-    judge_look,
-    observe,
-    plan_canary,
-    wait_for_look,
-    wait_for_requests,
-)
 from tasks.history import find_last_promotion
 from tasks.judgement import ask_person
-from tasks.publish import (
-    emit,
-    progress,
-    publish_graph_links,
-    publish_interval,
-    publish_report,
-    run_link,
-    start_progress,
-    tag_run,
-)
 from tasks.recovery import (
     describe_end,
     found_in_words,
@@ -157,17 +132,16 @@ def canary_release(
     (`canary retry`).
 
     Returns:
-        The outcome's named final state (canary.values.outcome), its headline as the
-        message: Promoted (type Completed, the ReleaseResult as data), RolledBack (type
-        Failed: alerting on failed runs sees it), Aborted or Skipped (type Cancelled); a
-        run that did not promote carries its result in a ReleaseNotPromoted.
+        The outcome's named final state, the headline as its message: Promoted (type
+        Completed, the ReleaseResult as data), RolledBack (type Failed: alerting on failed
+        runs sees it), Aborted or Skipped (type Cancelled); a ReleaseNotPromoted as data.
     """
     release = Release(app, image, commit)  # the one release model: name rule, full commit
     spec, canary_config = load_release_config(release.app, release.commit, app_config, config)
     run = _Run(release, spec, canary_config, load_block(platform), load_block(metrics).source(),
                str(runs.current_flow_run().id), pushed_at)  # fmt: skip
     newer = _ordering(run.plat, run.app, spec, repo)
-    tag_run(app=run.app, commit=release.commit[:12], version=version)
+    publish.tag_run(app=run.app, commit=release.commit[:12], version=version)
     with contextlib.ExitStack() as lock:
         turn = wait_for_turn("canary-release", run.app, ensure_release_lock(run.app), lock,
                              newer=newer, retry=retry)  # fmt: skip
@@ -214,28 +188,22 @@ def _skip(release: Release, reason: str) -> State:
     """End without releasing: a report and a canary.release.skipped event that say why."""
     app, commit, skipped = release.app, release.commit, Outcome.SKIPPED
     get_run_logger().info("%s %s: not released: %s", app, commit[:12], reason)
-    publish_report(app, markdown_report(
+    publish.publish_report(app, markdown_report(
         app=app, image=release.image, commit=commit, outcome=skipped.value, reason=reason,
         records=[], thresholds=None), f"{app} {commit[:12]}: {skipped.value} ({reason})")  # fmt: skip
     ended = ReleaseEnded(app=app, outcome=skipped, image=release.image, commit=commit,
                          reason=reason)  # fmt: skip
-    emit(ended.event_name, app, ended.payload())
-    tag_run(outcome=skipped.value)
+    publish.emit(ended.event_name, app, ended.payload())
+    publish.tag_run(outcome=skipped.value)
     return Cancelled(name=skipped.state.name, message=reason)
 
 
 def _final_state(ended: ReleaseEnded) -> State:
-    """The outcome's named final state, with the run's result as its data."""
+    """The outcome's named final state, the headline as its message, the result as data."""
     outcome = ended.outcome
-    tag_run(outcome=outcome.value)
-    result = ReleaseResult(app=ended.app, commit=ended.commit or "", image=ended.image or "",
-                           outcome=outcome.value, score=ended.score, reason=ended.reason,
-                           headline=ended.headline or "")  # fmt: skip
-    # Prefect 3 resolves a failed or cancelled state's data into an exception: a mapping
-    # there is logged as a TypeError, so a run that did not promote carries an exception.
-    data = result if outcome is Outcome.PROMOTED else ReleaseNotPromoted(result)
-    state: State = _STATES[outcome.state.type](name=outcome.state.name, message=result["headline"],
-                                               data=data)  # fmt: skip
+    publish.tag_run(outcome=outcome.value)
+    state: State = _STATES[outcome.state.type](name=outcome.state.name, message=ended.headline,
+                                               data=run_data(ended))  # fmt: skip
     return state
 
 
@@ -293,7 +261,7 @@ def _plan(run: _Run) -> list[str]:
     """How long the canary must run to catch each count metric's minEffect, as report lines."""
     if all(m.evidence == "series" for m in run.config.metrics):
         return []
-    plan = plan_canary(run.source, run.spec, run.config)
+    plan = analysis.plan_canary(run.source, run.spec, run.config)
     for line in plan:
         get_run_logger().info("plan: %s", line)
     return plan
@@ -336,31 +304,32 @@ def _ask(run: _Run, gate: str, question: str, *, prior: Decision) -> Decision:
 def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     """Per window: shift traffic, wait (taking a command), observe, assess, publish, decide."""
     app, spec, start = run.app, run.spec, datetime.now(UTC)
-    bar = start_progress(app, f"canary release of {app} at {run.release.commit[:12]}")
+    bar = publish.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}")
     looks = LookPlan.for_release(spec.analysis, run.config, start=start)
     earlier, decision = Earlier(), Decision(Action.ROLL_BACK, "no judgement was made", True)
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(run.plat, app, spec, weights)
-        seen = _observe(run, looks, window, tick=lambda: progress(bar, looks.progress(
-            datetime.now(UTC), start)))  # fmt: skip
+        seen = _observe(run, looks, window, tick=lambda: publish.progress(
+            bar, looks.progress(datetime.now(UTC), start)))  # fmt: skip
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
             decision = seen
             break
-        record, earlier = judge_look(seen, looks, canary_share=weights.canary,
-                                     readiness=p.check_serving(run.plat, app, spec),
-                                     earlier=earlier)  # fmt: skip
+        readiness = p.check_serving(run.plat, app, spec)
+        record, earlier = analysis.judge_look(seen, looks, canary_share=weights.canary,
+                                              readiness=readiness, earlier=earlier)  # fmt: skip
         records.append(record)
-        decision = _published(app, record, looks.looks)
+        decision = analysis.publish_look(app, record, looks.looks)
         if not decision.final and window.index in spec.manual_gates:
             decision = _ask(run, "after-look", f"Look {window.index} passed. Continue?",
                             prior=decision)  # fmt: skip
         if decision.final:
             break
-    progress(bar, 100.0)
+    publish.progress(bar, 100.0)
     if records:  # one link per metric to its Prometheus graph over the analysis
         last = looks.windows[records[-1].index - 1]
-        publish_graph_links(app, graph_links(run.source, run.config, spec.scopes, last))
+        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
+                                                              spec.scopes, last))  # fmt: skip
     return decision
 
 
@@ -371,43 +340,13 @@ def _observe(run: _Run, looks: LookPlan, window: JudgementWindow,
     weights = run.spec.traffic.weights(window.index)
     try:
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
-            _wait_for_requests(run)
-        command = wait_for_look(run.app, run.run_id, window, tick)
+            analysis.wait_for_both_tracks(run.plat, run.app, run.spec, run.source, run.config)
+        command = analysis.wait_for_look(run.app, run.run_id, window, tick)
         if command is not None:
             return Decision.commanded(command, look=window.index, looks=looks.looks)
-        return observe(run.source, run.config, run.spec.scopes, window)
+        return analysis.observe(run.source, run.config, run.spec.scopes, window)
     except MetricsError as exc:  # after retries: a rollback without a verdict
         return Decision.unjudged(_words(exc), look=window.index, looks=looks.looks)
-
-
-def _wait_for_requests(run: _Run) -> None:
-    """Before the first look: until both tracks' requests are visible in the metric store."""
-    plat, app, spec = run.plat, run.app, run.spec
-    waited = wait_for_requests(run.source, run.config, spec.scopes, app, datetime.now(UTC),
-                               spec.ready_timeout_seconds,
-                               stop=lambda: _not_serving(plat, app, spec))  # fmt: skip
-    if waited >= 2:
-        get_run_logger().info("%s: both tracks' requests visible in Prometheus after %.1f s",
-                              app, waited)  # fmt: skip
-
-
-def _not_serving(plat: Platform, app: str, spec: ReleaseSpec) -> str | None:
-    """Why a track is not serving right now, or None (the readiness guard's own check)."""
-    return next((why for why in p.check_serving.fn(plat, app, spec).values() if why is not None),
-                None)  # fmt: skip
-
-
-def _published(app: str, record: JudgementRecord, looks: int) -> Decision:
-    """Publish a look (its table and log lines); its decision."""
-    result, decision = record.judgement, record.decision
-    assert decision is not None  # judge_look always decides
-    publish_interval(app, record)
-    logger = get_run_logger()
-    logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
-                result.summary_score, decision.action.value, decision.reason)  # fmt: skip
-    for line in explain_failing(result):
-        logger.warning("%s look %d: %s", app, record.index, line)
-    return decision
 
 
 def _report(run: _Run, decision: Decision, records: list[JudgementRecord], before: str | None,
@@ -416,7 +355,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
     app, release, spec = run.app, run.release, run.spec
     outcome, reason = _read_back(run, before, decision)
     title = headline(outcome.value, reason, records, decision.manual)
-    report_id = publish_report(app, markdown_report(
+    report_id = publish.publish_report(app, markdown_report(
         app=app, image=release.image, commit=release.commit, outcome=outcome.value,
         reason=reason, records=records, thresholds=spec.analysis.thresholds, cleanup=cleanup,
         plan=plan, by_person=decision.manual,
@@ -425,7 +364,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
     lifetime = spec.analysis.lifetime
     ended = ReleaseEnded.model_validate({
         "app": app, "outcome": outcome, "image": release.image, "commit": release.commit,
-        "reason": reason, "headline": title, "report": str(report_id), "url": run_link(),
+        "reason": reason, "headline": title, "report": str(report_id), "url": publish.run_link(),
         "score": last.judgement.summary_score if last and decision.judged else None,
         "failing": failing_metrics(records), "judgements": len(records),
         "previous_image": before, "by_person": decision.manual,
@@ -438,7 +377,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
         "pushed_at": run.pushed_at,
     })  # fmt: skip
-    emit(ended.event_name, app, ended.payload())
+    publish.emit(ended.event_name, app, ended.payload())
     return ended
 
 

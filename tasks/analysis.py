@@ -8,9 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from canary.analysis.decision import Decision
 from canary.analysis.look import Earlier, LookPlan, Observation, assess
 from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
@@ -25,12 +26,14 @@ from canary.metrics.collect import (
     request_counter,
     unseen_tracks,
 )
-from canary.ports import MetricSource
-from canary.report import JudgementRecord
+from canary.ports import MetricSource, Platform
+from canary.report import JudgementRecord, explain_failing
 from canary.values.events import OperatorCommand
 from canary.values.scope import MetricScope, scope_pair
 from tasks._retry import RETRYING
 from tasks.commands import take as take_command
+from tasks.platform import check_serving
+from tasks.publish import publish_interval
 from tasks.waiting import wait_until
 
 
@@ -160,6 +163,55 @@ def wait_for_look(app: str, run_id: str, window: JudgementWindow,
         return None if got is None else OperatorCommand.parse(got, app=app)
 
     return wait_until(window.not_before, tick=command)
+
+
+def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,
+                         config: CanaryConfig) -> None:  # fmt: skip
+    """Before the first look: until both tracks' requests are visible in the metric store
+    (wait_for_requests), or a track stops serving (its readiness guard then rolls back).
+
+    Args:
+        plat: The platform (each track's readiness).
+        app: The app released.
+        spec: The release spec (its scopes and ready timeout).
+        source: The metric store.
+        config: The canary config (its request counter).
+
+    Raises:
+        MetricsError: The requests stayed invisible for the spec's ready timeout.
+    """
+
+    def not_serving() -> str | None:
+        why = check_serving.fn(plat, app, spec).values()
+        return next((reason for reason in why if reason is not None), None)
+
+    waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
+                               spec.ready_timeout_seconds, stop=not_serving)  # fmt: skip
+    if waited >= 2:
+        get_run_logger().info("%s: both tracks' requests visible in Prometheus after %.1f s",
+                              app, waited)  # fmt: skip
+
+
+def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
+    """Publish a look (its table artifact and log lines).
+
+    Args:
+        app: The app released.
+        record: The look, as judge_look made it.
+        looks: The planned number of looks.
+
+    Returns:
+        The look's decision.
+    """
+    result, decision = record.judgement, record.decision
+    assert decision is not None  # judge_look always decides
+    publish_interval(app, record)
+    logger = get_run_logger()
+    logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
+                result.summary_score, decision.action.value, decision.reason)  # fmt: skip
+    for line in explain_failing(result):
+        logger.warning("%s look %d: %s", app, record.index, line)
+    return decision
 
 
 @task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)

@@ -11,7 +11,7 @@ from canary.analysis.decision import (
     final_decision,
     in_marginal_band,
 )
-from canary.analysis.ending import ReleaseNotPromoted, ReleaseResult, release_end
+from canary.analysis.ending import ReleaseNotPromoted, ReleaseResult, release_end, run_data
 from canary.analysis.look import Assessment, Earlier, LookPlan, Observation, assess
 from canary.analysis.planning import (
     LookSchedule,
@@ -43,6 +43,7 @@ __all__ = [
     "ReleaseResult",
     "assess",
     "release_end",
+    "run_data",
     "JudgementWindow",
     "LookSchedule",
     "MetricPlan",

@@ -235,13 +235,47 @@ def decide(
     """The decision after look `look` of `looks` (1-based), `elapsed` into the analysis.
 
     `lifetime` is the analysis time the last look would have reached (an early promotion
-    names the time it saves); None: `looks` equal intervals, as long as the ones so far."""
-    thresholds = judgement.thresholds
-    score = judgement.summary_score
+    names the time it saves); None: `looks` equal intervals, as long as the ones so far.
+
+    Args:
+        judgement: The look's judgement.
+        look: The look (1-based).
+        looks: The planned number of looks.
+        elapsed: The analysis time the look's window covers.
+        min_analysis: The analysis time before an early promotion is allowed.
+        lifetime: The analysis time the last look reaches.
+
+    Returns:
+        Stop (roll back), continue, or promote, with the reason in words.
+    """
     last = look >= looks
     early = not last
     where = f"after look {look} of {looks}"
 
+    stop = _stops(judgement, where, early)
+    if stop is not None:
+        return stop
+
+    waiting = ""
+    if judgement.sequential and early:
+        active = [m for m in judgement.metrics if not m.metric.canary.muted]
+        if active and all(m.decided for m in active):
+            if elapsed >= min_analysis:
+                return Decision(Action.PROMOTE, (
+                    f"every metric is within its tolerance, decided at look {look} of "
+                    f"{looks} ({_seconds(elapsed)} of analysis): safe to promote now, "
+                    f"{_saved(look, looks, elapsed, lifetime)}"), True, True)  # fmt: skip
+            waiting = (f"; every metric is decided within its tolerance, but min_analysis "
+                       f"{_seconds(min_analysis)} has not passed ({_seconds(elapsed)})")  # fmt: skip
+
+    if not last:
+        return Decision(Action.CONTINUE, f"no decision {where}; continuing{waiting}", False)
+    return _at_the_end(judgement, looks)
+
+
+def _stops(judgement: IntervalJudgement, where: str, early: bool) -> Decision | None:
+    """A rollback now: a failed guard, a blind or critical sequential metric, or (before
+    the last look) a score at or below marginal; None when none of them holds."""
     guards = judgement.failed_guards
     if guards:
         text = "; ".join(f"{g.name}: {g.reason}" for g in guards)
@@ -259,28 +293,19 @@ def decide(
             text = "; ".join(_describe(m) for m in critical)
             return Decision(Action.ROLL_BACK, f"regression proven {where}: {text}", True, early)
 
+    thresholds, score = judgement.thresholds, judgement.summary_score
     if early and fails_fast(score, thresholds):
         failing = "; ".join(_describe(m) for m in _failing(judgement)) or "no metric failed"
         marginal = thresholds.marginal if thresholds is not None else None
         limit = f"at or below the marginal threshold {marginal:g}" if marginal is not None else "not a number"
         return Decision(Action.ROLL_BACK, f"score {score:g} {where} is {limit}: {failing}",
                         True, early)  # fmt: skip
+    return None
 
-    waiting = ""
-    if judgement.sequential and early:
-        active = [m for m in judgement.metrics if not m.metric.canary.muted]
-        if active and all(m.decided for m in active):
-            if elapsed >= min_analysis:
-                return Decision(Action.PROMOTE, (
-                    f"every metric is within its tolerance, decided at look {look} of "
-                    f"{looks} ({_seconds(elapsed)} of analysis): safe to promote now, "
-                    f"{_saved(look, looks, elapsed, lifetime)}"), True, True)  # fmt: skip
-            waiting = (f"; every metric is decided within its tolerance, but min_analysis "
-                       f"{_seconds(min_analysis)} has not passed ({_seconds(elapsed)})")  # fmt: skip
 
-    if not last:
-        return Decision(Action.CONTINUE, f"no decision {where}; continuing{waiting}", False)
-
+def _at_the_end(judgement: IntervalJudgement, looks: int) -> Decision:
+    """The decision at the last look: the last score decides (Kayenta's rule)."""
+    thresholds, score = judgement.thresholds, judgement.summary_score
     ok, reason = final_decision(score, thresholds)
     if judgement.sequential:
         undecided = [m.name for m in judgement.metrics

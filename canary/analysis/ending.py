@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TypedDict
 
 from canary.analysis.decision import Decision
+from canary.values.events import ReleaseEnded
 from canary.values.outcome import Outcome, outcome_from_production
 
-__all__ = ["ReleaseNotPromoted", "ReleaseResult", "release_end"]
+__all__ = ["ReleaseNotPromoted", "ReleaseResult", "release_end", "run_data"]
 
 
 class ReleaseResult(TypedDict):
@@ -77,3 +78,20 @@ def release_end(decision: Decision, reason: str, *, image: str, before: str | No
     if now != before:
         return outcome, f"{reason}; production runs {now} (read back), not {before}"
     return (Outcome.ABORTED if decision.aborted else outcome), reason
+
+
+def run_data(ended: ReleaseEnded) -> ReleaseResult | ReleaseNotPromoted:
+    """A release run's result, as its final state's data.
+
+    Args:
+        ended: How the release ended (its event).
+
+    Returns:
+        The result; for a run that did not promote, the result in a ReleaseNotPromoted
+        (Prefect 3 resolves a failed or cancelled state's data into an exception: a mapping
+        there is logged as a ``TypeError``).
+    """
+    result = ReleaseResult(app=ended.app, commit=ended.commit or "", image=ended.image or "",
+                           outcome=ended.outcome.value, score=ended.score, reason=ended.reason,
+                           headline=ended.headline or "")  # fmt: skip
+    return result if ended.outcome is Outcome.PROMOTED else ReleaseNotPromoted(result)

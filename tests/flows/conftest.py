@@ -20,6 +20,7 @@ import flows.build
 import flows.canary_release
 import flows.reanalysis
 import flows.reconcile
+import tasks.analysis
 import tasks.platform
 import tasks.setup
 from canary.analysis.ending import ReleaseNotPromoted
@@ -68,7 +69,7 @@ _RETRYING = [
         "restore_routes",
     )
 ] + [(tasks.platform, "check_serving")] + [
-    (flows.canary_release, "observe"), (flows.build, "build_image")]
+    (tasks.analysis, "observe"), (flows.build, "build_image")]
 
 
 @dataclass
