@@ -56,8 +56,7 @@ from tasks.recovery import (
 from tasks.setup import ensure_release_lock, load_block, load_release_config
 from tasks.turn import wait_for_turn
 
-#: The final state of each way a run ends (the outcome's named state).
-_STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}
+_STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}  # by state type
 
 
 @dataclass(frozen=True)
@@ -346,7 +345,8 @@ def _observe(run: _Run, looks: LookPlan, window: JudgementWindow,
             return Decision.commanded(command, look=window.index, looks=looks.looks)
         return analysis.observe(run.source, run.config, run.spec.scopes, window)
     except MetricsError as exc:  # after retries: a rollback without a verdict
-        return Decision.unjudged(_words(exc), look=window.index, looks=looks.looks)
+        words = str(exc).strip().removesuffix("; the call may be retried")
+        return Decision.unjudged(words, look=window.index, looks=looks.looks)
 
 
 def _report(run: _Run, decision: Decision, records: list[JudgementRecord], before: str | None,
@@ -354,11 +354,12 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
     """Read production back; the release's end: its report, its event (ReleaseEnded)."""
     app, release, spec = run.app, run.release, run.spec
     outcome, reason = _read_back(run, before, decision)
-    title = headline(outcome.value, reason, records, decision.manual)
+    lead = decision.manual or not decision.judged  # the reason leads the headline
+    title = headline(outcome.value, reason, records, lead)
     report_id = publish.publish_report(app, markdown_report(
         app=app, image=release.image, commit=release.commit, outcome=outcome.value,
         reason=reason, records=records, thresholds=spec.analysis.thresholds, cleanup=cleanup,
-        plan=plan, by_person=decision.manual,
+        plan=plan, by_person=lead,
     ), f"{app} {release.commit[:12]}: {title}")  # fmt: skip
     first, last = (records[0], records[-1]) if records else (None, None)
     lifetime = spec.analysis.lifetime
@@ -366,7 +367,8 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "app": app, "outcome": outcome, "image": release.image, "commit": release.commit,
         "reason": reason, "headline": title, "report": str(report_id), "url": publish.run_link(),
         "score": last.judgement.summary_score if last and decision.judged else None,
-        "failing": failing_metrics(records), "judgements": len(records),
+        "failing": failing_metrics(records) if decision.judged else [],
+        "judgements": len(records),
         "previous_image": before, "by_person": decision.manual,
         # analysis time until the decision (the windows grow from the analysis start)
         "decision_seconds": (last.window_end - last.window_start).total_seconds() if last else None,
@@ -393,5 +395,5 @@ def _read_back(run: _Run, before: str | None, decision: Decision) -> tuple[Outco
 
 def _words(exc: BaseException) -> str:
     """An exception in words: its type and message (some carry no message at all)."""
-    text = str(exc).strip().removesuffix("; the call may be retried")
+    text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

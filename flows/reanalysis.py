@@ -15,9 +15,10 @@ disabled-by-default automation `restore-production-on-regression` can act on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger
 
@@ -50,14 +51,23 @@ def _human(delta: timedelta) -> str:
     return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
 
 
-def canary_began(promotion: dict[str, Any], begin_after: timedelta) -> datetime:
-    """When the promoted release first split traffic: its analysis began `begin_after`
-    (the warm-up) after that. Without a recorded window, the promotion time (older events)."""
+def canary_began(promotion: Mapping[str, object], begin_after: timedelta) -> datetime:
+    """When the promoted release first split traffic.
+
+    Args:
+        promotion: The promotion event's payload, with ``occurred`` (when it was emitted).
+        begin_after: The analysis' warm-up.
+
+    Returns:
+        Its analysis began `begin_after` after that; without a recorded window, the
+        promotion time (older events).
+    """
     started = promotion.get("window_start")
     if isinstance(started, str):
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(started) - begin_after
-    occurred: datetime = promotion["occurred"]
+    occurred = promotion["occurred"]
+    assert isinstance(occurred, datetime), occurred  # tasks.history reads it as one
     return occurred
 
 
@@ -94,7 +104,7 @@ def canary_reanalysis(
     control_scope: str | None = None,
     experiment_scope: str | None = None,
     control_offset_seconds: float = 0.0,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Re-judge `app`'s production (or a recorded window); without `app`, every app with a
     release history, one subflow run each (one app's failure does not stop the others).
 
@@ -106,8 +116,7 @@ def canary_reanalysis(
     if app is None:
         if mode != "post-promotion":
             raise ConfigError("mode 'window' judges one app's recorded window: name the app")
-        return _every_app(mode=mode, config=config, metrics=metrics,
-                          window_minutes=window_minutes)  # fmt: skip
+        return _every_app(config=config, metrics=metrics, window_minutes=window_minutes)
     app = check_app_name(app)
     # `config` may name the app as {app}: one template for every app of a fan-out
     spec, canary_config = load_release_spec((config or DEFAULT_SPEC).format(app=app), app)
@@ -151,7 +160,7 @@ def _after_promotion(app: str, spec: ReleaseSpec, end: datetime,
 
 
 def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConfig,
-               target: _Target, source: MetricSource) -> dict[str, Any]:  # fmt: skip
+               target: _Target, source: MetricSource) -> dict[str, object]:  # fmt: skip
     """Observe and assess the target's window as one look (under the app's lock); publish."""
     start, end, offset = target.start, target.end, target.offset
     rename_run(f"canary-reanalysis-{app}-{_window_name(start, end)}")
@@ -179,7 +188,7 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
         records=[record], thresholds=spec.analysis.thresholds,
     ), f"{app} re-analysis ({mode}) of {_window_name(start, end)}: {outcome}",
         kind="canary-reanalysis")  # fmt: skip
-    summary = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
+    summary: dict[str, object] = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
                "score": result.summary_score, "image": target.image,
                "previous_image": target.previous_image, "start": start.isoformat(),
                "end": end.isoformat(), "control_offset_seconds": offset.total_seconds()}  # fmt: skip
@@ -189,17 +198,18 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
     return summary
 
 
-def _every_app(**params: Any) -> dict[str, Any]:
+def _every_app(*, config: str | None, metrics: str, window_minutes: float) -> dict[str, object]:
     """The post-promotion re-analysis of every app with a release history."""
     logger = get_run_logger()
     apps = find_released_apps()
     if not apps:
         logger.info("no app has a release in the event history: nothing to re-analyse")
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, object]] = {}
     failed: dict[str, str] = {}
     for name in apps:
         try:
-            results[name] = canary_reanalysis(app=name, **params)
+            results[name] = canary_reanalysis(app=name, config=config, metrics=metrics,
+                                              window_minutes=window_minutes)  # fmt: skip
         except Exception as exc:  # the others still run; this run fails at the end
             failed[name] = f"{type(exc).__name__}: {exc}"
             logger.error("re-analysis of %s failed: %s", name, failed[name])

@@ -169,8 +169,8 @@ class Decision:
         Returns:
             A final rollback that carries no score.
         """
-        return cls(Action.ROLL_BACK, f"rolled back without a verdict: look {look} of {looks} "
-                   f"could not be made: {reason}", True, early=look < looks, judged=False)  # fmt: skip
+        return cls(Action.ROLL_BACK, f"no verdict: look {look} of {looks} could not be made: "
+                   f"{reason}", True, early=look < looks, judged=False)  # fmt: skip
 
 
 def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:

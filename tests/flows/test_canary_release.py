@@ -304,7 +304,8 @@ def test_metrics_outage_beyond_retries_rolls_back_without_a_verdict(make_env):
     result = released(state)
     assert state.name == "RolledBack" and state.is_failed()
     assert result["outcome"] == "rolled-back" and result["score"] is None
-    assert "without a verdict" in result["reason"]
+    assert result["reason"].startswith("no verdict: look 1 of 3 could not be made: Prometheus at")
+    assert state.message.startswith("rolled back: no verdict: ")
     assert "Prometheus at http://prometheus.test:9090 is unreachable" in result["reason"]
     assert "may be retried" not in result["reason"]
     assert env.rec.count("fetch_pair") == 4  # the first try and 3 retries
