@@ -1,14 +1,11 @@
 """Flow `canary-release`: baseline + canary side by side, judged, promoted or rolled back.
 
-Reads like the chain in DESIGN.md: wait for this release's turn (canary.queue: a newer
-commit supersedes it, a duplicate or a commit older than production is never released),
-take the app's release lock, repair leftovers of a crashed release, pin all traffic to
-production, deploy baseline (production's image) and canary (the new image), then per
-judgement window shift traffic, wait for the window (taking an operator's command), observe
-and assess it (canary.analysis.look), publish, and let the decision say stop, continue or
-promote; ask a person where the spec says so; promote or roll back; ALWAYS clean up; then
-read production back, and end as it says (canary.analysis.ending, canary.values.outcome).
-"""
+Reads like the chain in DESIGN.md: wait for this release's turn (canary.queue), take the
+app's release lock, repair leftovers of a crashed release, pin all traffic to production,
+deploy baseline (production's image) and canary, then per window shift traffic, wait for
+it (taking an operator's command), observe and assess it (canary.analysis.look), publish,
+let the decision say stop, continue or promote; ask a person where the spec says so;
+promote or roll back; ALWAYS clean up; read production back and end as it says."""
 
 from __future__ import annotations
 
@@ -120,15 +117,16 @@ def canary_release(
 ) -> State:
     """Release `image` (built from `commit`) of `app` as a judged canary.
 
-    `app_config` is the release config the build carried from the commit's `.canary/`
-    (canary.appconfig; it wins over `config`); else `config` is the release spec (default
-    deployments/releases/<app>.yaml). The spec judged with is also the one every platform
-    call gets, so the platform's adapters use its options (on Kubernetes its
-    `kubernetes:` section and the largest traffic step); `platform`
-    and `metrics` name the blocks to act on and to read metrics from; `repo` and
-    `pushed_at` (from the push) order this release among others of the app (canary.queue);
-    `version` names the run; `retry` releases a commit that was released before
-    (`canary retry`).
+    Args:
+        app, image, commit: The release (canary.values.release.Release checks them).
+        config: The release spec (default deployments/releases/<app>.yaml); the spec judged
+            with is the one every platform call gets (on Kubernetes its `kubernetes:`
+            section and the largest traffic step).
+        platform, metrics: The blocks to act on and to read metrics from.
+        repo, pushed_at: From the push: order this release among the app's (canary.queue).
+        version: Names the run.
+        retry: Release a commit that was released before (`canary retry`).
+        app_config: The commit's `.canary/` files the build carried (wins over `config`).
 
     Returns:
         The outcome's named final state, the headline as its message: Promoted (type

@@ -108,6 +108,20 @@ def canary_reanalysis(
     """Re-judge `app`'s production (or a recorded window); without `app`, every app with a
     release history, one subflow run each (one app's failure does not stop the others).
 
+    Args:
+        app: The app (None: every app with a release history).
+        mode: ``post-promotion`` (production now against production before the last
+            promotion) or ``window`` (a recorded window judged again).
+        config: The release spec; may name the app as ``{app}``.
+        metrics: The metric source block.
+        window_minutes: How much of production to judge (post-promotion).
+        start, end: The window (``window`` mode; ``end`` defaults to now otherwise).
+        control_scope, experiment_scope: The recorded window's scopes (``window`` mode).
+        control_offset_seconds: How much earlier the control window is (``window`` mode).
+
+    Raises:
+        ConfigError: A mode without what it needs.
+
     Returns:
         A summary: the verdict, the outcome (``verified`` / ``regressed``), the score and
         the window judged; ``verdict`` None when there was nothing to judge.

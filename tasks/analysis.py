@@ -38,7 +38,15 @@ from tasks.waiting import wait_until
 
 
 def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
-    """Control and experiment scopes of one judgement window."""
+    """Control and experiment scopes of one judgement window.
+
+    Args:
+        scopes: The release's scopes.
+        window: The window.
+
+    Returns:
+        (control, experiment), the control moved earlier by the window's control offset.
+    """
     return scope_pair(
         baseline=scopes.control, canary=scopes.experiment, start=window.experiment_start,
         end=window.experiment_end, step=int(window.step.total_seconds()),
@@ -82,7 +90,24 @@ def wait_for_requests(source: MetricSource, config: CanaryConfig, scopes: Scopes
     `stop()` is asked every poll: a reason (e.g. "the canary process is not running") ends
     the wait at once, so the first look comes without delay and its readiness guard rolls
     back with that reason. Raises MetricsError, naming the tracks and the counter, when they
-    stay unseen for `timeout_seconds`: the release then fails closed, with that reason."""
+    stay unseen for `timeout_seconds`: the release then fails closed, with that reason.
+
+    Args:
+        source: The metric store.
+        config: The canary config (its request counter).
+        scopes: The release's scopes.
+        app: The app released.
+        since: The first traffic shift.
+        timeout_seconds: How long to wait.
+        every: Seconds between polls.
+        stop: Asked every poll; a reason ends the wait at once.
+
+    Returns:
+        The seconds waited.
+
+    Raises:
+        MetricsError: The tracks' requests stayed invisible for `timeout_seconds`.
+    """
     began = time.monotonic()
     deadline = began + timeout_seconds
     last: MetricsError | None = None
@@ -216,8 +241,17 @@ def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
 
 @task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)
 def graph_links(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
-    """(metric, link to its Prometheus graph of both sides over the window), where the
-    metric source can draw one."""
+    """Each metric's link to its Prometheus graph of both sides over the window.
+
+    Args:
+        source: The metric store (one with a ``graph_link`` draws them).
+        config: The canary config.
+        scopes: The release's scopes.
+        window: The window drawn.
+
+    Returns:
+        (metric, link) pairs; none when the source cannot draw.
+    """
     link = getattr(source, "graph_link", None)
     if link is None:
         return []
@@ -232,7 +266,18 @@ def plan_canary(source: MetricSource, spec: ReleaseSpec, config: CanaryConfig, w
     """How long this canary must run to catch each metric's minEffect, from production's
     traffic over the last window (canary.analysis.planning), as lines for the report.
 
-    Never fails the release: a plan is advice, and the analysis fails closed on its own."""
+    Never fails the release: a plan is advice, and the analysis fails closed on its own.
+
+    Args:
+        source: The metric store.
+        spec: The release spec (its analysis plan, traffic steps, production scope).
+        config: The canary config (its count metrics).
+        window_seconds: How much of production's traffic to plan from.
+        seed: The simulations' seed.
+
+    Returns:
+        The plan's lines (or why there is none).
+    """
     now = datetime.now(UTC)
     try:
         production = production_counts(

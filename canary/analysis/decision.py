@@ -179,12 +179,28 @@ def _above_marginal(score: float, thresholds: Thresholds | None) -> bool:
 
 
 def fails_fast(score: float, thresholds: Thresholds | None) -> bool:
-    """Fail fast when a judgement scores at or below marginal; a NaN score fails closed."""
+    """Fail fast when a judgement scores at or below marginal; a NaN score fails closed.
+
+    Args:
+        score: The judgement's summary score.
+        thresholds: The score thresholds (None: no marginal threshold).
+
+    Returns:
+        True when the release stops here.
+    """
     return not math.isfinite(score) or not _above_marginal(score, thresholds)
 
 
 def final_decision(last_score: float | None, thresholds: Thresholds | None) -> tuple[bool, str]:
-    """(passed, reason) from the last score only; earlier marginal scores don't count."""
+    """Passed or not, from the last score only; earlier marginal scores don't count.
+
+    Args:
+        last_score: The last judgement's score (None: no judgement succeeded).
+        thresholds: The score thresholds.
+
+    Returns:
+        (passed, the reason in words).
+    """
     if last_score is None:
         return False, "no successful canary judgements"
     if not math.isfinite(last_score):
@@ -204,7 +220,15 @@ def final_decision(last_score: float | None, thresholds: Thresholds | None) -> t
 
 
 def in_marginal_band(score: float | None, thresholds: Thresholds | None) -> bool:
-    """Above the marginal threshold and below the pass threshold: where a person may decide."""
+    """Above the marginal threshold and below the pass threshold: where a person may decide.
+
+    Args:
+        score: The score (None or NaN: never in the band).
+        thresholds: The score thresholds (both must be set).
+
+    Returns:
+        True in the band.
+    """
     if score is None or not math.isfinite(score) or thresholds is None:
         return False
     if thresholds.pass_ is None:

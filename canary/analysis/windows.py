@@ -43,7 +43,18 @@ def _origin(plan: AnalysisPlan, start: datetime) -> datetime:
 
 
 def effective_lifetime(plan: AnalysisPlan, *, start: datetime) -> timedelta:
-    """Step 1: the analysis length (whole minutes to end_time for Kayenta requests)."""
+    """Step 1: the analysis length (whole minutes to end_time for Kayenta requests).
+
+    Args:
+        plan: The analysis plan.
+        start: When the analysis begins (aware).
+
+    Returns:
+        The lifetime.
+
+    Raises:
+        ConfigError: The end time leaves no time after the start.
+    """
     origin = _origin(plan, start)
     if plan.end_time is None:
         assert plan.lifetime is not None  # guaranteed by AnalysisPlan
@@ -61,7 +72,15 @@ def effective_lifetime(plan: AnalysisPlan, *, start: datetime) -> timedelta:
 
 
 def effective_interval(plan: AnalysisPlan, *, start: datetime) -> timedelta:
-    """Step 2: the interval; None, 0 or longer than the lifetime means the lifetime."""
+    """Step 2: the interval; None, 0 or longer than the lifetime means the lifetime.
+
+    Args:
+        plan: The analysis plan.
+        start: When the analysis begins (aware).
+
+    Returns:
+        The interval between looks.
+    """
     lifetime = effective_lifetime(plan, start=start)
     interval = plan.interval
     if not interval or interval > lifetime:
@@ -78,6 +97,13 @@ def judgement_windows(plan: AnalysisPlan, *, start: datetime) -> tuple[Judgement
     `lookback` makes sliding windows (not clamped at the origin, as in Kayenta); otherwise
     windows grow from the origin. The control window is the experiment window moved earlier
     by `control_offset`.
+
+    Args:
+        plan: The analysis plan.
+        start: The real time the analysis begins (aware; normally now).
+
+    Returns:
+        Every look's window, in order.
     """
     origin = _origin(plan, start)
     lifetime = effective_lifetime(plan, start=start)
