@@ -113,15 +113,13 @@ def canary_reanalysis(
         mode: ``post-promotion`` (production now against production before the last
             promotion) or ``window`` (a recorded window judged again).
         config: The release spec; may name the app as ``{app}``.
-        metrics: The metric source block.
-        window_minutes: How much of production to judge (post-promotion).
+        metrics, window_minutes: The metric source block; how much of production to judge.
         start, end: The window (``window`` mode; ``end`` defaults to now otherwise).
-        control_scope, experiment_scope: The recorded window's scopes (``window`` mode).
-        control_offset_seconds: How much earlier the control window is (``window`` mode).
+        control_scope, experiment_scope, control_offset_seconds: The recorded window's
+            scopes, and how much earlier its control window is (``window`` mode).
 
     Raises:
         ConfigError: A mode without what it needs.
-
     Returns:
         A summary: the verdict, the outcome (``verified`` / ``regressed``), the score and
         the window judged; ``verdict`` None when there was nothing to judge.
