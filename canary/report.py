@@ -132,7 +132,8 @@ def headline(outcome: str, reason: str, records: Sequence[JudgementRecord],
              by_person: bool = False) -> str:  # fmt: skip
     """The first line: the outcome and the metric, by how much, how sure. `by_person`: a
     person decided (canary promote/abort, a manual judgement or gate): their reason leads."""
-    word = {"promoted": "promoted", "rolled-back": "rolled back", "aborted": "not released"}.get(outcome, outcome)
+    word = {"promoted": "promoted", "rolled-back": "rolled back", "aborted": "aborted",
+            "skipped": "not released"}.get(outcome, outcome)  # fmt: skip
     if not records or by_person:
         return f"{word}: {reason}"
     last = records[-1].judgement

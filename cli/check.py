@@ -149,25 +149,27 @@ def _probe(source: MetricSource, config: CanaryConfig, metric: MetricConfig,
 
 def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
              metrics_block: str | None = None) -> list[Row]:  # fmt: skip
-    """Every recorded release of `app` (its event says its window and scopes), judged again
-    under `config_path`: the old outcome next to the new verdict.
+    """Every recorded release of `app`, judged again under another canary config.
+
+    Each release's event says its window and scopes; the window is observed and assessed
+    as one look (tasks.analysis.observe, canary.analysis.look.assess), as re-analysis does.
 
     Args:
         api: The Prefect API (cli.api.Api).
         app: The app whose releases to judge again.
-        config_path: The new canary config or release spec.
-        prometheus: The Prometheus URL to read the metrics from.
+        config_path: The canary config (or a release spec naming one) to judge with.
+        prometheus: The Prometheus URL to read the windows from.
         metrics_block: A saved metric-source block to read them from instead.
 
     Returns:
-        One row per release.
+        One row per release: when, the commit, the old outcome and the new one, and why.
     """
-    from canary.analysis.decision import decide
-    from canary.judge import judge
-    from canary.metrics.collect import collect_counts, collect_pairs
+    from canary.analysis.look import LookPlan, assess
+    from canary.analysis.windows import JudgementWindow
+    from canary.config.release import Scopes
     from canary.values.events import ReleaseEnded
     from canary.values.outcome import Outcome
-    from canary.values.scope import scope_pair
+    from tasks.analysis import observe
 
     _, config = _load(config_path)
     rows = []
@@ -176,14 +178,16 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
             p = stored.event
             if not isinstance(p, ReleaseEnded) or p.window_start is None or p.window_end is None:
                 continue
-            control, experiment = scope_pair(
-                baseline=p.control_scope or "baseline", canary=p.experiment_scope or "canary",
-                start=p.window_start, end=p.window_end, step=1)  # fmt: skip
+            start, end = p.window_start, p.window_end
+            window = JudgementWindow(index=1, experiment_start=start, experiment_end=end,
+                                     control_start=start, control_end=end, not_before=end,
+                                     step=timedelta(seconds=1))  # fmt: skip
+            scopes = Scopes(control=p.control_scope or "baseline",
+                            experiment=p.experiment_scope or "canary")  # fmt: skip
             try:
-                result = judge(config, collect_pairs(source, config, control, experiment),
-                               thresholds=None, counts=collect_counts(source, config, control, experiment))  # fmt: skip
-                decision = decide(result, look=1, looks=1)
-                new = "promoted" if decision.action.value == "promote" else "rolled-back"
+                seen = observe.fn(source, config, scopes, window, requests=False)
+                decision = assess(seen, LookPlan.single(config, window)).decision
+                new = (Outcome.PROMOTED if decision.action.value == "promote" else Outcome.ROLLED_BACK).value
                 why = decision.reason
             except CanaryError as exc:
                 new, why = "error", str(exc)

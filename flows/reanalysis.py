@@ -15,17 +15,23 @@ disabled-by-default automation `restore-production-on-regression` can act on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger
 
 from canary.analysis.decision import final_decision
+from canary.analysis.look import LookPlan
 from canary.analysis.windows import JudgementWindow
+from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec, Scopes
 from canary.errors import ConfigError
-from canary.report import JudgementRecord, markdown_report
+from canary.ports import MetricSource
+from canary.report import markdown_report
 from canary.values.release import check_app_name
-from tasks.analysis import fetch_counts, fetch_metrics, judge_interval
+from tasks.analysis import judge_look, observe
 from tasks.history import find_last_promotion, find_released_apps
 from tasks.publish import emit, publish_interval, publish_report, rename_run
 from tasks.runs import current_flow_run
@@ -45,14 +51,23 @@ def _human(delta: timedelta) -> str:
     return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
 
 
-def canary_began(promotion: dict[str, Any], begin_after: timedelta) -> datetime:
-    """When the promoted release first split traffic: its analysis began `begin_after`
-    (the warm-up) after that. Without a recorded window, the promotion time (older events)."""
+def canary_began(promotion: Mapping[str, object], begin_after: timedelta) -> datetime:
+    """When the promoted release first split traffic.
+
+    Args:
+        promotion: The promotion event's payload, with ``occurred`` (when it was emitted).
+        begin_after: The analysis' warm-up.
+
+    Returns:
+        Its analysis began `begin_after` after that; without a recorded window, the
+        promotion time (older events).
+    """
     started = promotion.get("window_start")
     if isinstance(started, str):
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(started) - begin_after
-    occurred: datetime = promotion["occurred"]
+    occurred = promotion["occurred"]
+    assert isinstance(occurred, datetime), occurred  # tasks.history reads it as one
     return occurred
 
 
@@ -61,6 +76,20 @@ def _run_name() -> str:
 
     params = flow_run.parameters
     return f"canary-reanalysis-{params.get('app') or 'every-app'}-{params.get('mode', 'post-promotion')}"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a re-analysis judges: the window, the control's offset, the scopes, and the
+    promotion it verifies (post-promotion mode)."""
+
+    start: datetime
+    end: datetime
+    offset: timedelta
+    scopes: Scopes
+    image: str | None = None
+    previous_image: str | None = None
+    commit: str | None = None
 
 
 @flow(name="canary-reanalysis", flow_run_name=_run_name)
@@ -75,99 +104,124 @@ def canary_reanalysis(
     control_scope: str | None = None,
     experiment_scope: str | None = None,
     control_offset_seconds: float = 0.0,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Re-judge `app`'s production (or a recorded window); without `app`, every app with a
-    release history, one subflow run each (one app's failure does not stop the others)."""
+    release history, one subflow run each (one app's failure does not stop the others).
+
+    Args:
+        app: The app (None: every app with a release history).
+        mode: ``post-promotion`` (production now against production before the last
+            promotion) or ``window`` (a recorded window judged again).
+        config: The release spec; may name the app as ``{app}``.
+        metrics, window_minutes: The metric source block; how much of production to judge.
+        start, end: The window (``window`` mode; ``end`` defaults to now otherwise).
+        control_scope, experiment_scope, control_offset_seconds: The recorded window's
+            scopes, and how much earlier its control window is (``window`` mode).
+
+    Raises:
+        ConfigError: A mode without what it needs.
+    Returns:
+        A summary: the verdict, the outcome (``verified`` / ``regressed``), the score and
+        the window judged; ``verdict`` None when there was nothing to judge.
+    """
     logger = get_run_logger()
     if app is None:
         if mode != "post-promotion":
             raise ConfigError("mode 'window' judges one app's recorded window: name the app")
-        return _every_app(mode=mode, config=config, metrics=metrics,
-                          window_minutes=window_minutes)  # fmt: skip
+        return _every_app(config=config, metrics=metrics, window_minutes=window_minutes)
     app = check_app_name(app)
     # `config` may name the app as {app}: one template for every app of a fan-out
     spec, canary_config = load_release_spec((config or DEFAULT_SPEC).format(app=app), app)
-    step = spec.analysis.step
-    previous_image = image = commit = None
     if mode == "post-promotion":
-        promotion = find_last_promotion(app)
-        if promotion is None:
+        target = _after_promotion(app, spec, end or datetime.now(UTC), window_minutes)
+        if target is None:
             logger.info("%s has no promotion in the event history: nothing to verify", app)
             return {"app": app, "mode": mode, "verdict": None, "reason": "no promotion to verify"}
-        promoted_at: datetime = promotion["occurred"]
-        image, previous_image = promotion.get("image"), promotion.get("previous_image")
-        commit = promotion.get("commit")
-        end = end or datetime.now(UTC)
-        start = max(
-            promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes)
-        )
-        offset = end - canary_began(promotion, spec.analysis.begin_after)
-        scopes = spec.scopes.model_copy(update={
-            "control": spec.scopes.production, "experiment": spec.scopes.production})  # fmt: skip
     elif mode == "window":
         if start is None or end is None:
             raise ConfigError("mode 'window' needs start and end (the recorded window)")
-        offset = timedelta(seconds=control_offset_seconds)
-        scopes = spec.scopes.model_copy(update={
-            "control": control_scope or spec.scopes.control,
-            "experiment": experiment_scope or spec.scopes.experiment})  # fmt: skip
+        target = _Target(start, end, timedelta(seconds=control_offset_seconds),
+                         spec.scopes.model_copy(update={
+                             "control": control_scope or spec.scopes.control,
+                             "experiment": experiment_scope or spec.scopes.experiment}))  # fmt: skip
     else:
         raise ConfigError(f"mode must be 'post-promotion' or 'window', not {mode!r}")
-    if end - start < 3 * step:
-        reason = f"the window {start:%H:%M:%S}–{end:%H:%M:%S} is too short to judge (< 3 steps)"
+    if target.end - target.start < 3 * spec.analysis.step:
+        reason = (f"the window {target.start:%H:%M:%S}–{target.end:%H:%M:%S} is too short to "
+                  "judge (< 3 steps)")  # fmt: skip
         logger.info(reason)
         return {"app": app, "mode": mode, "verdict": None, "reason": reason}
+    return _reanalyse(app, mode, spec, canary_config, target, load_block(metrics).source())
 
+
+def _after_promotion(app: str, spec: ReleaseSpec, end: datetime,
+                     window_minutes: float) -> _Target | None:  # fmt: skip
+    """The current production against production before the last promotion (None: no
+    promotion), the control window ending when that release's canary phase began."""
+    promotion = find_last_promotion(app)
+    if promotion is None:
+        return None
+    promoted_at: datetime = promotion["occurred"]
+    start = max(promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes))
+    offset = end - canary_began(promotion, spec.analysis.begin_after)
+    scopes = spec.scopes.model_copy(update={
+        "control": spec.scopes.production, "experiment": spec.scopes.production})  # fmt: skip
+    return _Target(start, end, offset, scopes, image=promotion.get("image"),
+                   previous_image=promotion.get("previous_image"),
+                   commit=promotion.get("commit"))  # fmt: skip
+
+
+def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConfig,
+               target: _Target, source: MetricSource) -> dict[str, object]:  # fmt: skip
+    """Observe and assess the target's window as one look (under the app's lock); publish."""
+    start, end, offset = target.start, target.end, target.offset
     rename_run(f"canary-reanalysis-{app}-{_window_name(start, end)}")
     window = JudgementWindow(index=1, experiment_start=start, experiment_end=end,
                              control_start=start - offset, control_end=end - offset,
-                             not_before=end, step=step)  # fmt: skip
-    source = load_block(metrics).source()
+                             not_before=end, step=spec.analysis.step)  # fmt: skip
     # Under the app's lock: production's windows are not read while a canary changes it.
     with contextlib.ExitStack() as held:
-        take_lock(app, ensure_release_lock(app), held,
-                  me=str(current_flow_run().id))
-        pairs = fetch_metrics(source, canary_config, scopes, window)
-        counts = (fetch_counts(source, canary_config, scopes, window)
-                  if any(m.evidence != "series" for m in canary_config.metrics) else [])  # fmt: skip
+        take_lock(app, ensure_release_lock(app), held, me=str(current_flow_run().id))
+        observation = observe(source, canary_config, target.scopes, window, requests=False)
     # One look, two windows that need not carry equal traffic: count metrics are judged
     # against the observed share of requests (valid for a single look; docs/judge.md).
-    result = judge_interval(canary_config, pairs, spec.analysis.thresholds, 1, counts,
-                            split=None)  # fmt: skip
+    looks = LookPlan.single(canary_config, window, thresholds=spec.analysis.thresholds, split=None)
     share = 100 if mode == "post-promotion" else 0  # production carried all of its traffic
-    record = JudgementRecord(index=1, window_start=start, window_end=end, canary_share=share,
-                             judgement=result)  # fmt: skip
+    record, _ = judge_look(observation, looks, canary_share=share)
+    record = replace(record, decision=None)  # a verdict on the past: nothing to decide
+    result = record.judgement
     publish_interval(app, record, kind="canary-reanalysis")
     ok, reason = final_decision(result.summary_score, spec.analysis.thresholds)
     outcome = "verified" if ok else "regressed"
     shifted = f"the control window is {_human(offset)} earlier" if offset else "same window"
     publish_report(app, markdown_report(
-        app=app, image=image or "-", commit=commit or "(not recorded)",
+        app=app, image=target.image or "-", commit=target.commit or "(not recorded)",
         outcome=f"re-analysis ({mode}): {outcome}", reason=f"{reason}; {shifted}",
         records=[record], thresholds=spec.analysis.thresholds,
     ), f"{app} re-analysis ({mode}) of {_window_name(start, end)}: {outcome}",
         kind="canary-reanalysis")  # fmt: skip
-    summary = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
-               "score": result.summary_score, "image": image, "previous_image": previous_image,
-               "start": start.isoformat(), "end": end.isoformat(),
-               "control_offset_seconds": offset.total_seconds()}  # fmt: skip
+    summary: dict[str, object] = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
+               "score": result.summary_score, "image": target.image,
+               "previous_image": target.previous_image, "start": start.isoformat(),
+               "end": end.isoformat(), "control_offset_seconds": offset.total_seconds()}  # fmt: skip
     if not ok:
         emit("canary.reanalysis.regressed", app, summary)
-        logger.warning("%s regressed: %s", app, reason)
+        get_run_logger().warning("%s regressed: %s", app, reason)
     return summary
 
 
-def _every_app(**params: Any) -> dict[str, Any]:
+def _every_app(*, config: str | None, metrics: str, window_minutes: float) -> dict[str, object]:
     """The post-promotion re-analysis of every app with a release history."""
     logger = get_run_logger()
     apps = find_released_apps()
     if not apps:
         logger.info("no app has a release in the event history: nothing to re-analyse")
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, object]] = {}
     failed: dict[str, str] = {}
     for name in apps:
         try:
-            results[name] = canary_reanalysis(app=name, **params)
+            results[name] = canary_reanalysis(app=name, config=config, metrics=metrics,
+                                              window_minutes=window_minutes)  # fmt: skip
         except Exception as exc:  # the others still run; this run fails at the end
             failed[name] = f"{type(exc).__name__}: {exc}"
             logger.error("re-analysis of %s failed: %s", name, failed[name])

@@ -1,24 +1,23 @@
-"""Tasks of the analysis: fetch one window's series and counts, judge them. Only fetching
-retries."""
+"""Tasks of the analysis: observe one window (series, counts, request counters), judge it
+(canary.analysis.look), wait for the next. Only observing retries."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from canary.analysis.decision import Decision
+from canary.analysis.look import Earlier, LookPlan, Observation, assess
 from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
-from canary.config import CanaryConfig, Thresholds
+from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec, Scopes
 from canary.errors import CanaryError, MetricsError
-from canary.judge import IntervalJudgement, judge
-from canary.judge.guards import GuardResult
 from canary.metrics.collect import (
     collect_counts,
     collect_pairs,
@@ -27,14 +26,27 @@ from canary.metrics.collect import (
     request_counter,
     unseen_tracks,
 )
-from canary.values.counts import CountsPair
+from canary.ports import MetricSource, Platform
+from canary.report import JudgementRecord, explain_failing
+from canary.values.events import OperatorCommand
 from canary.values.scope import MetricScope, scope_pair
-from canary.values.series import MetricPair
 from tasks._retry import RETRYING
+from tasks.commands import take as take_command
+from tasks.platform import check_serving
+from tasks.publish import publish_interval
+from tasks.waiting import wait_until
 
 
 def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
-    """Control and experiment scopes of one judgement window."""
+    """Control and experiment scopes of one judgement window.
+
+    Args:
+        scopes: The release's scopes.
+        window: The window.
+
+    Returns:
+        (control, experiment), the control moved earlier by the window's control offset.
+    """
     return scope_pair(
         baseline=scopes.control, canary=scopes.experiment, start=window.experiment_start,
         end=window.experiment_end, step=int(window.step.total_seconds()),
@@ -43,37 +55,32 @@ def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope,
     )  # fmt: skip
 
 
-@task(name="fetch-metrics", task_run_name="fetch-metrics-{window.index}",
-      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
-def fetch_metrics(
-    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
-) -> list[MetricPair]:
+@task(name="observe", task_run_name="observe-{window.index}", cache_policy=NO_CACHE, **RETRYING)
+def observe(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: JudgementWindow,
+            *, requests: bool = True) -> Observation:  # fmt: skip
+    """One look's data in one pass: series, counts and the request counters (for the
+    guards), over the window's scopes, built once. Retried as a whole on transient errors.
+
+    Args:
+        source: The metric store.
+        config: The canary config (its metrics and request counter).
+        scopes: The release's scopes.
+        window: The look's window.
+        requests: Whether to count the requests (only guarded looks need them).
+
+    Returns:
+        The observation.
+    """
     control, experiment = window_scopes(scopes, window)
-    return collect_pairs(source, config, control, experiment)
-
-
-@task(name="fetch-counts", task_run_name="fetch-counts-{window.index}",
-      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
-def fetch_counts(
-    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
-) -> list[CountsPair]:
-    """The count metrics' counts over the window (since the analysis began)."""
-    control, experiment = window_scopes(scopes, window)
-    return collect_counts(source, config, control, experiment)
-
-
-@task(name="count-requests", task_run_name="count-requests-{window.index}",
-      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
-def fetch_request_counts(
-    source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow
-) -> tuple[float, float] | None:
-    """(baseline, canary) requests over the window, for the guards; None without a counter."""
-    control, experiment = window_scopes(scopes, window)
-    return count_requests(source, config, control, experiment)
+    return Observation(
+        window=window, pairs=tuple(collect_pairs(source, config, control, experiment)),
+        counts=tuple(collect_counts(source, config, control, experiment)),
+        requests=count_requests(source, config, control, experiment) if requests else None,
+    )  # fmt: skip
 
 
 @task(name="wait-for-metrics", task_run_name="wait-for-metrics-{app}", cache_policy=NO_CACHE)
-def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: str, since: datetime,
+def wait_for_requests(source: MetricSource, config: CanaryConfig, scopes: Scopes, app: str, since: datetime,
                       timeout_seconds: float, every: float = 0.5,
                       stop: Callable[[], str | None] | None = None) -> float:  # fmt: skip
     """Poll until Prometheus shows requests of both tracks since `since` (the first traffic
@@ -83,7 +90,24 @@ def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: st
     `stop()` is asked every poll: a reason (e.g. "the canary process is not running") ends
     the wait at once, so the first look comes without delay and its readiness guard rolls
     back with that reason. Raises MetricsError, naming the tracks and the counter, when they
-    stay unseen for `timeout_seconds`: the release then fails closed, with that reason."""
+    stay unseen for `timeout_seconds`: the release then fails closed, with that reason.
+
+    Args:
+        source: The metric store.
+        config: The canary config (its request counter).
+        scopes: The release's scopes.
+        app: The app released.
+        since: The first traffic shift.
+        timeout_seconds: How long to wait.
+        every: Seconds between polls.
+        stop: Asked every poll; a reason ends the wait at once.
+
+    Returns:
+        The seconds waited.
+
+    Raises:
+        MetricsError: The tracks' requests stayed invisible for `timeout_seconds`.
+    """
     began = time.monotonic()
     deadline = began + timeout_seconds
     last: MetricsError | None = None
@@ -117,30 +141,117 @@ def wait_for_requests(source: Any, config: CanaryConfig, scopes: Scopes, app: st
         time.sleep(every)
 
 
-@task(name="judge-interval", task_run_name="judge-interval-{index}", cache_policy=NO_CACHE)
-def judge_interval(
-    config: CanaryConfig,
-    pairs: list[MetricPair],
-    thresholds: Thresholds,
-    index: int,
-    counts: list[CountsPair] | None = None,
-    guards: tuple[GuardResult, ...] = (),
-    split: float | None = 0.5,
-    history: list[list[CountsPair]] | None = None,
-    planned_looks: int | None = None,
-) -> IntervalJudgement:
-    """Never retried: a judgement is deterministic, repeating it cannot change the verdict.
+@task(name="judge-interval", task_run_name="judge-interval-{observation.window.index}",
+      cache_policy=NO_CACHE)  # fmt: skip
+def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
+               readiness: dict[str, str | None] | None = None,
+               earlier: Earlier | None = None) -> tuple[JudgementRecord, Earlier]:  # fmt: skip
+    """One look assessed (canary.analysis.look.assess), as the report remembers it.
 
-    `history`: the earlier looks' `counts`, oldest first; `planned_looks`: the release's
-    number of looks (canary.judge.judge)."""
-    return judge(config, pairs, thresholds=thresholds, counts=counts or (), guards=guards,
-                 split=split, history=history or (), planned_looks=planned_looks)  # fmt: skip
+    Never retried: a judgement is deterministic, repeating it cannot change the verdict.
+
+    Args:
+        observation: The look's data.
+        plan: How the analysis judges and decides.
+        canary_share: The canary's share of the traffic at the look, in percent.
+        readiness: Each track's readiness at the look (guarded plans only).
+        earlier: What the looks before saw.
+
+    Returns:
+        The look's record, and the memory the next look starts from.
+    """
+    found = assess(observation, plan, readiness=readiness, earlier=earlier)
+    window = observation.window
+    record = JudgementRecord(index=window.index, window_start=window.experiment_start,
+                             window_end=window.experiment_end, canary_share=canary_share,
+                             judgement=found.judgement, decision=found.decision)  # fmt: skip
+    return record, found.earlier
+
+
+def wait_for_look(app: str, run_id: str, window: JudgementWindow,
+                  tick: Callable[[], None]) -> OperatorCommand | None:  # fmt: skip
+    """Wait until the window's data exists, taking an operator's command meanwhile.
+
+    Args:
+        app: The app released.
+        run_id: This release run's id (a command names the run it is for).
+        window: The look's window (its ``not_before``).
+        tick: Called every poll (the progress bar).
+
+    Returns:
+        The command that ended the wait early, or None.
+    """
+
+    def command() -> OperatorCommand | None:
+        tick()
+        got = take_command(app, run_id)
+        return None if got is None else OperatorCommand.parse(got, app=app)
+
+    return wait_until(window.not_before, tick=command)
+
+
+def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,
+                         config: CanaryConfig) -> None:  # fmt: skip
+    """Before the first look: until both tracks' requests are visible in the metric store
+    (wait_for_requests), or a track stops serving (its readiness guard then rolls back).
+
+    Args:
+        plat: The platform (each track's readiness).
+        app: The app released.
+        spec: The release spec (its scopes and ready timeout).
+        source: The metric store.
+        config: The canary config (its request counter).
+
+    Raises:
+        MetricsError: The requests stayed invisible for the spec's ready timeout.
+    """
+
+    def not_serving() -> str | None:
+        why = check_serving.fn(plat, app, spec).values()
+        return next((reason for reason in why if reason is not None), None)
+
+    waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
+                               spec.ready_timeout_seconds, stop=not_serving)  # fmt: skip
+    if waited >= 2:
+        get_run_logger().info("%s: both tracks' requests visible in Prometheus after %.1f s",
+                              app, waited)  # fmt: skip
+
+
+def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
+    """Publish a look (its table artifact and log lines).
+
+    Args:
+        app: The app released.
+        record: The look, as judge_look made it.
+        looks: The planned number of looks.
+
+    Returns:
+        The look's decision.
+    """
+    result, decision = record.judgement, record.decision
+    assert decision is not None  # judge_look always decides
+    publish_interval(app, record)
+    logger = get_run_logger()
+    logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
+                result.summary_score, decision.action.value, decision.reason)  # fmt: skip
+    for line in explain_failing(result):
+        logger.warning("%s look %d: %s", app, record.index, line)
+    return decision
 
 
 @task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)
-def graph_links(source: Any, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
-    """(metric, link to its Prometheus graph of both sides over the window), where the
-    metric source can draw one."""
+def graph_links(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
+    """Each metric's link to its Prometheus graph of both sides over the window.
+
+    Args:
+        source: The metric store (one with a ``graph_link`` draws them).
+        config: The canary config.
+        scopes: The release's scopes.
+        window: The window drawn.
+
+    Returns:
+        (metric, link) pairs; none when the source cannot draw.
+    """
     link = getattr(source, "graph_link", None)
     if link is None:
         return []
@@ -150,12 +261,23 @@ def graph_links(source: Any, config: CanaryConfig, scopes: Scopes, window: Judge
 
 
 @task(name="plan-canary", task_run_name="plan-canary-{spec.app}", cache_policy=NO_CACHE)
-def plan_canary(source: Any, spec: ReleaseSpec, config: CanaryConfig, window_seconds: float = 600.0,
+def plan_canary(source: MetricSource, spec: ReleaseSpec, config: CanaryConfig, window_seconds: float = 600.0,
                 seed: int = 0) -> list[str]:  # fmt: skip
     """How long this canary must run to catch each metric's minEffect, from production's
     traffic over the last window (canary.analysis.planning), as lines for the report.
 
-    Never fails the release: a plan is advice, and the analysis fails closed on its own."""
+    Never fails the release: a plan is advice, and the analysis fails closed on its own.
+
+    Args:
+        source: The metric store.
+        spec: The release spec (its analysis plan, traffic steps, production scope).
+        config: The canary config (its count metrics).
+        window_seconds: How much of production's traffic to plan from.
+        seed: The simulations' seed.
+
+    Returns:
+        The plan's lines (or why there is none).
+    """
     now = datetime.now(UTC)
     try:
         production = production_counts(

@@ -6,6 +6,9 @@ timeout means roll back: silence never promotes. Three occasions ask:
 - a Marginal final score, when the release spec sets `manual_judgement`;
 - a gate after a look (`manual_gates: [2]`): continue or roll back;
 - a gate before promotion (`manual_gate_before_promotion: true`): promote or roll back.
+
+The answer comes back as a `GateAnswer`; `canary.analysis.decision.Decision.from_gate` says
+what it decides, in words.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.states import Running
 from pydantic import Field
 
-#: What `canary approve` answers for each gate; `canary reject` always answers "roll back".
-APPROVE = {"judgement": "promote", "before-promotion": "promote", "after-look": "continue"}
+from canary.analysis.decision import APPROVE, GateAnswer
+from tasks.runs import current_flow_run
+
+__all__ = ["APPROVE", "ReleaseDecision", "ask_person"]
 
 
 class ReleaseDecision(RunInput):
@@ -32,11 +39,26 @@ class ReleaseDecision(RunInput):
 
 
 def ask_person(app: str, gate: str, question: str, *, timeout_seconds: int,
-               poll_seconds: int = 2) -> tuple[bool, str]:  # fmt: skip
-    """Pause for a decision at `gate` (a key of APPROVE): (go on?, reason). A timeout, or an
-    answer that does not fit the gate, rolls back."""
-    logger = get_run_logger()
-    logger.warning(
+               poll_seconds: int = 2) -> GateAnswer:  # fmt: skip
+    """Pause for a person's decision at `gate`.
+
+    Args:
+        app: The app released.
+        gate: The gate (a key of APPROVE).
+        question: What the person is asked.
+        timeout_seconds: How long to wait for an answer.
+        poll_seconds: How often to look for one.
+
+    Returns:
+        The answer; ``answer`` None when nobody answered in time (the run is running again
+        then, so it ends in its own named state, not Prefect's "never resumed" failure).
+
+    Raises:
+        ValueError: `gate` is not one of the gates.
+    """
+    if gate not in APPROVE:
+        raise ValueError(f"gate must be one of {', '.join(APPROVE)}, got {gate!r}")
+    get_run_logger().warning(
         "%s: %s Waiting up to %d s for a person: Resume in the UI, or `canary approve %s` / "
         "`canary reject %s`; no answer rolls back", app, question, timeout_seconds, app, app,
     )  # fmt: skip
@@ -44,18 +66,18 @@ def ask_person(app: str, gate: str, question: str, *, timeout_seconds: int,
         answer = pause_flow_run(wait_for_input=ReleaseDecision, timeout=timeout_seconds,
                                 poll_interval=poll_seconds, key=f"manual-{gate}-{app}")  # fmt: skip
     except FlowPauseTimeout:
-        return False, f"{question} No manual decision within {timeout_seconds} s: rolled back"
-    note = f" ({answer.comment})" if answer.comment else ""
-    if answer.decision == APPROVE[gate]:
-        return True, f"{question} A person chose to {answer.decision}{note}"
-    return False, f"{question} A person chose to roll back{note}"
+        _running_again()
+        return GateAnswer(gate, question, None, timeout_seconds=timeout_seconds)
+    return GateAnswer(gate, question, answer.decision, answer.comment,
+                      timeout_seconds=timeout_seconds)  # fmt: skip
 
 
-def ask_for_judgement(app: str, score: float, *, timeout_seconds: int,
-                      poll_seconds: int = 2) -> tuple[bool, str]:  # fmt: skip
-    """On a Marginal final score: (promote?, reason)."""
-    ok, reason = ask_person(app, "judgement", f"Marginal score {score}: promote or roll back?",
-                            timeout_seconds=timeout_seconds, poll_seconds=poll_seconds)  # fmt: skip
-    return ok, (reason.replace("chose to promote", "promoted by manual judgement")
-                .replace("chose to roll back", "rolled back by manual judgement")
-                .replace("No manual decision", "no manual judgement"))
+def _running_again() -> None:
+    """Put this run back to Running after a pause nobody answered.
+
+    Prefect leaves the run Paused past its timeout; the server then refuses the run's own
+    final state and fails it ("The flow was rolledback and never resumed."). Forced, as
+    the timeout has passed.
+    """
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(current_flow_run().id, Running(), force=True)

@@ -1,13 +1,18 @@
-"""The multi-interval analysis, pure parts: judgement windows, and the decisions after each look."""
+"""The multi-interval analysis, pure parts: judgement windows, a look assessed, the decisions
+after each look (the judge's, an operator's, a person's at a gate), and how a release ended."""
 
 from canary.analysis.decision import (
+    APPROVE,
     Action,
     Decision,
+    GateAnswer,
     decide,
     fails_fast,
     final_decision,
     in_marginal_band,
 )
+from canary.analysis.ending import ReleaseNotPromoted, ReleaseResult, release_end, run_data
+from canary.analysis.look import Assessment, Earlier, LookPlan, Observation, assess
 from canary.analysis.planning import (
     LookSchedule,
     MetricPlan,
@@ -26,8 +31,19 @@ from canary.analysis.windows import (
 )
 
 __all__ = [
+    "APPROVE",
     "Action",
+    "Assessment",
     "Decision",
+    "Earlier",
+    "GateAnswer",
+    "LookPlan",
+    "Observation",
+    "ReleaseNotPromoted",
+    "ReleaseResult",
+    "assess",
+    "release_end",
+    "run_data",
     "JudgementWindow",
     "LookSchedule",
     "MetricPlan",

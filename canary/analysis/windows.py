@@ -25,17 +25,7 @@ _MINUTE = timedelta(minutes=1)
 
 @dataclass(frozen=True, slots=True)
 class JudgementWindow:
-    """One judgement: the data windows of both sides, and when it may run at the earliest.
-
-    Attributes:
-        index: The judgement's number, 1-based.
-        experiment_start: Start of the canary's data window.
-        experiment_end: End of the canary's data window.
-        control_start: Start of the baseline's data window.
-        control_end: End of the baseline's data window.
-        not_before: The real time before which the judgement must not run.
-        step: The query resolution.
-    """
+    """One judgement: the data windows of both sides, and when it may run at the earliest."""
 
     index: int  # 1-based
     experiment_start: datetime
@@ -57,13 +47,13 @@ def effective_lifetime(plan: AnalysisPlan, *, start: datetime) -> timedelta:
 
     Args:
         plan: The analysis plan.
-        start: When the analysis begins (timezone-aware).
+        start: When the analysis begins (aware).
 
     Returns:
-        The plan's lifetime, or the time from the window origin to its end time.
+        The lifetime.
 
     Raises:
-        ConfigError: `start` has no time zone, or the end time leaves no time.
+        ConfigError: The end time leaves no time after the start.
     """
     origin = _origin(plan, start)
     if plan.end_time is None:
@@ -86,10 +76,10 @@ def effective_interval(plan: AnalysisPlan, *, start: datetime) -> timedelta:
 
     Args:
         plan: The analysis plan.
-        start: When the analysis begins (timezone-aware).
+        start: When the analysis begins (aware).
 
     Returns:
-        The time between two judgements.
+        The interval between looks.
     """
     lifetime = effective_lifetime(plan, start=start)
     interval = plan.interval
@@ -110,13 +100,10 @@ def judgement_windows(plan: AnalysisPlan, *, start: datetime) -> tuple[Judgement
 
     Args:
         plan: The analysis plan.
-        start: When the analysis begins (timezone-aware).
+        start: The real time the analysis begins (aware; normally now).
 
     Returns:
-        Every judgement's windows, in order.
-
-    Raises:
-        ConfigError: `start` has no time zone, or the end time leaves no time.
+        Every look's window, in order.
     """
     origin = _origin(plan, start)
     lifetime = effective_lifetime(plan, start=start)

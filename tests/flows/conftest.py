@@ -20,9 +20,12 @@ import flows.build
 import flows.canary_release
 import flows.reanalysis
 import flows.reconcile
+import tasks.analysis
 import tasks.platform
 import tasks.setup
+from canary.analysis.ending import ReleaseNotPromoted
 from canary.errors import ConfigError
+from canary.values.outcome import Outcome
 from tests.flows.fakes import FakeCountsSource, FakeMetricsBlock, FakePlatform, Recorder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,9 +69,7 @@ _RETRYING = [
         "restore_routes",
     )
 ] + [(tasks.platform, "check_serving")] + [
-    (flows.canary_release, name)
-    for name in ("fetch_metrics", "fetch_counts", "fetch_request_counts")
-] + [(flows.build, "build_image")]
+    (tasks.analysis, "observe"), (flows.build, "build_image")]
 
 
 @dataclass
@@ -186,10 +187,19 @@ def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def released(state: object) -> dict:
-    """The result of a release that ended Promoted (type Completed) or RolledBack (type
-    Failed, so that alerting on failed runs sees it), with the headline as its message."""
-    assert state.name in ("Promoted", "RolledBack"), (state.name, state.message)  # type: ignore[attr-defined]
-    assert state.is_completed() if state.name == "Promoted" else state.is_failed()  # type: ignore[attr-defined]
+    """The result of a release that ran and ended in its outcome's named state: Promoted
+    (type Completed), RolledBack (type Failed, so that alerting on failed runs sees it) or
+    Aborted (type Cancelled), with the headline as its message. A run that did not promote
+    carries its result in a ReleaseNotPromoted (Prefect resolves a failed state's data into
+    an exception)."""
+    outcome = Outcome.from_state_name(state.name)  # type: ignore[attr-defined]
+    assert outcome in (Outcome.PROMOTED, Outcome.ROLLED_BACK, Outcome.ABORTED), (
+        state.name, state.message)  # type: ignore[attr-defined]  # fmt: skip
+    assert state.type.value == outcome.state.type  # type: ignore[attr-defined]
     result = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
+    if outcome is not Outcome.PROMOTED:
+        assert isinstance(result, ReleaseNotPromoted), result
+        result = result.result
+    assert result["outcome"] == outcome.value
     assert state.message == result["headline"]  # type: ignore[attr-defined]
-    return result
+    return dict(result)

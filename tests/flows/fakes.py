@@ -38,6 +38,7 @@ POINTS = 60
 class _Failure:
     make: Callable[[], BaseException]
     times: int | None  # None: every call
+    after: int = 0  # the first `after` matching calls succeed
 
 
 @dataclass
@@ -47,14 +48,19 @@ class Recorder:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
 
-    def fail(self, key: str, make: Callable[[], BaseException], times: int | None = 1) -> None:
-        """Raise `make()` on calls named `key` ("deploy") or `key:track` ("deploy:canary")."""
-        self.failures.setdefault(key, []).append(_Failure(make, times))
+    def fail(self, key: str, make: Callable[[], BaseException], times: int | None = 1,
+             *, after: int = 0) -> None:  # fmt: skip
+        """Raise `make()` on calls named `key` ("deploy") or `key:track` ("deploy:canary"),
+        from the call after the first `after` matching ones on."""
+        self.failures.setdefault(key, []).append(_Failure(make, times, after))
 
     def record(self, name: str, *args: Any, track: str | None = None) -> None:
         self.calls.append((name, *args))
         for key in ([f"{name}:{track}"] if track else []) + [name]:
             for failure in self.failures.get(key, []):
+                if failure.after > 0:
+                    failure.after -= 1
+                    continue
                 if failure.times is None:
                     raise failure.make()
                 if failure.times > 0:

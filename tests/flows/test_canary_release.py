@@ -22,7 +22,7 @@ from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, instal
 from tests.flows.fakes import HEALTHY, LATENCY
 
 #: The tasks as defined (fixtures replace them with zero-delay copies while flows run).
-DEPLOY_TRACK, FETCH_METRICS = tasks.platform.deploy_track, tasks.analysis.fetch_metrics
+DEPLOY_TRACK, OBSERVE = tasks.platform.deploy_track, tasks.analysis.observe
 METRICS = list(HEALTHY)  # the goldengoose canary config's metrics, in config order
 
 
@@ -256,7 +256,7 @@ def test_transient_deploy_error_is_retried(make_env):
 
 def test_default_retry_delays():
     """The tests run with 0 s delays; the real tasks wait 2, 4, 8 s (with 20 % jitter)."""
-    for task in (DEPLOY_TRACK, FETCH_METRICS):
+    for task in (DEPLOY_TRACK, OBSERVE):
         assert task.retries == 3
         assert task.retry_delay_seconds == [2, 4, 8]
         assert task.retry_jitter_factor == 0.2
@@ -292,19 +292,79 @@ def test_permanent_error_is_not_retried_and_cleanup_runs(make_env, key, error, c
     assert "**rolled-back**" in text and str(error()) in text
 
 
-def test_metrics_outage_beyond_retries_fails_closed(make_env):
+UNREACHABLE = ("Prometheus at http://prometheus.test:9090 is unreachable (latency-p50, timeout "
+               "5s); the call may be retried")
+
+
+def test_metrics_outage_beyond_retries_rolls_back_without_a_verdict(make_env):
+    """Prometheus stays down: no verdict, so no score; told as a rollback, in words."""
     env = make_env("gg-outage")
-    env.rec.fail(
-        "fetch_pair", lambda: MetricsError("Prometheus timed out", transient=True), times=None
-    )
+    env.rec.fail("fetch_pair", lambda: MetricsError(UNREACHABLE, transient=True), times=None)
     state = run(env)
-    exc = failure(state)
-    assert isinstance(exc, MetricsError)
+    result = released(state)
+    assert state.name == "RolledBack" and state.is_failed()
+    assert result["outcome"] == "rolled-back" and result["score"] is None
+    assert result["reason"].startswith("no verdict: look 1 of 3 could not be made: Prometheus at")
+    assert state.message.startswith("rolled back: no verdict: ")
+    assert "Prometheus at http://prometheus.test:9090 is unreachable" in result["reason"]
+    assert "may be retried" not in result["reason"]
     assert env.rec.count("fetch_pair") == 4  # the first try and 3 retries
     assert env.rec.count("promote") == 0
     assert cleanup_calls(env) == cleanup_and_read_back(env)
     event = api.events("canary.release.rolled-back", env.app)[0]
-    assert event.payload["judgements"] == 0 and "Prometheus timed out" in event.payload["reason"]
+    assert event.payload["judgements"] == 0 and event.payload["score"] is None
+    assert "is unreachable" in event.payload["reason"]
+
+
+def test_metrics_outage_after_a_look_carries_no_score(make_env):
+    """A look judged, then Prometheus goes down: the earlier look's score is not the verdict."""
+    env = make_env("gg-outage-late")
+    fetches = len(METRICS)
+    env.rec.fail("fetch_pair", lambda: MetricsError(UNREACHABLE, transient=True), times=None,
+                 after=fetches)  # fmt: skip
+    state = run(env)
+    result = released(state)
+    assert state.name == "RolledBack" and result["score"] is None
+    assert "look 2 of 3 could not be made" in result["reason"]
+    event = api.events("canary.release.rolled-back", env.app)[0]
+    assert event.payload["judgements"] == 1 and event.payload["score"] is None
+
+
+def test_a_rolled_back_run_resolves_without_a_type_error(make_env):
+    """How a worker runs a release (prefect.engine: run_flow with the run's logger): the
+    run's data resolves into a ReleaseNotPromoted, so the log never shows "TypeError:
+    Unexpected result for failed state: {...} —— dict cannot be resolved into an exception"."""
+    import logging
+
+    from prefect.flow_engine import run_flow
+    from prefect.states import get_state_exception
+
+    from canary.analysis.ending import ReleaseNotPromoted
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    kept, logger = Kept(), logging.getLogger("tests.flows.release-run")
+    logger.addHandler(kept)
+    env = make_env("gg-no-type-error", bad=LATENCY)
+    try:
+        with pytest.raises(ReleaseNotPromoted) as caught:
+            run_flow(release_flow.canary_release, parameters=env.release_args(),
+                     error_logger=logger)  # fmt: skip
+    finally:
+        logger.removeHandler(kept)
+    assert caught.value.result["outcome"] == "rolled-back" and caught.value.result["score"] == 50.0
+    errors = [r for r in kept.records if r.exc_info is not None]
+    assert all(isinstance(r.exc_info[1], ReleaseNotPromoted) for r in errors), errors
+    state = run(make_env("gg-no-type-error-2", bad=LATENCY))
+    exc = get_state_exception(state)
+    assert isinstance(exc, ReleaseNotPromoted) and str(exc) == state.message
+    assert str(exc).startswith("rolled back: ")
 
 
 # -- cleanup ------------------------------------------------------------------------------

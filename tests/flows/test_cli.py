@@ -74,15 +74,23 @@ def test_status_shows_the_running_release_and_promote_ends_it(make_env, capsys):
     assert code == 0 and rows[0]["outcome"] == "Promoted" and rows[0]["duration (s)"] is not None
 
 
-def test_abort_rolls_back_a_running_release(make_env, capsys):
+def test_abort_ends_a_running_release_aborted(make_env, capsys):
+    """An operator's abort: state Aborted (type Cancelled), event canary.release.aborted."""
+    from tests.flows import api
+
     env = _long_env(make_env, "cli-abort")
     running = Background(env)
     _looking(capsys, "cli-abort")
     code, result, err = canary(capsys, "abort", "cli-abort", "--wait", "60")
     assert code == 0, err
-    outcome = released(running.join())
-    assert outcome["outcome"] == "rolled-back" and "(canary abort)" in outcome["reason"]
+    state = running.join()
+    outcome = released(state)
+    assert state.name == "Aborted" and state.is_cancelled() and result["state"] == "Aborted"
+    assert outcome["outcome"] == "aborted" and "(canary abort)" in outcome["reason"]
     assert env.rec.count("promote") == 0 and ("rollback", env.app) in env.rec.calls
+    (event,) = api.events("canary.release.aborted", env.app)
+    assert event.payload["by_person"] is True and "(canary abort)" in event.payload["reason"]
+    assert api.events("canary.release.rolled-back", env.app, at_least=0) == []
 
 
 def test_abort_of_a_queued_release_cancels_it(make_env, capsys):

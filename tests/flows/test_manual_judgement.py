@@ -81,15 +81,34 @@ def test_marginal_release_waits_for_a_person(make_env: Any, answer: str, outcome
 
 
 def test_no_answer_before_the_timeout_rolls_back(make_env: Any) -> None:
-    """Prefect marks a run whose pause timed out Failed ("never resumed"); it rolled back."""
+    """Silence rolls back, and the run says so: RolledBack with the reason in words, not
+    Prefect's "The flow was rolledback and never resumed." (a Failed run)."""
     env = _marginal_env(make_env, "gg-manual-silent", timeout=3)
     state = release_flow.canary_release(**env.release_args(), return_state=True)
+    result = released(state)
+    assert state.name == "RolledBack" and "never resumed" not in (state.message or "")
+    assert "nobody answered the manual judgement within 3s" in result["reason"]
     assert env.rec.count("promote") == 0
     assert ("rollback", env.app) in env.rec.calls
     (event,) = api.events("canary.release.rolled-back", env.app)
-    assert "no manual judgement within 3 s" in event.payload["reason"]
-    assert event.payload["score"] == 75.0
-    assert state.is_failed() or state.is_completed()
+    assert "nobody answered the manual judgement within 3s" in event.payload["reason"]
+    assert event.payload["score"] == 75.0  # the last look's verdict stands; the gate decided
+
+
+def test_nobody_at_the_gate_before_promotion_rolls_back(make_env: Any) -> None:
+    """A good canary waits at the before-promotion gate; nobody answers: RolledBack, why."""
+    env = make_env("gg-gate-silent", lifetime="1s")
+    spec = yaml.safe_load(env.spec.read_text())
+    spec.update({"manual_gate_before_promotion": True, "manual_judgement_timeout_seconds": 3})
+    env.spec.write_text(yaml.safe_dump(spec))
+    state = release_flow.canary_release(**env.release_args(), return_state=True)
+    result = released(state)
+    assert state.name == "RolledBack" and state.is_failed()
+    assert "nobody answered the before-promotion gate within 3s" in result["reason"]
+    assert state.message.startswith("rolled back: ")
+    assert env.rec.count("promote") == 0
+    (event,) = api.events("canary.release.rolled-back", env.app)
+    assert "nobody answered the before-promotion gate within 3s" in event.payload["reason"]
 
 
 def test_without_the_switch_a_marginal_score_rolls_back_at_once(make_env: Any) -> None:
