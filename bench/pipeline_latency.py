@@ -186,7 +186,7 @@ def _judgements(tasks: list[TaskRun], analysis_start: float, begin_after: float,
                 interval: float, release_end: float) -> list[dict[str, float]]:  # fmt: skip
     """Per look: from its window's end to the next task (fetch, judge, artifact)."""
     by_start = _starts(tasks, "")
-    fetches, judges = _starts(tasks, "fetch-metrics-"), _starts(tasks, "judge-interval-")
+    fetches, judges = _starts(tasks, "observe-"), _starts(tasks, "judge-interval-")
     rows = []
     for i, (fetch, judge) in enumerate(zip(fetches, judges, strict=False), start=1):
         not_before = analysis_start + begin_after + i * interval
@@ -231,7 +231,7 @@ def split_release(data: Raw, spec: ReleaseSpec) -> dict[str, Any]:
     deploys, readies = _starts(tasks, "deploy-"), _starts(tasks, "wait-ready-")
     judges, promote = _starts(tasks, "judge-interval-"), _starts(tasks, "promote-")
     cleanup = _starts(tasks, "roll-back-", "remove-", "restore-routes-")
-    if not (deploys and readies and _starts(tasks, "fetch-metrics-") and judges and cleanup):
+    if not (deploys and readies and _starts(tasks, "observe-") and judges and cleanup):
         raise RuntimeError(f"unexpected task runs: {[t.name for t in _starts(tasks, '')]}")
     analysis_start = max(_end(t) for t in readies)  # the flow takes `start` right after this
     # a release decided early makes fewer looks: the analysis ran up to its last window

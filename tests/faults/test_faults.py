@@ -174,7 +174,7 @@ def test_cancelled_queued_release_never_deploys_nor_harms_the_running_one(stack:
         # The cancelled one's end is explained too: by itself (it saw the cancel while it
         # waited) or by the reconcile the automation starts on its Cancelled state.
         said = stack.event(second)["event"].rsplit(".", 1)[-1]
-        assert said in ("aborted", "rolled-back"), said
+        assert said in ("skipped", "rolled-back"), said
         _explained(stack, queued, second, fault, said, "cancelled")
         row.outcome = "1.3.0 Cancelled, nothing deployed; 1.2.0 rolled back on latency"
 
@@ -325,7 +325,7 @@ def test_two_pushes_within_two_seconds(stack: Stack) -> None:
         row.clean_s = stack.wait_clean(start)
         row.explained_s = _explained(stack, b, newer, start, "promoted")
         if a["state_name"] == "Skipped":
-            _explained(stack, a, older, start, "aborted", "superseded by the newer commit")
+            _explained(stack, a, older, start, "skipped", "superseded by the newer commit")
             row.outcome = "older Skipped (superseded), newer promoted"
         else:
             _ended(a, "promoted")
@@ -349,7 +349,7 @@ def test_redelivery_of_an_older_commit(stack: Stack) -> None:
         assert sent.returncode == 0, sent.stderr
         run = _final(stack, _release(stack, late), 120)
         assert run["state_name"] == "Skipped", run["state_name"]
-        row.explained_s = _explained(stack, run, late, start, "aborted", "older than production")
+        row.explained_s = _explained(stack, run, late, start, "skipped", "older than production")
         row.clean_s = stack.wait_clean(start)
         assert len(live.runs_for("canary-release", older)) == releases_before
         new_builds = [r for r in live.runs_for("build", older) if r["id"] not in builds_before]
