@@ -14,9 +14,10 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
 
-from prefect import Flow, flow, get_run_logger
-from prefect.client.schemas.objects import FlowRun, State
+from prefect import Flow, State, flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed
 
 from canary.analysis import (
@@ -37,22 +38,21 @@ from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.report import JudgementRecord, failing_metrics, headline, markdown_report
 from canary.values.events import ReleaseEnded
-from canary.values.outcome import Outcome
+from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
+from canary.values.repair import found_in_words
 from canary.values.weights import Weights
-from tasks import analysis, publish, runs
+from store import artifacts, current
+from store.events import emit
+from store.locks import other_lock_takers
+from store.recovery import recover_release
+from store.runs import candidate_for
+from store.turn import wait_for_turn
+from tasks import analysis
 from tasks import platform as p
-from tasks.history import find_last_promotion
+from tasks.history import last_production_change
 from tasks.judgement import ask_person
-from tasks.recovery import (
-    describe_end,
-    found_in_words,
-    other_lock_takers,
-    recover_release,
-    spec_of_run,
-)
-from tasks.setup import ensure_release_lock, load_block, load_release_config
-from tasks.turn import wait_for_turn
+from tasks.setup import ensure_release_lock, load_block, load_release_config, spec_of_run
 
 _STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}  # by state type
 
@@ -75,30 +75,34 @@ class _Run:
         return self.release.app
 
 
-def _on_bad_end(flow: Flow[..., object], flow_run: FlowRun, state: State) -> None:
+class _DyingRun(Protocol):
+    """What a state hook reads of the flow run Prefect hands it."""
+
+    id: UUID
+    parameters: dict[str, Any]  # as Prefect's FlowRun types them
+
+
+def _on_bad_end(flow: Flow[..., object], flow_run: _DyingRun, state: State) -> None:
     """on_crashed / on_cancellation: clean up from the dying process (best effort; the
     automation on Crashed / Cancelled runs starts `reconcile`, which does the same).
 
     Only while no other run that takes the app's lock is alive: this run may never have had
     the lock (cancelled while it waited for it), and the release that has it must not lose
     its baseline and canary. Reconcile repairs and reports then, under the lock."""
-    params = flow_run.parameters or {}
+    params, why = flow_run.parameters or {}, describe_end(state.name, state.message)
     with contextlib.suppress(Exception):
         if other_lock_takers(params["app"], me=str(flow_run.id)):
             return
         spec, _ = spec_of_run(params["app"], params)  # what the adapters were made with
         recover_release(load_block(params.get("platform", "local-platform/local")),
                         params["app"], spec, run_id=flow_run.id, image=params.get("image"),
-                        commit=params.get("commit"), why=describe_end(state))  # fmt: skip
+                        commit=params.get("commit"), why=why)  # fmt: skip
 
 
 def _run_name() -> str:
     """`canary-release-<app>-<version>-<short commit>`: what a person looks for in the list."""
-    from prefect.runtime import flow_run
-
-    params = flow_run.parameters
-    version = params.get("version") or "unversioned"
-    return f"canary-release-{params['app']}-{version}-{str(params['commit'])[:7]}"
+    app, version, commit = (current.parameter(name) for name in ("app", "version", "commit"))
+    return f"canary-release-{app}-{version or 'unversioned'}-{str(commit)[:7]}"
 
 
 @flow(name="canary-release", flow_run_name=_run_name,
@@ -137,15 +141,15 @@ def canary_release(
     release = Release(app, image, commit)  # the one release model: name rule, full commit
     spec, canary_config = load_release_config(release.app, release.commit, app_config, config)
     run = _Run(release, spec, canary_config, load_block(platform), load_block(metrics).source(),
-               str(runs.current_flow_run().id), pushed_at)  # fmt: skip
+               current.run_id(), pushed_at)  # fmt: skip
     newer = _ordering(run.plat, run.app, spec, repo)
-    publish.tag_run(app=run.app, commit=release.commit[:12], version=version)
+    current.tag_run(app=run.app, commit=release.commit[:12], version=version)
     with contextlib.ExitStack() as lock:
         turn = wait_for_turn("canary-release", run.app, ensure_release_lock(run.app), lock,
                              newer=newer, retry=retry)  # fmt: skip
         if turn.place is not Place.PROCEED:
             return _skip(release, turn.reason)
-        stale = against_production(runs.this_run(), _production(run.plat, run.app), newer)
+        stale = against_production(current.this_run(), _production(run.plat, run.app), newer)
         if stale is not None:
             return _skip(release, stale)
         ended = _release(run)
@@ -173,33 +177,31 @@ def _ordering(plat: Platform, app: str, spec: ReleaseSpec,
 def _production(plat: Platform, app: str) -> Candidate | None:
     """What production runs, as a queue candidate (its commit; when it was pushed)."""
     commit = p.read_production_commit(plat, app)
-    last = find_last_promotion(app)
+    last = last_production_change(app)
     if commit is None and last is not None:
-        commit = last.get("commit")
+        commit = last["commit"]
     if not commit:
         return None
-    pushed = last.get("pushed_at") if last and last.get("commit") == commit else None
-    return runs.candidate_for(commit, pushed)
+    pushed = last["pushed_at"] if last and last["commit"] == commit else None
+    return candidate_for(commit, pushed)
 
 
 def _skip(release: Release, reason: str) -> State:
     """End without releasing: a report and a canary.release.skipped event that say why."""
     app, commit, skipped = release.app, release.commit, Outcome.SKIPPED
     get_run_logger().info("%s %s: not released: %s", app, commit[:12], reason)
-    publish.publish_report(app, markdown_report(
+    artifacts.publish_report(app, markdown_report(
         app=app, image=release.image, commit=commit, outcome=skipped.value, reason=reason,
         records=[], thresholds=None), f"{app} {commit[:12]}: {skipped.value} ({reason})")  # fmt: skip
-    ended = ReleaseEnded(app=app, outcome=skipped, image=release.image, commit=commit,
-                         reason=reason)  # fmt: skip
-    publish.emit(ended.event_name, app, ended.payload())
-    publish.tag_run(outcome=skipped.value)
+    emit(ReleaseEnded(app=app, outcome=skipped, image=release.image, commit=commit, reason=reason))
+    current.tag_run(outcome=skipped.value)
     return Cancelled(name=skipped.state.name, message=reason)
 
 
 def _final_state(ended: ReleaseEnded) -> State:
     """The outcome's named final state, the headline as its message, the result as data."""
     outcome = ended.outcome
-    publish.tag_run(outcome=outcome.value)
+    current.tag_run(outcome=outcome.value)
     state: State = _STATES[outcome.state.type](name=outcome.state.name, message=ended.headline,
                                                data=run_data(ended))  # fmt: skip
     return state
@@ -302,13 +304,13 @@ def _ask(run: _Run, gate: str, question: str, *, prior: Decision) -> Decision:
 def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     """Per window: shift traffic, wait (taking a command), observe, assess, publish, decide."""
     app, spec, start = run.app, run.spec, datetime.now(UTC)
-    bar = publish.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}")
+    bar = artifacts.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}")
     looks = LookPlan.for_release(spec.analysis, run.config, start=start)
     earlier, decision = Earlier(), Decision(Action.ROLL_BACK, "no judgement was made", True)
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(run.plat, app, spec, weights)
-        seen = _observe(run, looks, window, tick=lambda: publish.progress(
+        seen = _observe(run, looks, window, tick=lambda: artifacts.progress(
             bar, looks.progress(datetime.now(UTC), start)))  # fmt: skip
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
             decision = seen
@@ -323,10 +325,10 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
                             prior=decision)  # fmt: skip
         if decision.final:
             break
-    publish.progress(bar, 100.0)
+    artifacts.progress(bar, 100.0)
     if records:  # one link per metric to its Prometheus graph over the analysis
         last = looks.windows[records[-1].index - 1]
-        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
+        artifacts.publish_graph_links(app, analysis.graph_links(run.source, run.config,
                                                               spec.scopes, last))  # fmt: skip
     return decision
 
@@ -355,7 +357,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
     outcome, reason = _read_back(run, before, decision)
     lead = decision.manual or not decision.judged  # the reason leads the headline
     title = headline(outcome.value, reason, records, lead)
-    report_id = publish.publish_report(app, markdown_report(
+    report_id = artifacts.publish_report(app, markdown_report(
         app=app, image=release.image, commit=release.commit, outcome=outcome.value,
         reason=reason, records=records, thresholds=spec.analysis.thresholds, cleanup=cleanup,
         plan=plan, by_person=lead,
@@ -364,7 +366,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
     lifetime = spec.analysis.lifetime
     ended = ReleaseEnded.model_validate({
         "app": app, "outcome": outcome, "image": release.image, "commit": release.commit,
-        "reason": reason, "headline": title, "report": str(report_id), "url": publish.run_link(),
+        "reason": reason, "headline": title, "report": str(report_id), "url": current.run_link(),
         "score": last.judgement.summary_score if last and decision.judged else None,
         "failing": failing_metrics(records) if decision.judged else [],
         "judgements": len(records),
@@ -378,7 +380,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
         "pushed_at": run.pushed_at,
     })  # fmt: skip
-    publish.emit(ended.event_name, app, ended.payload())
+    emit(ended)
     return ended
 
 

@@ -15,7 +15,6 @@ disabled-by-default automation `restore-production-on-regression` can act on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -30,13 +29,15 @@ from canary.config.release import ReleaseSpec, Scopes
 from canary.errors import ConfigError
 from canary.ports import MetricSource
 from canary.report import markdown_report
+from canary.values.events import ReanalysisRegressed
 from canary.values.release import check_app_name
+from store.artifacts import publish_interval, publish_report
+from store.current import parameter, rename_run, run_id
+from store.events import emit
+from store.turn import take_lock
 from tasks.analysis import judge_look, observe
-from tasks.history import find_last_promotion, find_released_apps
-from tasks.publish import emit, publish_interval, publish_report, rename_run
-from tasks.runs import current_flow_run
+from tasks.history import LastChange, find_released_apps, last_production_change
 from tasks.setup import DEFAULT_SPEC, ensure_release_lock, load_block, load_release_spec
-from tasks.turn import take_lock
 
 
 def _window_name(start: datetime, end: datetime) -> str:
@@ -51,31 +52,25 @@ def _human(delta: timedelta) -> str:
     return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
 
 
-def canary_began(promotion: Mapping[str, object], begin_after: timedelta) -> datetime:
+def canary_began(promotion: LastChange, begin_after: timedelta) -> datetime:
     """When the promoted release first split traffic.
 
     Args:
-        promotion: The promotion event's payload, with ``occurred`` (when it was emitted).
+        promotion: The last production change (tasks.history.last_production_change).
         begin_after: The analysis' warm-up.
 
     Returns:
         Its analysis began `begin_after` after that; without a recorded window, the
-        promotion time (older events).
+        promotion time (older events, and restores).
     """
-    started = promotion.get("window_start")
-    if isinstance(started, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(started) - begin_after
-    occurred = promotion["occurred"]
-    assert isinstance(occurred, datetime), occurred  # tasks.history reads it as one
-    return occurred
+    started = promotion["window_start"]
+    return promotion["occurred"] if started is None else started - begin_after
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    params = flow_run.parameters
-    return f"canary-reanalysis-{params.get('app') or 'every-app'}-{params.get('mode', 'post-promotion')}"
+    """`canary-reanalysis-<app or every-app>-<mode>`."""
+    app, mode = parameter("app"), parameter("mode")
+    return f"canary-reanalysis-{app or 'every-app'}-{mode or 'post-promotion'}"
 
 
 @dataclass(frozen=True)
@@ -158,17 +153,17 @@ def _after_promotion(app: str, spec: ReleaseSpec, end: datetime,
                      window_minutes: float) -> _Target | None:  # fmt: skip
     """The current production against production before the last promotion (None: no
     promotion), the control window ending when that release's canary phase began."""
-    promotion = find_last_promotion(app)
+    promotion = last_production_change(app)
     if promotion is None:
         return None
-    promoted_at: datetime = promotion["occurred"]
+    promoted_at = promotion["occurred"]
     start = max(promoted_at + spec.analysis.begin_after, end - timedelta(minutes=window_minutes))
     offset = end - canary_began(promotion, spec.analysis.begin_after)
     scopes = spec.scopes.model_copy(update={
         "control": spec.scopes.production, "experiment": spec.scopes.production})  # fmt: skip
-    return _Target(start, end, offset, scopes, image=promotion.get("image"),
-                   previous_image=promotion.get("previous_image"),
-                   commit=promotion.get("commit"))  # fmt: skip
+    return _Target(start, end, offset, scopes, image=promotion["image"],
+                   previous_image=promotion["previous_image"],
+                   commit=promotion["commit"])  # fmt: skip
 
 
 def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConfig,
@@ -181,7 +176,7 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
                              not_before=end, step=spec.analysis.step)  # fmt: skip
     # Under the app's lock: production's windows are not read while a canary changes it.
     with contextlib.ExitStack() as held:
-        take_lock(app, ensure_release_lock(app), held, me=str(current_flow_run().id))
+        take_lock(app, ensure_release_lock(app), held, me=run_id())
         observation = observe(source, canary_config, target.scopes, window, requests=False)
     # One look, two windows that need not carry equal traffic: count metrics are judged
     # against the observed share of requests (valid for a single look; docs/judge.md).
@@ -205,7 +200,7 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
                "previous_image": target.previous_image, "start": start.isoformat(),
                "end": end.isoformat(), "control_offset_seconds": offset.total_seconds()}  # fmt: skip
     if not ok:
-        emit("canary.reanalysis.regressed", app, summary)
+        emit(ReanalysisRegressed.model_validate(summary))
         get_run_logger().warning("%s regressed: %s", app, reason)
     return summary
 

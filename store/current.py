@@ -12,13 +12,14 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_UI_URL
+from prefect.states import Running
 
 from canary.queue import Candidate
 from store.client import client
 from store.runs import candidate, record
 
 __all__ = ["current_flow_run", "parameter", "pause_for_input", "rename_run", "run_id", "run_link",
-           "stop_requested", "tag_run", "this_run"]  # fmt: skip
+           "running_again", "stop_requested", "tag_run", "this_run"]  # fmt: skip
 
 Form = TypeVar("Form", bound=RunInput)
 
@@ -131,3 +132,13 @@ def pause_for_input(form: type[Form], *, key: str, timeout: int, poll: int = 2) 
     """
     answer: Form = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key=key)
     return answer
+
+
+def running_again() -> None:
+    """Put this flow run back to Running (forced), e.g. after a pause nobody answered.
+
+    Prefect leaves the run Paused past its timeout; the server then refuses the run's own
+    final state and fails it ("The flow was rolledback and never resumed.").
+    """
+    with client() as prefect:
+        prefect.set_flow_run_state(current_flow_run().id, Running(), force=True)

@@ -30,11 +30,11 @@ from canary.ports import MetricSource, Platform
 from canary.report import JudgementRecord, explain_failing
 from canary.values.events import OperatorCommand
 from canary.values.scope import MetricScope, scope_pair
+from canary.waiting import wait_until
+from store.artifacts import publish_interval
+from store.commands import take as take_command
 from tasks._retry import RETRYING
-from tasks.commands import take as take_command
 from tasks.platform import check_serving
-from tasks.publish import publish_interval
-from tasks.waiting import wait_until
 
 
 def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
@@ -184,8 +184,7 @@ def wait_for_look(app: str, run_id: str, window: JudgementWindow,
 
     def command() -> OperatorCommand | None:
         tick()
-        got = take_command(app, run_id)
-        return None if got is None else OperatorCommand.parse(got, app=app)
+        return take_command(app, run_id)
 
     return wait_until(window.not_before, tick=command)
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from canary.values.events import HISTORY_EVENTS, ReleaseEnded
+from canary.values.events import ReleaseEnded
 from store import events as store_events
 from tasks._retry import RETRYING
 
-__all__ = ["HISTORY_EVENTS", "LastChange", "find_last_promotion", "find_released_apps",
-           "last_production_change"]
+__all__ = ["LastChange", "find_released_apps", "last_production_change"]
 
 
 class LastChange(TypedDict):
@@ -56,27 +55,6 @@ def last_production_change(app: str, *, within_days: int = 7) -> LastChange | No
                       commit=ended.commit if ended else None,
                       pushed_at=ended.pushed_at if ended else None,
                       window_start=ended.window_start if ended else None)  # fmt: skip
-
-
-@task(name="find-last-promotion", task_run_name="find-last-promotion-{app}",
-      cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
-def find_last_promotion(app: str, *, within_days: int = 7) -> dict[str, Any] | None:
-    """The newest production change as a dict: the event's payload, ``occurred`` and ``event``.
-
-    Compatibility for the flows that read the old dict; new code takes the typed
-    ``last_production_change``.
-
-    Args:
-        app: The app.
-        within_days: How far back.
-
-    Returns:
-        The dict, or None when there is no change.
-    """
-    change = store_events.last_production_change(app, within_days=within_days)
-    if change is None:
-        return None
-    return {"occurred": change.occurred, "event": change.name, **change.event.payload()}
 
 
 @task(name="find-released-apps", cache_policy=NO_CACHE, **RETRYING)

@@ -16,15 +16,12 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from prefect.states import Running
 from pydantic import Field
 
 from canary.analysis.decision import APPROVE, GateAnswer
-from tasks.runs import current_flow_run
+from store.current import pause_for_input, running_again
 
 __all__ = ["APPROVE", "ReleaseDecision", "ask_person"]
 
@@ -63,21 +60,13 @@ def ask_person(app: str, gate: str, question: str, *, timeout_seconds: int,
         "`canary reject %s`; no answer rolls back", app, question, timeout_seconds, app, app,
     )  # fmt: skip
     try:
-        answer = pause_flow_run(wait_for_input=ReleaseDecision, timeout=timeout_seconds,
-                                poll_interval=poll_seconds, key=f"manual-{gate}-{app}")  # fmt: skip
+        answer = pause_for_input(ReleaseDecision, key=f"manual-{gate}-{app}",
+                                 timeout=timeout_seconds, poll=poll_seconds)  # fmt: skip
     except FlowPauseTimeout:
-        _running_again()
+        # Prefect leaves the run Paused past its timeout; the server would then refuse the
+        # run's own final state and fail it ("...never resumed"): Running again, forced.
+        running_again()
         return GateAnswer(gate, question, None, timeout_seconds=timeout_seconds)
     return GateAnswer(gate, question, answer.decision, answer.comment,
                       timeout_seconds=timeout_seconds)  # fmt: skip
 
-
-def _running_again() -> None:
-    """Put this run back to Running after a pause nobody answered.
-
-    Prefect leaves the run Paused past its timeout; the server then refuses the run's own
-    final state and fails it ("The flow was rolledback and never resumed."). Forced, as
-    the timeout has passed.
-    """
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(current_flow_run().id, Running(), force=True)

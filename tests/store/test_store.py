@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 import store.recovery
-import tasks.publish
-from canary.values.events import ProductionRestored, ReleaseEnded
+from canary.values.events import ProductionRestored, ReanalysisRegressed, ReleaseEnded
 from canary.values.outcome import FINAL_STATE_NAMES, Outcome, describe_end
 from canary.values.repair import ReconcileReport, Recovery
 from store import events
@@ -47,14 +46,17 @@ def test_emit_sends_the_models_name_resource_and_payload(monkeypatch: pytest.Mon
     assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1"}
 
 
-def test_the_old_emit_is_typed_on_the_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[object] = []
-    monkeypatch.setattr(tasks.publish, "emit_event", sent.append)
-    tasks.publish.emit("canary.release.rolled-back", "shop", {"image": "i", "score": 3})
-    (model,) = sent
-    assert isinstance(model, ReleaseEnded) and model.outcome is Outcome.ROLLED_BACK
-    with pytest.raises(ValueError, match="not one of"):
-        tasks.publish.emit("canary.something.else", "shop", {})
+def test_a_regressed_reanalysis_is_emitted_typed_from_its_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "emit_event", lambda **kw: sent.append(kw))
+    summary = {"app": "shop", "mode": "post-promotion", "verdict": "Fail", "outcome": "regressed",
+               "score": 40.0, "image": "img:1", "previous_image": "img:0",
+               "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:05:00+00:00",
+               "control_offset_seconds": 60.0}  # fmt: skip
+    events.emit(ReanalysisRegressed.model_validate(summary))
+    (one,) = sent
+    assert one["event"] == "canary.reanalysis.regressed"
+    assert one["payload"] == {**summary, "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:05:00Z"}
 
 
 class _Platform:
