@@ -181,7 +181,7 @@ def answer(api: Api, app: str, *, approve: bool, comment: str, by: str) -> Row:
     Raises:
         CommandError: No release of the app waits at a canary gate.
     """
-    from tasks.judgement import APPROVE
+    from store.gates import APPROVE
 
     release = _one_live(api, app, state="PAUSED")
     key = release.pause_key or ""

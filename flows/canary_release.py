@@ -42,7 +42,8 @@ from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
 from canary.values.repair import found_in_words
 from canary.values.weights import Weights
-from store import artifacts, current
+from flows.looks import publish_look, wait_for_both_tracks, wait_for_look
+from store import artifacts, current, gates
 from store.events import emit
 from store.locks import other_lock_takers
 from store.recovery import recover_release
@@ -51,7 +52,6 @@ from store.turn import wait_for_turn
 from tasks import analysis
 from tasks import platform as p
 from tasks.history import last_production_change
-from tasks.judgement import ask_person
 from tasks.setup import ensure_release_lock, load_block, load_release_config, spec_of_run
 
 _STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}  # by state type
@@ -295,8 +295,8 @@ def _decide(run: _Run, records: list[JudgementRecord]) -> Decision:
 
 
 def _ask(run: _Run, gate: str, question: str, *, prior: Decision) -> Decision:
-    """A person's answer at `gate` (tasks.judgement), as the decision."""
-    answer = ask_person(run.app, gate, question,
+    """A person's answer at `gate` (store.gates), as the decision."""
+    answer = gates.ask_person(run.app, gate, question,
                         timeout_seconds=run.spec.manual_judgement_timeout_seconds)  # fmt: skip
     return Decision.from_gate(answer, prior=prior)
 
@@ -319,7 +319,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
         record, earlier = analysis.judge_look(seen, looks, canary_share=weights.canary,
                                               readiness=readiness, earlier=earlier)  # fmt: skip
         records.append(record)
-        decision = analysis.publish_look(app, record, looks.looks)
+        decision = publish_look(app, record, looks.looks)
         if not decision.final and window.index in spec.manual_gates:
             decision = _ask(run, "after-look", f"Look {window.index} passed. Continue?",
                             prior=decision)  # fmt: skip
@@ -340,8 +340,8 @@ def _observe(run: _Run, looks: LookPlan, window: JudgementWindow,
     weights = run.spec.traffic.weights(window.index)
     try:
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
-            analysis.wait_for_both_tracks(run.plat, run.app, run.spec, run.source, run.config)
-        command = analysis.wait_for_look(run.app, run.run_id, window, tick)
+            wait_for_both_tracks(run.plat, run.app, run.spec, run.source, run.config)
+        command = wait_for_look(run.app, run.run_id, window, tick)
         if command is not None:
             return Decision.commanded(command, look=window.index, looks=looks.looks)
         return analysis.observe(run.source, run.config, run.spec.scopes, window)

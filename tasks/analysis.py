@@ -8,10 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from canary.analysis.decision import Decision
 from canary.analysis.look import Earlier, LookPlan, Observation, assess
 from canary.analysis.planning import LookSchedule, describe, plan_config
 from canary.analysis.windows import JudgementWindow
@@ -26,18 +25,13 @@ from canary.metrics.collect import (
     request_counter,
     unseen_tracks,
 )
-from canary.ports import MetricSource, Platform
-from canary.report import JudgementRecord, explain_failing
-from canary.values.events import OperatorCommand
+from canary.ports import MetricSource
+from canary.report import JudgementRecord
 from canary.values.scope import MetricScope, scope_pair
-from canary.waiting import wait_until
-from store.artifacts import publish_interval
-from store.commands import take as take_command
 from tasks._retry import RETRYING
-from tasks.platform import check_serving
 
 
-def window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
+def _window_scopes(scopes: Scopes, window: JudgementWindow) -> tuple[MetricScope, MetricScope]:
     """Control and experiment scopes of one judgement window.
 
     Args:
@@ -71,7 +65,7 @@ def observe(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: 
     Returns:
         The observation.
     """
-    control, experiment = window_scopes(scopes, window)
+    control, experiment = _window_scopes(scopes, window)
     return Observation(
         window=window, pairs=tuple(collect_pairs(source, config, control, experiment)),
         counts=tuple(collect_counts(source, config, control, experiment)),
@@ -168,76 +162,6 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
     return record, found.earlier
 
 
-def wait_for_look(app: str, run_id: str, window: JudgementWindow,
-                  tick: Callable[[], None]) -> OperatorCommand | None:  # fmt: skip
-    """Wait until the window's data exists, taking an operator's command meanwhile.
-
-    Args:
-        app: The app released.
-        run_id: This release run's id (a command names the run it is for).
-        window: The look's window (its ``not_before``).
-        tick: Called every poll (the progress bar).
-
-    Returns:
-        The command that ended the wait early, or None.
-    """
-
-    def command() -> OperatorCommand | None:
-        tick()
-        return take_command(app, run_id)
-
-    return wait_until(window.not_before, tick=command)
-
-
-def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,
-                         config: CanaryConfig) -> None:  # fmt: skip
-    """Before the first look: until both tracks' requests are visible in the metric store
-    (wait_for_requests), or a track stops serving (its readiness guard then rolls back).
-
-    Args:
-        plat: The platform (each track's readiness).
-        app: The app released.
-        spec: The release spec (its scopes and ready timeout).
-        source: The metric store.
-        config: The canary config (its request counter).
-
-    Raises:
-        MetricsError: The requests stayed invisible for the spec's ready timeout.
-    """
-
-    def not_serving() -> str | None:
-        why = check_serving.fn(plat, app, spec).values()
-        return next((reason for reason in why if reason is not None), None)
-
-    waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
-                               spec.ready_timeout_seconds, stop=not_serving)  # fmt: skip
-    if waited >= 2:
-        get_run_logger().info("%s: both tracks' requests visible in Prometheus after %.1f s",
-                              app, waited)  # fmt: skip
-
-
-def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
-    """Publish a look (its table artifact and log lines).
-
-    Args:
-        app: The app released.
-        record: The look, as judge_look made it.
-        looks: The planned number of looks.
-
-    Returns:
-        The look's decision.
-    """
-    result, decision = record.judgement, record.decision
-    assert decision is not None  # judge_look always decides
-    publish_interval(app, record)
-    logger = get_run_logger()
-    logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
-                result.summary_score, decision.action.value, decision.reason)  # fmt: skip
-    for line in explain_failing(result):
-        logger.warning("%s look %d: %s", app, record.index, line)
-    return decision
-
-
 @task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)
 def graph_links(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
     """Each metric's link to its Prometheus graph of both sides over the window.
@@ -254,7 +178,7 @@ def graph_links(source: MetricSource, config: CanaryConfig, scopes: Scopes, wind
     link = getattr(source, "graph_link", None)
     if link is None:
         return []
-    control, experiment = window_scopes(scopes, window)
+    control, experiment = _window_scopes(scopes, window)
     return [(m.name, link(m, config.templates, control, experiment)) for m in config.metrics
             if m.is_prometheus]  # fmt: skip
 

@@ -42,7 +42,7 @@ __all__ = [
     "in_marginal_band",
 ]
 
-#: The manual gates a release may wait at (docs: tasks.judgement).
+#: The manual gates a release may wait at (docs: store.gates).
 Gate: TypeAlias = Literal["judgement", "before-promotion", "after-look"]
 #: What a person may answer at a gate.
 Answer: TypeAlias = Literal["promote", "continue", "roll back"]

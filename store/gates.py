@@ -1,5 +1,5 @@
-"""Manual judgement and manual gates: ask a person in the Prefect UI (or `canary approve` /
-`canary reject`).
+"""Manual judgement and manual gates: a person's answer, asked through Prefect (the UI,
+or `canary approve` / `canary reject`).
 
 The flow run pauses with a typed form (a decision and a comment). No answer before the
 timeout means roll back: silence never promotes. Three occasions ask:

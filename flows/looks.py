@@ -1,0 +1,98 @@
+"""The release flow's steps around a look that are sequencing, not tasks.
+
+Waiting for a look's window (taking an operator's command meanwhile), waiting until both
+tracks' requests are visible before the first look, and publishing a look: each calls
+tasks and the store, in order, so it lives with the flows (tasks/ holds only tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prefect import get_run_logger
+
+from canary.analysis.decision import Decision
+from canary.analysis.windows import JudgementWindow
+from canary.config import CanaryConfig
+from canary.config.release import ReleaseSpec
+from canary.ports import MetricSource, Platform
+from canary.report import JudgementRecord, explain_failing
+from canary.values.events import OperatorCommand
+from canary.waiting import wait_until
+from store.artifacts import publish_interval
+from store.commands import take as take_command
+from tasks.analysis import wait_for_requests
+from tasks.platform import check_serving
+
+__all__ = ["publish_look", "wait_for_both_tracks", "wait_for_look"]
+
+
+def wait_for_look(app: str, run_id: str, window: JudgementWindow,
+                  tick: Callable[[], None]) -> OperatorCommand | None:  # fmt: skip
+    """Wait until the window's data exists, taking an operator's command meanwhile.
+
+    Args:
+        app: The app released.
+        run_id: This release run's id (a command names the run it is for).
+        window: The look's window (its ``not_before``).
+        tick: Called every poll (the progress bar).
+
+    Returns:
+        The command that ended the wait early, or None.
+    """
+
+    def command() -> OperatorCommand | None:
+        tick()
+        return take_command(app, run_id)
+
+    return wait_until(window.not_before, tick=command)
+
+
+def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,
+                         config: CanaryConfig) -> None:  # fmt: skip
+    """Before the first look: until both tracks' requests are visible in the metric store
+    (wait_for_requests), or a track stops serving (its readiness guard then rolls back).
+
+    Args:
+        plat: The platform (each track's readiness).
+        app: The app released.
+        spec: The release spec (its scopes and ready timeout).
+        source: The metric store.
+        config: The canary config (its request counter).
+
+    Raises:
+        MetricsError: The requests stayed invisible for the spec's ready timeout.
+    """
+
+    def not_serving() -> str | None:
+        why = check_serving.fn(plat, app, spec).values()
+        return next((reason for reason in why if reason is not None), None)
+
+    waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
+                               spec.ready_timeout_seconds, stop=not_serving)  # fmt: skip
+    if waited >= 2:
+        get_run_logger().info("%s: both tracks' requests visible in Prometheus after %.1f s",
+                              app, waited)  # fmt: skip
+
+
+def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
+    """Publish a look (its table artifact and log lines).
+
+    Args:
+        app: The app released.
+        record: The look, as judge_look made it.
+        looks: The planned number of looks.
+
+    Returns:
+        The look's decision.
+    """
+    result, decision = record.judgement, record.decision
+    assert decision is not None  # judge_look always decides
+    publish_interval(app, record)
+    logger = get_run_logger()
+    logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
+                result.summary_score, decision.action.value, decision.reason)  # fmt: skip
+    for line in explain_failing(result):
+        logger.warning("%s look %d: %s", app, record.index, line)
+    return decision
