@@ -1,9 +1,9 @@
 """What the chain benches share: a private chain on free ports, pushes, waits and load.
 
 Used by pipeline_latency.py, early_decisions.py and concurrent_releases.py. Runs, events
-and task runs are read through the demo's one reader (``demo.api.PrefectReader``), as
-typed records; the few writes (pause schedules, switch an automation) through
-``demo.api.PrefectAdmin``.
+and task runs are read through the store's one reader (``store.reader.PrefectReader``),
+as typed records; the few writes (pause schedules, switch an automation) through
+``store.reader.PrefectAdmin``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # runnable as a plain script
 
 from canary.platforms.local import procs  # noqa: E402
-from demo.api import FlowRun, PrefectAdmin, PrefectReader  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
 from scripts.send_github_push import build_payload, sign  # noqa: E402
+from store.reader import PrefectAdmin, PrefectReader  # noqa: E402
+from store.records import FlowRun  # noqa: E402
 
 APP = "goldengoose"
 DEMO_PORTS = {4200, 8088, 18080, 18404, 19090}  # ChainConfig's defaults: never ours

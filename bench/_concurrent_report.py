@@ -11,7 +11,7 @@ from typing import Any
 
 from canary.values.events import ReleaseEnded
 from canary.values.outcome import Outcome
-from demo.api import FlowRun, Recorded
+from store.records import FlowRun, Recorded
 
 PROMOTED = Outcome.PROMOTED.value
 

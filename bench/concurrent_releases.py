@@ -81,8 +81,9 @@ from bench._concurrent_apps import (  # noqa: E402
 from bench._concurrent_report import PROMOTED, Release, phase_numbers, render  # noqa: E402
 from bench._machine import MIB, Probe, Sampler  # noqa: E402
 from canary.platforms.local import procs  # noqa: E402
-from demo.api import FlowRun, PrefectAdmin, PrefectReader  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
+from store.reader import PrefectAdmin, PrefectReader  # noqa: E402
+from store.records import FlowRun  # noqa: E402
 
 
 # -- following releases --------------------------------------------------------------------

@@ -59,8 +59,8 @@ from bench._common import (  # noqa: E402
 )
 from canary.config.release import ReleaseSpec  # noqa: E402
 from canary.values.events import BuildSucceeded  # noqa: E402
-from demo.api import FINAL, TaskRun  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
+from store.records import FINAL, TaskRun  # noqa: E402
 
 RELEASE_AUTOMATION = "canary-release-on-build-succeeded"
 AUTOMATION_TRIGGERED = "prefect.automation.triggered"

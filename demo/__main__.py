@@ -13,7 +13,7 @@ GITHUB_WEBHOOK_SECRET or is generated once into ``.demo/secret`` (mode 600); it 
 printed and never written anywhere else.
 
 The parts: ``demo.config`` (settings, secret, records), ``demo.ports``, ``demo.repo`` (git),
-``demo.api`` (the one reader of runs and events, shared with the benches),
+``store.reader`` (the store's one reader of runs and events, shared with the benches),
 ``demo.progress``, ``demo.summary`` (outcomes and the table), ``demo.run`` (the scripted
 releases) and ``demo.status`` (status and stop).
 """
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import httpx
 
-from demo.api import ApiError
 from demo.chain import ChainError
 from demo.config import DEFAULT_HOME, DEFAULTS, PORTS, DemoError
 from demo.run import Demo
 from demo.status import status, stop
+from store.reader import ApiError
 
 __all__ = ["main", "parse_args", "status", "stop"]
 

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TextIO
 
-from demo.api import Artifact, FlowRun
+from store.records import Artifact, FlowRun
 
 _JUDGEMENT = re.compile(r"judgement #(\d+): score ([-\d.]+) → (\w+)")
 

@@ -20,7 +20,6 @@ import httpx
 
 from canary.platforms.local import procs
 from canary.values.outcome import Outcome
-from demo.api import ACTIVE, FlowRun, PrefectAdmin, PrefectReader
 from demo.chain import ROOT, Chain, ChainConfig
 from demo.config import (
     APP,
@@ -47,6 +46,8 @@ from demo.summary import (
     ui_guide,
     verdict,
 )
+from store.reader import PrefectAdmin, PrefectReader
+from store.records import ACTIVE, FlowRun
 
 #: (label, version, faults.json, the outcome it must have, the step's title)
 PLAN: tuple[tuple[str, str, Mapping[str, object], Outcome, str], ...] = (

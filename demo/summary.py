@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from canary.values.events import BuildSucceeded, ReleaseEnded
 from canary.values.outcome import Outcome
-from demo.api import FlowRun
 from demo.chain import ChainConfig
 from demo.config import APP, INTERVAL_KEY
 from demo.progress import clock
+from store.records import FlowRun
 
 #: The outcomes a release of the demo can have: it ran, and was promoted or rolled back.
 RELEASED = (Outcome.PROMOTED, Outcome.ROLLED_BACK)

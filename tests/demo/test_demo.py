@@ -24,7 +24,6 @@ import pytest
 from canary.values.events import ReleaseEnded
 from canary.values.outcome import Outcome
 from demo import __main__ as cli
-from demo.api import FlowRun
 from demo.chain import ROOT
 from demo.config import DemoError, chain_config, webhook_secret
 from demo.hooks import install_post_receive, render_post_receive
@@ -32,6 +31,7 @@ from demo.ports import port_conflicts
 from demo.progress import Progress, status_line
 from demo.repo import DemoRepo, check_delivery
 from demo.summary import RELEASED, ReleaseRow, release_outcome, render_summary, verdict
+from store.records import FlowRun
 
 PROMOTED, ROLLED_BACK, FAILED = Outcome.PROMOTED, Outcome.ROLLED_BACK, None  # None: no outcome
 NO_ROW = "no row"  # the release was not pushed
