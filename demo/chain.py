@@ -9,7 +9,6 @@ kept. Secrets (the webhook secret) travel by environment only and are never writ
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 
 from canary.platforms.local import procs, supervisor
 from demo.postgres import PostgresCluster
+from store.reader import PrefectReader
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -255,17 +255,11 @@ class Chain:
                 and doc.get("checked", 0) >= doc.get("started", float("inf")))  # fmt: skip
 
     def _worker_online(self) -> bool:
-        body = json.dumps({}).encode()
-        request = urllib.request.Request(
-            f"{self.config.api_url}/work_pools/canary-local/workers/filter", data=body,
-            headers={"content-type": "application/json"}, method="POST",
-        )  # fmt: skip
+        """True once a worker of the local pool is ONLINE (read through the store)."""
         try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                workers = json.load(answer)
+            return PrefectReader(self.config.api_url, timeout=5).worker_online("canary-local")
         except OSError:
             return False
-        return any(w.get("status") == "ONLINE" for w in workers)
 
     def stop(self) -> list[str]:
         """Stop what this chain started (the supervisor first, so it restarts nothing being
