@@ -214,7 +214,7 @@ class Stack:
 
     def live_runs(self) -> list[dict[str, Any]]:
         """Runs of the chain's flows that may still act. A run cancelled before its process
-        ran the flow never will (tasks.runs counts it out too), even if Prefect leaves it
+        ran the flow never will (store.runs counts it out too), even if Prefect leaves it
         Cancelling: see test_cancelled_queued_build_never_runs."""
         return [r for r in self.live.flow_runs() if r["state_type"] not in FINAL
                 and not (r["state_type"] == "CANCELLING" and r["start_time"] is None)
