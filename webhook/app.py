@@ -49,12 +49,15 @@ class Reject(Exception):
         self.outcome = Outcome(status, {"error": error}, note=error)
 
 
-def create_app(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
-) -> Starlette:
-    """The relay app. `transport` lets tests swap the HTTP layer to Prefect (httpx's seam)."""
+class _Relay:
+    """The relay's handlers over one settings object (and, in tests, an HTTP transport)."""
 
-    def new_client() -> httpx.AsyncClient:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.settings, self.transport = settings, transport
+
+    def new_client(self) -> httpx.AsyncClient:
+        """A client to Prefect's API with the relay's headers and timeouts."""
+        settings = self.settings
         headers = {"User-Agent": "prefect-canary-webhook-relay"}
         if settings.prefect_auth_header:
             headers["Authorization"] = settings.prefect_auth_header
@@ -63,12 +66,14 @@ def create_app(
             timeout=httpx.Timeout(
                 settings.prefect_timeout_s, connect=min(3.0, settings.prefect_timeout_s)
             ),
-            transport=transport,
+            transport=self.transport,
         )
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with new_client() as client:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """One client for the app's lifetime."""
+        settings = self.settings
+        async with self.new_client() as client:
             app.state.prefect = client
             log.info(
                 "relay ready: events to %s, branches %s, body limit %d bytes",
@@ -79,12 +84,13 @@ def create_app(
             yield
         app.state.prefect = None
 
-    async def post_event(request: Request, event: dict[str, Any]) -> str | None:
+    async def post_event(self, request: Request, event: dict[str, Any]) -> str | None:
         """POST the event; None when Prefect accepted it, else why not (no body, no secret)."""
+        settings = self.settings
         client: httpx.AsyncClient | None = getattr(request.app.state, "prefect", None)
         try:
             if client is None:  # served without lifespan (some test clients): one-off client
-                async with new_client() as one_off:
+                async with self.new_client() as one_off:
                     response = await one_off.post(settings.events_url, json=[event])
             else:
                 response = await client.post(settings.events_url, json=[event])
@@ -94,7 +100,9 @@ def create_app(
             return f"Prefect answered {response.status_code}"
         return None
 
-    async def handle(request: Request, delivery: str, kind: str) -> Outcome:
+    async def handle(self, request: Request, delivery: str, kind: str) -> Outcome:
+        """One delivery: verified, parsed, filtered, then posted as a github.push event."""
+        settings = self.settings
         body = await read_capped(request, settings.max_body_bytes)
         if not signing.verify(settings.secret, body, request.headers.get(signing.HEADER)):
             raise Reject(401, f"missing or invalid {signing.HEADER}")
@@ -111,14 +119,11 @@ def create_app(
             push = github.parse_push(payload)
         except github.BadPayload as exc:
             raise Reject(400, str(exc)) from None
-        if push.branch is None:
-            return ignored("not a branch push")
-        if push.deleted:
-            return ignored("branch deletion")
-        if not settings.tracks(push.branch, push.default_branch):
-            return ignored("branch is not tracked")
+        skip = _not_relayed(push, settings)
+        if skip is not None:
+            return ignored(skip)
         event = github.build_event(push, delivery)
-        failure = await post_event(request, event)
+        failure = await self.post_event(request, event)
         if failure is not None:
             return Outcome(
                 503,
@@ -135,12 +140,13 @@ def create_app(
             note=f"event {event['id']} sha {push.after[:12]}",
         )
 
-    async def github_hook(request: Request) -> JSONResponse:
+    async def github_hook(self, request: Request) -> JSONResponse:
+        """POST /github: handle a delivery and log its outcome in one line."""
         started = time.perf_counter()
         delivery = request.headers.get("x-github-delivery", "")
         kind = request.headers.get("x-github-event", "")
         try:
-            outcome = await handle(request, delivery, kind)
+            outcome = await self.handle(request, delivery, kind)
         except Reject as rejection:
             outcome = rejection.outcome
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -156,15 +162,33 @@ def create_app(
         )
         return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
 
+def _not_relayed(push: github.Push, settings: Settings) -> str | None:
+    """Why a valid push is not relayed (not a branch, a deletion, an untracked branch)."""
+    if push.branch is None:
+        return "not a branch push"
+    if push.deleted:
+        return "branch deletion"
+    if not settings.tracks(push.branch, push.default_branch):
+        return "branch is not tracked"
+    return None
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Starlette:
+    """The relay app. `transport` lets tests swap the HTTP layer to Prefect (httpx's seam)."""
+    relay = _Relay(settings, transport)
     app = Starlette(
         routes=[
-            Route("/github", github_hook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/github", relay.github_hook, methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET", "HEAD"]),
         ],
-        lifespan=lifespan,
+        lifespan=relay.lifespan,
     )
     app.state.settings = settings
     return app
