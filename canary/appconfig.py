@@ -1,4 +1,5 @@
-"""A release config carried by the app's own commit (`.canary/`), checked once at the build.
+"""A release config carried by the app's own commit (`.canary/`), checked once at the build,
+and the one order in which a release finds its config.
 
 The build reads `.canary/release.yaml` and the canary config it names (a relative path that
 stays inside `.canary/`) from the pushed commit, validates both with the same loaders as
@@ -24,6 +25,8 @@ RELEASE_FILE = "release.yaml"
 #: The most the carried texts may add up to: they travel in an event payload.
 MAX_BYTES = 64 * 1024
 KEYS = ("release", "canary_config", "canary_config_name")
+#: Where an app's release spec is, unless the run names another ({app}: the app's name).
+DEFAULT_SPEC = "deployments/releases/{app}.yaml"
 
 
 def check_files(files: dict[str, str], app: str, where: str) -> tuple[dict[str, str], str]:
@@ -122,3 +125,58 @@ def _written(files: dict[str, str], where: str) -> Iterator[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         yield root
+
+
+def spec_file(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
+    """The release spec at `path` and the canary config it names, for `app`.
+
+    Raises:
+        ConfigError: The file is invalid or is for another app.
+    """
+    spec = ReleaseSpec.load(Path(path))
+    if spec.app != app:
+        raise ConfigError(f"release spec {path} is for app {spec.app!r}, not {app!r}")
+    return spec, spec.load_canary_config()
+
+
+def release_config_of(app: str, commit: str, app_config: object,
+                      config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
+    """The spec and canary config a canary-release run judges with, from its parameters:
+    the commit's `.canary/` the build carried (`app_config`), else the file `config`, else
+    DEFAULT_SPEC. The one home of that order: the release, its crash hook and `reconcile`
+    (reading a crashed run's parameters) all come here, so the platform's adapters get
+    the spec the release was judged with."""
+    if not app_config:
+        return spec_file(config or DEFAULT_SPEC.format(app=app), app)
+    where = f"app_config of commit {commit[:12]}"
+    spec, canary_config = load(app_config, app, where)
+    if spec.app != app:
+        raise ConfigError(f"{where} is for app {spec.app!r}, not {app!r}")
+    return spec, canary_config
+
+
+def spec_of_run(app: str, params: dict[str, object]) -> tuple[ReleaseSpec | None, str]:
+    """The release spec a canary-release run judged with, read again from its parameters
+    the way the run read it (release_config_of), and where it came from, in words.
+
+    A plain function: the release's crash hook calls it, where no task may run.
+
+    Args:
+        app: The app.
+        params: The run's parameters.
+
+    Returns:
+        (the spec, where it came from); (None, why) when it cannot be read any more (a file
+        gone or changed, a worker with another checkout): the platform then falls back as
+        for a run that names none (docs/kubernetes.md), and the words say so.
+    """
+    config = params.get("config")
+    source = ("the commit's .canary/release.yaml" if params.get("app_config")
+              else f"the release spec {config or DEFAULT_SPEC.format(app=app)}")  # fmt: skip
+    try:
+        spec, _ = release_config_of(app, str(params.get("commit") or ""), params.get("app_config"),
+                                    None if config is None else str(config))  # fmt: skip
+    except Exception as exc:  # a repair must still run
+        return None, (f"{source} of the release could not be read again ({exc}); repaired "
+                      "with the platform's fallback spec")  # fmt: skip
+    return spec, f"repaired with the options of {source}, as the release used them"

@@ -34,7 +34,7 @@ def load_metrics_block(name: str) -> MetricSource:
     Raises:
         ConfigError: The block cannot be loaded, or it is no metric-source block.
     """
-    from tasks.setup import load_block
+    from store.blocks import load_block
 
     block = load_block(name)
     make = getattr(block, "source", None)

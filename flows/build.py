@@ -32,9 +32,10 @@ from canary.values.events import BuildFailed, BuildSucceeded
 from canary.values.outcome import BUILD_SKIPPED
 from canary.values.release import app_name_for_repository, check_commit
 from store import current, runs
+from store.blocks import load_block
 from store.events import emit
 from tasks.platform import build_image, image_version, read_config_files, read_production_commit
-from tasks.setup import check_app_config, load_block, load_release_config
+from tasks.setup import check_app_config, load_release_config
 
 SKIPPED = BUILD_SKIPPED.name
 

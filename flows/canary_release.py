@@ -1,11 +1,9 @@
 """Flow `canary-release`: baseline + canary side by side, judged, promoted or rolled back.
 
-Reads like the chain in docs/architecture.md ("A release, module by module"): wait for
-this release's turn (canary.queue), take the app's release lock, repair leftovers of a
-crashed release, pin all traffic to production, deploy baseline (production's image) and
-canary, then per window shift traffic, wait for it (taking an operator's command), observe
-and assess it (canary.analysis.look), publish, let the decision say stop, continue or
-promote; ask a person where the spec says so; promote or roll back; ALWAYS clean up; read
+Reads like docs/architecture.md's "A release, module by module": wait for its turn, take
+the app's lock, repair leftovers, pin traffic to production, deploy baseline and canary,
+then per window shift traffic, wait (taking a command), observe, assess, publish, decide;
+ask a person where the spec says so; promote or roll back; ALWAYS clean up; read
 production back and end as it says."""
 
 from __future__ import annotations
@@ -27,9 +25,10 @@ from canary.analysis import (
     JudgementWindow,
     LookPlan,
     Observation,
-    release_end,
+    release_end,  # fmt: skip
     run_data,
 )
+from canary.appconfig import spec_of_run
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
@@ -44,6 +43,7 @@ from canary.values.repair import found_in_words
 from canary.values.weights import Weights
 from flows.looks import publish_look, wait_for_both_tracks, wait_for_look
 from store import artifacts, current, gates
+from store.blocks import load_block
 from store.events import emit
 from store.locks import other_lock_takers
 from store.recovery import recover_release
@@ -52,7 +52,7 @@ from store.turn import wait_for_turn
 from tasks import analysis
 from tasks import platform as p
 from tasks.history import last_production_change
-from tasks.setup import ensure_release_lock, load_block, load_release_config, spec_of_run
+from tasks.setup import ensure_release_lock, load_release_config
 
 _STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}  # by state type
 

@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger
 from canary.analysis.decision import final_decision
 from canary.analysis.look import LookPlan
 from canary.analysis.windows import JudgementWindow
+from canary.appconfig import DEFAULT_SPEC
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec, Scopes
 from canary.errors import ConfigError
@@ -32,12 +33,13 @@ from canary.report import markdown_report
 from canary.values.events import ReanalysisRegressed
 from canary.values.release import check_app_name
 from store.artifacts import publish_interval, publish_report
+from store.blocks import load_block
 from store.current import parameter, rename_run, run_id
-from store.events import emit
+from store.events import LastChange, emit
 from store.turn import take_lock
 from tasks.analysis import judge_look, observe
-from tasks.history import LastChange, find_released_apps, last_production_change
-from tasks.setup import DEFAULT_SPEC, ensure_release_lock, load_block, load_release_spec
+from tasks.history import find_released_apps, last_production_change
+from tasks.setup import ensure_release_lock, load_release_spec
 
 
 def _window_name(start: datetime, end: datetime) -> str:

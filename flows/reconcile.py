@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
+from canary.appconfig import spec_of_run
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
 from canary.ports import Platform
@@ -32,13 +33,14 @@ from canary.values.release import check_app_name
 from canary.values.repair import ReconcileReport, Recovery
 from store import current
 from store.artifacts import publish_report
+from store.blocks import load_block
 from store.locks import free_leaked_lock, held_by_the_dead
 from store.recovery import recover_release
 from store.runs import RunRecord, mark_crashed
 from store.turn import take_lock
 from tasks.history import find_released_apps
 from tasks.platform import reconcile_app
-from tasks.setup import ensure_release_lock, load_block, spec_of_run
+from tasks.setup import ensure_release_lock
 
 #: The state message of a release run found silent with its lock free.
 GONE = ("the release stopped sending heartbeats and its lock was free: its process "

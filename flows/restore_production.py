@@ -20,10 +20,11 @@ from canary.errors import PlatformError
 from canary.values.events import ProductionRestored
 from canary.values.release import check_app_name
 from store import current
+from store.blocks import load_block
 from store.events import emit
 from store.turn import take_lock
 from tasks.platform import promote_image, read_production_image, roll_back_traffic
-from tasks.setup import ensure_release_lock, load_block
+from tasks.setup import ensure_release_lock
 
 
 @flow(name="restore-production", flow_run_name="restore-production-{app}")

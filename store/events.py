@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, TypedDict, TypeVar
 
 from prefect.events import emit_event
 from prefect.events.filters import (
@@ -28,7 +28,8 @@ from canary.values.events import (
 )
 from store.client import client
 
-__all__ = ["StoredEvent", "emit", "events", "last_production_change", "released_apps"]
+__all__ = ["LastChange", "StoredEvent", "emit", "events", "last_change", "last_production_change",
+           "released_apps"]
 
 E = TypeVar("E", bound=ReleaseEvent)
 
@@ -151,3 +152,43 @@ def released_apps(*, within_days: int = 7, max_pages: int = 200,
                 break
             page = prefect.read_events_page(str(page.next_page))
     return sorted(a for a in apps if a)
+
+
+class LastChange(TypedDict):
+    """The newest production change of an app, as the flows read it."""
+
+    #: when it happened (aware, UTC)
+    occurred: datetime
+    #: its event's name (``canary.release.promoted`` or ``canary.production.restored``)
+    event: str
+    #: the image it put in, and the one it replaced
+    image: str | None
+    previous_image: str | None
+    #: the promoted release's commit and push time (None for a restore)
+    commit: str | None
+    pushed_at: str | None
+    #: when the promoted release's analysis began (None: a restore, or not recorded)
+    window_start: datetime | None
+
+
+def last_change(app: str, *, within_days: int = 7) -> LastChange | None:
+    """The newest production change of an app (a promoted release or a restore), typed.
+
+    Args:
+        app: The app.
+        within_days: How far back.
+
+    Returns:
+        When, the event, the image it put in and the one it replaced; None when there is
+        none.
+    """
+    change = last_production_change(app, within_days=within_days)
+    if change is None:
+        return None
+    event = change.event
+    ended = event if isinstance(event, ReleaseEnded) else None
+    return LastChange(occurred=change.occurred, event=change.name, image=event.image,
+                      previous_image=event.previous_image,
+                      commit=ended.commit if ended else None,
+                      pushed_at=ended.pushed_at if ended else None,
+                      window_start=ended.window_start if ended else None)  # fmt: skip

@@ -57,7 +57,7 @@ def recover_release(platform: Platform, app: str, spec: ReleaseSpec | None, *,
     Args:
         platform: The platform block.
         app: The app.
-        spec: The spec the release judged with (see tasks.setup.spec_of_run).
+        spec: The spec the release judged with (see canary.appconfig.spec_of_run).
         run_id: The release run.
         image: The release's image (its parameter).
         commit: The release's commit (its parameter).

@@ -370,7 +370,7 @@ def test_the_deployment_set_is_applied_rolled_out_and_releases(
     # and the cleanup order (100 % primary, tracks removed, routes restored)
     from blocks.kubernetes import KubernetesCluster
     from canary.values.weights import Weights
-    from tasks.setup import load_block
+    from store.blocks import load_block
 
     block = load_block("canary-kubernetes-cluster/cluster")
     assert isinstance(block, KubernetesCluster)

@@ -20,9 +20,9 @@ import flows.build
 import flows.canary_release
 import flows.reanalysis
 import flows.reconcile
+import store.blocks
 import tasks.analysis
 import tasks.platform
-import tasks.setup
 from canary.analysis.ending import ReleaseNotPromoted
 from canary.errors import ConfigError
 from canary.values.outcome import Outcome
@@ -172,7 +172,7 @@ def install(
             raise ConfigError(f"block {name!r} is not one of the test's fakes")
         return blocks[name]
 
-    for module in (tasks.setup, flows.canary_release, flows.build, flows.reanalysis, flows.reconcile):
+    for module in (store.blocks, flows.canary_release, flows.build, flows.reanalysis, flows.reconcile):
         mp.setattr(module, "load_block", load_block)
     config = SEQUENTIAL_CONFIG if sequential else CANARY_CONFIG
     spec = write_spec(directory / f"{app}.yaml", app, lifetime=lifetime, canary_config=config)

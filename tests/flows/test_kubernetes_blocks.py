@@ -1,7 +1,7 @@
 """scripts/kubernetes_blocks.py: the cluster's blocks, saved to a real Prefect server.
 
 Here rather than in a tests/scripts package because it needs this package's test server.
-The saved documents are loaded back the way the flows load them (tasks.setup.load_block)
+The saved documents are loaded back the way the flows load them (store.blocks.load_block)
 and, for the two sources that name an API server, used against the real control plane
 (tests/support/kube.py) over HTTPS: the control plane's kubeconfig, and a host with the
 release runner's TokenRequest token and the cluster's CA (`--ca-cert`). No run may print a
@@ -21,7 +21,7 @@ from blocks.kubernetes import KubernetesCluster
 from blocks.prometheus import PrometheusSource
 from canary.errors import PlatformError
 from canary.platforms.kubernetes import DEPLOYMENT
-from tasks.setup import load_block
+from store.blocks import load_block
 from tests.flows.conftest import REPO
 from tests.platforms.kubernetes.conftest import APP, PROD_IMAGE, production_deployment
 from tests.support.kube import Namespace

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import tasks.setup
+import store.blocks
 from canary.config import MetricConfig
 from canary.errors import ConfigError
 from canary.values.counts import HistogramCounts, RatioCounts, SideCounts
@@ -61,7 +61,7 @@ def source(monkeypatch: pytest.MonkeyPatch) -> OneScopeSource:
         loaded.append(name)
         return FakeBlock(got) if name == "prometheus-source/prod" else object()
 
-    monkeypatch.setattr(tasks.setup, "load_block", load_block)
+    monkeypatch.setattr(store.blocks, "load_block", load_block)
     return got
 
 
