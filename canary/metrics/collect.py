@@ -14,7 +14,6 @@ closed both ways).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
 
 from canary.config import CanaryConfig, MetricConfig
 from canary.metrics.series import mix
@@ -22,33 +21,6 @@ from canary.ports import MetricSource
 from canary.values.counts import CountsPair, HistogramCounts, RatioCounts
 from canary.values.scope import MetricScope
 from canary.values.series import MetricPair
-
-
-@runtime_checkable
-class _AnswersPairs(Protocol):
-    """A source that still answers both sides at once (the flow tests' fakes); transitional:
-    such a source needs no `fetch`, and its own pairing is used as it stands."""
-
-    def fetch_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> list[MetricPair]: ...
-
-
-@runtime_checkable
-class _AnswersCountPairs(Protocol):
-    """Like _AnswersPairs, for count metrics (transitional as well)."""
-
-    def fetch_counts_pair(
-        self,
-        metric: MetricConfig,
-        templates: Mapping[str, str] | None,
-        control_scope: MetricScope,
-        experiment_scope: MetricScope,
-    ) -> CountsPair: ...
 
 
 def fetch_pair(
@@ -74,8 +46,6 @@ def fetch_pair(
         ConfigError: The store rejects the query.
         MetricsError: The store cannot answer (transient for timeouts and 5xx).
     """
-    if isinstance(source, _AnswersPairs):
-        return source.fetch_pair(metric, templates, control_scope, experiment_scope)
     control = source.fetch(metric, templates, control_scope)
     experiment = source.fetch(metric, templates, experiment_scope)
     return mix(metric.name, control, experiment)
@@ -105,8 +75,6 @@ def fetch_counts_pair(
         ConfigError: The metric has no counters, or the store rejects a selector.
         MetricsError: The store cannot answer (transient for timeouts and 5xx).
     """
-    if isinstance(source, _AnswersCountPairs):
-        return source.fetch_counts_pair(metric, templates, control_scope, experiment_scope)
     control = source.fetch_counts(metric, templates, control_scope)
     experiment = source.fetch_counts(metric, templates, experiment_scope)
     missing = tuple(

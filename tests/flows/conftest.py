@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import canary.metrics.collect
 import flows.build
 import flows.canary_release
 import flows.reanalysis
@@ -172,6 +173,14 @@ def install(
             raise ConfigError(f"block {name!r} is not one of the test's fakes")
         return blocks[name]
 
+    # The fakes answer a control/experiment pair at once (their made-up data knows which side
+    # is the canary): the flows' one pairing seam is pointed at them.
+    mp.setattr(canary.metrics.collect, "fetch_pair",
+               lambda src, metric, templates, control, experiment:
+               src.fetch_pair(metric, templates, control, experiment))  # fmt: skip
+    mp.setattr(canary.metrics.collect, "fetch_counts_pair",
+               lambda src, metric, templates, control, experiment:
+               src.fetch_counts_pair(metric, templates, control, experiment))  # fmt: skip
     for module in (store.blocks, flows.canary_release, flows.build, flows.reanalysis, flows.reconcile):
         mp.setattr(module, "load_block", load_block)
     config = SEQUENTIAL_CONFIG if sequential else CANARY_CONFIG
