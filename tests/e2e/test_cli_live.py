@@ -72,10 +72,11 @@ def test_promote_and_abort_live_releases_then_their_history(live: Live) -> None:
     aborted = _push(live, "9.1.0")
     _looking(live, "9.1.0")
     result = canary(live, "abort", APP, "--wait", "120")
-    assert result["state"] == "RolledBack" and "(canary abort)" in result["why"], result
+    # an operator's abort is its own end: Aborted (production unchanged), not a verdict
+    assert result["state"] == "Aborted" and "(canary abort)" in result["why"], result
     assert _production_version(live) == "9.0.0"  # production untouched
 
     history = {r["commit"]: r for r in canary(live, "history", APP)}
     assert history[promoted[:12]]["outcome"] == "Promoted"
-    assert history[aborted[:12]]["outcome"] == "RolledBack"
+    assert history[aborted[:12]]["outcome"] == "Aborted"
     assert "canary abort" in history[aborted[:12]]["why"]
