@@ -15,16 +15,7 @@ __all__ = ["LastChange", "find_released_apps", "last_production_change"]
 @task(name="find-last-promotion", task_run_name="find-last-promotion-{app}",
       cache_policy=NO_CACHE, **RETRYING)  # fmt: skip
 def last_production_change(app: str, *, within_days: int = 7) -> LastChange | None:
-    """The newest production change of an app (a promoted release or a restore), typed.
-
-    Args:
-        app: The app.
-        within_days: How far back.
-
-    Returns:
-        When, the event, the image it put in and the one it replaced; None when there is
-        none.
-    """
+    """store.events.last_change as a retried task (see there)."""
     return store_events.last_change(app, within_days=within_days)
 
 
