@@ -21,6 +21,7 @@ from canary.platforms.kubernetes.gateway_api import (
     weights_of,
 )
 from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router, track_service
+from canary.platforms.kubernetes.workloads import track_service as service_for_track
 from canary.values.weights import Weights
 from tests.support.kube import Namespace
 
@@ -103,6 +104,20 @@ def test_a_split_rewrites_backend_refs_only_and_mirrors_through_request_mirror()
     back = apply_weights(mirrored, [1, 2], original, APP, Weights.all_primary(), mirror=True)
     assert back["rules"][1]["filters"] == spec["rules"][1]["filters"]
     assert "filters" not in back["rules"][2]
+
+
+def test_a_per_track_service_copies_the_apps_ports_and_selects_one_track() -> None:
+    source = user_service()
+    source["spec"].update(type="NodePort", ports=[{"name": "http", "port": 80, "targetPort": 8080,
+                                                    "protocol": "TCP", "nodePort": 30080}])
+    made = service_for_track(source, APP, "canary", "canary", TRACK_LABEL)
+    assert made["metadata"]["name"] == f"{APP}-canary"
+    assert made["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prefect-canary"
+    assert made["spec"] == {"type": "ClusterIP", "selector": {"app": APP, TRACK_LABEL: "canary"},
+                            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}
+    del source["spec"]["selector"]
+    with pytest.raises(ConfigError, match="has no selector"):
+        service_for_track(source, APP, "primary", "primary", TRACK_LABEL)
 
 
 # -- on the real control plane ----------------------------------------------------------------
