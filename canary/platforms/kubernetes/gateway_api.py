@@ -94,14 +94,16 @@ def split_rule(rule: JSON, original: JSON, app: str, weights: Weights, mirror: b
     filters, which stay as they are, in their order).
     """
     base = {k: v for k, v in original.items() if k not in ("name", "namespace", "weight")}
-    target = {k: original[k] for k in ("group", "kind", "port") if k in original}
+    target: JSON = {k: original[k] for k in ("group", "kind", "port") if k in original}
     filters = [f for f in entries(rule, "filters")
                if not (f.get("type") == MIRROR and _is_ours(value(f, "requestMirror", "backendRef"), app))]
     shares = dict(zip(TRACKS, (weights.primary, weights.baseline, weights.canary), strict=True))
     if mirror:
-        filters += [{"type": MIRROR, "requestMirror": {
-            "backendRef": {**target, "name": f"{app}-{t}"}, "percent": shares[t]}}
-            for t in ("baseline", "canary") if shares[t]]
+        for t in ("baseline", "canary"):
+            mirror_ref: JSON = {**target, "name": f"{app}-{t}"}
+            if shares[t]:
+                filters.append({"type": MIRROR,
+                                "requestMirror": {"backendRef": mirror_ref, "percent": shares[t]}})
         shares = {"primary": 100}
     new = {**rule, "backendRefs": [{**base, "name": f"{app}-{t}", "weight": w}
                                    for t, w in shares.items() if w]}
@@ -147,10 +149,10 @@ def weights_of(spec: JSON, indexes: list[int], app: str, route: str) -> Weights:
             track = _is_ours(ref, app) or "primary"
             shares[track] += round(100 * number(ref, "weight", default=1) / total) if total else 0
         for f in entries(rules[i], "filters"):
-            track = _is_ours(value(f, "requestMirror", "backendRef"), app, ("baseline", "canary"))
-            if f.get("type") == MIRROR and track:
+            copied = _is_ours(value(f, "requestMirror", "backendRef"), app, ("baseline", "canary"))
+            if f.get("type") == MIRROR and copied:
                 share = _percent(field(f, "requestMirror"))
-                shares[track] += share
+                shares[copied] += share
                 shares["primary"] -= share
         found.add((shares["primary"], shares["baseline"], shares["canary"]))
     if len(found) != 1:

@@ -69,11 +69,12 @@ def track_service(source: JSON, app: str, track: str, value: str, track_label: s
         raise ConfigError(f"Service {text(source, 'metadata', 'name')!r} has no selector; "
                           "the per-track Services copy it and add the track label")
     ports = [{k: p[k] for k in _PORT_KEYS if k in p} for p in entries(source, "spec", "ports")]
+    ours: dict[str, str] = {**managed_labels(app), track_label: value}
+    selects: dict[str, str] = {**selector, track_label: value}
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": f"{app}-{track}",
-                         "labels": {**managed_labels(app), track_label: value},
+            "metadata": {"name": f"{app}-{track}", "labels": ours,
                          "annotations": {SOURCE_ANNOTATION: text(source, "metadata", "name")}},
-            "spec": {"type": "ClusterIP", "selector": {**selector, track_label: value},
+            "spec": {"type": "ClusterIP", "selector": selects,
                      "ports": ports}}
 
 
