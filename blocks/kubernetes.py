@@ -39,7 +39,7 @@ from canary.platforms.kubernetes import (
 )
 from canary.platforms.kubernetes.builds import KANIKO_IMAGE
 from canary.platforms.kubernetes.client import ApiClient
-from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router
+from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router, track_service
 from canary.ports import TrafficRouter
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -94,7 +94,7 @@ class KubernetesCluster(Block):
         600.0, gt=0, description="How long a promotion waits for production's rolling update.")
     traffic_router: str = Field(
         "istio", description="What splits the traffic: a name in "
-        "canary.platforms.kubernetes.routers.ROUTERS (istio today).")
+        "canary.platforms.kubernetes.routers.ROUTERS (istio, gateway-api).")
     istio_api_version: Literal["v1", "v1beta1", "v1alpha3"] = Field(
         "v1", description="networking.istio.io version to use (v1 needs Istio >= 1.22).")
     track_label: str = Field(
@@ -284,7 +284,8 @@ class KubernetesApp:
         return KubernetesWorkloads(c.get_client(), replicas=self.options.replicas,
                                    max_share=self.max_share, container=self.options.container,
                                    track_label=c.track_label,
-                                   rollout_timeout=c.rollout_timeout_seconds)  # fmt: skip
+                                   rollout_timeout=c.rollout_timeout_seconds,
+                                   service=track_service(c.traffic_router, self.options, self.app))  # fmt: skip
 
     def router(self) -> TrafficRouter:
         """The cluster's `traffic_router`, with the app's router options.

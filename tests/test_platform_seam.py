@@ -77,7 +77,7 @@ def test_the_kubernetes_router_is_chosen_by_name() -> None:
 
     cluster = KubernetesCluster(host="https://k8s.test", token="t")
     assert cluster.traffic_router == "istio" and isinstance(cluster.router("shop", None), IstioRouter)
-    with pytest.raises(ValueError, match=r"traffic_router 'linkerd' is not known; choose one of \['istio'\]"):
+    with pytest.raises(ValueError, match=r"traffic_router 'linkerd' is not known; choose one of \['gateway-api', 'istio'\]"):
         KubernetesCluster(host="https://k8s.test", token="t", traffic_router="linkerd")
     with pytest.raises(ConfigError, match="registered in canary.platforms.kubernetes.routers.ROUTERS"):
         make_router("smi", cluster.get_client(), cluster.app_options("shop", None)[0], RouterSettings("track"))

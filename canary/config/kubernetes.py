@@ -82,6 +82,40 @@ class IstioOptions(BaseRouterOptions):
         return routes
 
 
+class GatewayApiOptions(BaseRouterOptions):
+    """How the Gateway API router splits one app's traffic: ``router: {kind: gateway-api, ...}``.
+
+    Weights go into the ``backendRefs`` of rules of the user's HTTPRoute, over per-track
+    Services (``<app>-primary``, ``<app>-baseline``, ``<app>-canary``); the route's parent
+    refs, matches, filters and other rules are never written. Every field is optional.
+    """
+
+    kind: Literal["gateway-api"] = "gateway-api"
+    #: the app's HTTPRoute (default: named like the app)
+    http_route: str | None = None
+    #: the rule to split, by its `name:` or its index in `rules` (default: every rule whose
+    #: one backendRef is `service`)
+    rule: str | int | None = None
+    #: the Service the split rules send to now, which the per-track Services copy (ports,
+    #: selector); default: the Service named like the app
+    service: str | None = None
+
+    @field_validator("http_route", "service")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return object_name(value)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, bool) or (isinstance(value, int) and not 0 <= value < 16):
+            raise ValueError(f"{value!r} is not a rule index: an HTTPRoute has rules 0 to 15")
+        if isinstance(value, str) and (len(value) > 253 or not _SUBDOMAIN.fullmatch(value)):
+            raise ValueError(f"{value!r} is not an HTTPRoute rule name (lowercase letters, "
+                             "digits, '-' and '.'), nor an index")
+        return value
+
+
 def _kind(value: object) -> object:
     """The `kind` of router options, given as a mapping or as a model."""
     return value.get("kind") if isinstance(value, Mapping) else getattr(value, "kind", None)
@@ -91,9 +125,9 @@ def _kind(value: object) -> object:
 #: its options model to this union; its `kind` is the name it is registered under in
 #: canary.platforms.kubernetes.routers.ROUTERS).
 RouterOptions = Annotated[
-    Annotated[IstioOptions, Tag("istio")],
+    Annotated[IstioOptions, Tag("istio")] | Annotated[GatewayApiOptions, Tag("gateway-api")],
     Discriminator(lambda value: _kind(value), custom_error_type="router_kind",
-                  custom_error_message="`kind:` must name a known router: istio"),
+                  custom_error_message="`kind:` must name a known router: istio, gateway-api"),
 ]  # fmt: skip
 
 #: The Istio options once written straight under `kubernetes:` (still accepted, the same

@@ -2,8 +2,9 @@
 
 The flows only see `canary.ports.TrafficRouter`; the `KubernetesCluster` block's
 `traffic_router` field names the implementation, and this registry builds it with the
-app's options. Istio (VirtualService + DestinationRule) is the one shipped today. Another
-mesh or gateway (Gateway API HTTPRoute weights, Linkerd or SMI TrafficSplit) is a class
+app's options. Two ship: Istio (VirtualService + DestinationRule) and the Gateway API
+(HTTPRoute backendRefs over per-track Services). Another mesh or gateway (Linkerd or SMI
+TrafficSplit) is a class
 implementing TrafficRouter (set_weights, read_weights, rollback, restore; every change read
 back), its options model in the `RouterOptions` union of canary.config.kubernetes (the
 release spec's `kubernetes.router: {kind: <name>, ...}`), and one entry here under that
@@ -16,13 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from canary.config.kubernetes import BaseRouterOptions, IstioOptions, KubernetesRelease
+from canary.config.kubernetes import (
+    BaseRouterOptions,
+    GatewayApiOptions,
+    IstioOptions,
+    KubernetesRelease,
+)
 from canary.errors import ConfigError
 from canary.platforms.kubernetes.client import KubeClient
+from canary.platforms.kubernetes.gateway_api import GatewayApiRouter
 from canary.platforms.kubernetes.istio import IstioRouter
 from canary.ports import TrafficRouter
 
-__all__ = ["ROUTERS", "RouterFactory", "RouterSettings", "make_router", "router_options"]
+__all__ = ["ROUTERS", "RouterFactory", "RouterSettings", "make_router", "router_options",
+           "track_service"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,31 @@ def _istio(client: KubeClient, options: KubernetesRelease, settings: RouterSetti
                        api_version=settings.istio_api_version)  # fmt: skip
 
 
+def _gateway_api(client: KubeClient, options: KubernetesRelease,
+                 settings: RouterSettings) -> TrafficRouter:  # fmt: skip
+    gateway = router_options(options, GatewayApiOptions)
+    return GatewayApiRouter(client, http_route=gateway.http_route, rule=gateway.rule,
+                            service=gateway.service, mirror=options.traffic == "mirror",
+                            track_label=settings.track_label)  # fmt: skip
+
+
 #: name (the `kind` of its options) -> factory
 ROUTERS: dict[str, RouterFactory] = {
     "istio": _istio,
+    "gateway-api": _gateway_api,
 }
+
+
+def track_service(kind: str, options: KubernetesRelease, app: str) -> str | None:
+    """The Service the workloads copy into per-track Services, for a router that splits by
+    Service (the Gateway API's); None for one that needs none (Istio).
+
+    Raises:
+        ConfigError: the app's options are for another router.
+    """
+    if kind != "gateway-api":
+        return None
+    return router_options(options, GatewayApiOptions).service or app
 
 
 def make_router(kind: str, client: KubeClient, options: KubernetesRelease,

@@ -23,6 +23,7 @@ from canary.platforms.kubernetes import (
     KubernetesWorkloads,
     TektonBuilder,
 )
+from canary.platforms.kubernetes.gateway_api import GatewayApiRouter
 from canary.platforms.kubernetes.istio import destination_rule_kind, virtual_service_kind
 from canary.platforms.kubernetes.knative import BUILD, build_manifest
 from canary.platforms.kubernetes.manifests import derived_deployment
@@ -48,6 +49,7 @@ from .conftest import (
     user_virtual_service,
     users_destination_rule,
 )
+from .httproutes import seed_gateway
 
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml")
 
@@ -106,8 +108,8 @@ def test_the_role_grants_exactly_what_the_adapters_use(
         namespace: Namespace, production: Any, builds: BuildController, kube: KubeClient) -> None:
     """Least privilege, both ways, read from the API server's audit log: every adapter path
     (promotion, roll back, a crash-looping canary, failed and timed-out builds on Tekton and
-    Knative, a user's DestinationRule) passes under the Role with no 403, and every
-    (apiGroup, resource, verb) the Role grants was used by at least one of them."""
+    Knative, a user's DestinationRule, the Gateway API router) passes under the Role with no
+    403, and every (apiGroup, resource, verb) the Role grants was used by at least one of them."""
     since = time.time()
     tekton = TektonBuilder(kube, image=IMAGE_REPO, timeout=5, window=1)
     knative = KnativeBuilder(kube, image=IMAGE_REPO, timeout=5, window=1)
@@ -139,6 +141,14 @@ def test_the_role_grants_exactly_what_the_adapters_use(
     theirs = IstioRouter(kube, destination_rule="goldengoose-traffic")
     theirs.set_weights(APP, Weights.all_primary())  # extends the user's rule: update
     theirs.restore(APP)
+    seed_gateway(namespace)  # the Gateway API router: the user's HTTPRoute, per-track Services
+    by_service = KubernetesWorkloads(kube, container="app", pod_check_interval=0.2,
+                                     rollout_timeout=30, service=APP)
+    gateway = GatewayApiRouter(kube)
+    gateway.set_weights(APP, Weights.all_primary())
+    by_service.deploy(APP, "canary", image)
+    gateway.set_weights(APP, Weights(90, 0, 10))
+    finish(gateway, by_service)  # type: ignore[arg-type]  # the TrafficRouter port
 
     # a watch is logged when it ends (the server notices the closed connection): wait for them
     namespace.wait("every granted verb in the audit log",
