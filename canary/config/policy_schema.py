@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import yaml
+
 from canary.config import CanaryConfig
 from canary.config.canary import DEFAULT_JUDGE, SEQUENTIAL_JUDGE
 from canary.config.kubernetes import _LABEL, _SUBDOMAIN
@@ -111,9 +113,9 @@ FIELDS: dict[tuple[str, str], Node] = {
     ("IstioOptions", "routes"): {"x-kubernetes-list-type": "set",
                                  "items": {"type": "string", "pattern": r"\S"}},
     ("KubernetesRelease", "container"): {"pattern": f"^{_LABEL.pattern}$"},
-    ("KubernetesRelease", "dockerfile"): {"minLength": 1, "x-kubernetes-validations": [
+    ("KubernetesRelease", "dockerfile"): {"minLength": 1, "maxLength": 1024, "x-kubernetes-validations": [
         _rule(_PATH_RULE, "must be a relative path inside the repository, without '..'")]},
-    ("KubernetesRelease", "context"): {"minLength": 1, "x-kubernetes-validations": [
+    ("KubernetesRelease", "context"): {"minLength": 1, "maxLength": 1024, "x-kubernetes-validations": [
         _rule(_PATH_RULE, "must be a relative path inside the repository, without '..'")]},
     ("CanaryConfig", "name"): {"minLength": 1},
     ("CanaryConfig", "metrics"): {"maxItems": 200, "x-kubernetes-list-type": "map",
@@ -164,9 +166,12 @@ class _Converter:
                     if isinstance(b, Mapping) and b.get("type") != "null"]  # fmt: skip
         if branches:
             converted = [self.node(b) for b in branches]
-            return {**(converted[0] if len(converted) == 1 else _merged(converted)), **_description(node)}
+            union = "oneOf" in node  # a discriminated union (the routers'), even of one model
+            if not union and len(converted) > 1:
+                raise ValueError(f"no structural form for a union of {len(converted)} types: {node}")
+            return {**(_merged(converted) if union else converted[0]), **_description(node)}
         if node.get("format") == "duration":
-            return {**_description(node), "x-kubernetes-int-or-string": True,
+            return {**_description(node), "x-kubernetes-int-or-string": True, "maxLength": 64,
                     "x-kubernetes-validations": [_rule(_DURATION_RULE, _DURATION_MESSAGE)]}  # fmt: skip
         out: Node = {**_description(node), **{k: node[k] for k in _KEPT if k in node}}
         if "const" in node:
@@ -245,7 +250,8 @@ def _special(model: str, key: str, schema: Node) -> tuple[str, Node]:
     properties = schema.get("properties")
     assert isinstance(properties, Mapping)
     store = {"type": "string", "enum": list(KNOWN_STORES),
-             "description": "The metric store; every key but these of a Prometheus query is kept."}
+             "description": "The metric store. A query keeps keys of its store's own (a Prometheus "
+                            "query's unknown keys are refused when the release reads the policy)."}
     return key, {**schema, "properties": {**properties, "type": store}, "required": ["type"],
                  "x-kubernetes-preserve-unknown-fields": True}
 
@@ -336,6 +342,12 @@ def render() -> str:
     Returns:
         The file's text.
     """
-    import yaml
+    return HEADER + yaml.dump(crd(), Dumper=_Plain, sort_keys=False, width=100, allow_unicode=True)
 
-    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=100, allow_unicode=True)
+
+class _Plain(yaml.SafeDumper):
+    """SafeDumper without anchors: a rule shared by two models is written out twice."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        """Never alias (the CRD reads as written, for `kubectl explain` and reviewers)."""
+        return True
