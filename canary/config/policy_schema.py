@@ -275,8 +275,7 @@ def spec_schema() -> Node:
     Returns:
         `release` (the release spec), `canaryConfig` or `canaryConfigRef`.
     """
-    release = _Converter(ReleaseSpec.model_json_schema(by_alias=False), {"pass_": "pass"})
-    canary = _Converter(CanaryConfig.model_json_schema(by_alias=True), {})
+    release, canary = ReleaseSpec.model_json_schema(by_alias=False), CanaryConfig.model_json_schema(by_alias=True)
     ref: Node = {"type": "object", "required": ["name"],
                  "description": "A ConfigMap in the policy's namespace holding the canary config.",
                  "properties": {"name": {"type": "string", **_OBJECT_NAME},
@@ -284,9 +283,8 @@ def spec_schema() -> Node:
                                         "description": f"Its key (default {DEFAULT_KEY})."}}}  # fmt: skip
     return {
         "type": "object", "required": ["release"],
-        "properties": {"release": release.node(ReleaseSpec.model_json_schema(by_alias=False), "ReleaseSpec"),
-                       "canaryConfig": canary.node(CanaryConfig.model_json_schema(by_alias=True),
-                                                   "CanaryConfig"),
+        "properties": {"release": _Converter(release, {"pass_": "pass"}).node(release, "ReleaseSpec"),
+                       "canaryConfig": _Converter(canary, {}).node(canary, "CanaryConfig"),
                        "canaryConfigRef": ref},
         "x-kubernetes-validations": [_rule(
             "has(self.canaryConfig) != has(self.canaryConfigRef)",
