@@ -203,7 +203,7 @@ class _Converter:
             name, schema = _special(model, key, self.node(value))
             converted[self.renames.get(name, name)] = {**schema, **FIELDS.get((model, key), {})}
         out["properties"] = converted
-        required = [self.renames.get(k, k) for k in _list(node.get("required")) if k not in dropped]
+        required = [self.renames.get(str(k), str(k)) for k in _list(node.get("required")) if k not in dropped]
         required += [k for k in REQUIRED.get(model, []) if k not in required]
         if required:
             out["required"] = required
