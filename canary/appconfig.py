@@ -6,15 +6,18 @@ stays inside `.canary/`) from the pushed commit, validates both with the same lo
 the files in deployments/releases/, and passes the two texts on in the
 canary.build.succeeded event; the release loads them again through the same code. So a
 config change is a commit to the app, judged like any other. Without `.canary/` the
-release falls back to this repository's deployments/releases/<app>.yaml.
+release reads, in this order (`config_source`), the app's ReleasePolicy on the cluster
+(canary.config.policy), the deployment's `config` parameter, and this repository's
+deployments/releases/<app>.yaml.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
@@ -139,14 +142,48 @@ def spec_file(path: str, app: str) -> tuple[ReleaseSpec, CanaryConfig]:
     return spec, spec.load_canary_config()
 
 
-def release_config_of(app: str, commit: str, app_config: object,
-                      config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
-    """The spec and canary config a canary-release run judges with, from its parameters:
-    the commit's `.canary/` the build carried (`app_config`), else the file `config`, else
-    DEFAULT_SPEC. The one home of that order: the release, its crash hook and `reconcile`
-    (reading a crashed run's parameters) all come here, so the platform's adapters get
-    the spec the release was judged with."""
-    if not app_config:
+#: Where a release's config comes from, in precedence order (docs/kubernetes.md): the
+#: commit's `.canary/`, the ReleasePolicy in the app's namespace, the deployment's `config`
+#: parameter, the file in this repository (DEFAULT_SPEC).
+ConfigSource = Literal["commit", "policy", "deployment", "repository"]
+#: Reads the app's ReleasePolicy (None: it has none); called only when no commit config wins.
+PolicyLookup = Callable[[], tuple[ReleaseSpec, CanaryConfig] | None]
+
+
+def config_source(*, carried: bool, policy: bool, config: str | None) -> ConfigSource:
+    """The one precedence of a release's config sources: the first one present wins.
+
+    Args:
+        carried: The build carried the commit's `.canary/` (an app_config).
+        policy: The app's namespace has a ReleasePolicy for it.
+        config: The deployment's `config` parameter (a release spec path), if set.
+
+    Returns:
+        "commit" > "policy" > "deployment" > "repository".
+    """
+    if carried:
+        return "commit"
+    if policy:
+        return "policy"
+    return "deployment" if config else "repository"
+
+
+def release_config_of(app: str, commit: str, app_config: object, config: str | None,
+                      policy: PolicyLookup | None = None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
+    """The spec and canary config a canary-release run judges with, from its parameters,
+    in config_source's order: the commit's `.canary/` the build carried (`app_config`),
+    else the app's ReleasePolicy (`policy`, read only when the commit carries none), else
+    the file `config`, else DEFAULT_SPEC. The one home of that order: the release, its
+    crash hook and `reconcile` (reading a crashed run's parameters) all come here, so the
+    platform's adapters get the spec the release was judged with."""
+    found = None if app_config or policy is None else policy()
+    source = config_source(carried=bool(app_config), policy=found is not None, config=config)
+    if source == "policy" and found is not None:
+        spec, canary_config = found
+        if spec.app != app:
+            raise ConfigError(f"{spec.source} is for app {spec.app!r}, not {app!r}")
+        return spec, canary_config
+    if source != "commit":
         return spec_file(config or DEFAULT_SPEC.format(app=app), app)
     where = f"app_config of commit {commit[:12]}"
     spec, canary_config = load(app_config, app, where)

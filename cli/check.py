@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canary.config import CanaryConfig, MetricConfig
+from canary.config.policy import policy_file
 from canary.config.release import ReleaseSpec, read_yaml
 from canary.errors import CanaryError, ConfigError
 from canary.ports import MetricSource
@@ -75,9 +76,13 @@ def metric_source(prometheus: str | None, block: str | None) -> Iterator[MetricS
 
 
 def _load(path: str) -> tuple[ReleaseSpec | None, CanaryConfig]:
-    """A release spec (it names a canary config) or a canary config, validated."""
+    """A release spec (it names a canary config), a ReleasePolicy (it carries or references
+    one) or a canary config, validated."""
     file = Path(path)
     if file.suffix.lower() in (".yaml", ".yml"):
+        policy = policy_file(file)
+        if policy is not None:
+            return policy
         data = read_yaml(file, "config")
         if isinstance(data, dict) and "canary_config" in data:
             spec = ReleaseSpec.from_data(data, file)
@@ -90,7 +95,8 @@ def validate(path: str, prometheus: str | None = None, *, scope: str = "primary"
     """Checks, one row each: what was checked and whether it held.
 
     Args:
-        path: A canary config or a release spec.
+        path: A canary config, a release spec or a ReleasePolicy (with its ConfigMap, if it
+            references one, in the same file).
         prometheus: A Prometheus URL to run every query at (optional).
         scope: The scope to query for a canary config alone.
         minutes: The window queried, ending now.

@@ -150,7 +150,14 @@ class ReleaseSpec(Model):
 
     def load_canary_config(self) -> CanaryConfig:
         """The canary config, checked against this spec's analysis plan."""
-        config = CanaryConfig.load(self.canary_config_path())
+        return self.checked(CanaryConfig.load(self.canary_config_path()))
+
+    def checked(self, config: CanaryConfig) -> CanaryConfig:
+        """`config`, checked against this spec's analysis plan (also for one not from a file).
+
+        Raises:
+            ConfigError: The sequential judge with a lookback or control offset.
+        """
         if config.sequential and (self.analysis.lookback or self.analysis.control_offset):
             raise ConfigError(
                 f"release spec {self.source}: canary config {config.name!r} uses the sequential "

@@ -117,8 +117,9 @@ class KubeClient:
             api = getattr(kubernetes.client, kind.api)(self.api_client)
             return getattr(api, f"{verb}_namespaced_{kind.singular}"), ()
         api = kubernetes.client.CustomObjectsApi(self.api_client)
-        verb = {"read": "get"}.get(verb, verb)
-        return getattr(api, f"{verb}_namespaced_custom_object"), (kind.group, kind.version)
+        verb, status = {"read": "get"}.get(verb, verb).removesuffix("_status"), verb.endswith("_status")
+        method = f"{verb}_namespaced_custom_object" + ("_status" if status else "")
+        return getattr(api, method), (kind.group, kind.version)
 
     def _call(self, action: str, kind: Kind, name: str, verb: str, *args: object, **kwargs: object) -> object:
         method, prefix = self._method(kind, verb)
@@ -171,6 +172,11 @@ class KubeClient:
         if isinstance(body, list) and not kind.api:
             kwargs["_content_type"] = "application/json-patch+json"
         return _mapping(self._call("patch", kind, name, "patch", name, body, **kwargs))
+
+    def patch_status(self, kind: Kind, name: str, body: JSON) -> JSON:
+        """Merge-patch a custom resource's status subresource (never its spec)."""
+        return _mapping(self._call("patch status", kind, name, "patch_status", name, body,
+                                   field_validation="Strict"))
 
     def delete(self, kind: Kind, name: str, *, uid: str | None = None) -> bool:
         """Delete (dependents in the background); False if it was already gone.
