@@ -65,6 +65,7 @@ lint: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(VENV)/bin/interrogate canary blocks
+	$(PY) scripts/generate_crds.py --check
 
 # The whole suite: lint, import rules, types (mypy), docstrings (interrogate), then every test (real Prometheus,
 # HAProxy, Prefect).

@@ -26,6 +26,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from canary.cleanup import run_cleanup
+from canary.config import CanaryConfig
 from canary.config.kubernetes import KubernetesRelease, object_name
 from canary.config.release import ReleaseSpec, TrafficPlan
 from canary.errors import ConfigError
@@ -36,11 +37,13 @@ from canary.platforms.kubernetes import (
     KubernetesWorkloads,
     TektonBuilder,
     new_api_client,
+    policies,
 )
 from canary.platforms.kubernetes.builds import KANIKO_IMAGE
 from canary.platforms.kubernetes.client import ApiClient
 from canary.platforms.kubernetes.routers import ROUTERS, RouterSettings, make_router, track_service
 from canary.ports import TrafficRouter
+from canary.values.events import ReleaseEnded
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -238,6 +241,18 @@ class KubernetesCluster(Block):
     def restore_routes(self, app: str, spec: ReleaseSpec | None) -> None:
         """Put `app`'s routes back as they were before the release."""
         self.for_app(app, spec).restore_routes()
+
+    # -- ReleasePolicies (canary.ports): the app's ReleasePolicy in ``namespace`` ---------
+    def release_config(self, app: str) -> tuple[ReleaseSpec, CanaryConfig] | None:
+        """The spec and canary config of the ReleasePolicy named `app` (None: none, or no
+        ReleasePolicy CRD on the cluster)."""
+        return policies.release_config(self.get_client(), app)
+
+    def record_release(self, app: str, ended: ReleaseEnded, report: str) -> None:
+        """Write the release's end into the status of the ReleasePolicy named `app`."""
+        status = policies.PolicyStatus(outcome=ended.outcome, commit=ended.commit or "",
+                                       reason=ended.reason, report=report, judge=ended.judge or "")
+        policies.write_status(self.get_client(), app, status)
 
 
 class KubernetesApp:

@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
+from canary.ports import ReleasePolicies
 
 DIRECTORY = ".canary"
 RELEASE_FILE = "release.yaml"
@@ -168,8 +169,24 @@ def config_source(*, carried: bool, policy: bool, config: str | None) -> ConfigS
     return "deployment" if config else "repository"
 
 
+class ReleaseConfig(NamedTuple):
+    """A release's spec and canary config, and which source gave them."""
+
+    spec: ReleaseSpec
+    config: CanaryConfig
+    source: ConfigSource
+
+
+def policy_lookup(platform: object, app: str) -> PolicyLookup | None:
+    """Reads `app`'s policy from `platform` when the platform keeps policies
+    (canary.ports.ReleasePolicies), else None."""
+    if not isinstance(platform, ReleasePolicies):
+        return None
+    return lambda: platform.release_config(app)
+
+
 def release_config_of(app: str, commit: str, app_config: object, config: str | None,
-                      policy: PolicyLookup | None = None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
+                      policy: PolicyLookup | None = None) -> ReleaseConfig:  # fmt: skip
     """The spec and canary config a canary-release run judges with, from its parameters,
     in config_source's order: the commit's `.canary/` the build carried (`app_config`),
     else the app's ReleasePolicy (`policy`, read only when the commit carries none), else
@@ -182,17 +199,18 @@ def release_config_of(app: str, commit: str, app_config: object, config: str | N
         spec, canary_config = found
         if spec.app != app:
             raise ConfigError(f"{spec.source} is for app {spec.app!r}, not {app!r}")
-        return spec, canary_config
+        return ReleaseConfig(spec, canary_config, source)
     if source != "commit":
-        return spec_file(config or DEFAULT_SPEC.format(app=app), app)
+        return ReleaseConfig(*spec_file(config or DEFAULT_SPEC.format(app=app), app), source)
     where = f"app_config of commit {commit[:12]}"
     spec, canary_config = load(app_config, app, where)
     if spec.app != app:
         raise ConfigError(f"{where} is for app {spec.app!r}, not {app!r}")
-    return spec, canary_config
+    return ReleaseConfig(spec, canary_config, source)
 
 
-def spec_of_run(app: str, params: dict[str, object]) -> tuple[ReleaseSpec | None, str]:
+def spec_of_run(app: str, params: dict[str, object],
+                policy: PolicyLookup | None = None) -> tuple[ReleaseSpec | None, str]:  # fmt: skip
     """The release spec a canary-release run judged with, read again from its parameters
     the way the run read it (release_config_of), and where it came from, in words.
 
@@ -201,6 +219,7 @@ def spec_of_run(app: str, params: dict[str, object]) -> tuple[ReleaseSpec | None
     Args:
         app: The app.
         params: The run's parameters.
+        policy: Reads the app's ReleasePolicy (policy_lookup of the run's platform).
 
     Returns:
         (the spec, where it came from); (None, why) when it cannot be read any more (a file
@@ -208,12 +227,13 @@ def spec_of_run(app: str, params: dict[str, object]) -> tuple[ReleaseSpec | None
         for a run that names none (docs/kubernetes.md), and the words say so.
     """
     config = params.get("config")
-    source = ("the commit's .canary/release.yaml" if params.get("app_config")
-              else f"the release spec {config or DEFAULT_SPEC.format(app=app)}")  # fmt: skip
+    guess = ("the commit's .canary/release.yaml" if params.get("app_config")
+             else f"the release spec {config or DEFAULT_SPEC.format(app=app)}")  # fmt: skip
     try:
-        spec, _ = release_config_of(app, str(params.get("commit") or ""), params.get("app_config"),
-                                    None if config is None else str(config))  # fmt: skip
+        found = release_config_of(app, str(params.get("commit") or ""), params.get("app_config"),
+                                  None if config is None else str(config), policy)  # fmt: skip
     except Exception as exc:  # a repair must still run
-        return None, (f"{source} of the release could not be read again ({exc}); repaired "
+        return None, (f"{guess} of the release could not be read again ({exc}); repaired "
                       "with the platform's fallback spec")  # fmt: skip
-    return spec, f"repaired with the options of {source}, as the release used them"
+    source = found.spec.source if found.source == "policy" else guess
+    return found.spec, f"repaired with the options of {source}, as the release used them"

@@ -18,8 +18,9 @@ from canary.values.tracks import Track
 from canary.values.weights import Weights
 
 if TYPE_CHECKING:
-    from canary.config import MetricConfig
+    from canary.config import CanaryConfig, MetricConfig
     from canary.config.release import ReleaseSpec
+    from canary.values.events import ReleaseEnded
 
 @runtime_checkable
 class MetricSource(Protocol):
@@ -179,6 +180,32 @@ class TrafficRouter(Protocol):
         """Put the user's routes back as they were before the release, verified, and drop
         what the release added; idempotent. A router that owns the routes it splits (the
         local HAProxy) has nothing of the user's to restore: all traffic to production."""
+        ...
+
+
+@runtime_checkable
+class ReleasePolicies(Protocol):
+    """Release configs kept on the platform, under its access control: on Kubernetes the
+    ReleasePolicy custom resource (docs/kubernetes.md). A platform may offer it; where the
+    one precedence of config sources puts it is canary.appconfig's."""
+
+    def release_config(self, app: str) -> tuple[ReleaseSpec, CanaryConfig] | None:
+        """The spec and canary config of `app`'s policy; None when the app has none.
+
+        Raises:
+            ConfigError: The policy (or the canary config it references) is invalid.
+            PlatformError: The policies cannot be read (e.g. 403: the runner's Role).
+        """
+        ...
+
+    def record_release(self, app: str, ended: ReleaseEnded, report: str) -> None:
+        """Write how a release the app's policy configured ended (the policy's status).
+
+        Args:
+            app: The app (its policy's name).
+            ended: The release's end.
+            report: A link to its report ("" when there is none).
+        """
         ...
 
 

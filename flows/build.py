@@ -35,7 +35,7 @@ from store import current, runs
 from store.blocks import load_block
 from store.events import emit
 from tasks.platform import build_image, image_version, read_config_files, read_production_commit
-from tasks.setup import check_app_config, load_release_config
+from tasks.setup import check_app_config, load_release_config, read_policy_spec
 
 SKIPPED = BUILD_SKIPPED.name
 
@@ -100,15 +100,15 @@ def build(
 def _app_config(plat: Platform, app: str, repo: str,
                 commit: str) -> tuple[str, dict[str, str] | None, ReleaseSpec | None]:  # fmt: skip
     """(the app, the release config to carry, its spec) from the commit's `.canary/`;
-    (app, None, None) when it has none: the release then reads
-    deployments/releases/<app>.yaml."""
+    (app, None, the spec of the app's ReleasePolicy or None) when it has none: the release
+    then reads the policy, else deployments/releases/<app>.yaml (canary.appconfig)."""
     files = read_config_files(plat, app, repo, commit)
     if files is None:
-        return app, None, None
+        return app, None, read_policy_spec(plat, app)
     app_config, named = check_app_config(files, app, f"{repo} at {commit[:12]}")
     if named != app:
         get_run_logger().info("%s/release.yaml names the app %r (not %r)", DIRECTORY, named, app)
-    spec, _ = load_release_config(named, commit, app_config, None)
+    spec = load_release_config(named, commit, app_config, None).spec
     return named, app_config, spec
 
 

@@ -28,7 +28,7 @@ from canary.analysis import (
     release_end,  # fmt: skip
     run_data,
 )
-from canary.appconfig import spec_of_run
+from canary.appconfig import ConfigSource, policy_lookup, spec_of_run
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
@@ -68,6 +68,8 @@ class _Run:
     source: MetricSource
     run_id: str
     pushed_at: str | None = None
+    #: where the spec and canary config came from (canary.appconfig.config_source)
+    configured_by: ConfigSource = "repository"
 
     @property
     def app(self) -> str:
@@ -93,9 +95,10 @@ def _on_bad_end(flow: Flow[..., object], flow_run: _DyingRun, state: State) -> N
     with contextlib.suppress(Exception):
         if other_lock_takers(params["app"], me=str(flow_run.id)):
             return
-        spec, _ = spec_of_run(params["app"], params)  # what the adapters were made with
-        recover_release(load_block(params.get("platform", "local-platform/local")),
-                        params["app"], spec, run_id=flow_run.id, image=params.get("image"),
+        plat = load_block(params.get("platform", "local-platform/local"))
+        # what the adapters were made with
+        spec, _ = spec_of_run(params["app"], params, policy_lookup(plat, params["app"]))
+        recover_release(plat, params["app"], spec, run_id=flow_run.id, image=params.get("image"),
                         commit=params.get("commit"), why=why)  # fmt: skip
 
 
@@ -131,7 +134,8 @@ def canary_release(
         repo, pushed_at: From the push: order this release among the app's (canary.queue).
         version: Names the run.
         retry: Release a commit that was released before (`canary retry`).
-        app_config: The commit's `.canary/` files the build carried (wins over `config`).
+        app_config: The commit's `.canary/` files the build carried (wins over the app's
+            ReleasePolicy on the platform, which wins over `config`: canary.appconfig).
 
     Returns:
         The outcome's named final state, the headline as its message: Promoted (type
@@ -139,9 +143,11 @@ def canary_release(
         runs sees it), Aborted or Skipped (type Cancelled); a ReleaseNotPromoted as data.
     """
     release = Release(app, image, commit)  # the one release model: name rule, full commit
-    spec, canary_config = load_release_config(release.app, release.commit, app_config, config)
-    run = _Run(release, spec, canary_config, load_block(platform), load_block(metrics).source(),
-               current.run_id(), pushed_at)  # fmt: skip
+    plat = load_block(platform)
+    spec, canary_config, configured_by = load_release_config(release.app, release.commit,
+                                                             app_config, config, plat)  # fmt: skip
+    run = _Run(release, spec, canary_config, plat, load_block(metrics).source(), current.run_id(),
+               pushed_at, configured_by)  # fmt: skip
     newer = _ordering(run.plat, run.app, spec, repo)
     current.tag_run(app=run.app, commit=release.commit[:12], version=version)
     with contextlib.ExitStack() as lock:
@@ -378,10 +384,22 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "window_start": first.window_start if first else None,
         "window_end": last.window_end if last else None,
         "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
-        "pushed_at": run.pushed_at,
+        "pushed_at": run.pushed_at, "judge": run.config.judge.name,
     })  # fmt: skip
     emit(ended)
+    if run.configured_by == "policy":
+        _record(run, ended, artifacts.report_link(report_id))
     return ended
+
+
+def _record(run: _Run, ended: ReleaseEnded, report: str) -> None:
+    """The end into the app's ReleasePolicy's status; a failure to write it is logged and
+    never changes the release's end (production is already read back)."""
+    try:
+        p.record_release(run.plat, run.app, ended, report)
+    except Exception as exc:
+        get_run_logger().warning("%s: could not write the ReleasePolicy's status: %s", run.app,
+                                 _words(exc))  # fmt: skip
 
 
 def _read_back(run: _Run, before: str | None, decision: Decision) -> tuple[Outcome, str]:

@@ -30,6 +30,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilterType,
 )
 from prefect.client.schemas.sorting import ArtifactSort
+from prefect.settings import PREFECT_UI_URL
 
 from canary.report import JudgementRecord, interval_rows
 from store.client import client
@@ -139,6 +140,12 @@ def publish_report(app: str, markdown: str, description: str, *, kind: str = "ca
                                                       description=description,
                                                       flow_run_id=UUID(str(run_id))))  # fmt: skip
     return made.id
+
+
+def report_link(report_id: UUID | str) -> str:
+    """The report artifact's page in the Prefect UI ("" when no UI URL is configured)."""
+    ui = PREFECT_UI_URL.value()
+    return f"{str(ui).rstrip('/')}/artifacts/artifact/{report_id}" if ui else ""
 
 
 def publish_graph_links(app: str, links: list[tuple[str, str]]) -> None:

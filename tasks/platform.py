@@ -15,7 +15,8 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.config.release import ReleaseSpec
 from canary.errors import PlatformError
-from canary.ports import CommitOrder, ConfigFileReader, ImageVersions, Platform
+from canary.ports import CommitOrder, ConfigFileReader, ImageVersions, Platform, ReleasePolicies
+from canary.values.events import ReleaseEnded
 from canary.values.tracks import Track
 from canary.values.weights import Weights
 from tasks._retry import RETRYING, RetryOptions
@@ -137,3 +138,11 @@ def remove_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: 
 def restore_routes(platform: Platform, app: str, spec: ReleaseSpec | None) -> None:
     """Put `app`'s routes back as they were before the release."""
     platform.for_app(app, spec).restore_routes()
+
+
+@task(name="record-release", task_run_name="record-release-{app}", **_TASK)
+def record_release(platform: Platform, app: str, ended: ReleaseEnded, report: str) -> None:
+    """Write how the release ended into the app's ReleasePolicy (its status), where the
+    platform keeps policies (canary.ports.ReleasePolicies)."""
+    if isinstance(platform, ReleasePolicies):
+        platform.record_release(app, ended, report)

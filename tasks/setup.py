@@ -9,9 +9,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from canary import appconfig
-from canary.appconfig import release_config_of, spec_file
+from canary.appconfig import ReleaseConfig, policy_lookup, release_config_of, spec_file
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
+from canary.ports import Platform
 from store import locks
 from tasks._retry import RETRYING
 
@@ -29,10 +30,20 @@ def check_app_config(files: dict[str, str], app: str, where: str) -> tuple[dict[
 
 
 @task(name="load-release-config", task_run_name="load-release-config-{app}", cache_policy=NO_CACHE)
-def load_release_config(app: str, commit: str, app_config: object,
-                        config: str | None) -> tuple[ReleaseSpec, CanaryConfig]:  # fmt: skip
-    """The release config of a run, validated by the same loaders (release_config_of)."""
-    return release_config_of(app, commit, app_config, config)
+def load_release_config(app: str, commit: str, app_config: object, config: str | None,
+                        platform: Platform | None = None) -> ReleaseConfig:  # fmt: skip
+    """The release config of a run and its source, validated by the same loaders
+    (release_config_of); the app's ReleasePolicy is read from `platform` if it keeps any."""
+    return release_config_of(app, commit, app_config, config, policy_lookup(platform, app))
+
+
+@task(name="read-release-policy", task_run_name="read-release-policy-{app}", cache_policy=NO_CACHE)
+def read_policy_spec(platform: Platform, app: str) -> ReleaseSpec | None:
+    """The release spec of the app's ReleasePolicy, where the platform keeps policies
+    (None: it keeps none, or the app has none)."""
+    lookup = policy_lookup(platform, app)
+    found = lookup() if lookup is not None else None
+    return found[0] if found is not None else None
 
 
 @task(name="ensure-release-lock", task_run_name="ensure-release-lock-{app}",

@@ -112,6 +112,12 @@ FIELDS: dict[tuple[str, str], Node] = {
     ("IstioOptions", "destination_rule"): _OBJECT_NAME,
     ("IstioOptions", "routes"): {"x-kubernetes-list-type": "set",
                                  "items": {"type": "string", "pattern": r"\S"}},
+    ("GatewayApiOptions", "http_route"): _OBJECT_NAME,
+    ("GatewayApiOptions", "service"): _OBJECT_NAME,
+    ("GatewayApiOptions", "rule"): {"x-kubernetes-validations": [_rule(
+        "type(self) == int ? self >= 0 && self < 16 : (size(self) <= 253 && "
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))",
+        "must be a rule index 0 to 15, or a rule name (lowercase letters, digits, '-' and '.')")]},
     ("KubernetesRelease", "container"): {"pattern": f"^{_LABEL.pattern}$"},
     ("KubernetesRelease", "dockerfile"): {"minLength": 1, "maxLength": 1024, "x-kubernetes-validations": [
         _rule(_PATH_RULE, "must be a relative path inside the repository, without '..'")]},
@@ -167,6 +173,8 @@ class _Converter:
         if branches:
             converted = [self.node(b) for b in branches]
             union = "oneOf" in node  # a discriminated union (the routers'), even of one model
+            if not union and sorted(str(c.get("type")) for c in converted) == ["integer", "string"]:
+                return {**_description(node), "x-kubernetes-int-or-string": True}
             if not union and len(converted) > 1:
                 raise ValueError(f"no structural form for a union of {len(converted)} types: {node}")
             return {**(_merged(converted) if union else converted[0]), **_description(node)}
@@ -266,6 +274,7 @@ def _status() -> Node:
                 "commit": text, "reason": text,
                 "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
                 "report": {"type": "string", "description": "A link to the release's report."},
+                "judge": {"type": "string", "description": "The judge of the last release's canary config."},
                 "observedGeneration": {"type": "integer", "format": "int64"}}}  # fmt: skip
 
 
@@ -296,7 +305,7 @@ def _columns() -> list[Node]:
     def column(name: str, path: str, kind: str = "string") -> Node:
         return {"name": name, "type": kind, "jsonPath": path}
 
-    return [column("App", ".spec.release.app"), column("Judge", ".spec.canaryConfig.judge.name"),
+    return [column("App", ".spec.release.app"), column("Judge", ".status.judge"),
             column("Lifetime", ".spec.release.analysis.lifetime"), column("Outcome", ".status.outcome"),
             column("Age", ".metadata.creationTimestamp", "date")]  # fmt: skip
 

@@ -160,6 +160,8 @@ class ReleaseEnded(CanaryEvent):
     pushed_at: str | None = None
     #: a person decided (canary promote/abort, a manual judgement or gate)
     by_person: bool = False
+    #: the judge of the release's canary config (None: not known, e.g. a recovery's report)
+    judge: str | None = None
     #: set when recovery (not the release's own run) reported the end
     recovered_run: str | None = None
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from canary.appconfig import config_source, release_config_of
+from canary.appconfig import config_source, policy_lookup, release_config_of, spec_of_run
 from canary.config.policy import NOT_IN_SCHEMA, Policy, policy_file, read_policy
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
@@ -134,8 +134,9 @@ def test_release_config_of_reads_the_policy_only_when_the_commit_carries_none(tm
         policy = _policy()
         return policy.spec, policy.canary_config()
 
-    spec, config = release_config_of("myapp", "c" * 40, None, "absent.yaml", lookup)
+    spec, config, source = release_config_of("myapp", "c" * 40, None, "absent.yaml", lookup)
     assert calls == ["policy"] and spec.source == "ReleasePolicy shop/myapp: spec.release" and config.name == "myapp"
+    assert source == "policy"
     with pytest.raises(ConfigError, match="is for app 'myapp', not 'other'"):
         release_config_of("other", "c" * 40, None, None, lookup)
     with pytest.raises(ConfigError, match="app_config"):  # the commit's (malformed here) wins, unread policy
@@ -143,3 +144,27 @@ def test_release_config_of_reads_the_policy_only_when_the_commit_carries_none(tm
     assert calls == ["policy", "policy"]
     with pytest.raises(ConfigError, match="absent.yaml"):  # no policy: the deployment's file
         release_config_of("myapp", "c" * 40, None, str(tmp_path / "absent.yaml"), lambda: None)
+
+
+def test_a_crashed_release_is_repaired_with_its_policy_when_the_policy_configured_it() -> None:
+    policy = _policy()
+    spec, words = spec_of_run("myapp", {"app": "myapp", "commit": "c" * 40},
+                              lambda: (policy.spec, policy.canary_config()))
+    assert spec == policy.spec
+    assert words == "repaired with the options of ReleasePolicy shop/myapp: spec.release, as the release used them"
+    spec, words = spec_of_run("myapp", {"app": "myapp", "commit": "c" * 40, "config": "absent.yaml"},
+                              lambda: None)  # no policy any more: the deployment's file, which is gone
+    assert spec is None and words.startswith("the release spec absent.yaml of the release could not be read again")
+
+
+def test_policy_lookup_only_for_platforms_that_keep_policies() -> None:
+    class Keeps:
+        def release_config(self, app: str) -> None:
+            return None
+
+        def record_release(self, app: str, ended: object, report: str) -> None:
+            raise AssertionError("not called here")
+
+    assert policy_lookup(object(), "myapp") is None
+    lookup = policy_lookup(Keeps(), "myapp")
+    assert lookup is not None and lookup() is None

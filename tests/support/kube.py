@@ -140,6 +140,17 @@ def shared_control_plane() -> Iterator[Cluster]:
                 (state.parent / f"{state.name}.lock").unlink(missing_ok=True)  # the last user
 
 
+def install_release_policies(cluster: Cluster) -> Cluster:
+    """The shipped ReleasePolicy CRD installed and Established (idempotent: the control plane
+    is shared between workers, and a server-side apply of the same CRD changes nothing)."""
+    from canary.config.policy import GROUP, PLURAL
+    from canary.config.policy_schema import render
+
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render())
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    return cluster
+
+
 # -- a namespace per test -----------------------------------------------------------------
 def runner_manifests(namespace: str) -> list[dict[str, Any]]:
     """rbac.yaml's ServiceAccount, Role and RoleBinding, in ``namespace``."""

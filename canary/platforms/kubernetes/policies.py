@@ -2,7 +2,7 @@
 
 The release runner reads the policy named after the app in the app's namespace and, after a
 release, writes the status subresource: the spec is never written here (the runner's Role,
-deployments/kubernetes/releasepolicy-rbac.yaml, grants no more). The policy's contents are
+deployments/kubernetes/rbac.yaml, grants no more). The policy's contents are
 validated by canary.config.policy, the one path from a policy to models.
 """
 
@@ -34,6 +34,7 @@ class PolicyStatus:
         report: A link to the release's report ("" when there is none).
         ended: When the release ended (default: now).
         generation: The policy's metadata.generation the release read (0: unknown).
+        judge: The judge of the canary config the release used ("" when unknown).
     """
 
     outcome: Outcome
@@ -42,18 +43,22 @@ class PolicyStatus:
     report: str = ""
     ended: datetime | None = None
     generation: int = 0
+    judge: str = ""
 
     def to_json(self) -> JSON:
         """The status object as the CRD's schema has it.
 
         Returns:
-            lastRelease, commit, outcome, reason, report (when given), observedGeneration.
+            lastRelease, commit, outcome, reason; report, judge and observedGeneration when
+            known.
         """
         ended = (self.ended or datetime.now(UTC)).astimezone(UTC)
         status: JSON = {"lastRelease": ended.strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": self.commit,
                         "outcome": self.outcome.value, "reason": self.reason}  # fmt: skip
         if self.report:
             status["report"] = self.report
+        if self.judge:
+            status["judge"] = self.judge
         if self.generation:
             status["observedGeneration"] = self.generation
         return status

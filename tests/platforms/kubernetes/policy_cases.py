@@ -76,6 +76,13 @@ REFUSED: list[Case] = [
     ("destination-rule", lambda p: router(p).update(destination_rule="a..b"), "not a Kubernetes object name"),
     ("routes-twice", lambda p: router(p).update(routes=["beta", "beta"]), "must be distinct"),
     ("router-kind", lambda p: router(p).update(kind="linkerd"), "must name a known router"),
+    ("gateway-rule-index", lambda p: k8s(p).update(router={"kind": "gateway-api", "rule": 16}), "is not a rule index"),
+    ("gateway-rule-name", lambda p: k8s(p).update(router={"kind": "gateway-api", "rule": "Main_Rule"}),
+     "is not an HTTPRoute rule name"),
+    ("gateway-route-name", lambda p: k8s(p).update(router={"kind": "gateway-api", "http_route": "Store_Front"}),
+     "not a Kubernetes object name"),
+    ("gateway-istio-key", lambda p: k8s(p).update(router={"kind": "gateway-api", "virtual_service": "shop"}),
+     "virtual_service"),
     ("traffic-shadow", lambda p: k8s(p).update(traffic="shadow"), "kubernetes.traffic"),
     ("replicas-0", lambda p: k8s(p).update(replicas=0), "kubernetes.replicas"),
     ("dockerfile-absolute", lambda p: k8s(p).update(dockerfile="/etc/Dockerfile"), "must be a relative path"),
@@ -126,6 +133,13 @@ REFUSED: list[Case] = [
 
 #: canary.config.policy.NOT_IN_SCHEMA, case by case: the API server accepts these, the strict
 #: loader refuses them when a release reads the policy.
+#: Valid changes: the API server and the loader accept both.
+VALID: list[tuple[str, Change]] = [
+    ("gateway-api", lambda p: k8s(p).update(router={"kind": "gateway-api", "http_route": "shop", "rule": "main",
+                                                    "service": "shop-web"})),
+    ("gateway-api-rule-index", lambda p: k8s(p).update(router={"kind": "gateway-api", "rule": 1})),
+]
+
 ACCEPTED_BY_THE_API: list[Case] = [
     ("prometheus-query-typo", lambda p: metric(p, 0)["query"].update(metricname="x"), "unknown key 'metricname'"),
     ("lifetime-0s", lambda p: analysis(p).update(lifetime="0s"), "lifetime must be longer than 0"),

@@ -22,15 +22,18 @@ from canary.platforms.kubernetes import (
     KubeClient,
     KubernetesWorkloads,
     TektonBuilder,
+    policies,
 )
 from canary.platforms.kubernetes.gateway_api import GatewayApiRouter
 from canary.platforms.kubernetes.istio import destination_rule_kind, virtual_service_kind
 from canary.platforms.kubernetes.knative import BUILD, build_manifest
 from canary.platforms.kubernetes.manifests import derived_deployment
+from canary.platforms.kubernetes.policies import RELEASE_POLICY
 from canary.platforms.kubernetes.routes import apply_weights, destination_rule, subsets
 from canary.platforms.kubernetes.tekton import GIT_IMAGE, TASKRUN, taskrun_manifest
+from canary.values.outcome import Outcome
 from canary.values.weights import Weights
-from tests.support.kube import Namespace
+from tests.support.kube import Namespace, install_release_policies
 from tests.support.kube_builds import BuildController
 
 from .conftest import (
@@ -108,7 +111,7 @@ def test_the_role_grants_exactly_what_the_adapters_use(
         namespace: Namespace, production: Any, builds: BuildController, kube: KubeClient) -> None:
     """Least privilege, both ways, read from the API server's audit log: every adapter path
     (promotion, roll back, a crash-looping canary, failed and timed-out builds on Tekton and
-    Knative, a user's DestinationRule, the Gateway API router) passes under the Role with no
+    Knative, a user's DestinationRule, the Gateway API router, the app's ReleasePolicy) passes under the Role with no
     403, and every (apiGroup, resource, verb) the Role grants was used by at least one of them."""
     since = time.time()
     tekton = TektonBuilder(kube, image=IMAGE_REPO, timeout=5, window=1)
@@ -149,6 +152,14 @@ def test_the_role_grants_exactly_what_the_adapters_use(
     by_service.deploy(APP, "canary", image)
     gateway.set_weights(APP, Weights(90, 0, 10))
     finish(gateway, by_service)  # type: ignore[arg-type]  # the TrafficRouter port
+    install_release_policies(namespace.cluster)  # the app's ReleasePolicy: read, status written
+    policy = yaml.safe_load((MANIFESTS / "examples" / "releasepolicy.yaml").read_text())
+    policy["spec"]["release"]["app"] = APP
+    namespace.admin.create(RELEASE_POLICY, {**policy, "metadata": {"name": APP, "namespace": namespace.name}})
+    assert policies.release_config(kube, "absent") is None  # get: 404 is "no policy"
+    found = policies.release_config(kube, APP)
+    assert found is not None and found[0].app == APP
+    policies.write_status(kube, APP, policies.PolicyStatus(Outcome.PROMOTED, COMMIT, "every metric Pass"))
 
     # a watch is logged when it ends (the server notices the closed connection): wait for them
     namespace.wait("every granted verb in the audit log",

@@ -16,7 +16,6 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from canary.config.policy import GROUP, PLURAL, VERSION, read_policy
-from canary.config.policy_schema import render
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import KubeClient
 from canary.platforms.kubernetes.policies import (
@@ -26,8 +25,14 @@ from canary.platforms.kubernetes.policies import (
     write_status,
 )
 from canary.values.outcome import Outcome
-from tests.platforms.kubernetes.policy_cases import ACCEPTED_BY_THE_API, REFUSED
-from tests.support.kube import Cluster, Namespace, delete_namespace, make_namespace
+from tests.platforms.kubernetes.policy_cases import ACCEPTED_BY_THE_API, REFUSED, VALID
+from tests.support.kube import (
+    Cluster,
+    Namespace,
+    delete_namespace,
+    install_release_policies,
+    make_namespace,
+)
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "deployments" / "kubernetes"
 EXAMPLE = MANIFESTS / "examples" / "releasepolicy.yaml"
@@ -35,10 +40,8 @@ EXAMPLE = MANIFESTS / "examples" / "releasepolicy.yaml"
 
 @pytest.fixture(scope="module")
 def policies_crd(control_plane: Cluster) -> Cluster:
-    """The shipped CRD installed (idempotent: the control plane is shared between workers)."""
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render())
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
-    return control_plane
+    """The shipped CRD installed."""
+    return install_release_policies(control_plane)
 
 
 def example(namespace: str) -> dict[str, Any]:
@@ -86,6 +89,13 @@ def test_a_valid_policy_is_accepted_and_reads_back_as_the_same_models(
     stored = create(namespace.admin.api_client, namespace.name, body)
     assert read_policy(stored).spec == read_policy(body).spec
     assert read_policy(stored).canary_config() == read_policy(body).canary_config()
+
+
+def test_valid_variants_pass_both_the_api_server_and_the_loader(policies_crd: Cluster, namespace: Namespace) -> None:
+    for name, change in VALID:
+        body = mutated(namespace.name, change)
+        assert loader_refusal(body) is None, name
+        assert refusal(namespace.admin.api_client, namespace.name, body) is None, name
 
 
 def test_every_spec_the_yaml_refuses_the_api_server_refuses(policies_crd: Cluster, namespace: Namespace) -> None:
@@ -173,7 +183,6 @@ def test_a_team_edits_its_own_policy_and_gets_403_in_another_teams_namespace(
 
 def test_the_runner_reads_policies_and_writes_their_status_but_never_their_spec(
         policies_crd: Cluster, namespace: Namespace) -> None:
-    bind(namespace.admin.api_client, MANIFESTS / "releasepolicy-rbac.yaml", namespace.name, "prefect-canary")
     create(namespace.admin.api_client, namespace.name, example(namespace.name))
     runner: KubeClient = namespace.kube
     found = release_config(runner, "myapp")
@@ -191,7 +200,8 @@ def test_the_runner_reads_policies_and_writes_their_status_but_never_their_spec(
     assert status_code(lambda: create(runner.api_client, namespace.name, {**example(namespace.name),
                                       "metadata": {"name": "sneaky"}})) == 403  # fmt: skip
     # a status write through the status subresource cannot change the spec either
-    write_status(runner, "myapp", PolicyStatus(Outcome.ROLLED_BACK, "fedcba987654", "latency High"))
+    write_status(runner, "myapp", PolicyStatus(Outcome.ROLLED_BACK, "fedcba987654", "latency High",
+                                               judge="sequential-v1"))
     after = namespace.admin.get(RELEASE_POLICY, "myapp")
     assert after is not None and after["spec"]["release"]["traffic"]["steps"] == [10, 25, 50]
     listing = namespace.cluster.kubectl("get", "releasepolicies", "-n", namespace.name)
