@@ -18,7 +18,7 @@ import json
 from canary.errors import ConfigError, PlatformError
 from canary.values.weights import Weights
 
-from . import routes
+from . import recorded, routes
 from .client import DEPLOYMENT, Kind, KubeClient
 from .manifests import TRACK_LABEL, production_track
 from .objects import JSON, entries, field, number, text, value
@@ -234,16 +234,7 @@ class GatewayApiRouter:
         Raises:
             PlatformError: the route does not match the record after restoring it.
         """
-        name = self._name(app)
-        current = self.client.get(self.kind, name)
-        saved = routes.recorded(current) if current is not None else None
-        if saved is not None:
-            self.client.update(self.kind, name, routes.restored)
-            back = self.client.get(self.kind, name)
-            if back is None or not routes.matches_record(back, saved):
-                raise PlatformError(f"HTTPRoute {name!r} does not match the recorded original "
-                                    "after restoring it; the record is kept for another try",
-                                    transient=False)
+        recorded.restore(self.client, self.kind, self._name(app))
         for track in TRACKS:
             self.services.remove(app, track)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from canary.errors import ConfigError, PlatformError
 from canary.values.weights import Weights
 
-from . import routes
+from . import recorded, routes
 from .client import DEPLOYMENT, Kind, KubeClient
 from .errors import ConflictError
 from .manifests import PREFIX, TRACK_LABEL, is_managed, production_track
@@ -101,7 +101,7 @@ class IstioRouter:
         """
         name = self._vs_name(app)
         if self.client.get(self.vs_kind, name) is not None:
-            self._restore(self.vs_kind, name)
+            recorded.restore(self.client, self.vs_kind, name)
         if self.destination_rule:
             self._remove_added_subsets(self.destination_rule)
             return
@@ -184,13 +184,3 @@ class IstioRouter:
             raise PlatformError(f"DestinationRule {name!r} still lists our subsets after removing "
                                 "them; another try will remove them", transient=True)
 
-    def _restore(self, kind: Kind, name: str) -> None:
-        current = self.client.get(kind, name)
-        saved = routes.recorded(current) if current else None
-        if saved is None:
-            return
-        self.client.update(kind, name, routes.restored)
-        back = self.client.get(kind, name)
-        if back is None or not routes.matches_record(back, saved):
-            raise PlatformError(f"{kind.kind} {name!r} does not match the recorded original after "
-                                "restoring it; the record is kept for another try", transient=False)
