@@ -45,6 +45,7 @@ from pydantic import SecretStr, ValidationError  # noqa: E402
 from blocks.kubernetes import KubernetesCluster  # noqa: E402
 from blocks.prometheus import PrometheusSource  # noqa: E402
 from canary.metrics.prometheus import redact_url  # noqa: E402
+from canary.platforms.kubernetes.routers import ROUTERS  # noqa: E402
 
 
 class Refused(Exception):
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="do not verify the API server's certificate (tests only)")
     parser.add_argument("--image-repository", help="registry path builds push to")
     parser.add_argument("--build-system", choices=("tekton", "knative"), default="tekton")
+    parser.add_argument("--traffic-router", choices=sorted(ROUTERS), default="istio",
+                        help="what splits the traffic: istio (a VirtualService) or gateway-api "
+                        "(an HTTPRoute); docs/kubernetes.md compares them")  # fmt: skip
     parser.add_argument("--prometheus-url", required=True)
     parser.add_argument("--prometheus-token-file", help="file holding a bearer token")
     parser.add_argument("--prometheus-user", help="basic auth user (with --prometheus-password-file)")
@@ -124,7 +128,8 @@ def build_blocks(args: argparse.Namespace) -> tuple[KubernetesCluster, Prometheu
                       "create token prefect-canary --duration=720h > token; it is stored in the "
                       "block, so it must outlive the releases: the default lasts an hour)")  # fmt: skip
     cluster: dict[str, Any] = {"namespace": args.namespace, "build_system": args.build_system,
-                               "image_repository": args.image_repository}  # fmt: skip
+                               "image_repository": args.image_repository,
+                               "traffic_router": args.traffic_router}  # fmt: skip
     if args.in_cluster:
         cluster["in_cluster"] = True
     elif args.kubeconfig:
@@ -172,7 +177,7 @@ def summary(name: str, cluster: KubernetesCluster, prometheus: PrometheusSource)
         "cluster": {"namespace": cluster.namespace, "source": source,
                     "token": "set" if cluster.token is not None else "unset",
                     "image_repository": cluster.image_repository,
-                    "build_system": cluster.build_system},
+                    "build_system": cluster.build_system, "traffic_router": cluster.traffic_router},
         "prometheus": {"url": redact_url(prometheus.url), "auth": auth},
     }  # fmt: skip
 

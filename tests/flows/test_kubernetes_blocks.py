@@ -176,7 +176,19 @@ def test_in_cluster_stores_no_secret(capsys) -> None:
     assert code == 0, out
     cluster = load_block("canary-kubernetes-cluster/pod")
     assert cluster.in_cluster and cluster.token is None and cluster.host is None
+    assert cluster.traffic_router == "istio"  # the default
     assert load_block("prometheus-source/pod").headers() == {}
+
+
+def test_the_gateway_api_router_is_chosen_with_traffic_router(capsys) -> None:
+    code, out = _run(capsys, "--name", "gw", "--namespace", NS, "--in-cluster", "--traffic-router", "gateway-api",
+                     "--prometheus-url", "http://prometheus.istio-system.svc:9090")  # fmt: skip
+    assert code == 0, out
+    assert '"traffic_router": "gateway-api"' in out
+    assert load_block("canary-kubernetes-cluster/gw").traffic_router == "gateway-api"
+    code, out = _run(capsys, "--name", "gw2", "--namespace", NS, "--in-cluster", "--traffic-router", "linkerd",
+                     "--prometheus-url", "http://prometheus.istio-system.svc:9090")  # fmt: skip
+    assert code == 2 and "invalid choice: 'linkerd'" in out, out
 
 
 @pytest.mark.parametrize(("argv", "says"), [

@@ -412,3 +412,14 @@ def _set_role(namespace: Namespace, role: dict[str, Any], *, allowed: bool) -> N
                                "resource": "virtualservices", "name": APP}}}
     namespace.wait("the authorizer to see the Role", lambda: authz.create_subject_access_review(
         review).status.allowed is allowed, timeout=10)
+
+
+@pytest.mark.parametrize("name", ["istio-example.yaml", "gateway-example.yaml"])
+def test_the_shipped_kubernetes_release_specs_load_with_their_router(name: str) -> None:
+    """The examples docs/kubernetes.md tells users to copy: valid, with their canary config,
+    and each names the router its file says."""
+    path = Path(__file__).resolve().parents[3] / "deployments" / "releases" / name
+    spec = ReleaseSpec.load(path)
+    spec.load_canary_config()
+    assert spec.kubernetes.router is not None
+    assert spec.kubernetes.router.kind == name.removesuffix("-example.yaml").replace("gateway", "gateway-api")
