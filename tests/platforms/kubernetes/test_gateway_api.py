@@ -7,10 +7,13 @@ after a release, and byte for byte the same after it."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from blocks.kubernetes import KubernetesCluster
 from canary.config.kubernetes import GatewayApiOptions, KubernetesRelease
 from canary.errors import ConfigError
 from canary.platforms.kubernetes import TRACK_LABEL, KubeClient, KubernetesWorkloads
@@ -227,3 +230,26 @@ def test_a_missing_route_or_a_service_not_ours_is_refused_before_any_write(
         GatewayApiRouter(kube).set_weights(APP, Weights.all_primary())
     assert user_view(read_route(namespace)) == user_view(gateway["route"])
 
+
+
+def test_a_crashed_release_is_reconciled_through_the_block(
+        namespace: Namespace, gateway: dict[str, Any], tmp_path: Path) -> None:
+    """A release that died at 50/25/25 (no cleanup ran): the block's reconcile (what the
+    `reconcile` flow calls) puts all traffic on production, read back, deletes baseline and
+    canary, and puts the user's HTTPRoute back byte for byte with our Services gone."""
+    endpoint = namespace.cluster.endpoint
+    cluster = KubernetesCluster(namespace=namespace.name, host=endpoint.url, token=SecretStr(namespace.token),
+                                ca_cert_path=str(endpoint.ca), release_specs=str(tmp_path),
+                                rollout_timeout_seconds=10, traffic_router="gateway-api")  # fmt: skip
+    before = minus_weights(gateway["route"])
+    router, workloads = cluster.router(APP, None), cluster.workloads(APP, None)
+    router.set_weights(APP, Weights.all_primary())
+    workloads.deploy(APP, "baseline", workloads.production_image(APP) or "")
+    workloads.deploy(APP, "canary", IMAGE)
+    router.set_weights(APP, Weights(50, 25, 25))
+    assert namespace.names("Service") == sorted([APP, f"{APP}-primary", f"{APP}-baseline", f"{APP}-canary"])
+    found = cluster.reconcile(APP, None)
+    assert sorted(found["removed"]) == [f"{APP}-baseline", f"{APP}-canary"]  # type: ignore[arg-type]
+    assert len(found["steps"]) == 4 and found["steps"][0] == "all traffic to production (read back)", found  # type: ignore[arg-type]
+    _restored(namespace, gateway, before)
+    assert cluster.reconcile(APP, None)["removed"] == []  # idempotent: nothing left
