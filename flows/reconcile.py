@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
-from canary.appconfig import spec_of_run
+from canary.appconfig import policy_lookup, spec_of_run
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError
 from canary.ports import Platform
@@ -40,7 +40,7 @@ from store.runs import RunRecord, mark_crashed
 from store.turn import take_lock
 from tasks.history import find_released_apps
 from tasks.platform import reconcile_app
-from tasks.setup import ensure_release_lock
+from tasks.setup import ensure_release_lock, read_policy_spec
 
 #: The state message of a release run found silent with its lock free.
 GONE = ("the release stopped sending heartbeats and its lock was free: its process "
@@ -102,10 +102,24 @@ def reconcile(app: str | None = None, platform: str = "local-platform/local",
 def _repair(plat: Platform, app: str, run_id: str | None) -> ReconcileReport:
     """Under the lock: the platform's reconcile, then the end of release ``run_id``."""
     run = _ended_run(run_id) if run_id else None
-    spec, spec_words = spec_of_run(app, run.parameters) if run else (None, None)
+    spec_words: str | None
+    if run:
+        spec, spec_words = spec_of_run(app, run.parameters, policy_lookup(plat, app))
+    else:
+        spec, spec_words = _policy_spec(plat, app)
     found = reconcile_app(plat, app, spec)
     recovered = _recover(plat, app, spec, run) if run else None
     return ReconcileReport(app=app, found=found, spec=spec_words, recovered=recovered)
+
+
+def _policy_spec(plat: Platform, app: str) -> tuple[ReleaseSpec | None, str | None]:
+    """With no release run to read: the app's ReleasePolicy's spec (as a release would rank
+    it over the platform's own fallback), or None; a repair runs even if it cannot be read."""
+    try:
+        spec = read_policy_spec(plat, app)
+    except Exception as exc:
+        return None, f"the app's ReleasePolicy could not be read ({exc}); repaired with the platform's fallback spec"
+    return spec, (f"repaired with the options of {spec.source}" if spec is not None else None)
 
 
 def _every_app(platform: str) -> dict[str, ReconcileReport]:

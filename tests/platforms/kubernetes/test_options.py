@@ -19,11 +19,13 @@ from canary.errors import ConfigError, PlatformError
 from canary.platforms.kubernetes import TRACK_LABEL
 from canary.platforms.kubernetes.istio import destination_rule_kind, virtual_service_kind
 from canary.platforms.kubernetes.manifests import canary_replicas, selector_string
+from canary.platforms.kubernetes.policies import RELEASE_POLICY
 from canary.values.weights import Weights
-from tests.support.kube import Namespace
+from tasks.setup import read_policy_spec
+from tests.support.kube import Namespace, install_release_policies
 from tests.support.kube_builds import BuildController
 
-from .conftest import APP, COMMIT, IMAGE_REPO, REPO, user_view
+from .conftest import APP, COMMIT, IMAGE_REPO, MANIFESTS, REPO, user_view
 
 DIGEST = "sha256:" + "c" * 64
 IMAGE = f"{IMAGE_REPO}@sha256:{'b' * 64}"
@@ -324,6 +326,23 @@ def test_the_spec_given_wins_over_the_release_specs_folder(tmp_path: Path) -> No
     assert cluster.router(APP, None).virtual_service == "folder"
     assert cluster.router(APP, ReleaseSpec.load(chosen)).virtual_service == "chosen"
     assert cluster.router("other", None).virtual_service is None  # another app: its own spec (none)
+
+
+def test_a_build_or_reconcile_without_a_spec_reads_the_apps_release_policy(
+        namespace: Namespace, production: dict[str, Any], tmp_path: Path) -> None:
+    """What a build without `.canary/` and a reconcile without a run pass the block: the
+    spec of the app's ReleasePolicy (read_policy_spec), which wins over the folder's file."""
+    _spec(tmp_path, virtual_service="folder")
+    cluster = _cluster(namespace, tmp_path)
+    assert cluster.router(APP, read_policy_spec.fn(cluster, APP)).virtual_service == "folder"  # none yet
+    install_release_policies(namespace.cluster)
+    policy = yaml.safe_load((MANIFESTS / "examples" / "releasepolicy.yaml").read_text())
+    policy["metadata"] = {"name": APP, "namespace": namespace.name}
+    policy["spec"]["release"]["app"] = APP
+    policy["spec"]["release"]["kubernetes"]["router"]["virtual_service"] = "from-policy"
+    namespace.admin.create(RELEASE_POLICY, policy)
+    spec = read_policy_spec.fn(cluster, APP)
+    assert spec is not None and cluster.router(APP, spec).virtual_service == "from-policy"
 
 
 def test_without_a_release_spec_every_default_applies(tmp_path: Path) -> None:
