@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 import flows.canary_release as release_flow
@@ -86,6 +87,8 @@ def _sampled(c: GatewayCluster) -> Iterator[dict[str, Any]]:
             seen["changed"] += minus_weights(route) != before
             default = next(r for r in route["spec"]["rules"] if r.get("name") == "default")
             seen["backends"].add(tuple(b["name"] for b in default["backendRefs"]))
+            if len(default["backendRefs"]) == 3 and "during" not in seen:
+                seen["during"] = route
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -107,6 +110,9 @@ def test_a_healthy_canary_is_promoted_through_the_gateway_api(gateway) -> None:
     assert seen["changed"] == 0
     assert (f"{c.app}-primary", f"{c.app}-baseline", f"{c.app}-canary") in seen["backends"]
     c.assert_route_restored()
+    for when, route in (("before", c.route_before), ("during", seen["during"]), ("after", c.route())):
+        print(f"--- HTTPRoute {c.app} {when} the release (spec) ---")  # shown with -s
+        print(yaml.safe_dump(route["spec"], sort_keys=False))
 
 
 def test_a_canary_answering_errors_is_rolled_back_through_the_gateway_api(gateway) -> None:

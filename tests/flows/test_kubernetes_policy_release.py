@@ -102,6 +102,7 @@ def test_a_release_configured_only_by_its_policy_is_promoted_and_writes_the_stat
     assert "/artifacts/artifact/" in status["report"], status
     assert status["lastRelease"].endswith("Z")
     header, row = c.listing()
+    print(f"kubectl get releasepolicies -n {c.ns.name}\n{header}\n{row}\nstatus: {status}")  # shown with -s
     assert header.split() == ["NAME", "APP", "JUDGE", "LIFETIME", "OUTCOME", "AGE"]
     assert row.split()[:5] == [c.app, c.app, "sequential-v1", "3s", "promoted"]
 
