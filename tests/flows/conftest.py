@@ -28,6 +28,8 @@ from canary.analysis.ending import ReleaseNotPromoted
 from canary.errors import ConfigError
 from canary.values.outcome import Outcome
 from tests.flows.fakes import FakeCountsSource, FakeMetricsBlock, FakePlatform, Recorder
+from tests.support.istio_prometheus import IstioPrometheus
+from tests.support.kube import Namespace
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY_CONFIG = REPO / "deployments" / "canary-configs" / "goldengoose-kayenta.yaml"
@@ -212,3 +214,12 @@ def released(state: object) -> dict:
     assert result["outcome"] == outcome.value
     assert state.message == result["headline"]  # type: ignore[attr-defined]
     return dict(result)
+
+
+@pytest.fixture
+def prometheus(namespace: Namespace) -> Iterator[IstioPrometheus]:
+    """A Prometheus stub serving Istio's sidecar metrics for the test's namespace (the
+    Kubernetes release tests: no Istio data plane runs here)."""
+    with IstioPrometheus(namespace=namespace.name) as stub:
+        yield stub
+    assert stub.hook_errors == []

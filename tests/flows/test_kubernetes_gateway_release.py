@@ -66,13 +66,6 @@ def gateway(namespace: Namespace, prometheus: IstioPrometheus, tmp_path: Path,
     return lambda app: GatewayCluster(namespace, prometheus, tmp_path, app)
 
 
-@pytest.fixture
-def prometheus(namespace: Namespace) -> Iterator[IstioPrometheus]:
-    with IstioPrometheus(namespace=namespace.name) as stub:
-        yield stub
-    assert stub.hook_errors == []
-
-
 @contextlib.contextmanager
 def _sampled(c: GatewayCluster) -> Iterator[dict[str, Any]]:
     """Samples of the route while the flow runs: how many differed outside the weights, and

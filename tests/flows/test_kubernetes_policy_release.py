@@ -7,7 +7,7 @@ and then the policy's status is left alone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,6 @@ class PolicyCluster(Cluster):
         header, *rows = text.splitlines()
         (row,) = [r for r in rows if r.split()[0] == self.app]
         return [header, row]
-
-
-@pytest.fixture
-def prometheus(namespace: Namespace) -> Iterator[IstioPrometheus]:
-    with IstioPrometheus(namespace=namespace.name) as stub:
-        yield stub
-    assert stub.hook_errors == []
 
 
 @pytest.fixture

@@ -83,13 +83,6 @@ def _shares(vs: dict[str, Any] | None, route: str = "default") -> tuple[int, int
     return share["primary"], share["baseline"], share["canary"]
 
 
-@pytest.fixture
-def prometheus(namespace: Namespace) -> Iterator[IstioPrometheus]:
-    with IstioPrometheus(namespace=namespace.name) as stub:
-        yield stub
-    assert stub.hook_errors == []
-
-
 class Cluster:
     """One app's world: production seeded on the API server, blocks saved, a release spec."""
 

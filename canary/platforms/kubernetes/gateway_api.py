@@ -155,15 +155,7 @@ def weights_of(spec: JSON, indexes: list[int], app: str, route: str) -> Weights:
                 shares[copied] += share
                 shares["primary"] -= share
         found.add((shares["primary"], shares["baseline"], shares["canary"]))
-    if len(found) != 1:
-        raise PlatformError(f"HTTPRoute {route!r}: its rules disagree on the split {sorted(found)}",
-                            transient=False)
-    primary, baseline, canary = found.pop()
-    try:
-        return Weights(primary=primary, baseline=baseline, canary=canary)
-    except ConfigError as error:
-        raise PlatformError(f"HTTPRoute {route!r} carries an invalid split: {error}",
-                            transient=False) from None
+    return routes.agreed_split(found, f"HTTPRoute {route!r}", "rules")
 
 
 # -- the adapter ------------------------------------------------------------------------------

@@ -167,15 +167,27 @@ def weights_of(spec: JSON, indexes: list[int], vs_name: str) -> Weights:
                 shares[subset] += share
                 shares["primary"] -= share
         found.add((shares["primary"], shares["baseline"], shares["canary"]))
+    return agreed_split(found, f"VirtualService {vs_name!r}", "routes")
+
+
+def agreed_split(found: set[tuple[int, int, int]], what: str, parts: str) -> Weights:
+    """The one split every managed route (or rule) of `what` carries.
+
+    Args:
+        found: The (primary, baseline, canary) shares each route carries.
+        what: The object, as errors name it (``HTTPRoute 'shop'``).
+        parts: What its routes are called (``routes``, ``rules``).
+
+    Raises:
+        PlatformError: They disagree, or carry shares that are no split.
+    """
     if len(found) != 1:
-        raise PlatformError(f"VirtualService {vs_name!r}: its routes disagree on the split {sorted(found)}",
-                            transient=False)
-    primary, baseline, canary = found.pop()
+        raise PlatformError(f"{what}: its {parts} disagree on the split {sorted(found)}", transient=False)
+    primary, baseline, canary = next(iter(found))
     try:
         return Weights(primary=primary, baseline=baseline, canary=canary)
     except ConfigError as error:
-        raise PlatformError(f"VirtualService {vs_name!r} carries an invalid split: {error}",
-                            transient=False) from None
+        raise PlatformError(f"{what} carries an invalid split: {error}", transient=False) from None
 
 
 def subsets(track_label: str, primary_track: str) -> list[JSON]:
