@@ -1,7 +1,7 @@
 """`canary`: the operator's command line for prefect-canary releases.
 
-    canary status [APP]                     running releases: look, split, judgement, time left
-    canary history APP                      past releases: outcome, score, duration, report
+    canary status [APP]                     running releases (look, split, judgement, time left), builds
+    canary history APP                      past releases and failed builds: outcome, score, report
     canary promote APP | abort APP          promote now (manual) / abort: not released
     canary retry APP COMMIT                 release a commit again
     canary approve APP | reject APP         answer a paused manual gate or judgement
