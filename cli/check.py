@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from canary.config import CanaryConfig, MetricConfig
+from canary.config import CanaryConfig, MetricConfig, Thresholds
 from canary.config.policy import policy_file
 from canary.config.release import ReleaseSpec, read_yaml
 from canary.errors import CanaryError, ConfigError
@@ -163,7 +163,8 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
     Args:
         api: The Prefect API (cli.api.Api).
         app: The app whose releases to judge again.
-        config_path: The canary config (or a release spec naming one) to judge with.
+        config_path: The canary config (or a release spec naming one) to judge with; the
+            spec's thresholds decide, else the config's ``scoreThresholds``.
         prometheus: The Prometheus URL to read the windows from.
         metrics_block: A saved metric-source block to read them from instead.
 
@@ -177,7 +178,8 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
     from canary.values.outcome import Outcome
     from tasks.analysis import observe
 
-    _, config = _load(config_path)
+    spec, config = _load(config_path)
+    thresholds = _thresholds(spec, config)
     rows = []
     with metric_source(prometheus, metrics_block) as source:
         for stored in api.events(app, (Outcome.PROMOTED.event, Outcome.ROLLED_BACK.event)):
@@ -192,7 +194,7 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
                             experiment=p.experiment_scope or "canary")  # fmt: skip
             try:
                 seen = observe.fn(source, config, scopes, window, requests=False)
-                decision = assess(seen, LookPlan.single(config, window)).decision
+                decision = assess(seen, LookPlan.single(config, window, thresholds=thresholds)).decision
                 new = (Outcome.PROMOTED if decision.action.value == "promote" else Outcome.ROLLED_BACK).value
                 why = decision.reason
             except CanaryError as exc:
@@ -200,5 +202,15 @@ def backtest(api: Api, app: str, config_path: str, prometheus: str | None,
             old = p.outcome.value
             rows.append({"when": stored.occurred.isoformat(timespec="seconds"),
                          "commit": (p.commit or "")[:12], "old": old, "new": new,
-                         "changed": old != new, "why (new)": why})  # fmt: skip
+                         "changed": old != new, "why_new": why})  # fmt: skip
     return rows
+
+
+def _thresholds(spec: ReleaseSpec | None, config: CanaryConfig) -> Thresholds | None:
+    """The thresholds a backtest decides with: the release spec's (as in the release);
+    for a canary config alone, its ``classifier.scoreThresholds`` (there is no analysis
+    request whose thresholds would rule); None when neither has them."""
+    if spec is not None:
+        return spec.analysis.thresholds
+    own = config.classifier.score_thresholds
+    return None if own is None else Thresholds(**{"pass": own.pass_, "marginal": own.marginal})

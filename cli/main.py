@@ -1,7 +1,7 @@
 """`canary`: the operator's command line for prefect-canary releases.
 
-    canary status [APP]                     running releases: look, split, judgement, time left
-    canary history APP                      past releases: outcome, score, duration, report
+    canary status [APP]                     running releases (look, split, judgement, time left), builds
+    canary history APP                      past releases and failed builds: outcome, score, report
     canary promote APP | abort APP          promote now (manual) / abort: not released
     canary retry APP COMMIT                 release a commit again
     canary approve APP | reject APP         answer a paused manual gate or judgement
@@ -11,9 +11,10 @@
 
 --metrics-block names a saved metric-source block, e.g. prometheus-source/cluster.
 
-Every command takes --json (for scripts) and talks to PREFECT_API_URL (or --api). Exit
-status 0 on success, 1 when the server cannot answer or the command cannot be carried
-out (the message says why), 2 on bad arguments or an invalid config.
+Every command takes --json (for scripts; before or after the command; its keys are
+snake_case) and talks to PREFECT_API_URL (or --api). Exit status 0 on success, 1 when the
+server cannot answer, the app is unknown or the command cannot be carried out (the message
+says why), 2 on bad arguments or an invalid config.
 """
 
 from __future__ import annotations
@@ -30,13 +31,24 @@ PROG = "canary"
 Row = Mapping[str, object]
 
 
+#: Table headers that say their unit (the JSON keys are snake_case identifiers).
+HEADERS = {"time_left_seconds": "time left (s)", "duration_seconds": "duration (s)",
+           "why_new": "why (new)"}  # fmt: skip
+
+
+def _header(key: str) -> str:
+    """A JSON key as a human table header: ``canary_share`` -> ``canary share``."""
+    return HEADERS.get(key, key.replace("_", " "))
+
+
 def _table(rows: Sequence[Row]) -> str:
     if not rows:
         return "(none)"
     columns = list(dict.fromkeys(k for row in rows for k in row))
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+    headers = [_header(c) for c in columns]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(headers, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]  # fmt: skip
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
@@ -59,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.split("\n")[2:13]))  # fmt: skip
     parser.add_argument("--api", help="the Prefect API URL [PREFECT_API_URL]")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Every command takes both after its name too (SUPPRESS: not given keeps the value
+    # given before the command).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", default=argparse.SUPPRESS, help="the Prefect API URL [PREFECT_API_URL]")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    sub = _Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
     p = sub.add_parser("status", help="running releases")
     p.add_argument("app", nargs="?")
     p = sub.add_parser("history", help="past releases of an app")
@@ -96,6 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Commands:
+    """The subcommands' parsers, each with the common options (--json, --api)."""
+
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 common: argparse.ArgumentParser) -> None:  # fmt: skip
+        self._sub, self._common = sub, common
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        """A subcommand's parser that also takes the common options."""
+        made: argparse.ArgumentParser = self._sub.add_parser(name, parents=[self._common], **kwargs)  # type: ignore[arg-type]
+        return made
+
+
 def _run(args: argparse.Namespace) -> Sequence[Row] | Row:
     from cli import check, operate
     from cli.api import Api
@@ -128,11 +158,14 @@ def _run(args: argparse.Namespace) -> Sequence[Row] | Row:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["plan"]:  # one implementation: python -m canary plan
+    lead = _leading_options(argv)
+    if argv[lead:lead + 1] == ["plan"]:  # one implementation: python -m canary plan
         from canary.__main__ import main as canary_main
         from cli.check import load_metrics_block
 
-        return canary_main(argv, load_metrics_block=load_metrics_block)
+        wants_json = "--json" in argv[:lead]  # `canary --json plan ...` (no server is asked)
+        plan_argv = argv[lead:] + (["--json"] if wants_json and "--json" not in argv[lead:] else [])
+        return canary_main(plan_argv, load_metrics_block=load_metrics_block)
     args = _parser().parse_args(argv)
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -156,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate" and not all(r.get("ok", True) for r in rows):
         return 1
     return 0
+
+
+def _leading_options(argv: Sequence[str]) -> int:
+    """How many arguments before the command are the global options (--json, --api URL)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--"):
+        i += 2 if argv[i] == "--api" else 1
+    return i
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """`canary status | history | promote | abort | retry | approve | reject`: releases as an
 operator sees and steers them, through the Prefect store (cli.api binds it to a server).
 
+Failed builds are part of both: `history` lists them ("build failed", the reason's first
+line), `status` shows a running build and one that failed within the last hour. An app
+the server knows nothing of is an error that names the apps it knows.
+
 `canary promote` / `canary abort` leave an OperatorCommand for the running release; an
 abort ends it ``aborted`` (canary.values.outcome.Outcome.ABORTED: production never
 changed), a queued release is cancelled before it starts.
@@ -8,18 +12,31 @@ changed), a queued release is cancelled before it starts.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from canary.values.events import OperatorCommand, ReleaseEnded
+from canary.values.events import BuildFailed, OperatorCommand, ReleaseEnded
 from canary.values.outcome import Outcome
 from cli.api import Api, Release
 
 #: canary.judge.interval's table: the decision row of each look
 DECISION = "decision"
 
-#: One row of a command's output (printed as a table or as JSON).
+#: One row of a command's output (printed as a table or as JSON; keys are snake_case).
 Row = dict[str, object]
+#: The time now (a test passes a fake clock).
+Clock = Callable[[], datetime]
+#: `canary status` shows a failed build for this long.
+RECENT_BUILD_FAILURE = timedelta(hours=1)
+#: A failed build's outcome in `canary history` (its state in `canary status`).
+BUILD_FAILED = "build failed"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CommandError(RuntimeError):
@@ -34,32 +51,56 @@ def _one_live(api: Api, app: str, *, state: str | None = None) -> Release:
     return live[0]
 
 
-def status(api: Api, app: str | None) -> list[Row]:
-    """Running releases: their look, split, latest judgement and time left.
+def status(api: Api, app: str | None, *, clock: Clock = _now) -> list[Row]:
+    """Running releases (their look, split, latest judgement and time left), running builds,
+    and builds that failed within the last hour (RECENT_BUILD_FAILURE).
 
     Args:
         api: The server.
-        app: One app's releases (None: every app's).
+        app: One app's (None: every app's).
+        clock: The time now (a test's fake clock).
 
     Returns:
-        One row per running release.
+        One row per release or build; none for a known app with nothing running.
+
+    Raises:
+        CommandError: The app is unknown: the message names the apps the server knows.
     """
-    rows: list[Row] = []
-    for r in api.releases(app, live=True):
-        table, description = api.latest_table(r.id)
-        decision = next((row for row in table if row.get("metric") == DECISION), None)
-        progress = api.progress(r.id)
-        left = None
-        if progress and r.seconds and 0 < progress < 100:
-            left = r.seconds * (100 - progress) / progress
-        rows.append({
-            "app": r.app, "commit": r.commit[:12], "version": r.version, "state": r.state_name,
-            "look": table[0].get("look") if table else None, "canary share": _share(description),
-            "latest judgement": decision.get("reason") if decision else None,
-            "progress": None if progress is None else round(progress),
-            "time left (s)": None if left is None else round(left), "run": api.run_url(r.id),
-        })  # fmt: skip
+    now = clock()
+    rows = [_release_row(api, r, now) for r in api.releases(app, live=True)]
+    rows += _build_rows(api, app, since=now - RECENT_BUILD_FAILURE, running=True)
+    if app is not None and not rows:
+        _check_known(api, app)
     return rows
+
+
+def _release_row(api: Api, r: Release, now: datetime) -> Row:
+    table, description = api.latest_table(r.id)
+    decision = next((row for row in table if row.get("metric") == DECISION), None)
+    progress, ends = api.progress(r.id)
+    return {
+        "app": r.app, "commit": r.commit[:12], "version": r.version, "state": r.state_name,
+        "look": table[0].get("look") if table else None, "canary_share": _share(description),
+        "latest_judgement": decision.get("reason") if decision else None,
+        "progress": None if progress is None else round(progress),
+        "time_left_seconds": time_left(ends, now), "why": r.message, "run": api.run_url(r.id),
+    }  # fmt: skip
+
+
+def time_left(ends: datetime | None, now: datetime) -> int | None:
+    """Seconds until the analysis' planned end (warm-up included), never below 0.
+
+    Counted down from a fixed planned end, so it never grows (a rate extrapolated from the
+    progress grew during the warm-up, when the progress stands still).
+
+    Args:
+        ends: The planned end (None: not known yet, e.g. before the analysis starts).
+        now: The time now.
+
+    Returns:
+        Whole seconds, or None.
+    """
+    return None if ends is None else max(0, math.ceil((ends - now).total_seconds()))
 
 
 def _share(description: str) -> int | None:
@@ -72,28 +113,90 @@ def _share(description: str) -> int | None:
 
 
 def history(api: Api, app: str, limit: int = 20) -> list[Row]:
-    """Past releases: outcome, score, how long, and the link to the report.
+    """Past releases and failed builds: outcome, score, how long, and the report's link.
 
     Args:
         api: The server.
         app: The app.
-        limit: At most this many releases.
+        limit: At most this many rows.
 
     Returns:
-        One row per ended release, newest first.
+        One row per ended release or failed build, newest first.
+
+    Raises:
+        CommandError: The app is unknown: the message names the apps the server knows.
     """
-    ends = {e.event.commit: e.event for e in api.events(app) if isinstance(e.event, ReleaseEnded)}
+    ends = [e.event for e in api.events(app) if isinstance(e.event, ReleaseEnded)]
+    by_run = {e.url.rstrip("/").rsplit("/", 1)[-1]: e for e in reversed(ends) if e.url}
+    by_commit = {e.commit: e for e in reversed(ends) if e.commit}  # the newest wins
     rows: list[Row] = []
     for r in api.releases(app, live=False, limit=limit):
-        end = ends.get(r.commit)
+        end = by_run.get(r.id) or by_commit.get(r.commit)
         rows.append({
-            "started": r.started.isoformat(timespec="seconds") if r.started else None,
-            "commit": r.commit[:12], "version": r.version, "outcome": r.state_name,
-            "score": end.score if end is not None else None,
-            "duration (s)": None if r.seconds is None else round(r.seconds),
-            "why": r.message, "report": api.run_url(r.id),
+            "started": _iso(r.started), "commit": r.commit[:12], "version": r.version,
+            "outcome": r.state_name, "score": end.score if end is not None else None,
+            "duration_seconds": None if r.seconds is None else round(r.seconds),
+            "why": r.message,
+            "report": api.report_url(end.report) if end is not None and end.report else None,
+            "run": api.run_url(r.id),
         })  # fmt: skip
+    rows += _build_rows(api, app, since=None, running=False, history=True)
+    if not rows:
+        _check_known(api, app)
+    rows.sort(key=lambda row: str(row.get("started") or ""), reverse=True)
+    return rows[:limit]
+
+
+def _build_rows(api: Api, app: str | None, *, since: datetime | None, running: bool,
+                history: bool = False) -> list[Row]:  # fmt: skip
+    """Failed builds (their ``canary.build.failed`` events, and failed or crashed build runs
+    that left none) since `since`, and (``running``) the builds still running."""
+    failed = {e.event.commit: (e.occurred, e.event)
+              for e in reversed(api.events(app, [BuildFailed.name], limit=200))
+              if isinstance(e.event, BuildFailed) and (since is None or e.occurred >= since)}  # fmt: skip
+    runs = {r.commit: r for r in reversed(api.releases(app, flow="build", limit=50))}
+    rows: list[Row] = []
+    for commit, (occurred, event) in failed.items():
+        rows.append(_build_row(event.app, commit, BUILD_FAILED, occurred, _first_line(event.reason),
+                               runs.get(commit), api, history))  # fmt: skip
+    for commit, run in runs.items():
+        when = run.started or run.created
+        if commit in failed or when is None or (since is not None and when < since):
+            continue
+        if run.state_type in ("FAILED", "CRASHED"):
+            rows.append(_build_row(run.app, commit, BUILD_FAILED, when, _first_line(run.message),
+                                   run, api, history))  # fmt: skip
+        elif running and run.live:
+            rows.append(_build_row(run.app, commit, "building", when, run.message, run, api, history))
     return rows
+
+
+def _build_row(app: str, commit: str, state: str, when: datetime, why: str | None,
+               run: Release | None, api: Api, history: bool) -> Row:  # fmt: skip
+    link = api.run_url(run.id) if run is not None else None
+    if history:
+        return {"started": _iso(when), "commit": commit[:12], "version": None, "outcome": state,
+                "score": None, "duration_seconds": None, "why": why, "report": None, "run": link}  # fmt: skip
+    return {"app": app, "commit": commit[:12], "version": None, "state": state, "look": None,
+            "canary_share": None, "latest_judgement": None, "progress": None,
+            "time_left_seconds": None, "why": why, "run": link}  # fmt: skip
+
+
+def _first_line(text: str | None) -> str | None:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def _check_known(api: Api, app: str) -> None:
+    """Nothing (a known app), or CommandError naming the apps the server knows."""
+    known = api.apps()
+    if app not in known:
+        raise CommandError(f"unknown app {app!r}: this server has no release, build or event of "
+                           f"it (known apps: {', '.join(known) or 'none yet'})")  # fmt: skip
 
 
 def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,

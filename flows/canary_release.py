@@ -310,8 +310,9 @@ def _ask(run: _Run, gate: str, question: str, *, prior: Decision) -> Decision:
 def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     """Per window: shift traffic, wait (taking a command), observe, assess, publish, decide."""
     app, spec, start = run.app, run.spec, datetime.now(UTC)
-    bar = artifacts.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}")
     looks = LookPlan.for_release(spec.analysis, run.config, start=start)
+    bar = artifacts.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}",
+                                   ends=looks.windows[-1].not_before)  # fmt: skip
     earlier, decision = Earlier(), Decision(Action.ROLL_BACK, "no judgement was made", True)
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)

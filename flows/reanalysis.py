@@ -9,7 +9,9 @@ Two modes:
   typically under a new canary config.
 Both publish the same table and report artifacts as a release; a failing verdict emits
 `canary.reanalysis.regressed` (payload: image now, previous image, score), which the
-disabled-by-default automation `restore-production-on-regression` can act on.
+disabled-by-default automation `restore-production-on-regression` can act on. A window
+without requests (or without data on both sides) is `no data`, never a regression: it
+emits nothing (canary.analysis.reanalysis).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 
-from canary.analysis.decision import final_decision
 from canary.analysis.look import LookPlan
+from canary.analysis.reanalysis import Verification, verify
 from canary.analysis.windows import JudgementWindow
 from canary.appconfig import DEFAULT_SPEC
 from canary.config import CanaryConfig
@@ -118,8 +120,9 @@ def canary_reanalysis(
     Raises:
         ConfigError: A mode without what it needs.
     Returns:
-        A summary: the verdict, the outcome (``verified`` / ``regressed``), the score and
-        the window judged; ``verdict`` None when there was nothing to judge.
+        A summary: the verdict, the outcome (``verified`` / ``regressed`` / ``no data``),
+        the score and the window judged; ``verdict`` None when there was nothing to judge
+        (``no data`` when the window holds no requests).
     """
     logger = get_run_logger()
     if app is None:
@@ -179,7 +182,7 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
     # Under the app's lock: production's windows are not read while a canary changes it.
     with contextlib.ExitStack() as held:
         take_lock(app, ensure_release_lock(app), held, me=run_id())
-        observation = observe(source, canary_config, target.scopes, window, requests=False)
+        observation = observe(source, canary_config, target.scopes, window)
     # One look, two windows that need not carry equal traffic: count metrics are judged
     # against the observed share of requests (valid for a single look; docs/judge.md).
     looks = LookPlan.single(canary_config, window, thresholds=spec.analysis.thresholds, split=None)
@@ -188,22 +191,26 @@ def _reanalyse(app: str, mode: str, spec: ReleaseSpec, canary_config: CanaryConf
     record = replace(record, decision=None)  # a verdict on the past: nothing to decide
     result = record.judgement
     publish_interval(app, record, kind="canary-reanalysis")
-    ok, reason = final_decision(result.summary_score, spec.analysis.thresholds)
-    outcome = "verified" if ok else "regressed"
+    outcome, reason = verify(observation, result.summary_score, spec.analysis.thresholds)
     shifted = f"the control window is {_human(offset)} earlier" if offset else "same window"
     publish_report(app, markdown_report(
         app=app, image=target.image or "-", commit=target.commit or "(not recorded)",
-        outcome=f"re-analysis ({mode}): {outcome}", reason=f"{reason}; {shifted}",
+        outcome=f"re-analysis ({mode}): {outcome.value}", reason=f"{reason}; {shifted}",
         records=[record], thresholds=spec.analysis.thresholds,
-    ), f"{app} re-analysis ({mode}) of {_window_name(start, end)}: {outcome}",
+    ), f"{app} re-analysis ({mode}) of {_window_name(start, end)}: {outcome.value}",
         kind="canary-reanalysis")  # fmt: skip
-    summary: dict[str, object] = {"app": app, "mode": mode, "verdict": result.verdict.value, "outcome": outcome,
-               "score": result.summary_score, "image": target.image,
+    no_data = outcome is Verification.NO_DATA  # the judge's verdict on nothing says nothing
+    summary: dict[str, object] = {"app": app, "mode": mode, "outcome": outcome.value,
+               "verdict": outcome.value if no_data else result.verdict.value,
+               "score": None if no_data else result.summary_score, "image": target.image,
                "previous_image": target.previous_image, "start": start.isoformat(),
                "end": end.isoformat(), "control_offset_seconds": offset.total_seconds()}  # fmt: skip
-    if not ok:
-        emit(ReanalysisRegressed.model_validate(summary))
+    if outcome is Verification.REGRESSED:  # never on no data: it may start a restore
+        emit(ReanalysisRegressed.model_validate({**summary, "reason": reason}))
         get_run_logger().warning("%s regressed: %s", app, reason)
+    else:
+        get_run_logger().info("%s %s: %s", app, outcome.value, reason)
+    summary["reason"] = reason
     return summary
 
 
@@ -222,11 +229,12 @@ def _every_app(*, config: str | None, metrics: str, window_minutes: float) -> di
         except Exception as exc:  # the others still run; this run fails at the end
             failed[name] = f"{type(exc).__name__}: {exc}"
             logger.error("re-analysis of %s failed: %s", name, failed[name])
-    regressed = sorted(a for a, r in results.items() if r.get("outcome") == "regressed")
-    logger.info("re-analysed %d app(s): %d verified, %d regressed%s, %d failed",
-                len(apps), sum(r.get("outcome") == "verified" for r in results.values()),
-                len(regressed), f" ({', '.join(regressed)})" if regressed else "",
-                len(failed))  # fmt: skip
+    regressed = sorted(a for a, r in results.items() if r.get("outcome") == Verification.REGRESSED.value)
+    found = [r.get("outcome") for r in results.values()]
+    logger.info("re-analysed %d app(s): %d verified, %d regressed%s, %d no data, %d failed",
+                len(apps), found.count(Verification.VERIFIED.value), len(regressed),
+                f" ({', '.join(regressed)})" if regressed else "",
+                found.count(Verification.NO_DATA.value), len(failed))  # fmt: skip
     if failed:
         raise RuntimeError("re-analysis failed for " + "; ".join(f"{a}: {w}" for a, w in failed.items()))
     return {"apps": apps, "results": results, "regressed": regressed}

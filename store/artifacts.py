@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -36,12 +36,15 @@ from canary.report import JudgementRecord, interval_rows
 from store.client import client
 
 __all__ = [
-    "ArtifactRecord", "Progress", "artifact_key", "artifacts", "latest_table", "progress",
-    "progress_of", "publish_graph_links", "publish_interval", "publish_report", "reported",
+    "ArtifactRecord", "PLANNED_END", "Progress", "artifact_key", "artifacts", "latest_table",
+    "progress", "progress_of", "publish_graph_links", "publish_interval", "publish_report", "reported",
     "start_progress",
 ]  # fmt: skip
 
 Row = dict[str, object]
+
+#: How a progress bar's description says when the analysis is planned to end (UTC).
+PLANNED_END = "planned end "
 
 
 def artifact_key(*parts: object) -> str:
@@ -79,16 +82,20 @@ class Progress:
             self.shown, self.at = percent, time.monotonic()
 
 
-def start_progress(app: str, description: str) -> Progress:
+def start_progress(app: str, description: str, *, ends: datetime | None = None) -> Progress:
     """A new progress bar (0 %) on the current flow run.
 
     Args:
         app: The app (names the artifact's key).
         description: What progresses, in words.
+        ends: When it is planned to end (warm-up included): the description says it, so
+            `canary status` counts the time left down from it (progress_of).
 
     Returns:
         The bar; call it (or ``progress``) with a percentage.
     """
+    if ends is not None:
+        description += f"; {PLANNED_END}{ends.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
     return Progress(_created(create_progress_artifact(
         progress=0.0, key=artifact_key("canary-progress", app), description=description)))  # fmt: skip
 
@@ -142,9 +149,17 @@ def publish_report(app: str, markdown: str, description: str, *, kind: str = "ca
     return made.id
 
 
-def report_link(report_id: UUID | str) -> str:
-    """The report artifact's page in the Prefect UI ("" when no UI URL is configured)."""
-    ui = PREFECT_UI_URL.value()
+def report_link(report_id: UUID | str, *, ui_url: str | None = None) -> str:
+    """The report artifact's page in the Prefect UI ("" when no UI URL is configured).
+
+    Args:
+        report_id: The report artifact's id (a release-end event's ``report``).
+        ui_url: The UI's URL (None: PREFECT_UI_URL).
+
+    Returns:
+        The link, or "".
+    """
+    ui = ui_url or PREFECT_UI_URL.value()
     return f"{str(ui).rstrip('/')}/artifacts/artifact/{report_id}" if ui else ""
 
 
@@ -233,13 +248,27 @@ def latest_table(run_id: str, *, api_url: str | None = None) -> tuple[list[Row],
             tables[0].description or "")  # fmt: skip
 
 
-def progress_of(run_id: str, *, api_url: str | None = None) -> float | None:
-    """A run's progress in percent (None: it has no progress bar).
+def progress_of(run_id: str, *, api_url: str | None = None) -> tuple[float | None, datetime | None]:
+    """A run's progress in percent, and when its analysis is planned to end.
 
     Args:
         run_id: The flow run's id.
         api_url: An explicit API URL, or None.
+
+    Returns:
+        (percent, planned end); (None, None) when it has no progress bar, a None end when
+        its bar does not say it (start_progress without ``ends``).
     """
     found = artifacts(run_id, kind="progress", limit=1, api_url=api_url)
-    data = found[0].data if found else None
-    return float(data) if isinstance(data, int | float | str) else None
+    if not found:
+        return None, None
+    data, description = found[0].data, found[0].description or ""
+    percent = float(data) if isinstance(data, int | float | str) else None
+    ends = None
+    if PLANNED_END in description:
+        text = description.split(PLANNED_END, 1)[1].split(";", 1)[0].strip()
+        try:
+            ends = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            ends = None
+    return percent, ends

@@ -9,6 +9,7 @@ to do.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from canary.values.events import OperatorCommand, ReleaseEvent
 from store import artifacts, commands, events, runs
@@ -71,16 +72,37 @@ class Store:
         """A run's newest table: rows and description (store.artifacts.latest_table)."""
         return artifacts.latest_table(run_id, api_url=self.api_url)
 
-    def progress(self, run_id: str) -> float | None:
-        """A run's progress in percent (store.artifacts.progress_of)."""
+    def progress(self, run_id: str) -> tuple[float | None, datetime | None]:
+        """A run's progress in percent and its planned end (store.artifacts.progress_of)."""
         return artifacts.progress_of(run_id, api_url=self.api_url)
 
-    def events(self, app: str, names: Sequence[str] | None = None, *, days: int = 7,
+    def report_url(self, report_id: str) -> str:
+        """A report artifact's page in the Prefect UI (store.artifacts.report_link)."""
+        return artifacts.report_link(report_id, ui_url=self.ui_url)
+
+    def events(self, app: str | None, names: Sequence[str] | None = None, *, days: int = 7,
                limit: int = 50) -> list[StoredEvent[ReleaseEvent]]:  # fmt: skip
-        """An app's events, typed, newest first (store.events.events; default: release ends)."""
+        """An app's (None: every app's) events, typed, newest first (store.events.events;
+        default: release ends)."""
         prefixes = None if names else ("canary.release.",)
         return events.events(app, names=names, prefixes=prefixes, days=days, limit=limit,
                              api_url=self.api_url)  # fmt: skip
+
+    def apps(self, *, days: int = 7) -> list[str]:
+        """Every app the server knows: of a release or build run, or of one of our events.
+
+        Args:
+            days: How far back events are read.
+
+        Returns:
+            The apps' names, sorted.
+        """
+        found = {r.app for flow in ("canary-release", "build")
+                 for r in runs.runs(flow, limit=200, api_url=self.api_url)}  # fmt: skip
+        found.update(e.event.app for e in events.events(
+            prefixes=("canary.build.", "canary.release.", "canary.production."), days=days,
+            limit=200, api_url=self.api_url))  # fmt: skip
+        return sorted(a for a in found if a)
 
     def send(self, command: OperatorCommand) -> OperatorCommand:
         """Leave an operator command for a running release (store.commands.send)."""

@@ -164,6 +164,10 @@ class Model(BaseModel):
     )
     #: Keys of the input that are accepted besides the fields' names and aliases.
     _extra_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The files of this model spell its keys in snake_case (a release spec: `begin_after`),
+    #: not as their camelCase aliases (Kayenta's canary configs: `nanStrategy`); the
+    #: "allowed here" hint lists the spelling the file uses. Both spellings are accepted.
+    _snake_case_keys: ClassVar[bool] = False
 
     def __init__(self, /, **data: object) -> None:
         """Build the model from keyword arguments (field names or aliases), strictly.
@@ -205,8 +209,10 @@ class Model(BaseModel):
 
     @classmethod
     def known_keys(cls) -> list[str]:
-        """The input keys this model accepts: aliases (or names), then the extra keys."""
-        keys = [f.alias or name for name, f in cls.model_fields.items()]
+        """The input keys this model accepts, as its files spell them: aliases (or names;
+        snake_case names for a model whose files use them, see ``_snake_case_keys``), then
+        the extra keys."""
+        keys = [_spelled(name, f.alias, snake=cls._snake_case_keys) for name, f in cls.model_fields.items()]
         return keys + sorted(cls._extra_keys)
 
     @model_validator(mode="before")
@@ -214,7 +220,8 @@ class Model(BaseModel):
     def _check_keys(cls, data: object, info: ValidationInfo) -> object:
         if not isinstance(data, Mapping):
             return data
-        known = set(cls.known_keys()) | set(cls.model_fields)
+        known = (set(cls.known_keys()) | set(cls.model_fields)
+                 | {f.alias for f in cls.model_fields.values() if f.alias})  # fmt: skip
         unknown = [k for k in data if k not in known]
         if not unknown:
             return data
@@ -225,7 +232,7 @@ class Model(BaseModel):
             f" ({', '.join(map(repr, obsolete))}: an obsolete Kayenta field that Kayenta"
             " ignores; delete it, or keep the file as .json to have it ignored)"
             if obsolete
-            else ""
+            else _did_you_mean(unknown, cls.known_keys())
         )
         raise PydanticCustomError(
             "unknown_key",
@@ -238,6 +245,22 @@ class Model(BaseModel):
                 "allowed": ", ".join(cls.known_keys()),
             },
         )
+
+
+def _spelled(name: str, alias: str | None, *, snake: bool) -> str:
+    """A field's key as its files spell it: its alias, or (snake) its name where the alias
+    is only the camelCase of the name (`beginAfter` -> `begin_after`, `pass` stays)."""
+    if alias is None:
+        return name
+    return name if snake and alias != alias.lower() else alias
+
+
+def _did_you_mean(unknown: Sequence[object], known: Sequence[str]) -> str:
+    """`` (did you mean 'begin_after'?)`` for a key close to a known one, else ""."""
+    import difflib
+
+    close = [m for k in unknown if isinstance(k, str) for m in difflib.get_close_matches(k, known, n=1)]
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
 _HINTS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, overload
+from typing import Annotated, ClassVar, overload
 
 from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
@@ -112,6 +112,9 @@ class AnalysisPlan(Model):
     min_analysis: Duration = Field(timedelta(0), alias="minAnalysis")
     thresholds: Thresholds
     whole_minutes: StrictBool = Field(False, alias="wholeMinutes")
+    #: release specs spell the plan's keys in snake_case (`begin_after`); the camelCase
+    #: aliases stay accepted (Kayenta's spelling)
+    _snake_case_keys: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisPlan:

@@ -218,7 +218,10 @@ class ReanalysisRegressed(CanaryEvent):
     name: ClassVar[str] = "canary.reanalysis.regressed"
     mode: str
     verdict: str
-    outcome: str = "regressed"
+    #: only a regression: a window without data is never one (it emits no event at all)
+    outcome: Literal["regressed"] = "regressed"
+    #: why, in words (the last score against the thresholds)
+    reason: str = ""
     score: float | None = None
     image: str | None = None
     previous_image: str | None = None

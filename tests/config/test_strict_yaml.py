@@ -119,6 +119,42 @@ def test_unknown_key_lists_the_allowed_ones(tmp_path: Path) -> None:
     assert message.startswith(f"{path}: metric 'p99' (metrics[2]): analysisConfigurations.canary: ")
     assert "unknown key 'criticl'; remove it or fix the spelling" in message
     assert "allowed here: direction, nanStrategy, critical, mustHaveData" in message
+    assert "(did you mean 'critical'?)" in message
+
+
+def test_a_canary_config_hint_keeps_kayentas_camel_case(tmp_path: Path) -> None:
+    """Kayenta's canary configs spell keys in camelCase; the hint lists them so."""
+    path = write(tmp_path, p99(nanStrateg="remove"))
+    with pytest.raises(ConfigError) as err:
+        CanaryConfig.load(path)
+    message = str(err.value)
+    assert "(did you mean 'nanStrategy'?)" in message and "mustHaveData" in message
+    assert "nan_strategy" not in message and "must_have_data" not in message
+
+
+def test_a_release_spec_hint_lists_the_snake_case_keys_the_file_uses(tmp_path: Path) -> None:
+    """Release specs spell the plan in snake_case (`begin_after`); a typo there is answered
+    in that spelling, never with the camelCase aliases (`beginAfter`), which still load."""
+    from canary.config.release import ReleaseSpec
+
+    def spec(**analysis: object) -> dict[str, object]:
+        return {"app": "hint", "canary_config": "c.yaml",
+                "analysis": {"lifetime": "1m", "thresholds": {"pass": 90}, **analysis}}  # fmt: skip
+
+    with pytest.raises(ConfigError) as err:
+        ReleaseSpec.from_data(spec(begin_afer="10s"), tmp_path / "release.yaml")
+    message = str(err.value)
+    assert "analysis: unknown key 'begin_afer'" in message and "(did you mean 'begin_after'?)" in message
+    allowed = message.split("allowed here: ", 1)[1]
+    for key in ("begin_after", "control_offset", "min_analysis", "end_time", "lifetime"):
+        assert key in allowed, allowed
+    for camel in ("beginAfter", "controlOffset", "minAnalysis", "endTime", "wholeMinutes"):
+        assert camel not in message, message
+    with pytest.raises(ConfigError) as err:
+        ReleaseSpec.from_data(spec(thresholds={"pas": 90}), tmp_path / "release.yaml")
+    assert "allowed here: pass, marginal)" in str(err.value)  # `pass`, not the field's `pass_`
+    loaded = ReleaseSpec.from_data(spec(beginAfter="10s", min_analysis="20s"), tmp_path / "r.yaml")
+    assert loaded.analysis.begin_after.total_seconds() == 10  # both spellings still load
 
 
 def test_unknown_query_key_and_top_level_key(tmp_path: Path) -> None:

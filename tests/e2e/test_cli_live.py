@@ -63,7 +63,7 @@ def test_promote_and_abort_live_releases_then_their_history(live: Live) -> None:
     promoted = _push(live, "9.0.0")
     row = _looking(live, "9.0.0")
     assert row["commit"] == promoted[:12] and row["state"] == "Running"
-    assert row["canary share"] in (20, 40) and row["run"].startswith("http")
+    assert row["canary_share"] in (20, 40) and row["run"].startswith("http")
     result = canary(live, "promote", APP, "--wait", "120")
     assert result["state"] == "Promoted", result
     assert "(canary promote)" in result["why"], result

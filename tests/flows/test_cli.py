@@ -59,7 +59,7 @@ def test_status_shows_the_running_release_and_promote_ends_it(make_env, capsys):
     running = Background(env)
     row = _looking(capsys, "cli-promote")
     assert row["app"] == "cli-promote" and row["state"] == "Running"
-    assert row["canary share"] in (10, 20) and row["progress"] is not None
+    assert row["canary_share"] in (10, 20) and row["progress"] is not None
     assert row["run"].startswith("http") and "/runs/flow-run/" in row["run"]
     code, result, err = canary(capsys, "promote", "cli-promote", "--wait", "60")
     assert code == 0, err
@@ -71,7 +71,7 @@ def test_status_shows_the_running_release_and_promote_ends_it(make_env, capsys):
     assert state.message.startswith("promoted: promoted by ") and "(canary promote)" in result["why"]
     assert env.rec.count("promote") == 1
     code, rows, _ = canary(capsys, "history", "cli-promote")
-    assert code == 0 and rows[0]["outcome"] == "Promoted" and rows[0]["duration (s)"] is not None
+    assert code == 0 and rows[0]["outcome"] == "Promoted" and rows[0]["duration_seconds"] is not None
 
 
 def test_abort_ends_a_running_release_aborted(make_env, capsys):
@@ -166,3 +166,108 @@ def test_status_lists_every_app_without_an_argument(make_env, capsys):
     running.join()
 
 
+
+
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+
+
+def _keys_are_identifiers(rows: list[dict[str, Any]]) -> None:
+    import re
+
+    for row in rows:
+        assert all(re.match(IDENTIFIER, key) for key in row), sorted(row)
+
+
+def test_time_left_counts_down_from_the_planned_end_through_the_warm_up(make_env, capsys):
+    """During the warm-up (begin_after) the progress stands still; the time left is counted
+    from the planned end (warm-up + lifetime), so it never grows, and a fake clock moves it
+    down second by second."""
+    from datetime import UTC, datetime, timedelta
+
+    from cli import operate
+    from cli.api import Api
+
+    env = _long_env(make_env, "cli-warmup")
+    spec = yaml.safe_load(env.spec.read_text())
+    spec["analysis"].update({"begin_after": "8s", "lifetime": "30s", "interval": "2s"})
+    env.spec.write_text(yaml.safe_dump(spec))
+    running = Background(env)
+    row = _until(lambda: next((r for r in canary(capsys, "status", "cli-warmup")[1] or []
+                               if r["time_left_seconds"] is not None), None), "the planned end")  # fmt: skip
+    _keys_are_identifiers([row])
+    assert 30 <= row["time_left_seconds"] <= 41, row  # warm-up 8 s + lifetime 30 s (+ the schedule)
+    seen = [row["time_left_seconds"]]
+    deadline = time.monotonic() + 4  # still inside the warm-up
+    while time.monotonic() < deadline:
+        (now,) = canary(capsys, "status", "cli-warmup")[1]
+        seen.append(now["time_left_seconds"])
+        time.sleep(0.5)
+    assert all(b <= a for a, b in zip(seen, seen[1:], strict=False)), seen  # never grows
+    assert seen[-1] < seen[0], seen
+    t0 = datetime.now(UTC)
+    fake = [operate.status(Api(), "cli-warmup", clock=lambda t=t0 + timedelta(seconds=s): t)[0]
+            ["time_left_seconds"] for s in (0, 1, 3, 3600)]  # fmt: skip
+    assert fake[0] - fake[1] == 1 and fake[0] - fake[2] == 3 and fake[3] == 0, fake
+    canary(capsys, "abort", "cli-warmup", "--wait", "60")
+    running.join()
+
+
+def test_a_failed_build_is_in_history_and_status(make_env, capsys):
+    """A commit whose .canary/release.yaml has a typo fails its build: history lists it
+    ("build failed", the reason's first line) and status shows it, as JSON after the
+    command too; the hint names the snake_case key the file should use."""
+    import flows.build as build_flow
+    from canary.errors import ConfigError
+    from tests.flows import api
+    from tests.flows.conftest import COMMIT
+    from tests.flows.test_build import canary_files
+
+    env = make_env("cli-badbuild")
+    env.platform.config_files = canary_files(analysis={"lifetime": "3s", "begin_afer": "1s",
+                                                       "thresholds": {"pass": 95}})  # fmt: skip
+    with pytest.raises(ConfigError):
+        build_flow.build(**env.build_args())
+    api.events("canary.build.failed", "cli-badbuild")  # stored
+    code = main(["history", "cli-badbuild", "--json"])  # --json after the command
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(rows) == 1, rows
+    _keys_are_identifiers(rows)
+    (row,) = rows
+    assert row["outcome"] == "build failed" and row["commit"] == COMMIT[:12], row
+    assert "unknown key 'begin_afer'" in row["why"] and "did you mean 'begin_after'" in row["why"]
+    assert "\n" not in row["why"] and row["started"] and "/runs/flow-run/" in row["run"], row
+    code, rows, err = canary(capsys, "status", "cli-badbuild")
+    assert code == 0 and [r["state"] for r in rows] == ["build failed"], (rows, err)
+    assert rows[0]["why"] == row["why"]
+    code = main(["history", "cli-badbuild"])  # the table: human headers
+    table = capsys.readouterr().out
+    assert code == 0 and "build failed" in table and "duration (s)" in table.splitlines()[0]
+
+
+def test_an_unknown_app_is_an_error_a_quiet_known_app_is_not(make_env, capsys):
+    from canary.values.events import ReleaseEnded
+    from canary.values.outcome import Outcome
+    from store.events import emit
+    from tests.flows import api
+
+    emit(ReleaseEnded(app="cli-quiet", outcome=Outcome.PROMOTED, commit="d" * 40, reason="ok"))
+    api.events("canary.release.promoted", "cli-quiet")
+    for command in ("status", "history"):
+        code, rows, err = canary(capsys, command, "cli-no-such-app")
+        assert code == 1 and rows is None, (command, rows)
+        assert "unknown app 'cli-no-such-app'" in err and "cli-quiet" in err, err
+    code, rows, err = canary(capsys, "status", "cli-quiet")  # known, nothing running
+    assert code == 0 and rows == [], (rows, err)
+
+
+def test_history_links_the_report_artifact_and_the_run(make_env, capsys):
+    from tests.flows import api
+
+    env = make_env("cli-report", bad=("latency-p50", "latency-p99"))  # a quick roll back
+    released(release_flow.canary_release(**env.release_args(), return_state=True))
+    (event,) = api.events("canary.release.rolled-back", "cli-report")
+    code, rows, err = canary(capsys, "history", "cli-report")
+    assert code == 0, err
+    _keys_are_identifiers(rows)
+    assert rows[0]["report"].endswith(f"/artifacts/artifact/{event.payload['report']}"), rows[0]
+    assert "/runs/flow-run/" in rows[0]["run"] and rows[0]["outcome"] == "RolledBack"

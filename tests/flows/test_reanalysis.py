@@ -30,6 +30,40 @@ def test_window_reanalysis_finds_a_regression_in_the_counts(tmp_path, monkeypatc
     assert result["outcome"] == "regressed" and result["score"] == 0.0, result
 
 
+def test_a_window_without_requests_is_no_data_and_never_a_regression(tmp_path, monkeypatch):
+    """Production served nothing (a quiet night): the re-analysis says "no data", not
+    "regressed", and emits no canary.reanalysis.regressed, so the restore automation that
+    event starts cannot fire. Then a window with data and a real regression emits exactly
+    one event: the barrier that shows the first run emitted none."""
+    from tests.flows import api
+
+    env = install(monkeypatch, tmp_path, "re-quiet", sequential=True)
+    monkeypatch.setattr(env.source, "_requests", lambda scope: 0.0)
+    quiet = _run(env)
+    assert quiet["outcome"] == "no data" and quiet["verdict"] == "no data", quiet
+    assert quiet["score"] is None and "no requests" in str(quiet["reason"]), quiet
+    assert env.rec.count("counter_increase") == 2  # both sides' requests were counted
+    monkeypatch.undo()
+    env = install(monkeypatch, tmp_path, "re-quiet", sequential=True, bad=("error-rate",))
+    regressed = _run(env)
+    assert regressed["outcome"] == "regressed", regressed
+    (event,) = api.events("canary.reanalysis.regressed", "re-quiet")
+    started = datetime.fromisoformat(event.payload["start"].replace("Z", "+00:00"))
+    assert started == datetime.fromisoformat(regressed["start"]), (event.payload, regressed)
+    assert event.payload["outcome"] == "regressed"
+    assert event.payload["reason"] == regressed["reason"]
+
+
+def test_a_regressed_event_cannot_carry_another_outcome() -> None:
+    import pytest
+
+    from canary.values.events import ReanalysisRegressed
+
+    with pytest.raises(ValueError):
+        ReanalysisRegressed.model_validate({"app": "a", "mode": "post-promotion",
+                                            "verdict": "no data", "outcome": "no data"})  # fmt: skip
+
+
 def test_post_promotion_control_ends_before_the_canary_phase(tmp_path, monkeypatch):
     """Like with like: production before the canary began (all traffic), not a window that
     ends inside the canary phase, when production carried only part of the traffic."""

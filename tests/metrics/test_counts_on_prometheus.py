@@ -326,4 +326,4 @@ def test_canary_backtest_judges_a_recorded_window_again(run: Run) -> None:
     (row,) = backtest(recorded, "goldengoose", str(config), run.prometheus.url)
     # the canary answers 25 % of its requests with 500: the new judge rolls it back
     assert row["old"] == "promoted" and row["new"] == "rolled-back" and row["changed"], row
-    assert "error-rate High" in row["why (new)"]
+    assert "error-rate High" in row["why_new"]

@@ -52,7 +52,8 @@ def test_a_regressed_reanalysis_is_emitted_typed_from_its_summary(monkeypatch: p
     summary = {"app": "shop", "mode": "post-promotion", "verdict": "Fail", "outcome": "regressed",
                "score": 40.0, "image": "img:1", "previous_image": "img:0",
                "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:05:00+00:00",
-               "control_offset_seconds": 60.0}  # fmt: skip
+               "control_offset_seconds": 60.0,
+               "reason": "last score 40 is at or below the marginal threshold 75"}  # fmt: skip
     events.emit(ReanalysisRegressed.model_validate(summary))
     (one,) = sent
     assert one["event"] == "canary.reanalysis.regressed"
