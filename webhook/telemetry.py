@@ -55,7 +55,7 @@ class Exporter:
         if isinstance(update, Set) and isinstance(metric, Gauge):
             metric.labels(*update.labels).set(update.value)
         elif isinstance(update, Inc) and isinstance(metric, Counter):
-            metric.labels(*update.labels).inc()
+            metric.labels(*update.labels).inc(update.amount)
         elif isinstance(update, Observe) and isinstance(metric, Histogram):
             metric.labels(*update.labels).observe(update.value)
         elif isinstance(update, Remove):

@@ -75,10 +75,11 @@ class Set:
 
 @dataclass(frozen=True)
 class Inc:
-    """Add one to a counter's labelled series."""
+    """Add `amount` (one; zero makes the series exist) to a counter's labelled series."""
 
     metric: str
     labels: tuple[str, ...]
+    amount: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class ReleaseTelemetry:
     def __init__(self) -> None:
         self._running: dict[str, _Running] = {}
         self._judged: dict[str, set[str]] = {}
+        self._known: set[str] = set()
 
     def apply(self, occurred: datetime, event: ReleaseEvent) -> list[Update]:
         """The updates one event makes (none for events that are not about a release).
@@ -133,12 +135,20 @@ class ReleaseTelemetry:
             The updates, in order.
         """
         if isinstance(event, ReleaseStarted):
-            return self._started(occurred, event)
+            return [*self._introduce(event.app), *self._started(occurred, event)]
         if isinstance(event, ReleaseLook):
-            return self._look(event)
+            return [*self._introduce(event.app), *self._look(event)]
         if isinstance(event, ReleaseEnded):
-            return self._ended(occurred, event)
+            return [*self._introduce(event.app), *self._ended(occurred, event)]
         return []
+
+    def _introduce(self, app: str) -> list[Update]:
+        """An app's first event: its release counters at 0 for every outcome, so that an
+        alert on their increase sees the first release end too."""
+        if app in self._known:
+            return []
+        self._known.add(app)
+        return [Inc(RELEASES, (app, outcome.label), 0.0) for outcome in Outcome]
 
     def _drop_judged(self, app: str) -> list[Update]:
         """Remove the metric gauges the app's previous release set."""

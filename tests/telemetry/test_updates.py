@@ -16,6 +16,9 @@ from canary.values.outcome import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 A, B = "a" * 40, "b" * 40
+#: an app's first event makes its counters exist, at 0 (an alert on increase() needs that)
+ZEROS = [Inc("canary_releases_total", ("shop", label), 0.0)
+         for label in ("promoted", "rolled_back", "aborted", "skipped")]
 
 
 def look(app: str = "shop", *, metrics: tuple[LookMetric, ...] = ()) -> ReleaseLook:
@@ -26,6 +29,7 @@ def look(app: str = "shop", *, metrics: tuple[LookMetric, ...] = ()) -> ReleaseL
 def test_a_release_from_start_to_end() -> None:
     t = ReleaseTelemetry()
     assert t.apply(T0, ReleaseStarted(app="shop", commit=A, lifetime_seconds=120)) == [
+        *ZEROS,
         Set("canary_release_in_progress", ("shop",), 1.0),
         Set("canary_release_weight", ("shop", "primary"), 100.0),
         Set("canary_release_weight", ("shop", "baseline"), 0.0),
@@ -56,6 +60,7 @@ def test_a_release_from_start_to_end() -> None:
 
 def test_every_outcome_has_its_exact_label() -> None:
     t = ReleaseTelemetry()
+    t.apply(T0, look("x"))  # the app's counters exist now
     labels = [t.apply(T0, ReleaseEnded(app="x", outcome=o))[0] for o in Outcome]
     assert labels == [Inc("canary_releases_total", ("x", label))
                       for label in ("promoted", "rolled_back", "aborted", "skipped")]  # fmt: skip
@@ -63,7 +68,7 @@ def test_every_outcome_has_its_exact_label() -> None:
 
 def test_a_skip_while_another_release_runs_is_only_counted() -> None:
     t = ReleaseTelemetry()
-    t.apply(T0, ReleaseStarted(app="shop", commit=A))
+    assert t.apply(T0, ReleaseStarted(app="shop", commit=A))[:4] == ZEROS
     skipped = t.apply(T0, ReleaseEnded(app="shop", outcome=Outcome.SKIPPED, commit=B))
     assert skipped == [Inc("canary_releases_total", ("shop", "skipped"))]
     aborted_queued = t.apply(T0, ReleaseEnded(app="shop", outcome=Outcome.ABORTED, commit=B))
