@@ -16,7 +16,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +42,7 @@ class Exporter:
     """The release metrics in one registry, updated from our events."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # no `_created` series: they only double what is exported
         self.registry = CollectorRegistry(auto_describe=True)
         self.telemetry = ReleaseTelemetry()
         self.metrics: dict[str, Gauge | Counter | Histogram] = {}
