@@ -187,7 +187,8 @@ class Chain:
                   "registering blocks")  # fmt: skip
         self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir", str(c.state_dir),
                    "--stats-port", str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
-                   "--scrape-interval", str(c.scrape_interval), "start", *apps],
+                   "--scrape-interval", str(c.scrape_interval),
+                   "--release-metrics", f"127.0.0.1:{c.relay_port}", "start", *apps],
                   "starting HAProxy and Prometheus")  # fmt: skip
         frontends = ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in c.apps.items())
         self.say(f"HAProxy: {frontends}; Prometheus: http://127.0.0.1:{c.prometheus_port}")

@@ -18,7 +18,9 @@ from typing import TextIO
 
 import httpx
 
+from canary.errors import MetricsError
 from canary.platforms.local import procs
+from canary.platforms.local.prometheus import query as prometheus_query
 from canary.values.outcome import Outcome
 from demo.chain import ROOT, Chain, ChainConfig
 from demo.config import (
@@ -40,7 +42,9 @@ from demo.progress import Progress, clock, judgement_text, status_line
 from demo.repo import DemoRepo, check_delivery
 from demo.summary import (
     ReleaseRow,
+    release_metrics,
     release_outcome,
+    render_release_metrics,
     render_summary,
     short_reason,
     ui_guide,
@@ -338,6 +342,9 @@ class Demo:
         print(file=self.out)
         print(f"{'OK' if code == 0 else 'FAILED'}: {why} "
               f"(demo took {clock(time.monotonic() - self.t0)})", file=self.out)  # fmt: skip
+        prometheus_url = f"http://127.0.0.1:{config.prometheus_port}"
+        counts = release_metrics(lambda promql: _one_value(prometheus_url, promql))
+        print(f"\n{render_release_metrics(counts, prometheus_url)}", file=self.out)
         print(f"\nThe stack stays up. Where to look in the Prefect UI ({config.ui_url}):",
               file=self.out)  # fmt: skip
         print(ui_guide(config), file=self.out)
@@ -345,3 +352,13 @@ class Demo:
               "git commit -am ..., git push", file=self.out)  # fmt: skip
         print("Status: python -m demo status.  Stop everything: make demo-stop", file=self.out)
         return code
+
+
+def _one_value(prometheus_url: str, promql: str) -> float | None:
+    """The value of a query's one sample; None without one, or when Prometheus fails."""
+    try:
+        found = prometheus_query(prometheus_url, promql)
+    except MetricsError:
+        return None
+    value = found[0].get("value") if len(found) == 1 else None
+    return float(value[1]) if isinstance(value, list) and len(value) == 2 else None

@@ -8,7 +8,8 @@ promotion or a rollback (a crash, a skip, an abort).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from canary.values.events import BuildSucceeded, ReleaseEnded
@@ -156,3 +157,39 @@ def ui_guide(config: ChainConfig) -> str:
     ]  # fmt: skip
     width = max(len(r[1]) for r in rows)
     return "\n".join(f"  {name:<12} {url:<{width}}  {what}" for name, url, what in rows)
+
+
+#: The release counters the demo shows, as PromQL (the relay's /metrics, scraped by the demo's
+#: Prometheus), and the value each must have after a fresh demo.
+RELEASE_QUERIES = {
+    f'canary_releases_total{{app="{APP}",outcome="{o.label}"}}': 1.0 for o in RELEASED
+}
+
+
+def release_metrics(query: Callable[[str], float | None], *, timeout: float = 30.0,
+                    every: float = 1.0) -> dict[str, float | None]:  # fmt: skip
+    """The demo's release counters as Prometheus answers them: polled until each has its
+    value or `timeout` passes (the last end event reaches Prometheus a scrape later).
+
+    Args:
+        query: PromQL → the value of its one sample (None: no sample, or no answer).
+        timeout: Seconds to wait at most.
+        every: Seconds between polls.
+
+    Returns:
+        Each query's last value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {promql: query(promql) for promql in RELEASE_QUERIES}
+        if got == RELEASE_QUERIES or time.monotonic() > deadline:
+            return got
+        time.sleep(every)
+
+
+def render_release_metrics(values: dict[str, float | None], prometheus_url: str) -> str:
+    """The release counters in Prometheus, one line each (``-``: no sample)."""
+    width = max(len(promql) for promql in values)
+    lines = [f"Release metrics in Prometheus ({prometheus_url}; counted since the relay started):"]
+    lines += [f"  {promql:<{width}}  {'-' if v is None else f'{v:g}'}" for promql, v in values.items()]
+    return "\n".join(lines)

@@ -36,7 +36,7 @@ from canary.errors import ConfigError, MetricsError
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.report import JudgementRecord, failing_metrics, headline, markdown_report
-from canary.values.events import ReleaseEnded
+from canary.values.events import ReleaseEnded, ReleaseStarted
 from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
 from canary.values.repair import found_in_words
@@ -158,6 +158,9 @@ def canary_release(
         stale = against_production(current.this_run(), _production(run.plat, run.app), newer)
         if stale is not None:
             return _skip(release, stale)
+        lifetime = spec.analysis.lifetime
+        emit(ReleaseStarted(app=run.app, commit=release.commit,
+                            lifetime_seconds=lifetime.total_seconds() if lifetime else None))  # fmt: skip
         ended = _release(run)
     return _final_state(ended)
 
@@ -316,7 +319,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     earlier, decision = Earlier(), Decision(Action.ROLL_BACK, "no judgement was made", True)
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)
-        p.set_traffic(run.plat, app, spec, weights)
+        carried = p.set_traffic(run.plat, app, spec, weights)  # read back from the router
         seen = _observe(run, looks, window, tick=lambda: artifacts.progress(
             bar, looks.progress(datetime.now(UTC), start)))  # fmt: skip
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
@@ -326,7 +329,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
         record, earlier = analysis.judge_look(seen, looks, canary_share=weights.canary,
                                               readiness=readiness, earlier=earlier)  # fmt: skip
         records.append(record)
-        decision = publish_look(app, record, looks.looks)
+        decision = publish_look(app, record, looks.looks, carried)
         if not decision.final and window.index in spec.manual_gates:
             decision = _ask(run, "after-look", f"Look {window.index} passed. Continue?",
                             prior=decision)  # fmt: skip

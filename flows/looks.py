@@ -18,10 +18,13 @@ from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
 from canary.ports import MetricSource, Platform
 from canary.report import JudgementRecord, explain_failing
+from canary.telemetry import look_event
 from canary.values.events import OperatorCommand
+from canary.values.weights import Weights
 from canary.waiting import wait_until
 from store.artifacts import publish_interval
 from store.commands import take as take_command
+from store.events import emit
 from tasks.analysis import wait_for_requests
 from tasks.platform import check_serving
 
@@ -76,13 +79,14 @@ def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: Me
                               app, waited)  # fmt: skip
 
 
-def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
-    """Publish a look (its table artifact and log lines).
+def publish_look(app: str, record: JudgementRecord, looks: int, carried: Weights) -> Decision:
+    """Publish a look (its table artifact, its ``canary.release.look`` event, log lines).
 
     Args:
         app: The app released.
         record: The look, as judge_look made it.
         looks: The planned number of looks.
+        carried: The shares the router carried, read back.
 
     Returns:
         The look's decision.
@@ -91,6 +95,11 @@ def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
     assert decision is not None  # judge_look always decides
     publish_interval(app, record)
     logger = get_run_logger()
+    try:  # telemetry: a failure here never changes the release
+        emit(look_event(app, look=record.index, looks=looks, judgement=result, weights=carried,
+                        decision=decision))  # fmt: skip
+    except Exception as exc:
+        logger.warning("%s look %d: no look event: %s", app, record.index, exc)
     logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
                 result.summary_score, decision.action.value, decision.reason)  # fmt: skip
     for line in explain_failing(result):

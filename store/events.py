@@ -28,7 +28,7 @@ from canary.values.events import (
 )
 from store.client import client
 
-__all__ = ["LastChange", "StoredEvent", "emit", "events", "last_change", "last_production_change",
+__all__ = ["LastChange", "StoredEvent", "emit", "events", "last_change", "last_production_change", "typed",
            "released_apps"]
 
 E = TypeVar("E", bound=ReleaseEvent)
@@ -73,7 +73,15 @@ def _query(names: Sequence[str] | None, prefixes: Sequence[str] | None, app: str
     )  # fmt: skip
 
 
-def _typed(raw: Event) -> StoredEvent[ReleaseEvent] | None:
+def typed(raw: Event) -> StoredEvent[ReleaseEvent] | None:
+    """One of Prefect's events as ours, typed (None: not ours, or a shape we cannot read).
+
+    Args:
+        raw: The event as Prefect's client gives it.
+
+    Returns:
+        The stored event, or None.
+    """
     try:
         model = parse_event(raw.event, raw.resource.id, raw.payload)
     except ValueError:  # ours, but an older or broken shape: not a record we can use
@@ -105,7 +113,7 @@ def events(app: str | None = None, *, names: Sequence[str] | None = None,
     with client(api_url) as prefect:
         page = prefect.read_events(filter=query, limit=min(limit, PAGE))
         while True:
-            found += [e for e in map(_typed, page.events) if e is not None]
+            found += [e for e in map(typed, page.events) if e is not None]
             if len(found) >= limit or not page.next_page:
                 break
             page = prefect.read_events_page(str(page.next_page))  # Prefect str()s it too

@@ -18,7 +18,8 @@ from webhook.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PREFECT_TIMEOUT_S, 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m webhook",
-        description="GitHub webhook -> Prefect event relay (POST /github, GET /healthz).",
+        description="GitHub webhook -> Prefect event relay (POST /github, GET /healthz), and "
+        "release metrics for Prometheus (GET /metrics).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8088, help="bind port (default 8088)")

@@ -1,4 +1,5 @@
-"""The relay's ASGI app: a signed GitHub delivery in, at most one Prefect event out.
+"""The relay's ASGI app: a signed GitHub delivery in, at most one Prefect event out; and
+the release metrics at ``GET /metrics``, fed by Prefect's event stream (webhook.telemetry).
 
 Why a relay at all: Prefect OSS has no webhooks, but its server takes events at
 ``POST /api/events``. Posting there (instead of ``emit_event`` through a background
@@ -27,8 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from store.event_stream import EventStream
 from webhook import github, signing
 from webhook.settings import Settings
+from webhook.telemetry import Exporter, following
 
 log = logging.getLogger("webhook")
 
@@ -52,8 +55,10 @@ class Reject(Exception):
 class _Relay:
     """The relay's handlers over one settings object (and, in tests, an HTTP transport)."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
-        self.settings, self.transport = settings, transport
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None,
+                 stream: EventStream | None) -> None:  # fmt: skip
+        self.settings, self.transport, self.stream = settings, transport, stream
+        self.exporter = Exporter()
 
     def new_client(self) -> httpx.AsyncClient:
         """A client to Prefect's API with the relay's headers and timeouts."""
@@ -71,9 +76,9 @@ class _Relay:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """One client for the app's lifetime."""
+        """One client for the app's lifetime; the release metrics follow Prefect's events."""
         settings = self.settings
-        async with self.new_client() as client:
+        async with self.new_client() as client, following(self.exporter, self.stream):
             app.state.prefect = client
             log.info(
                 "relay ready: events to %s, branches %s, body limit %d bytes",
@@ -179,14 +184,20 @@ async def _healthz(request: Request) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    follow_events: bool = True,
 ) -> Starlette:
-    """The relay app. `transport` lets tests swap the HTTP layer to Prefect (httpx's seam)."""
-    relay = _Relay(settings, transport)
+    """The relay app. `transport` lets tests swap the HTTP layer to Prefect (httpx's seam);
+    `follow_events` False serves /metrics without following Prefect's event stream."""
+    stream = EventStream(settings.prefect_api_url) if follow_events else None
+    relay = _Relay(settings, transport, stream)
     app = Starlette(
         routes=[
             Route("/github", relay.github_hook, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", relay.exporter.metrics_endpoint, methods=["GET"]),
         ],
         lifespan=relay.lifespan,
     )

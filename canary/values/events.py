@@ -26,12 +26,15 @@ __all__ = [
     "FailingMetric",
     "HISTORY_EVENTS",
     "JSON",
+    "LookMetric",
     "PRODUCTION_CHANGES",
     "OperatorCommand",
     "ProductionRestored",
     "ReanalysisRegressed",
     "ReleaseEnded",
     "ReleaseEvent",
+    "ReleaseLook",
+    "ReleaseStarted",
     "app_resource",
     "parse_event",
 ]
@@ -117,6 +120,44 @@ class BuildFailed(CanaryEvent):
     commit: str
     repo: str
     reason: str
+
+
+class ReleaseStarted(CanaryEvent):
+    """A release holds its app's lock and starts: baseline and canary are next."""
+
+    name: ClassVar[str] = "canary.release.started"
+    commit: str
+    #: the analysis time the spec plans (None: the spec plans none)
+    lifetime_seconds: float | None = None
+
+
+class LookMetric(BaseModel):
+    """One judged metric at a look: its estimate, interval ends and decision threshold,
+    in the estimate's unit (None: the judge gave no such number)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    metric: str
+    classification: str
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    threshold: float | None = None
+
+
+class ReleaseLook(CanaryEvent):
+    """A look of a running release: the traffic shares read back and each metric judged."""
+
+    name: ClassVar[str] = "canary.release.look"
+    look: int
+    looks: int
+    #: the shares (percent) the router carried, read back: primary, baseline, canary
+    primary: int
+    baseline: int
+    canary: int
+    score: float | None = None
+    action: str = ""
+    metrics: tuple[LookMetric, ...] = ()
 
 
 class FailingMetric(BaseModel):
@@ -234,14 +275,16 @@ class ReanalysisRegressed(CanaryEvent):
         return {"app": self.app, **super().payload()}
 
 
-ReleaseEvent: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseEnded | ProductionRestored
-                           | OperatorCommand | ReanalysisRegressed)
+ReleaseEvent: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseStarted | ReleaseLook
+                           | ReleaseEnded | ProductionRestored | OperatorCommand
+                           | ReanalysisRegressed)
 
-_Named: TypeAlias = (BuildSucceeded | BuildFailed | ProductionRestored | OperatorCommand
-                     | ReanalysisRegressed)
+_Named: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseStarted | ReleaseLook
+                     | ProductionRestored | OperatorCommand | ReanalysisRegressed)
 _BY_NAME: dict[str, type[_Named]] = {
     model.name: model
-    for model in (BuildSucceeded, BuildFailed, ProductionRestored, OperatorCommand, ReanalysisRegressed)
+    for model in (BuildSucceeded, BuildFailed, ReleaseStarted, ReleaseLook, ProductionRestored,
+                  OperatorCommand, ReanalysisRegressed)
 }
 
 

@@ -310,3 +310,33 @@ def test_stop_and_status_on_a_demo_that_never_ran(tmp_path: Path) -> None:
     out = io.StringIO()
     assert cli.status(cli.parse_args(["status", "--home", str(home)]), out) == 0
     assert "prefect-server  not running" in out.getvalue()
+
+
+def test_the_summary_shows_the_release_counters_prometheus_answers() -> None:
+    from demo.summary import RELEASE_QUERIES, release_metrics, render_release_metrics
+
+    promoted, rolled_back = RELEASE_QUERIES
+    assert promoted == 'canary_releases_total{app="goldengoose",outcome="promoted"}'
+    assert rolled_back == 'canary_releases_total{app="goldengoose",outcome="rolled_back"}'
+    answers = iter([{}, {promoted: 1.0}, {promoted: 1.0, rolled_back: 1.0}])
+    current: dict[str, float] = {}
+
+    def query(promql: str) -> float | None:
+        return current.get(promql)
+
+    polls = 0
+
+    def polled(promql: str) -> float | None:
+        nonlocal current, polls
+        if promql == promoted:  # one poll asks both: move on once per poll
+            current, polls = next(answers), polls + 1
+        return query(promql)
+
+    got = release_metrics(polled, timeout=10, every=0.01)
+    assert got == {promoted: 1.0, rolled_back: 1.0} and polls == 3
+    text = render_release_metrics(got, "http://127.0.0.1:19090")
+    assert f"{rolled_back}  1" in text
+    # a Prometheus that never has them: the last answers, after the deadline
+    missing = release_metrics(lambda promql: None, timeout=0.05, every=0.01)
+    assert missing == {promoted: None, rolled_back: None}
+    assert f"{promoted}     -" in render_release_metrics(missing, "http://p")

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 def _wait_event(live: Live, commit: str) -> list[dict]:
-    """The canary.release.* event(s) of the release of `commit`."""
-    return live.wait_events("canary.release.", where=lambda e: e["payload"].get("commit") == commit)
+    """The release-end event(s) (canary.release.<outcome>) of the release of `commit`."""
+    return live.wait_events("canary.release.", where=lambda e: e["payload"].get("commit") == commit
+                            and "outcome" in e["payload"])  # not its canary.release.started
 
 
 def _production_version(live: Live) -> set[str]:

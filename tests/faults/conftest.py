@@ -249,7 +249,8 @@ class Stack:
     def event(self, commit: str, timeout: float = 30) -> dict[str, Any]:
         """The one canary.release.* event of `commit`'s release."""
         found = self.live.wait_events("canary.release.", timeout=timeout,
-                                      where=lambda e: e["payload"].get("commit") == commit)  # fmt: skip
+                                      where=lambda e: e["payload"].get("commit") == commit
+                                      and "outcome" in e["payload"])  # an end, not the start  # fmt: skip
         assert len(found) == 1, [(e["event"], e["payload"].get("reason")) for e in found]
         return found[0]
 

@@ -182,6 +182,30 @@ def test_good_canary_emits_promoted_event(promoted):
     assert api.events("canary.release.rolled-back", env.app, at_least=0) == []
 
 
+def test_good_canary_emits_its_start_and_each_look_for_the_release_metrics(promoted):
+    """canary.release.started once it holds the lock; canary.release.look per look with the
+    shares the router read back and each metric's numbers (the relay's /metrics reads them)."""
+    env, state = promoted
+    (started,) = api.events("canary.release.started", env.app)
+    assert started.payload == {"commit": COMMIT, "lifetime_seconds": 3.0}
+    looks = api.events("canary.release.look", env.app, at_least=3)
+    assert started.occurred <= looks[0].occurred
+    assert [e.payload["look"] for e in looks] == [1, 2, 3]
+    assert {e.payload["looks"] for e in looks} == {3}
+    shares = [(e.payload["primary"], e.payload["baseline"], e.payload["canary"]) for e in looks]
+    assert shares[0] == (80, 10, 10) and shares[-1] == (60, 20, 20)
+    assert [e.payload["action"] for e in looks] == ["continue", "continue", "promote"]
+    for event in looks:
+        metrics = {m["metric"]: m for m in event.payload["metrics"]}
+        assert sorted(metrics) == sorted(METRICS)
+        assert {m["classification"] for m in metrics.values()} == {"Pass"}
+        full = [m for m in metrics.values() if None not in (m["estimate"], m["lower"], m["upper"])]
+        assert full, metrics  # the rank test's shift with its interval, at least
+        for m in full:
+            assert m["lower"] <= m["estimate"] <= m["upper"]
+            assert m["threshold"] is not None
+
+
 def test_good_canary_artifacts(promoted):
     env, state = promoted
     run_id = flow_run_id(state)

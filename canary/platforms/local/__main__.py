@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-port", type=int, default=None, help="HAProxy stats port [18404]")
     p.add_argument("--prometheus-port", type=int, default=None, help="Prometheus port [19090]")
     p.add_argument("--scrape-interval", type=float, default=None, help="seconds [1.0]")
+    p.add_argument("--release-metrics", default=None, metavar="HOST:PORT",
+                   help="the webhook relay whose /metrics Prometheus scrapes [none]")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start (or reload) HAProxy and Prometheus")
     start.add_argument(
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             haproxy_stats_port=args.stats_port,
             prometheus_port=args.prometheus_port,
             scrape_interval=args.scrape_interval,
+            release_metrics=args.release_metrics,
         )
         out: Mapping[str, object]
         if args.command == "start":

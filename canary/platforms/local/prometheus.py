@@ -21,9 +21,14 @@ from canary.platforms.local import procs
 
 
 def render_config(
-    targets_dir: Path, *, scrape_interval: float = 1.0, haproxy_stats_port: int | None = None
+    targets_dir: Path,
+    *,
+    scrape_interval: float = 1.0,
+    haproxy_stats_port: int | None = None,
+    release_metrics: str | None = None,
 ) -> str:
-    """prometheus.yml: the apps' file_sd targets in `targets_dir`, and HAProxy's stats."""
+    """prometheus.yml: the apps' file_sd targets in `targets_dir`, HAProxy's stats, and the
+    release metrics the webhook relay serves at `release_metrics` (host:port, /metrics)."""
     interval = f"{int(scrape_interval * 1000)}ms"
     timeout = f"{max(int(scrape_interval * 1000) - 10, 10)}ms"
     lines = [
@@ -43,6 +48,12 @@ def render_config(
             "  - job_name: haproxy",
             "    static_configs:",
             f"      - targets: ['127.0.0.1:{haproxy_stats_port}']",
+        ]
+    if release_metrics:
+        lines += [
+            "  - job_name: canary-releases",
+            "    static_configs:",
+            f"      - targets: ['{release_metrics}']",
         ]
     return "\n".join(lines) + "\n"
 

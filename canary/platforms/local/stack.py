@@ -33,7 +33,7 @@ from canary.platforms.local.workloads import ProcessWorkloads
 
 #: LocalStack arguments kept in stack/settings.json by `start` and read back by `from_state`.
 SETTINGS = ("haproxy_bin", "prometheus_bin", "haproxy_stats_port", "prometheus_port",
-            "scrape_interval")  # fmt: skip
+            "scrape_interval", "release_metrics")  # fmt: skip
 
 
 class Settings(typing_extensions.TypedDict, total=False):
@@ -45,6 +45,7 @@ class Settings(typing_extensions.TypedDict, total=False):
     haproxy_stats_port: int
     prometheus_port: int
     scrape_interval: float
+    release_metrics: str | None
 
 
 class GivenSettings(TypedDict, total=False):
@@ -55,6 +56,7 @@ class GivenSettings(TypedDict, total=False):
     haproxy_stats_port: int | None
     prometheus_port: int | None
     scrape_interval: float | None
+    release_metrics: str | None
 
 
 _SETTINGS = TypeAdapter(Settings)
@@ -73,6 +75,7 @@ class LocalStack:
         haproxy_stats_port: int = 18404,
         prometheus_port: int = 19090,
         scrape_interval: float = 1.0,
+        release_metrics: str | None = None,
         start_timeout: float = 15.0,
     ) -> None:
         self.state = Path(state_dir)
@@ -80,6 +83,8 @@ class LocalStack:
         self.haproxy_bin, self.prometheus_bin = haproxy_bin, prometheus_bin
         self.stats_port, self.prometheus_port = haproxy_stats_port, prometheus_port
         self.scrape_interval, self.start_timeout = scrape_interval, start_timeout
+        #: host:port of the webhook relay's release metrics (its /metrics), scraped if set
+        self.release_metrics = release_metrics
         self.admin_socket = self.dir / "haproxy.sock"
         self.server_state = self.dir / "haproxy.state"
         self.targets_dir = self.state / "targets"
@@ -104,6 +109,7 @@ class LocalStack:
             "haproxy_stats_port": self.stats_port,
             "prometheus_port": self.prometheus_port,
             "scrape_interval": self.scrape_interval,
+            "release_metrics": self.release_metrics,
         }
 
     @contextlib.contextmanager
@@ -271,6 +277,7 @@ class LocalStack:
             self.targets_dir.resolve(),
             scrape_interval=self.scrape_interval,
             haproxy_stats_port=self.stats_port,
+            release_metrics=self.release_metrics,
         )
         running, found = self._running("prometheus"), self._record("prometheus")
         sha = hashlib.sha256(text.encode()).hexdigest()
@@ -305,6 +312,9 @@ class LocalStack:
         self.dir.mkdir(parents=True, exist_ok=True)
         out = {}
         with self.locked():
+            if self.release_metrics is None:  # a start that does not name it keeps it
+                kept = procs.read_mapping(self.dir / "settings.json").get("release_metrics")
+                self.release_metrics = kept if isinstance(kept, str) else None
             procs.write_json(self.dir / "settings.json", self.settings())
             if haproxy:
                 out["haproxy"] = self._ensure_haproxy()

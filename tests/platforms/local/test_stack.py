@@ -137,3 +137,28 @@ def test_several_apps_are_validated() -> None:
         LocalPlatform(app_port=18080, apps={"other": 18080})
     with pytest.raises(ValidationError, match="must be 1-65535"):
         LocalPlatform(apps={"other": 0})
+
+
+def test_prometheus_scrapes_the_relays_release_metrics_and_a_start_keeps_the_job(tmp_path: Path) -> None:
+    """`make demo` starts the stack with --release-metrics; the block's own start (the
+    bootstrap's) does not name it, and must not drop the job."""
+    import shutil
+
+    from canary.platforms.local import prometheus
+    from canary.platforms.local.stack import LocalStack
+
+    state = tmp_path / "st"
+    LocalStack(state, release_metrics="127.0.0.1:8088").start(haproxy=False, prometheus=False)
+    again = LocalStack(state)  # as the LocalPlatform block makes it
+    again.start(haproxy=False, prometheus=False)
+    assert again.release_metrics == "127.0.0.1:8088"
+    assert LocalStack.from_state(state).release_metrics == "127.0.0.1:8088"
+    text = prometheus.render_config(state / "targets", release_metrics=again.release_metrics)
+    assert "  - job_name: canary-releases\n    static_configs:\n      - targets: ['127.0.0.1:8088']\n" in text
+    assert "canary-releases" not in prometheus.render_config(state / "targets")
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        (tmp_path / "prometheus.yml").write_text(text)
+        done = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
