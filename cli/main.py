@@ -3,6 +3,7 @@
     canary status [APP]                     running releases: look, split, judgement, time left
     canary history APP                      past releases: outcome, score, duration, report
     canary promote APP | abort APP          promote now (manual) / abort: not released
+    canary rollback APP [--to COMMIT]       the last good release (or COMMIT's) back in production
     canary retry APP COMMIT                 release a commit again
     canary approve APP | reject APP         answer a paused manual gate or judgement
     canary validate CONFIG [--prometheus URL | --metrics-block NAME]   a config or spec, checked
@@ -56,7 +57,7 @@ def _cell(value: object) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[2:13]))  # fmt: skip
+                                     epilog="\n".join(__doc__.split("\n")[2:14]))  # fmt: skip
     parser.add_argument("--api", help="the Prefect API URL [PREFECT_API_URL]")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         p.add_argument("app")
         p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the end [120]")
+    p = sub.add_parser("rollback", help="put the last good release back in production, no analysis")
+    p.add_argument("app")
+    p.add_argument("--to", metavar="COMMIT", help="this release of `canary history APP` instead")
+    p.add_argument("--wait", type=float, default=180.0, help="seconds to wait for it [180]")
     p = sub.add_parser("retry", help="release a commit again")
     p.add_argument("app")
     p.add_argument("commit")
@@ -113,6 +118,10 @@ def _run(args: argparse.Namespace) -> Sequence[Row] | Row:
         return operate.command(api, args.app, args.command, by=by, wait=args.wait)
     if args.command == "retry":
         return operate.retry(api, args.app, args.commit)
+    if args.command == "rollback":
+        from cli.rollback import rollback
+
+        return rollback(api, args.app, to=args.to, by=by, wait=args.wait)
     if args.command in ("approve", "reject"):
         return operate.answer(api, args.app, approve=args.command == "approve",
                               comment=args.comment, by=by)  # fmt: skip

@@ -1,5 +1,7 @@
 """`canary status | history | promote | abort | retry | approve | reject`: releases as an
 operator sees and steers them, through the Prefect store (cli.api binds it to a server).
+(`canary rollback`: cli/rollback.py.) History lists the releases and the restores
+(`restore-production` runs: `canary rollback`, the automation on a regression).
 
 `canary promote` / `canary abort` leave an OperatorCommand for the running release; an
 abort ends it ``aborted`` (canary.values.outcome.Outcome.ABORTED: production never
@@ -84,16 +86,25 @@ def history(api: Api, app: str, limit: int = 20) -> list[Row]:
     """
     ends = {e.event.commit: e.event for e in api.events(app) if isinstance(e.event, ReleaseEnded)}
     rows: list[Row] = []
-    for r in api.releases(app, live=False, limit=limit):
-        end = ends.get(r.commit)
+    runs = [*api.releases(app, live=False, limit=limit),
+            *api.releases(app, live=False, limit=limit, flow="restore-production")]  # fmt: skip
+    for r in sorted(runs, key=lambda r: r.started.timestamp() if r.started else 0.0, reverse=True):
+        end = ends.get(r.commit) if r.name.startswith("canary-release-") else None
         rows.append({
             "started": r.started.isoformat(timespec="seconds") if r.started else None,
-            "commit": r.commit[:12], "version": r.version, "outcome": r.state_name,
+            "commit": r.commit[:12], "version": r.version, "outcome": _outcome(r),
             "score": end.score if end is not None else None,
             "duration (s)": None if r.seconds is None else round(r.seconds),
             "why": r.message, "report": api.run_url(r.id),
         })  # fmt: skip
-    return rows
+    return rows[:limit]
+
+
+def _outcome(run: Release) -> str:
+    """A history row's outcome: a release's state; a restore's (``canary rollback``: manual)."""
+    if not run.name.startswith("restore-production-") or run.state_type != "COMPLETED":
+        return run.state_name
+    return "Restored (manual)" if run.parameters.get("by") else "Restored"
 
 
 def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
@@ -118,11 +129,14 @@ def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
     """
     release = _one_live(api, app)
     link = api.run_url(release.id)
+    if release.state_type == "PAUSED":  # it reads no command while it waits for a person
+        raise CommandError(f"{release.name} waits for a person ({release.message}): "
+                           f"`canary approve {app}` / `canary reject {app}` answer it")  # fmt: skip
     if action == "abort" and not any(n.startswith("traffic-") for n in api.task_run_names(release.id)):
         api.cancel(release.id, f"aborted by {by} (canary abort) before it started")
         return {"app": app, "run": link, "action": "cancelled while queued"}
     api.send(OperatorCommand(app=app, action=action, run=release.id, by=by))
-    ended = _wait_final(api, release.id, wait)
+    ended = wait_final(api, release.id, wait)
     outcome = Outcome.from_state_name(ended.state_name) if ended else None
     return {"app": app, "run": link, "action": action,
             "state": ended.state_name if ended else "still running",
@@ -130,7 +144,8 @@ def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
             "why": ended.message if ended else None}  # fmt: skip
 
 
-def _wait_final(api: Api, run_id: str, wait: float) -> Release | None:
+def wait_final(api: Api, run_id: str, wait: float) -> Release | None:
+    """The run once it ended (polled every second), None if it did not within ``wait`` s."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         run = api.run(run_id)
