@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from canary.analysis.decision import Action, Decision, GateAnswer, go_duration
+from canary.judge.classify import Classification
 from canary.judge.interval import IntervalJudgement
 
 __all__ = ["held_decision", "held_message", "may_hold"]
@@ -27,13 +28,14 @@ def may_hold(decision: Decision, judgement: IntervalJudgement | None) -> bool:
 
     Returns:
         True for a judged rollback of the judge's own (no guard failed, no person or
-        command decided, the data was there).
+        command decided, every judged metric had data: no data is not a regression).
     """
     if decision.action is not Action.ROLL_BACK or judgement is None:
         return False
-    if decision.manual or decision.aborted or not decision.judged:
+    if decision.manual or decision.aborted or not decision.judged or judgement.failed_guards:
         return False
-    return not judgement.failed_guards
+    active = [m for m in judgement.metrics if not m.metric.canary.muted]
+    return not any(m.classification is Classification.NODATA for m in active)
 
 
 def held_message(*, app: str, commit: str, version: str | None, cause: str,

@@ -66,6 +66,10 @@ def test_held_release_approved_is_promoted_as_overridden(make_env, capsys):
     env = _held_env(make_env, "gg-held-approve")
     running = _Held(env)
     _wait_held(env)
+    code, _, err = canary(capsys, "promote", env.app)  # a held run reads no command: say so
+    assert code == 1 and "waits for a person" in err and f"`canary approve {env.app}`" in err
+    code, _, err = canary(capsys, "rollback", env.app)  # nor is it rolled back beside
+    assert code == 1 and f"`canary reject {env.app}` rolls it back" in err
     code, answer, err = canary(capsys, "approve", env.app, "--comment", "known slow path")
     assert code == 0 and answer["gate"] == "held" and answer["decision"] == "promote", err
     state = running.join()
