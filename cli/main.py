@@ -5,7 +5,7 @@
     canary promote APP | abort APP          promote now (manual) / abort: not released
     canary rollback APP [--to COMMIT]       the last good release (or COMMIT's) back in production
     canary retry APP COMMIT                 release a commit again
-    canary approve APP | reject APP         answer a paused manual gate or judgement
+    canary approve APP | reject APP         answer a paused manual gate, judgement or hold
     canary validate CONFIG [--prometheus URL | --metrics-block NAME]   a config or spec, checked
     canary plan --spec SPEC (--prometheus URL | --metrics-block NAME)   how long a canary must run
     canary backtest APP --config NEW (--prometheus URL | --metrics-block NAME) [--csv FILE]
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("app")
     p.add_argument("commit")
     for name in ("approve", "reject"):
-        p = sub.add_parser(name, help=f"{name} a paused release's manual gate or judgement")
+        p = sub.add_parser(name, help=f"{name} a paused release's manual gate, judgement or hold")
         p.add_argument("app")
         p.add_argument("--comment", default="")
     p = sub.add_parser("validate", help="check a canary config or a release spec")
