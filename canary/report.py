@@ -134,8 +134,8 @@ def headline(outcome: str, reason: str, records: Sequence[JudgementRecord],
     person decided (canary promote/abort, a manual judgement or gate): their reason leads."""
     word = {"promoted": "promoted", "rolled-back": "rolled back", "aborted": "aborted",
             "skipped": "not released"}.get(outcome, outcome)  # fmt: skip
-    if not records or by_person:
-        return f"{word}: {reason}"
+    if not records or by_person:  # a hold approved: "promoted, overriding a failed analysis: ..."
+        return f"{word}{', ' if reason.startswith('overriding ') else ': '}{reason}"
     last = records[-1].judgement
     guards = last.failed_guards
     if guards:

@@ -3,8 +3,9 @@
     canary status [APP]                     running releases (look, split, judgement, time left), builds
     canary history APP                      past releases and failed builds: outcome, score, report
     canary promote APP | abort APP          promote now (manual) / abort: not released
+    canary rollback APP [--to COMMIT]       the last good release (or COMMIT's) back in production
     canary retry APP COMMIT                 release a commit again
-    canary approve APP | reject APP         answer a paused manual gate or judgement
+    canary approve APP | reject APP         answer a paused manual gate, judgement or hold
     canary validate CONFIG [--prometheus URL | --metrics-block NAME]   a config or spec, checked
     canary plan --spec SPEC (--prometheus URL | --metrics-block NAME)   how long a canary must run
     canary backtest APP --config NEW (--prometheus URL | --metrics-block NAME) [--csv FILE]
@@ -68,7 +69,7 @@ def _cell(value: object) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[2:13]))  # fmt: skip
+                                     epilog="\n".join(__doc__.split("\n")[2:14]))  # fmt: skip
     parser.add_argument("--api", help="the Prefect API URL [PREFECT_API_URL]")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     # Every command takes both after its name too (SUPPRESS: not given keeps the value
@@ -87,11 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         p.add_argument("app")
         p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the end [120]")
+    p = sub.add_parser("rollback", help="put the last good release back in production, no analysis")
+    p.add_argument("app")
+    p.add_argument("--to", metavar="COMMIT", help="this release of `canary history APP` instead")
+    p.add_argument("--wait", type=float, default=180.0, help="seconds to wait for it [180]")
     p = sub.add_parser("retry", help="release a commit again")
     p.add_argument("app")
     p.add_argument("commit")
     for name in ("approve", "reject"):
-        p = sub.add_parser(name, help=f"{name} a paused release's manual gate or judgement")
+        p = sub.add_parser(name, help=f"{name} a paused release's manual gate, judgement or hold")
         p.add_argument("app")
         p.add_argument("--comment", default="")
     p = sub.add_parser("validate", help="check a canary config or a release spec")
@@ -143,6 +148,10 @@ def _run(args: argparse.Namespace) -> Sequence[Row] | Row:
         return operate.command(api, args.app, args.command, by=by, wait=args.wait)
     if args.command == "retry":
         return operate.retry(api, args.app, args.commit)
+    if args.command == "rollback":
+        from cli.rollback import rollback
+
+        return rollback(api, args.app, to=args.to, by=by, wait=args.wait)
     if args.command in ("approve", "reject"):
         return operate.answer(api, args.app, approve=args.command == "approve",
                               comment=args.comment, by=by)  # fmt: skip

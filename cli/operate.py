@@ -1,5 +1,7 @@
 """`canary status | history | promote | abort | retry | approve | reject`: releases as an
 operator sees and steers them, through the Prefect store (cli.api binds it to a server).
+(`canary rollback`: cli/rollback.py.) History lists the releases and the restores
+(`restore-production` runs: `canary rollback`, the automation on a regression).
 
 Failed builds are part of both: `history` lists them ("build failed", the reason's first
 line), `status` shows a running build and one that failed within the last hour. An app
@@ -130,11 +132,14 @@ def history(api: Api, app: str, limit: int = 20) -> list[Row]:
     by_run = {e.url.rstrip("/").rsplit("/", 1)[-1]: e for e in reversed(ends) if e.url}
     by_commit = {e.commit: e for e in reversed(ends) if e.commit}  # the newest wins
     rows: list[Row] = []
-    for r in api.releases(app, live=False, limit=limit):
-        end = by_run.get(r.id) or by_commit.get(r.commit)
+    runs = [*api.releases(app, live=False, limit=limit),
+            *api.releases(app, live=False, limit=limit, flow="restore-production")]  # fmt: skip
+    for r in runs:
+        release = r.name.startswith("canary-release-")
+        end = (by_run.get(r.id) or by_commit.get(r.commit)) if release else None
         rows.append({
             "started": _iso(r.started), "commit": r.commit[:12], "version": r.version,
-            "outcome": r.state_name, "score": end.score if end is not None else None,
+            "outcome": _outcome(r), "score": end.score if end is not None else None,
             "duration_seconds": None if r.seconds is None else round(r.seconds),
             "why": r.message,
             "report": api.report_url(end.report) if end is not None and end.report else None,
@@ -169,6 +174,13 @@ def _build_rows(api: Api, app: str | None, *, since: datetime | None, running: b
         elif running and run.live:
             rows.append(_build_row(run.app, commit, "building", when, run.message, run, api, history))
     return rows
+
+
+def _outcome(run: Release) -> str:
+    """A history row's outcome: a release's state; a restore's (``canary rollback``: manual)."""
+    if not run.name.startswith("restore-production-") or run.state_type != "COMPLETED":
+        return run.state_name
+    return "Restored (manual)" if run.parameters.get("by") else "Restored"
 
 
 def _build_row(app: str, commit: str, state: str, when: datetime, why: str | None,
@@ -221,11 +233,14 @@ def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
     """
     release = _one_live(api, app)
     link = api.run_url(release.id)
+    if release.state_type == "PAUSED":  # it reads no command while it waits for a person
+        raise CommandError(f"{release.name} waits for a person ({release.message}): "
+                           f"`canary approve {app}` / `canary reject {app}` answer it")  # fmt: skip
     if action == "abort" and not any(n.startswith("traffic-") for n in api.task_run_names(release.id)):
         api.cancel(release.id, f"aborted by {by} (canary abort) before it started")
         return {"app": app, "run": link, "action": "cancelled while queued"}
     api.send(OperatorCommand(app=app, action=action, run=release.id, by=by))
-    ended = _wait_final(api, release.id, wait)
+    ended = wait_final(api, release.id, wait)
     outcome = Outcome.from_state_name(ended.state_name) if ended else None
     return {"app": app, "run": link, "action": action,
             "state": ended.state_name if ended else "still running",
@@ -233,7 +248,8 @@ def command(api: Api, app: str, action: Literal["promote", "abort"], *, by: str,
             "why": ended.message if ended else None}  # fmt: skip
 
 
-def _wait_final(api: Api, run_id: str, wait: float) -> Release | None:
+def wait_final(api: Api, run_id: str, wait: float) -> Release | None:
+    """The run once it ended (polled every second), None if it did not within ``wait`` s."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         run = api.run(run_id)

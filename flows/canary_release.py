@@ -28,6 +28,7 @@ from canary.analysis import (
     release_end,  # fmt: skip
     run_data,
 )
+from canary.analysis.hold import may_hold
 from canary.appconfig import ConfigSource, policy_lookup, spec_of_run
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
@@ -41,6 +42,7 @@ from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
 from canary.values.repair import found_in_words
 from canary.values.weights import Weights
+from flows.hold import hold_for_a_person
 from flows.looks import publish_look, wait_for_both_tracks, wait_for_look
 from store import artifacts, current, gates
 from store.blocks import load_block
@@ -290,15 +292,18 @@ def _deploy(run: _Run, production: str) -> None:
 
 
 def _decide(run: _Run, records: list[JudgementRecord]) -> Decision:
-    """The analysis' decision, then a person's where the spec asks for one."""
+    """The analysis' decision, then a person's where the spec asks for one (a hold on a
+    failed analysis: `on_failure: hold`, traffic unchanged while held)."""
     analysed = decision = _analyse(run, records)
     spec = run.spec
     if spec.manual_judgement and analysed.marginal and analysed.action is not Action.PROMOTE:
         score = records[-1].judgement.summary_score if records else 0.0
         decision = _ask(run, "judgement", f"Marginal score {score}: promote or roll back?",
                         prior=analysed)  # fmt: skip
+    elif spec.on_failure == "hold" and may_hold(analysed, records[-1].judgement if records else None):
+        decision = hold_for_a_person(run.release, spec, records, analysed)
     if (decision.action is Action.PROMOTE and spec.manual_gate_before_promotion
-            and not analysed.manual):  # fmt: skip
+            and not analysed.manual and not decision.overridden):  # fmt: skip
         decision = _ask(run, "before-promotion", f"{decision.reason}. Promote?", prior=decision)
     return decision
 
@@ -381,6 +386,7 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "failing": failing_metrics(records) if decision.judged else [],
         "judgements": len(records),
         "previous_image": before, "by_person": decision.manual,
+        "overridden": decision.overridden and outcome is Outcome.PROMOTED,
         # analysis time until the decision (the windows grow from the analysis start)
         "decision_seconds": (last.window_end - last.window_start).total_seconds() if last else None,
         # the analysis time the spec planned: what an early decision saved is the rest

@@ -1,9 +1,13 @@
 """Flow `restore-production`: put a known-good image back into production.
 
-Started by hand, or by the (disabled by default) automation on `canary.reanalysis.regressed`
-with the image that production ran before the last promotion. Emits
-`canary.production.restored` (canary.values.events.ProductionRestored) once production
-runs it (read back).
+Started by `canary rollback` (a person: `by` says who; the last good release, or the one
+`--to COMMIT` names), by hand, or by the (disabled by default) automation on
+`canary.reanalysis.regressed` with the image that production ran before the last promotion.
+It runs no analysis. Under the app's lock (never in the middle of a canary release: with
+`lock_timeout` it gives up instead of waiting for one), it puts the image in, all traffic
+on production, and reads production back. Emits `canary.production.restored`
+(canary.values.events.ProductionRestored, `manual` when a person asked) once production
+runs it; the run's state message says what production runs, read back.
 
 No release spec is known here (the promotion's is not recorded), so the platform gets None
 and uses its fallback: on Kubernetes `<release_specs>/<app>.yaml`, else the defaults, whose
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
+from prefect.states import Completed
 
 from canary.errors import PlatformError
 from canary.values.events import ProductionRestored
@@ -27,8 +32,17 @@ from tasks.platform import promote_image, read_production_image, roll_back_traff
 from tasks.setup import ensure_release_lock
 
 
-@flow(name="restore-production", flow_run_name="restore-production-{app}")
-def restore_production(app: str, image: str, platform: str = "local-platform/local") -> str:
+def _run_name() -> str:
+    """`restore-production-<app>-<short commit>` (`-image` when no commit is named): the
+    trailing part lets `canary history` find an app's restores by name, like its releases."""
+    app, commit = current.parameter("app"), current.parameter("commit")
+    return f"restore-production-{app}-{str(commit)[:7] if commit else 'image'}"
+
+
+@flow(name="restore-production", flow_run_name=_run_name)
+def restore_production(app: str, image: str, platform: str = "local-platform/local",
+                       commit: str | None = None, version: str | None = None,
+                       by: str | None = None, lock_timeout: float | None = None) -> State:  # fmt: skip
     """Put ``image`` back into production, under the app's lock (never in the middle of a
     canary release), then read it back.
 
@@ -36,17 +50,23 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
         app: The app.
         image: The image production should run.
         platform: The platform block, ``<type-slug>/<name>``.
+        commit: The commit ``image`` was built from, when known (``canary rollback``).
+        version: Its version, when known.
+        by: Who asked, in words (``canary rollback``: a person; None: an automation or a
+            run by hand without it).
+        lock_timeout: Seconds to wait for the app's lock (None: as long as it takes).
 
     Returns:
-        The image production runs now (read back).
+        Completed, with what production runs now (read back) as its message and data.
 
     Raises:
         PlatformError: Production does not run ``image`` afterwards.
+        store.turn.LockBusy: The lock stayed taken for ``lock_timeout`` seconds.
     """
     app = check_app_name(app)
     me = current.run_id()
     with contextlib.ExitStack() as held:
-        take_lock(app, ensure_release_lock(app), held, me=me)
+        take_lock(app, ensure_release_lock(app), held, me=me, timeout=lock_timeout)
         plat = load_block(platform)
         previous = read_production_image(plat, app, None)
         promote_image(plat, app, None, image)
@@ -54,6 +74,11 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
         now = read_production_image(plat, app, None)
     if now != image:
         raise PlatformError(f"{app}: production runs {now} after restoring {image} (read back)")
-    get_run_logger().info("%s production restored to %s (read back), was %s", app, now, previous)
-    emit(ProductionRestored(app=app, image=now, previous_image=previous))
-    return now
+    target = " ".join(x for x in (version, f"({commit[:7]})" if commit else None) if x) or image
+    who = f" by {by}" if by else ""
+    message = (f"{app} rolled back to {target}{who}: production runs {now} (read back), "
+               f"was {previous}")  # fmt: skip
+    get_run_logger().info("%s", message)
+    emit(ProductionRestored(app=app, image=now, previous_image=previous, commit=commit,
+                            manual=by is not None, by=by, run=me, message=message))  # fmt: skip
+    return Completed(message=message, data=now)

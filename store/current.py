@@ -4,22 +4,24 @@ its tags, its name and its page in the UI."""
 from __future__ import annotations
 
 import contextlib
-from typing import TypeVar
+import time
+from typing import TypeVar, cast
 
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.context import FlowRunContext, get_run_context
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput, keyset_from_paused_state
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Running
+from prefect.states import Paused, Running
+from prefect.utilities.engine import propose_state_sync
 
 from canary.queue import Candidate
 from store.client import client
 from store.runs import candidate, record
 
-__all__ = ["current_flow_run", "parameter", "pause_for_input", "rename_run", "run_id", "run_link",
-           "running_again", "stop_requested", "tag_run", "this_run"]  # fmt: skip
+__all__ = ["PauseInterrupted", "current_flow_run", "parameter", "pause_for_input", "rename_run",
+           "run_id", "run_link", "running_again", "stop_requested", "tag_run", "this_run"]  # fmt: skip
 
 Form = TypeVar("Form", bound=RunInput)
 
@@ -115,23 +117,54 @@ def rename_run(name: str) -> None:
             prefect.update_flow_run(me, name=name)
 
 
-def pause_for_input(form: type[Form], *, key: str, timeout: int, poll: int = 2) -> Form:
+class PauseInterrupted(RuntimeError):
+    """A paused run was cancelled while it waited for a person (it must not go on)."""
+
+
+def pause_for_input(form: type[Form], *, key: str, timeout: int, poll: int = 2,
+                    message: str | None = None) -> Form:  # fmt: skip
     """Pause this flow run until a person answers ``form`` (in the UI, or store.runs.resume).
 
+    Prefect's ``pause_flow_run`` with two additions: the Paused state carries ``message``
+    (the run's header shows it: why it waits), and a cancellation while paused ends the
+    wait at once (PauseInterrupted) instead of at the timeout.
+
     Args:
-        form: The input's model (a Prefect RunInput).
+        form: The input's model (a Prefect RunInput; ``with_initial_data(description=...)``
+            shows the question above the form).
         key: The pause's key (the CLI finds the gate by it: RunRecord.pause_key).
         timeout: Seconds to wait.
         poll: Seconds between two looks for the answer.
+        message: The Paused state's message.
 
     Returns:
         The person's answer.
 
     Raises:
         prefect.exceptions.FlowPauseTimeout: Nobody answered in time.
+        PauseInterrupted: The run was cancelled while paused.
+        RuntimeError: The server refused to pause the run.
     """
-    answer: Form = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key=key)
-    return answer
+    me = current_flow_run().id
+    proposed: State[None] = Paused(timeout_seconds=timeout, reschedule=False, pause_key=key,
+                                   message=message)  # fmt: skip
+    keyset = keyset_from_paused_state(proposed)
+    proposed.state_details.run_input_keyset = {str(k): v for k, v in keyset.items()}
+    deadline = time.monotonic() + timeout
+    with client() as prefect:
+        state = propose_state_sync(client=prefect, state=proposed, flow_run_id=me)
+        if not state.is_paused():
+            raise RuntimeError(f"the run could not be paused: the server answered {state.type.value}")
+        form.save(keyset)
+        while True:
+            time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+            now = prefect.read_flow_run(me).state
+            if now is not None and now.is_running():
+                return cast(Form, form.load(keyset))  # sync here: the answer, not a coroutine
+            if now is not None and now.type in (StateType.CANCELLING, StateType.CANCELLED):
+                raise PauseInterrupted(now.message or "the run was cancelled while paused")
+            if time.monotonic() >= deadline:
+                raise FlowPauseTimeout("Flow run was paused and never resumed.")
 
 
 def running_again() -> None:

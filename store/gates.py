@@ -36,15 +36,16 @@ class ReleaseDecision(RunInput):
 
 
 def ask_person(app: str, gate: str, question: str, *, timeout_seconds: int,
-               poll_seconds: int = 2) -> GateAnswer:  # fmt: skip
+               poll_seconds: int = 2, message: str | None = None) -> GateAnswer:  # fmt: skip
     """Pause for a person's decision at `gate`.
 
     Args:
         app: The app released.
         gate: The gate (a key of APPROVE).
-        question: What the person is asked.
+        question: What the person is asked (shown above the form in the UI).
         timeout_seconds: How long to wait for an answer.
         poll_seconds: How often to look for one.
+        message: The paused run's state message (default: the question).
 
     Returns:
         The answer; ``answer`` None when nobody answered in time (the run is running again
@@ -60,8 +61,9 @@ def ask_person(app: str, gate: str, question: str, *, timeout_seconds: int,
         "`canary reject %s`; no answer rolls back", app, question, timeout_seconds, app, app,
     )  # fmt: skip
     try:
-        answer = pause_for_input(ReleaseDecision, key=f"manual-{gate}-{app}",
-                                 timeout=timeout_seconds, poll=poll_seconds)  # fmt: skip
+        form = ReleaseDecision.with_initial_data(description=question)
+        answer = pause_for_input(form, key=f"manual-{gate}-{app}", timeout=timeout_seconds,
+                                 poll=poll_seconds, message=message or question)  # fmt: skip
     except FlowPauseTimeout:
         # Prefect leaves the run Paused past its timeout; the server would then refuse the
         # run's own final state and fail it ("...never resumed"): Running again, forced.

@@ -20,12 +20,17 @@ from store.current import stop_requested, this_run
 from store.locks import hold, lock_state, other_lock_takers
 from store.runs import sibling_runs
 
-__all__ = ["POLL_SECONDS", "Newer", "take_lock", "wait_for_turn"]
+__all__ = ["POLL_SECONDS", "LockBusy", "Newer", "take_lock", "wait_for_turn"]
 
 #: Seconds between two looks at the queue while waiting (also the lock's try time).
 POLL_SECONDS = 3.0
 
 Newer = Callable[[Candidate, Candidate], bool | None]
+
+
+class LockBusy(RuntimeError):
+    """The app's lock stayed taken longer than the caller would wait (take_lock's timeout;
+    not a TimeoutError, which Prefect reads as the flow's own timeout: TimedOut)."""
 
 
 class _Say:
@@ -84,7 +89,7 @@ def wait_for_turn(flow_name: str, app: str, lock: str, stack: contextlib.ExitSta
 
 
 def take_lock(app: str, lock: str, held: contextlib.ExitStack, *, me: str,
-              poll: float = POLL_SECONDS) -> None:  # fmt: skip
+              poll: float = POLL_SECONDS, timeout: float | None = None) -> None:  # fmt: skip
     """The app's lock for a repair (reconcile, restore-production, re-analysis): no queue.
 
     While releases are frozen (the limit switched off) the repair still runs, but only once
@@ -96,17 +101,38 @@ def take_lock(app: str, lock: str, held: contextlib.ExitStack, *, me: str,
         held: Where the lock is held once taken.
         me: The caller's run id.
         poll: Seconds between two looks.
+        timeout: Seconds to wait at most (None: as long as it takes).
+
+    Raises:
+        LockBusy: The lock stayed taken for ``timeout`` seconds; the message names the run
+            that may hold it and what to do.
     """
     logger = get_run_logger()
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        left = None if deadline is None else max(0.1, deadline - time.monotonic())
         if lock_state(lock).active:
-            hold(lock, held)
+            try:
+                hold(lock, held, timeout=left)
+            except AcquireConcurrencySlotTimeoutError:
+                raise LockBusy(_busy(app, lock, me, timeout)) from None
             return
         alive = other_lock_takers(app, me=me)
         if not alive:
             logger.info("%s: releases are frozen (%r is switched off); nothing else runs, so "
                         "this repair goes on", app, lock)  # fmt: skip
             return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise LockBusy(_busy(app, lock, me, timeout))
         logger.info("%s: releases are frozen and %s is still running: waiting for it to end",
                     app, alive[0].name)  # fmt: skip
-        time.sleep(poll)
+        time.sleep(poll if left is None else min(poll, left))
+
+
+def _busy(app: str, lock: str, me: str, timeout: float | None) -> str:
+    """Why the lock could not be taken, in words: who may hold it, and what to do."""
+    alive = other_lock_takers(app, me=me)
+    who = alive[0].name if alive else "a run that ended without freeing it"
+    return (f"{app}: the lock {lock!r} stayed taken for {timeout or 0:g} s: {who} holds it. A "
+            f"running canary release stops with `canary abort {app}` (or `canary promote "
+            f"{app}`); then try again")  # fmt: skip

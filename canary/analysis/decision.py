@@ -39,20 +39,22 @@ __all__ = [
     "decide",
     "fails_fast",
     "final_decision",
+    "go_duration",
     "in_marginal_band",
 ]
 
 #: The manual gates a release may wait at (docs: store.gates).
-Gate: TypeAlias = Literal["judgement", "before-promotion", "after-look"]
+Gate: TypeAlias = Literal["judgement", "before-promotion", "after-look", "held"]
 #: What a person may answer at a gate.
 Answer: TypeAlias = Literal["promote", "continue", "roll back"]
 #: The answer that lets a release go on at each gate (``canary approve``); any other answer
 #: (``canary reject``: "roll back") rolls back.
 APPROVE: dict[Gate, Answer] = {"judgement": "promote", "before-promotion": "promote",
-                               "after-look": "continue"}  # fmt: skip
+                               "after-look": "continue", "held": "promote"}  # fmt: skip
 _GATE_NAMES: dict[Gate, str] = {"judgement": "manual judgement",
                                 "before-promotion": "before-promotion gate",
-                                "after-look": "after-look gate"}  # fmt: skip
+                                "after-look": "after-look gate",
+                                "held": "hold after a failed analysis"}  # fmt: skip
 
 
 class Action(StrEnum):
@@ -88,16 +90,28 @@ class GateAnswer:
 
     @property
     def reason(self) -> str:
-        """The answer in words, after the question."""
+        """The answer in words, after the question (a hold: after the analysis' reason)."""
+        if self.gate == "held":
+            return self._held_reason()
         if self.answer is None:
             return (f"{self.question} Rolled back: nobody answered the {_GATE_NAMES[self.gate]} "
-                    f"within {_go_duration(self.timeout_seconds)}")  # fmt: skip
+                    f"within {go_duration(self.timeout_seconds)}")  # fmt: skip
         note = f" ({self.comment})" if self.comment else ""
         if self.gate == "judgement":
             verb = "promoted" if self.go_on else "rolled back"
             return f"{self.question} A person {verb} by manual judgement{note}"
         chose = self.answer if self.go_on else "roll back"
         return f"{self.question} A person chose to {chose}{note}"
+
+    def _held_reason(self) -> str:
+        """A hold's end; the question is the failed analysis' reason."""
+        if self.answer is None:
+            return (f"held after a failed analysis, and nobody answered within "
+                    f"{go_duration(self.timeout_seconds)}: {self.question}")  # fmt: skip
+        note = f" ({self.comment})" if self.comment else ""
+        if self.go_on:
+            return f"overriding a failed analysis: {self.question}; a person approved{note}"
+        return f"held after a failed analysis, a person rejected it{note}: {self.question}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,8 @@ class Decision:
     aborted: bool = False
     #: False when no verdict could be made (the metrics could not be read): no score
     judged: bool = True
+    #: a person promoted a release whose analysis failed (``on_failure: hold``, approved)
+    overridden: bool = False
 
     @classmethod
     def commanded(cls, command: OperatorCommand, *, look: int, looks: int) -> Decision:
@@ -155,7 +171,8 @@ class Decision:
             return prior
         action = Action.PROMOTE if answer.go_on else Action.ROLL_BACK
         early = prior.early or answer.gate == "after-look"
-        return cls(action, answer.reason, True, early=early, manual=True)
+        overridden = answer.gate == "held" and answer.go_on
+        return cls(action, answer.reason, True, early=early, manual=True, overridden=overridden)
 
     @classmethod
     def unjudged(cls, reason: str, *, look: int, looks: int) -> Decision:
@@ -354,7 +371,7 @@ def _saved(look: int, looks: int, elapsed: timedelta, lifetime: timedelta | None
             f"({rest} look{'s' if rest != 1 else ''} left)")
 
 
-def _go_duration(seconds: float) -> str:
+def go_duration(seconds: float) -> str:
     """A duration as Go (and Kubernetes) spell it: ``5m0s``, ``1h2m3s``, ``45s``."""
     hours, rest = divmod(int(round(seconds)), 3600)
     minutes, secs = divmod(rest, 60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -98,6 +98,11 @@ class ReleaseSpec(Model):
     manual_gates: tuple[int, ...] = ()
     #: before promoting, pause for a person: promote or roll back (timeout = roll back)
     manual_gate_before_promotion: bool = False
+    #: when the analysis fails: roll back at once, or hold (pause, traffic unchanged) until a
+    #: person approves (promote anyway, recorded as overridden) or rejects; the hold's
+    #: timeout rolls back (docs/operations.md, "Hold on failure")
+    on_failure: Literal["roll_back", "hold"] = "roll_back"
+    hold_timeout_seconds: int = Field(3600, gt=0, le=7 * 24 * 3600)
     #: how the app is released on Kubernetes (ignored by the local platform)
     kubernetes: KubernetesRelease = Field(default_factory=KubernetesRelease)
     source: str = Field("<spec>", exclude=True)

@@ -33,6 +33,7 @@ __all__ = [
     "ReanalysisRegressed",
     "ReleaseEnded",
     "ReleaseEvent",
+    "ReleaseHeld",
     "ReleaseLook",
     "ReleaseStarted",
     "app_resource",
@@ -201,6 +202,8 @@ class ReleaseEnded(CanaryEvent):
     pushed_at: str | None = None
     #: a person decided (canary promote/abort, a manual judgement or gate)
     by_person: bool = False
+    #: a person promoted it although its analysis failed (``on_failure: hold``, approved)
+    overridden: bool = False
     #: the judge of the release's canary config (None: not known, e.g. a recovery's report)
     judge: str | None = None
     #: set when recovery (not the release's own run) reported the end
@@ -232,12 +235,42 @@ class ReleaseEnded(CanaryEvent):
         return cls.parse({**payload, "outcome": outcome.value}, app=app)
 
 
+class ReleaseHeld(CanaryEvent):
+    """A release's analysis failed and the spec says ``on_failure: hold``: it waits for a
+    person (``canary approve`` promotes anyway, ``canary reject`` or the timeout rolls
+    back), its traffic split unchanged meanwhile."""
+
+    name: ClassVar[str] = "canary.release.held"
+    image: str
+    commit: str
+    version: str | None = None
+    #: why the analysis failed, in words (the decision's reason)
+    reason: str
+    failing: tuple[FailingMetric, ...] = ()
+    #: the split that stays while held (percent)
+    canary_share: int | None = None
+    timeout_seconds: int
+    url: str | None = None
+    #: one line that answers first, for a notification
+    message: str
+
+
 class ProductionRestored(CanaryEvent):
-    """An operator put an earlier image back in production (``restore-production``)."""
+    """An image was put back in production (``restore-production``): by the automation on a
+    regression, or by a person (``canary rollback``: ``manual``, ``by`` who)."""
 
     name: ClassVar[str] = "canary.production.restored"
     image: str | None
     previous_image: str | None = None
+    #: the commit of the image put back, when known (``canary rollback`` names it)
+    commit: str | None = None
+    #: a person asked for it (``canary rollback``), not an automation
+    manual: bool = False
+    by: str | None = None
+    #: the restore-production run that did it
+    run: str | None = None
+    #: one line that answers first, for a notification
+    message: str = ""
 
 
 class OperatorCommand(CanaryEvent):
@@ -276,15 +309,15 @@ class ReanalysisRegressed(CanaryEvent):
 
 
 ReleaseEvent: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseStarted | ReleaseLook
-                           | ReleaseEnded | ProductionRestored | OperatorCommand
+                           | ReleaseEnded | ReleaseHeld | ProductionRestored | OperatorCommand
                            | ReanalysisRegressed)
 
-_Named: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseStarted | ReleaseLook
+_Named: TypeAlias = (BuildSucceeded | BuildFailed | ReleaseStarted | ReleaseLook | ReleaseHeld
                      | ProductionRestored | OperatorCommand | ReanalysisRegressed)
 _BY_NAME: dict[str, type[_Named]] = {
     model.name: model
-    for model in (BuildSucceeded, BuildFailed, ReleaseStarted, ReleaseLook, ProductionRestored,
-                  OperatorCommand, ReanalysisRegressed)
+    for model in (BuildSucceeded, BuildFailed, ReleaseStarted, ReleaseLook, ReleaseHeld,
+                  ProductionRestored, OperatorCommand, ReanalysisRegressed)
 }
 
 

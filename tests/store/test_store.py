@@ -43,7 +43,8 @@ def test_emit_sends_the_models_name_resource_and_payload(monkeypatch: pytest.Mon
     events.emit(ProductionRestored(app="shop", image="img:0", previous_image="img:1"))
     assert [s["event"] for s in sent] == ["canary.release.aborted", "canary.production.restored"]
     assert sent[0]["resource"] == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
-    assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1"}
+    assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1", "commit": None,
+                                  "manual": False, "by": None, "run": None, "message": ""}
 
 
 def test_a_regressed_reanalysis_is_emitted_typed_from_its_summary(monkeypatch: pytest.MonkeyPatch) -> None:
