@@ -43,7 +43,9 @@ def test_emit_sends_the_models_name_resource_and_payload(monkeypatch: pytest.Mon
     events.emit(ProductionRestored(app="shop", image="img:0", previous_image="img:1"))
     assert [s["event"] for s in sent] == ["canary.release.aborted", "canary.production.restored"]
     assert sent[0]["resource"] == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
-    assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1"}
+    assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1", "message": (
+        "shop production restored by hand (manual, no analysis): now img:0, was img:1 · no report")}
+    assert sent[0]["payload"]["message"] == "shop aborted: stop · no report"
 
 
 def test_a_regressed_reanalysis_is_emitted_typed_from_its_summary(monkeypatch: pytest.MonkeyPatch) -> None:
