@@ -17,6 +17,7 @@ import contextlib
 from prefect import flow, get_run_logger
 
 from canary.errors import PlatformError
+from canary.values import messages
 from canary.values.events import ProductionRestored
 from canary.values.release import check_app_name
 from store import current
@@ -55,5 +56,6 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
     if now != image:
         raise PlatformError(f"{app}: production runs {now} after restoring {image} (read back)")
     get_run_logger().info("%s production restored to %s (read back), was %s", app, now, previous)
-    emit(ProductionRestored(app=app, image=now, previous_image=previous))
+    emit(ProductionRestored(app=app, image=now, previous_image=previous, message=messages.restored(
+        app=app, image=now, previous=previous, by="by hand", run=current.run_link())))
     return now
