@@ -90,24 +90,34 @@ def _block(kind: Kind, url: str) -> NotificationBlock:
         return SlackWebhook(url=SecretStr(url))
     if kind == "teams":
         return MicrosoftTeamsWebhook(url=SecretStr(url))
-    # the URL sits in `secrets` and is substituted at send time: the block shows "{{url}}"
+    # the URL sits in `secrets` and is substituted at send time: the block shows "{{url}}";
+    # the subject is the event's id here (_subject): the receiver's key against a repeat
     return CustomWebhookNotificationBlock(
-        name="canary", url="{{url}}", json_data={"subject": "{{subject}}", "text": "{{body}}"},
+        name="canary", url="{{url}}", json_data={"event_id": "{{subject}}", "text": "{{body}}"},
         secrets=SecretDict({"url": url}), timeout=WEBHOOK_TIMEOUT_SECONDS,
     )  # fmt: skip
+
+
+def _subject(kind: Kind, words: str) -> str:
+    """Chat: ``canary release: <end>``; the generic webhook: the triggering event's id.
+
+    Prefect retries a webhook delivery that raised (connection refused, a timeout) up to 3
+    times, so a slow receiver may get a line twice: the id lets it drop the repeat.
+    """
+    return "{{ event.id }}" if kind == "webhook" else messages.subject(words)
 
 
 def _match() -> dict[str, str]:
     return {"prefect.resource.id": f"{APP_RESOURCE_PREFIX}*"}
 
 
-def _automations(block_id: UUID, stuck_after: timedelta) -> list[AutomationCore]:
+def _automations(kind: Kind, block_id: UUID, stuck_after: timedelta) -> list[AutomationCore]:
     made = [AutomationCore(
         name=f"{AUTOMATION_PREFIX}{end.key}",
         description=f"Send each {end.event} event's line through the block {BLOCK_NAME}",
         trigger=EventTrigger(expect={end.event}, match=_match(), posture=Posture.Reactive,
                              threshold=1, within=timedelta(0)),
-        actions=[SendNotification(block_document_id=block_id, subject=messages.subject(end.words),
+        actions=[SendNotification(block_document_id=block_id, subject=_subject(kind, end.words),
                                   body="{{ event.payload.message }}")],
     ) for end in ENDS]  # fmt: skip
     made.append(AutomationCore(
@@ -117,7 +127,7 @@ def _automations(block_id: UUID, stuck_after: timedelta) -> list[AutomationCore]
         trigger=EventTrigger(after={ReleaseStarted.name}, expect={o.event for o in Outcome},
                              for_each={"prefect.resource.id", RUN_LABEL}, match=_match(),
                              posture=Posture.Proactive, threshold=1, within=stuck_after),
-        actions=[SendNotification(block_document_id=block_id, subject=messages.subject(STUCK),
+        actions=[SendNotification(block_document_id=block_id, subject=_subject(kind, STUCK),
                                   body="{{ event.payload.stuck }}")],
     ))  # fmt: skip
     return made
@@ -157,7 +167,7 @@ def configure(kind: Kind, url: str, *, stuck_after: timedelta) -> list[str]:
 
     Args:
         kind: ``slack``, ``teams`` or ``webhook`` (Prefect's custom webhook: a JSON POST of
-            ``{"subject": ..., "text": <the line>}``).
+            ``{"event_id": <the event's id>, "text": <the line>}``).
         url: The receiver's URL (a secret: kept in the block only).
         stuck_after: How long after a release's start no end means stuck (at least 10 s:
             Prefect's floor for a proactive trigger).
@@ -184,7 +194,7 @@ def configure(kind: Kind, url: str, *, stuck_after: timedelta) -> list[str]:
     if not isinstance(block_id, UUID):  # Prefect dispatches to async from async code
         raise TypeError("notifications are configured from sync code only")
     with client() as prefect:
-        for automation in _automations(block_id, stuck_after):
+        for automation in _automations(kind, block_id, stuck_after):
             prefect.create_automation(automation)
     return configured()
 

@@ -203,7 +203,12 @@ def test_a_stuck_release_is_told_then_its_abort(receiver: Receiver, env: Any) ->
 def test_a_slow_or_down_receiver_never_delays_or_fails_a_release(receiver: Receiver,
                                                                  env: Any) -> None:  # fmt: skip
     """The same good release with the receiver answering at once, answering only after
-    longer than the release takes, and not listening at all."""
+    longer than the release takes, and not listening at all.
+
+    The server's webhook call gives up after 10 s and Prefect's broker retries a delivery
+    that raised (up to 3 times): the slow receiver may get its line more than once, each
+    copy with the same event id to drop the repeat by, and the down one may get it once it
+    listens again. Neither is the release's business."""
     base_state, base = _release(env("nt-base"))
     receiver.delay = 25.0
     slow_state, slow = _release(env("nt-slow"))
@@ -220,13 +225,16 @@ def test_a_slow_or_down_receiver_never_delays_or_fails_a_release(receiver: Recei
     assert [s.name for s in (base_state, slow_state, down_state)] == ["Promoted"] * 3
     assert slow < base + 10 and down < base + 10, (base, slow, down)
     assert slow_line.startswith(f"nt-slow {VERSION} ({SHORT}) promoted: ")
-    assert receiver.texts(_of("nt-down")) == []  # nobody listened: nothing was received
+    for app in ("nt-slow", "nt-down"):  # repeats (if any) are one event's, and say so
+        assert len({b["event_id"] for b in receiver.bodies(_of(app))}) <= 1
 
 
 def test_each_end_was_sent_exactly_once_and_no_fast_release_was_stuck(receiver: Receiver) -> None:
     counts = {app: len(receiver.texts(_of(app))) for app in (
-        "nt-promoted", "nt-rolled", "nt-build", "nt-restore", "nt-base", "nt-slow")}
+        "nt-promoted", "nt-rolled", "nt-build", "nt-restore", "nt-base")}
     assert counts == dict.fromkeys(counts, 1)
+    ids = [b["event_id"] for b in receiver.bodies(lambda t: not t.startswith(PROBE))]
+    assert all(len(i) == 36 for i in ids)  # the event's UUID: a receiver's key against repeats
     assert [t for t in receiver.texts(lambda t: " stuck: " in t)
             if not t.startswith("nt-stuck ")] == []
 

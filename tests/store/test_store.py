@@ -103,7 +103,11 @@ def test_recovery_reports_once_through_the_release_report(monkeypatch: pytest.Mo
     assert description.startswith(f"shop cccccccccccc: {outcome.value}")
     (event,) = sent
     assert isinstance(event, ReleaseEnded) and event.recovered_run == "run-1"
-    assert event.outcome is outcome
+    assert event.outcome is outcome and event.run == "run-1"
+    word = {Outcome.PROMOTED: "promoted", Outcome.ROLLED_BACK: "rolled back"}[outcome]
+    # the notification's line: recovery's reason leads; no report id here, so the run's page
+    assert event.message.startswith(f"shop (ccccccc) {word}: the release's process crashed")
+    assert event.message.endswith(" · no report") or " · run http" in event.message
     again = store.recovery.recover_release(platform, "shop", None, run_id="run-1", image="img:new",  # type: ignore[arg-type]
                                            commit=None, why="again")
     assert not again.published and len(reports) == 1 and len(sent) == 1

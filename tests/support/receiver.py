@@ -72,6 +72,11 @@ class Receiver:
         with self._lock:
             return [r.body.get("text", "") for r in self.got if where(r.body.get("text", ""))]
 
+    def bodies(self, where: Callable[[str], bool] = lambda _: True) -> list[dict[str, Any]]:
+        """The JSON bodies received whose ``text`` satisfies `where`, oldest first."""
+        with self._lock:
+            return [r.body for r in self.got if where(r.body.get("text", ""))]
+
     def wait(self, where: Callable[[str], bool], *, count: int = 1, deadline: float = 90) -> list[str]:
         """The lines satisfying `where` once there are `count` of them (or the deadline)."""
         end = time.monotonic() + deadline
