@@ -35,6 +35,18 @@ SERVER_ENV = {
 }
 
 
+def notify_args(environ: Mapping[str, str]) -> list[str]:
+    """register_blocks' notification options when CANARY_NOTIFY_URL is set (none when not).
+
+    The receiver's kind is CANARY_NOTIFY_KIND (slack, teams or webhook; default webhook);
+    the URL itself stays in the environment (register_blocks reads it there, never argv).
+    """
+    if not environ.get("CANARY_NOTIFY_URL", "").strip():
+        return []
+    return ["--notify", environ.get("CANARY_NOTIFY_KIND", "webhook"), "--stuck-after",
+            environ.get("CANARY_NOTIFY_STUCK_AFTER", "600")]  # fmt: skip
+
+
 @dataclass
 class ChainConfig:
     """Where the chain lives, its ports, apps, database and webhook secret."""
@@ -183,8 +195,8 @@ class Chain:
         apps = [arg for name, port in c.apps.items() for arg in ("--app", f"{name}={port}")]
         self._run([sys.executable, "scripts/register_blocks.py", "--state-dir", str(c.state_dir),
                    *apps, "--stats-port", str(c.stats_port), "--prometheus-port",
-                   str(c.prometheus_port), "--scrape-interval", str(c.scrape_interval)],
-                  "registering blocks")  # fmt: skip
+                   str(c.prometheus_port), "--scrape-interval", str(c.scrape_interval),
+                   *notify_args(env)], "registering blocks")  # fmt: skip
         self._run([sys.executable, "-m", "canary.platforms.local", "--state-dir", str(c.state_dir),
                    "--stats-port", str(c.stats_port), "--prometheus-port", str(c.prometheus_port),
                    "--scrape-interval", str(c.scrape_interval),

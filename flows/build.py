@@ -19,6 +19,7 @@ while it was still queued stays cancelled.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from prefect import State, flow, get_run_logger
@@ -28,6 +29,7 @@ from canary.appconfig import DIRECTORY
 from canary.config.release import ReleaseSpec
 from canary.ports import Platform
 from canary.queue import Place, place
+from canary.values import messages
 from canary.values.events import BuildFailed, BuildSucceeded
 from canary.values.outcome import BUILD_SKIPPED
 from canary.values.release import app_name_for_repository, check_commit
@@ -70,7 +72,7 @@ def build(
     """Build `commit` of `repo` for `app` on the platform named by the block `platform`.
     `app` may be a repository name (the push automation passes it): it is mapped to a valid
     app name (`MyService` -> `myservice`, see canary.release.app_name_for_repository)."""
-    logger = get_run_logger()
+    logger, started = get_run_logger(), datetime.now(UTC)
     try:
         given = app
         app, commit = app_name_for_repository(app), check_commit(commit)
@@ -89,12 +91,19 @@ def build(
             return Cancelled(name=SKIPPED, message=skip)
         image = build_image(plat, app, spec, repo, commit)
     except Exception as exc:
-        emit(BuildFailed(app=app, commit=str(commit), repo=repo, reason=str(exc)[:2000]))
+        _failed(app, str(commit), repo, str(exc)[:2000], pushed_at or started)
         raise
     version = image_version(plat, app, image)
     logger.info("built %s %s at %s: %s", app, version or "", commit, image)
     return Built(app=app, commit=commit, image=image, repo=repo, pushed_at=pushed_at,
                  version=version, app_config=app_config)
+
+
+def _failed(app: str, commit: str, repo: str, reason: str, since: str | datetime) -> None:
+    """Emit canary.build.failed, its notification's line included."""
+    emit(BuildFailed(app=app, commit=commit, repo=repo, reason=reason, message=messages.build_failed(
+        app=app, commit=commit, reason=reason, run=current.run_link(),
+        seconds=messages.seconds_between(since, datetime.now(UTC)))))  # fmt: skip
 
 
 def _app_config(plat: Platform, app: str, repo: str,

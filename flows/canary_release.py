@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -37,6 +37,7 @@ from canary.errors import ConfigError, MetricsError
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.report import JudgementRecord, failing_metrics, headline, markdown_report
+from canary.values import messages
 from canary.values.events import ReleaseEnded, ReleaseStarted
 from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
@@ -72,6 +73,8 @@ class _Run:
     pushed_at: str | None = None
     #: where the spec and canary config came from (canary.appconfig.config_source)
     configured_by: ConfigSource = "repository"
+    version: str | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def app(self) -> str:
@@ -149,7 +152,7 @@ def canary_release(
     spec, canary_config, configured_by = load_release_config(release.app, release.commit,
                                                              app_config, config, plat)  # fmt: skip
     run = _Run(release, spec, canary_config, plat, load_block(metrics).source(), current.run_id(),
-               pushed_at, configured_by)  # fmt: skip
+               pushed_at, configured_by, version)  # fmt: skip
     newer = _ordering(run.plat, run.app, spec, repo)
     current.tag_run(app=run.app, commit=release.commit[:12], version=version)
     with contextlib.ExitStack() as lock:
@@ -160,9 +163,6 @@ def canary_release(
         stale = against_production(current.this_run(), _production(run.plat, run.app), newer)
         if stale is not None:
             return _skip(release, stale)
-        lifetime = spec.analysis.lifetime
-        emit(ReleaseStarted(app=run.app, commit=release.commit,
-                            lifetime_seconds=lifetime.total_seconds() if lifetime else None))  # fmt: skip
         ended = _release(run)
     return _final_state(ended)
 
@@ -226,6 +226,7 @@ def _release(run: _Run) -> ReleaseEnded:
     plan: list[str] = []
     decision = Decision(Action.ROLL_BACK, "the release did not finish", True)
     failure: BaseException | None = None
+    _started(run)
     try:
         before = _production_before(run)
         plan = _plan(run)
@@ -253,6 +254,15 @@ def _release(run: _Run) -> ReleaseEnded:
             failure.add_note(f"and cleanup failed too: {cleanup_error!r}")
     get_run_logger().info("%s %s: %s", run.app, run.release.commit[:12], ended.headline)
     return ended
+
+
+def _started(run: _Run) -> None:
+    """Emit canary.release.started (the stuck alarm's window opens: docs/operations.md)."""
+    lifetime = run.spec.analysis.lifetime
+    emit(ReleaseStarted(app=run.app, commit=run.release.commit, image=run.release.image,
+                        run=run.run_id, version=run.version, url=current.run_link(),
+                        started_at=datetime.now(UTC),
+                        lifetime_seconds=lifetime.total_seconds() if lifetime else None))  # fmt: skip
 
 
 def _production_before(run: _Run) -> str:
@@ -378,10 +388,10 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         plan=plan, by_person=lead,
     ), f"{app} {release.commit[:12]}: {title}")  # fmt: skip
     first, last = (records[0], records[-1]) if records else (None, None)
-    lifetime = spec.analysis.lifetime
+    lifetime, url, link = spec.analysis.lifetime, current.run_link(), artifacts.report_link(report_id)
     ended = ReleaseEnded.model_validate({
         "app": app, "outcome": outcome, "image": release.image, "commit": release.commit,
-        "reason": reason, "headline": title, "report": str(report_id), "url": current.run_link(),
+        "reason": reason, "headline": title, "report": str(report_id), "url": url,
         "score": last.judgement.summary_score if last and decision.judged else None,
         "failing": failing_metrics(records) if decision.judged else [],
         "judgements": len(records),
@@ -395,10 +405,14 @@ def _report(run: _Run, decision: Decision, records: list[JudgementRecord], befor
         "window_end": last.window_end if last else None,
         "control_scope": spec.scopes.control, "experiment_scope": spec.scopes.experiment,
         "pushed_at": run.pushed_at, "judge": run.config.judge.name,
+        "version": run.version, "run": run.run_id, "message": messages.ended(
+            app=app, version=run.version, commit=release.commit, headline=title, run=url,
+            seconds=messages.seconds_between(run.pushed_at or run.started, datetime.now(UTC)),
+            report=link),
     })  # fmt: skip
     emit(ended)
     if run.configured_by == "policy":
-        _record(run, ended, artifacts.report_link(report_id))
+        _record(run, ended, link)
     return ended
 
 

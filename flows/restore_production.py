@@ -22,6 +22,7 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
 from canary.errors import PlatformError
+from canary.values import messages
 from canary.values.events import ProductionRestored
 from canary.values.release import check_app_name
 from store import current
@@ -79,6 +80,8 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
     message = (f"{app} rolled back to {target}{who}: production runs {now} (read back), "
                f"was {previous}")  # fmt: skip
     get_run_logger().info("%s", message)
+    line = messages.restored(app=app, image=now, previous=previous, run=current.run_link(),
+                             by=f"by {by} (canary rollback)" if by else "by restore-production")  # fmt: skip
     emit(ProductionRestored(app=app, image=now, previous_image=previous, commit=commit,
-                            manual=by is not None, by=by, run=me, message=message))  # fmt: skip
+                            manual=by is not None, by=by, run=me, message=line))  # fmt: skip
     return Completed(message=message, data=now)

@@ -17,11 +17,13 @@ from uuid import UUID
 from canary.cleanup import run_cleanup
 from canary.config.release import ReleaseSpec
 from canary.ports import Platform
-from canary.report import markdown_report
+from canary.report import headline, markdown_report
+from canary.values import messages
 from canary.values.events import ReleaseEnded
 from canary.values.outcome import outcome_from_production
 from canary.values.repair import Recovery
-from store.artifacts import publish_report, reported
+from store.artifacts import publish_report, report_link, reported
+from store.client import run_url
 from store.events import emit
 
 __all__ = ["Recovery", "cleanup_platform", "recover_release"]
@@ -80,8 +82,13 @@ def recover_release(platform: Platform, app: str, spec: ReleaseSpec | None, *,
     markdown = markdown_report(app=app, image=image or "-", commit=commit or "-",
                                outcome=outcome.value, reason=reason, records=[],
                                thresholds=None, cleanup=steps)  # fmt: skip
-    publish_report(app, markdown, f"{app} {(commit or '')[:12]}: {outcome.value} ({why})",
-                   run_id=run_id)  # fmt: skip
+    report = publish_report(app, markdown, f"{app} {(commit or '')[:12]}: {outcome.value} ({why})",
+                            run_id=run_id)  # fmt: skip
+    url = run_url(str(run_id))
+    title = headline(outcome.value, reason, [])
     emit(ReleaseEnded(app=app, outcome=outcome, image=image, commit=commit, reason=reason,
-                      recovered_run=str(run_id)))  # fmt: skip
+                      headline=title, report=str(report) if report else None, url=url,
+                      recovered_run=str(run_id), run=str(run_id), message=messages.ended(
+                          app=app, version=None, commit=commit, headline=title, seconds=None,
+                          report=report_link(report) if report else None, run=url)))  # fmt: skip
     return replace(recovery, published=True)

@@ -16,10 +16,12 @@ from typing import ClassVar, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from canary.values import messages
 from canary.values.outcome import Outcome
 
 __all__ = [
     "APP_RESOURCE_PREFIX",
+    "RUN_LABEL",
     "BuildFailed",
     "BuildSucceeded",
     "CanaryEvent",
@@ -42,6 +44,9 @@ __all__ = [
 
 #: Every event's resource id is this prefix and the app's name.
 APP_RESOURCE_PREFIX = "canary.app."
+#: The resource label naming the release run a start or an end is about (the stuck alarm
+#: pairs them by it: a next release of the same app opens its own window).
+RUN_LABEL = "canary.run"
 
 JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
 
@@ -121,15 +126,40 @@ class BuildFailed(CanaryEvent):
     commit: str
     repo: str
     reason: str
+    #: the notification's line (canary.values.messages.build_failed)
+    message: str = ""
+
+    def payload(self) -> dict[str, JSON]:
+        """The event's payload; the message from the fields when the producer gave none."""
+        return {**super().payload(), "message": self.message or messages.build_failed(
+            app=self.app, commit=self.commit, reason=self.reason, seconds=None, run=None)}
 
 
 class ReleaseStarted(CanaryEvent):
-    """A release holds its app's lock and starts: baseline and canary are next."""
+    """A release holds its app's lock and starts: baseline and canary are next, and the
+    stuck alarm's window opens (a release's end is one of ReleaseEnded's names)."""
 
     name: ClassVar[str] = "canary.release.started"
     commit: str
-    #: the analysis time the spec plans (None: the spec plans none)
+    image: str
+    run: str
+    version: str | None = None
+    url: str | None = None
+    started_at: datetime
+    #: the analysis time the spec planned (None: the spec plans none)
     lifetime_seconds: float | None = None
+    #: the line the stuck alarm sends when no end follows (canary.values.messages.stuck)
+    stuck: str = ""
+
+    def resource(self) -> dict[str, str]:
+        """The app, labelled with the release run (RUN_LABEL)."""
+        return {**super().resource(), RUN_LABEL: self.run}
+
+    def payload(self) -> dict[str, JSON]:
+        """The event's payload, the stuck alarm's line included."""
+        return {**super().payload(), "stuck": self.stuck or messages.stuck(
+            app=self.app, version=self.version, commit=self.commit, started=self.started_at,
+            lifetime_seconds=self.lifetime_seconds, run=self.url)}  # fmt: skip
 
 
 class LookMetric(BaseModel):
@@ -208,6 +238,23 @@ class ReleaseEnded(CanaryEvent):
     judge: str | None = None
     #: set when recovery (not the release's own run) reported the end
     recovered_run: str | None = None
+    #: the release's version (its run's `version` parameter) and its run's id
+    version: str | None = None
+    run: str | None = None
+    #: the notification's line (canary.values.messages.ended)
+    message: str = ""
+
+    def resource(self) -> dict[str, str]:
+        """The app, labelled with the release run when it is known (RUN_LABEL)."""
+        return {**super().resource(), **({RUN_LABEL: self.run} if self.run else {})}
+
+    def payload(self) -> dict[str, JSON]:
+        """The event's payload; the message from the fields when the producer gave none."""
+        word = messages.outcome_words(self.outcome.value)
+        return {**super().payload(), "message": self.message or messages.ended(
+            app=self.app, version=self.version, commit=self.commit,
+            headline=self.headline or f"{word}: {self.reason}", seconds=None, report=None,
+            run=self.url)}  # fmt: skip
 
     @property
     def event_name(self) -> str:
@@ -269,8 +316,14 @@ class ProductionRestored(CanaryEvent):
     by: str | None = None
     #: the restore-production run that did it
     run: str | None = None
-    #: one line that answers first, for a notification
+    #: the notification's line (canary.values.messages.restored)
     message: str = ""
+
+    def payload(self) -> dict[str, JSON]:
+        """The event's payload; the message from the fields when the producer gave none."""
+        return {**super().payload(), "message": self.message or messages.restored(
+            app=self.app, image=self.image, previous=self.previous_image,
+            by=f"by {self.by}" if self.by else "by hand", run=None)}  # fmt: skip
 
 
 class OperatorCommand(CanaryEvent):

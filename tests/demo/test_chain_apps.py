@@ -57,3 +57,16 @@ def test_register_blocks_apps() -> None:
                      (["a=1", "a=2"], "named twice")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             parse_apps(bad, 1)
+
+
+def test_the_demo_notifies_only_when_a_receiver_url_is_set(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """CANARY_NOTIFY_URL set: register_blocks gets --notify (the URL stays in the environment)."""
+    config = ChainConfig(home=tmp_path, webhook_secret="x")
+    monkeypatch.delenv("CANARY_NOTIFY_URL", raising=False)
+    assert "--notify" not in _commands(tmp_path, config, monkeypatch)[0]
+    monkeypatch.setenv("CANARY_NOTIFY_URL", "http://127.0.0.1:9/secret-path")
+    register = _commands(tmp_path, config, monkeypatch)[0]
+    assert register[register.index("--notify") + 1] == "webhook"
+    assert register[register.index("--stuck-after") + 1] == "600"
+    assert not any("secret-path" in word for word in register)

@@ -44,7 +44,9 @@ def test_emit_sends_the_models_name_resource_and_payload(monkeypatch: pytest.Mon
     assert [s["event"] for s in sent] == ["canary.release.aborted", "canary.production.restored"]
     assert sent[0]["resource"] == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
     assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1", "commit": None,
-                                  "manual": False, "by": None, "run": None, "message": ""}
+                                  "manual": False, "by": None, "run": None, "message": (
+        "shop production restored by hand (manual, no analysis): now img:0, was img:1 · no report")}
+    assert sent[0]["payload"]["message"] == "shop aborted: stop · no report"
 
 
 def test_a_regressed_reanalysis_is_emitted_typed_from_its_summary(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +105,11 @@ def test_recovery_reports_once_through_the_release_report(monkeypatch: pytest.Mo
     assert description.startswith(f"shop cccccccccccc: {outcome.value}")
     (event,) = sent
     assert isinstance(event, ReleaseEnded) and event.recovered_run == "run-1"
-    assert event.outcome is outcome
+    assert event.outcome is outcome and event.run == "run-1"
+    word = {Outcome.PROMOTED: "promoted", Outcome.ROLLED_BACK: "rolled back"}[outcome]
+    # the notification's line: recovery's reason leads; no report id here, so the run's page
+    assert event.message.startswith(f"shop (ccccccc) {word}: the release's process crashed")
+    assert event.message.endswith(" · no report") or " · run http" in event.message
     again = store.recovery.recover_release(platform, "shop", None, run_id="run-1", image="img:new",  # type: ignore[arg-type]
                                            commit=None, why="again")
     assert not again.published and len(reports) == 1 and len(sent) == 1

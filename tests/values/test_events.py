@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from canary.values.events import (
     HISTORY_EVENTS,
+    RUN_LABEL,
     BuildFailed,
     BuildSucceeded,
     OperatorCommand,
     ProductionRestored,
     ReleaseEnded,
+    ReleaseStarted,
     parse_event,
 )
 from canary.values.outcome import FINAL_STATE_NAMES, Outcome, outcome_from_production
@@ -62,10 +66,29 @@ def test_every_event_round_trips_through_its_payload() -> None:
     ]
     for event in events:
         name = event.event_name if isinstance(event, ReleaseEnded) else event.name
-        back = parse_event(name, "canary.app.shop", event.payload())
-        assert back == event
+        payload = event.payload()
+        back = parse_event(name, "canary.app.shop", payload)
+        # the notification's line is filled from the fields when the producer gave none
+        lines = {k: payload[k] for k in ("message", "stuck") if k in payload}
+        assert back == event.model_copy(update=lines)
+        assert all(isinstance(line, str) and line.startswith("shop ") for line in lines.values())
         assert event.resource() == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
-        assert "app" not in event.payload()
+        assert "app" not in payload
+
+
+def test_a_release_start_and_its_end_name_the_run_for_the_stuck_alarm() -> None:
+    started = ReleaseStarted(app="shop", commit="a" * 40, image="img:1", run="r-1", version="2.0",
+                             started_at=datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC),
+                             lifetime_seconds=120.0)  # fmt: skip
+    assert started.name == "canary.release.started" and Outcome.from_event(started.name) is None
+    assert started.resource() == {"prefect.resource.id": "canary.app.shop", "app": "shop",
+                                  RUN_LABEL: "r-1"}  # fmt: skip
+    assert started.payload()["stuck"] == ("shop 2.0 (aaaaaaa) stuck: no end since it started at "
+                                          "12:00:05 UTC (lifetime 2:00) · no report")
+    back = parse_event(started.name, "canary.app.shop", started.payload())
+    assert isinstance(back, ReleaseStarted) and back.run == "r-1" and back.version == "2.0"
+    ended = ReleaseEnded(app="shop", outcome=Outcome.PROMOTED, run="r-1")
+    assert ended.resource()[RUN_LABEL] == "r-1"
 
 
 def test_a_release_end_is_named_by_its_outcome_and_older_payloads_still_read() -> None:
