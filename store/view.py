@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from canary.values.events import OperatorCommand, ReleaseEvent
+from canary.values.outcome import Outcome
 from store import artifacts, commands, events, runs
 from store.client import api_url_of, check, ui_url_of
 from store.events import StoredEvent
@@ -83,10 +84,9 @@ class Store:
     def events(self, app: str | None, names: Sequence[str] | None = None, *, days: int = 7,
                limit: int = 50) -> list[StoredEvent[ReleaseEvent]]:  # fmt: skip
         """An app's (None: every app's) events, typed, newest first (store.events.events;
-        default: release ends)."""
-        prefixes = None if names else ("canary.release.",)
-        return events.events(app, names=names, prefixes=prefixes, days=days, limit=limit,
-                             api_url=self.api_url)  # fmt: skip
+        default: release ends, not the looks and starts that share their prefix)."""
+        ends = list(names) if names else [outcome.event for outcome in Outcome]
+        return events.events(app, names=ends, days=days, limit=limit, api_url=self.api_url)
 
     def apps(self, *, days: int = 7) -> list[str]:
         """Every app the server knows: of a release or build run, or of one of our events.
