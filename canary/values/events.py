@@ -170,6 +170,15 @@ class ReleaseEnded(CanaryEvent):
         """The name this event is emitted under: ``canary.release.<outcome>``."""
         return self.outcome.event
 
+    def resource(self) -> dict[str, str]:
+        """The app, named with the headline: Prefect's event feed shows a resource's name
+        (``prefect.resource.name``) on every event's card, so the feed reads
+        "goldengoose 4b2b528: rolled back: latency +215% p50 (...)". The id and the app
+        label stay the app's: filters and automations match those."""
+        said = self.headline or f"{self.outcome.value}: {self.reason}".rstrip(": ")
+        commit = f" {self.commit[:7]}" if self.commit else ""
+        return {**super().resource(), "prefect.resource.name": f"{self.app}{commit}: {said}"}
+
     @classmethod
     def from_event(cls, event: str, payload: Mapping[str, object], *, app: str) -> ReleaseEnded:
         """Read a ``canary.release.<outcome>`` event (older payloads carry no ``outcome``).
