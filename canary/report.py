@@ -182,30 +182,43 @@ def _metric_label(m: MetricJudgement) -> str:
     return f"{_metric_name(m)}{f' ({role})' if role else ''}"
 
 
+def look_window(record: JudgementRecord) -> str:
+    """The look's window, for its table's description ("12:00:00 UTC – 12:00:30")."""
+    return f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
+
+
+#: a metric's or guard's reason in the look's table is cut here (interval_rows)
+TABLE_REASON = 80
+
+
 def interval_rows(record: JudgementRecord) -> list[dict[str, object]]:
     """The per-look table: one row per judged metric, failing first, then one per guard and
-    the decision. Human column names; a column empty in every row is left out."""
-    window = f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
+    the decision. Human column names; a column empty in every row is left out.
+
+    The UI shows a table artifact unwrapped in a frame of ~840 px: the answer comes first
+    (metric, result, effect, canary, baseline: about 700 px, seen without scrolling), the
+    window is in the table's description (look_window), and reasons are cut to
+    TABLE_REASON characters (the decision's to 160: `canary status` shows it); the report's
+    Details and the run's log have them whole."""
     j = record.judgement
     metrics = sorted(j.metrics, key=lambda m: (m.classification.value == "Pass", not m.critical))
     rows: list[dict[str, object]] = []
     for m in metrics:
         base, can, effect = sides(m)
         rows.append({
-            "look": record.index, "window": window, "metric": _metric_name(m), "role": _role(m),
-            "result": m.classification.value, "decided": _decided(m), "baseline": base,
-            "canary": can, "effect": effect,
-            "tolerance on": "share of slower requests" if share_tolerance(m) else "",
-            "stops the release": "yes" if m.critical else "",
-            "reason": m.result.reason,
+            "metric": _metric_name(m), "result": m.classification.value, "effect": effect,
+            "canary": can, "baseline": base, "stops the release": "yes" if m.critical else "",
+            "decided": _decided(m), "role": _role(m),
+            "tolerance on": "shares" if share_tolerance(m) else "",
+            "reason": _short(m.result.reason, TABLE_REASON), "look": record.index,
         })  # fmt: skip
     for guard in j.guards:
-        rows.append({"look": record.index, "window": window, "metric": f"guard: {guard.name}",
-                     "result": "Pass" if guard.ok else "Fail",
-                     "stops the release": "" if guard.ok else "yes", "reason": guard.reason})  # fmt: skip
+        rows.append({"metric": f"guard: {guard.name}", "result": "Pass" if guard.ok else "Fail",
+                     "stops the release": "" if guard.ok else "yes",
+                     "reason": _short(guard.reason, TABLE_REASON), "look": record.index})  # fmt: skip
     if record.decision is not None:
-        rows.append({"look": record.index, "window": window, "metric": "decision",
-                     "result": record.decision.action.value, "reason": record.decision.reason})  # fmt: skip
+        rows.append({"metric": "decision", "result": record.decision.action.value,
+                     "reason": _short(record.decision.reason), "look": record.index})  # fmt: skip
     columns = [c for c in dict.fromkeys(k for row in rows for k in row)
                if any(row.get(c) not in (None, "", "–") for row in rows)]  # fmt: skip
     return [{c: row.get(c, "") for c in columns} for row in rows]
