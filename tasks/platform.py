@@ -116,13 +116,15 @@ def set_traffic(platform: Platform, app: str, spec: ReleaseSpec | None, weights:
     return _verified(router.read_weights(app), weights, app)
 
 
-@task(name="read-traffic", task_run_name="read-traffic-{app}", **_TASK)
+# Not retried (read-traffic, read-restarts): a look reports what it could not read and goes
+# on; it never waits for a side channel.
+@task(name="read-traffic", task_run_name="read-traffic-{app}", cache_policy=NO_CACHE)
 def read_traffic(platform: Platform, app: str, spec: ReleaseSpec | None) -> Weights:
     """The split the router carries now, read back (a look compares it with the plan)."""
     return platform.for_app(app, spec).router().read_weights(app)
 
 
-@task(name="read-restarts", task_run_name="read-restarts-{app}", **_TASK)
+@task(name="read-restarts", task_run_name="read-restarts-{app}", cache_policy=NO_CACHE)
 def read_restarts(platform: Platform, app: str, spec: ReleaseSpec | None,
                   since: datetime) -> list[Restart]:  # fmt: skip
     """Restarts since `since` of what `app`'s release depends on, where the platform keeps

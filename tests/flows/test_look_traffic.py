@@ -9,6 +9,8 @@ split again, so the later looks carry what was planned.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import flows.canary_release as release_flow
@@ -43,6 +45,8 @@ def test_a_restart_and_the_split_it_dropped_show_in_the_log_and_the_report(make_
     assert split(planned) == "80/10/10"
     report = next(a for a in api.artifacts_of(run_id, "markdown")
                   if a.key == "canary-report-gg-restart").data  # fmt: skip
+    if os.environ.get("CANARY_EVIDENCE"):  # the report kept for a person to read
+        Path(os.environ["CANARY_EVIDENCE"]).write_text(report.split("## Pictures", 1)[0])
     assert "look 1: the router carried 100/0/0, not the planned 80/10/10" in report
     assert "look 1 planned 80/10/10, carried 100/0/0 **(differs)**" in report
     assert "look 2 planned 60/20/20, carried 60/20/20," in report  # set again: as planned
