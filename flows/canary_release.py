@@ -35,13 +35,7 @@ from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError, MetricsError
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
-from canary.report import (
-    JudgementRecord,
-    failing_metrics,
-    headline,
-    markdown_report,
-    reason_tag,
-)
+from canary.report import JudgementRecord, failing_metrics, headline, markdown_report, reason_tag
 from canary.values.events import ReleaseEnded
 from canary.values.outcome import Outcome, describe_end
 from canary.values.release import Release
