@@ -13,6 +13,7 @@ spec is accepted and not read.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect.blocks.core import Block
@@ -21,8 +22,10 @@ from pydantic import Field, field_validator, model_validator
 from canary.config.release import ReleaseSpec
 from canary.platforms.local.builder import GitBuilder, load_artifact
 from canary.platforms.local.haproxy import HAProxyRouter
+from canary.platforms.local.parts import restarts_since
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads
+from canary.values.carried import Restart
 from canary.values.release import check_app_name
 
 
@@ -195,3 +198,9 @@ class LocalApp:
     def restore_routes(self) -> None:
         """HAProxy has no user routes to restore: all traffic to production, read back."""
         self.router().restore(self.app)
+
+    def restarts(self, since: datetime) -> list[Restart]:
+        """The supervisor's restarts since `since` of what the app's releases depend on:
+        HAProxy, Prometheus and the app's production (canary.ports.RestartLog)."""
+        parts = ("haproxy", "prometheus", f"production/{self.app}")
+        return restarts_since(self.platform.state_dir, since, parts)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from canary.judge.result import JudgedCounts
     from canary.report import JudgementRecord
 
-__all__ = ["WIDTH_PX", "metric_charts", "png_data_uri"]
+__all__ = ["WIDTH_PX", "metric_charts", "metric_figures", "png_data_uri", "ratio_words", "series_unit"]
 
 #: Fits the Prefect UI's artifact frame (~730 px) without scrolling.
 WIDTH_PX = 700
@@ -39,6 +40,12 @@ def png_data_uri(png: bytes) -> str:
 
 def metric_charts(records: Sequence[JudgementRecord]) -> list[tuple[str, bool, bytes]]:
     """(metric name, failing?, PNG) for every metric of the last judgement, failing first."""
+    return [(name, bad, _png(fig)) for name, bad, fig in metric_figures(records)]
+
+
+def metric_figures(records: Sequence[JudgementRecord]) -> list[tuple[str, bool, Figure]]:
+    """(metric name, failing?, figure) for every metric of the last judgement, failing
+    first: what `metric_charts` draws, as matplotlib figures (tests read their axes)."""
     if not records:
         return []
     import matplotlib
@@ -52,12 +59,12 @@ def metric_charts(records: Sequence[JudgementRecord]) -> list[tuple[str, bool, b
         if judged.classification.value == "Nodata" and not failing:
             continue  # a muted metric without data: nothing to draw
         if kind == "ratio":
-            png = _ratio_chart(judged.name, records, history, failing)
+            fig = _ratio_chart(judged.name, records, history, failing)
         elif kind == "histogram":
-            png = _histogram_chart(judged.name, records, history, failing)
+            fig = _histogram_chart(judged.name, records, history, failing)
         else:
-            png = _series_chart(judged.name, judged, failing)
-        out.append((judged.name, failing, png))
+            fig = _series_chart(judged.name, judged, failing)
+        out.append((judged.name, failing, fig))
     return sorted(out, key=lambda item: not item[1])
 
 
@@ -76,20 +83,42 @@ def _figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
     return fig, list(axes[0])
 
 
-def _finish(fig: Figure, title: str, failing: bool) -> bytes:
-    """The figure titled (and framed red when failing), as PNG bytes."""
-    import matplotlib.pyplot as plt
-
+def _finish(fig: Figure, title: str, failing: bool) -> Figure:
+    """The figure titled (and framed red when failing), its legend below the panels (a
+    legend inside a panel covers lines: the canary's p99 was hidden under it)."""
     fig.suptitle(title, fontsize=10, color=FAILING if failing else "black",
                  fontweight="bold" if failing else "normal")  # fmt: skip
     if failing:
         fig.patch.set_edgecolor(FAILING)
         fig.patch.set_linewidth(4)
-    fig.tight_layout()
+    labelled: dict[str, Artist] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, handle)
+    bottom = 0.0
+    if labelled:
+        fig.legend(list(labelled.values()), list(labelled), loc="lower center", fontsize=8,
+                   ncol=min(len(labelled), 4), frameon=False)  # fmt: skip
+        bottom = 0.1 * ((len(labelled) + 3) // 4)
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (and closed)."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
     plt.close(fig)
     return buf.getvalue()
+
+
+def _from_zero(ax: Axes) -> None:
+    """The y axis from 0 (rates and latencies are never negative; with every value 0,
+    matplotlib would centre 0 and show a negative half)."""
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0.0, top if top > 0 else 1.0)
 
 
 def _ends(records: Sequence[JudgementRecord]) -> list[float]:
@@ -110,7 +139,7 @@ def _counts(judged: MetricJudgement | None) -> JudgedCounts | None:
 
 
 def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[MetricJudgement | None],
-                 failing: bool) -> bytes:  # fmt: skip
+                 failing: bool) -> Figure:  # fmt: skip
     """The event rate of each look's new requests, per track (%)."""
     fig, (ax,) = _figure()
     for side, color, label in (("control", BASELINE, "baseline"), ("experiment", CANARY, "canary")):
@@ -125,10 +154,25 @@ def _ratio_chart(name: str, records: Sequence[JudgementRecord], history: list[Me
         ax.plot(_ends(records), rates, marker="o", color=color, label=label)
     ax.set_ylabel("rate in the look (%)")
     ax.set_xlabel("seconds since the analysis began")
-    ax.legend(fontsize=8)
+    _from_zero(ax)
     last = _counts(history[-1]) if history else None
-    ratio = last.estimate if last is not None else math.nan
-    return _finish(fig, f"{name}: {_label(history[-1])}; rate ratio {ratio:.3g}", failing)
+    return _finish(fig, f"{name}: {_label(history[-1])}; {ratio_words(last)}", failing)
+
+
+def ratio_words(counts: JudgedCounts | None) -> str:
+    """The rate ratio for a title, in words where it is no number ("nan" and "inf" are
+    not words): no errors on either side, none on the baseline, or n/a."""
+    ratio = counts.estimate if counts is not None else math.nan
+    if math.isfinite(ratio):
+        return f"rate ratio {ratio:.3g}"
+    control = counts.control if counts is not None else ()
+    experiment = counts.experiment if counts is not None else ()
+    events = [side[0] for side in (control, experiment) if len(side) == 2]
+    if len(events) == 2 and events == [0, 0]:
+        return "no errors on either side"
+    if len(events) == 2 and events[0] == 0:
+        return "rate ratio n/a: the canary has errors, the baseline none"
+    return "rate ratio n/a"
 
 
 def _quantile(bounds: np.ndarray, counts: np.ndarray, q: float) -> float:
@@ -154,7 +198,7 @@ def _track(counts: JudgedCounts | None, side: str) -> tuple[float, ...]:
 
 
 def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: list[MetricJudgement | None],
-                     failing: bool) -> bytes:  # fmt: skip
+                     failing: bool) -> Figure:  # fmt: skip
     """Left: p50 and p99 of each look's new requests, per track. Right: both tracks'
     latency distributions over the whole analysis (share of requests at or below)."""
     fig, (left, right) = _figure(2)
@@ -182,19 +226,18 @@ def _histogram_chart(name: str, records: Sequence[JudgementRecord], history: lis
             right.step(finite, counts[:-1] / counts[-1], where="post", color=color, label=label)
     left.set_ylabel(f"latency ({axis})")
     left.set_xlabel("seconds since the analysis began")
+    _from_zero(left)
     right.set_xscale("log")
     right.set_xlabel(f"latency ({axis})")
     right.set_ylabel("share at or below")
-    for ax, size in ((left, 7), (right, 8)):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=size)
-        else:
+    for ax in (left, right):
+        if not ax.get_legend_handles_labels()[0]:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     return _finish(fig, f"{name}: {_label(history[-1])}", failing)
 
 
-def _series_chart(name: str, judged: MetricJudgement, failing: bool) -> bytes:
-    """The range-query points of the last judgement, per track."""
+def _series_chart(name: str, judged: MetricJudgement, failing: bool) -> Figure:
+    """The range-query points of the last judgement, per track, the unit on the y axis."""
     fig, (ax,) = _figure()
     if judged.points is not None:
         control, experiment = judged.points
@@ -203,6 +246,23 @@ def _series_chart(name: str, judged: MetricJudgement, failing: bool) -> bytes:
         ax.plot(x[: len(control)] * step, control, color=BASELINE, label="baseline")
         ax.plot(x[: len(experiment)] * step, experiment, color=CANARY, label="canary")
         ax.set_xlabel("seconds into the window")
-        ax.legend(fontsize=8)
+    ax.set_ylabel(series_unit(judged))
     muted = " (muted)" if judged.metric.canary.muted else ""
     return _finish(fig, f"{name}{muted}: {_label(judged)}", failing)
+
+
+#: what a range query's text says about its unit, first match wins
+_UNIT_HINTS = (("_seconds", "seconds"), ("_bytes", "bytes"), ("100 *", "%"), ("100*", "%"),
+               ("percent", "%"))  # fmt: skip
+
+
+def series_unit(judged: MetricJudgement) -> str:
+    """A series metric's y-axis label: its unit, read from its query (Kayenta's format
+    declares none): seconds for a ``*_seconds`` histogram or counter, % for ``100 * ...``."""
+    from canary.config.query import PrometheusQuery
+
+    query = judged.metric.query
+    said = (query.custom_inline_template, query.metric_name) if isinstance(query, PrometheusQuery) else ()
+    text = " ".join(t for t in (*said, judged.name) if t)
+    unit = next((unit for hint, unit in _UNIT_HINTS if hint in text), None)
+    return f"value ({unit})" if unit else "value (the query's own unit)"

@@ -18,8 +18,11 @@ from canary.values.tracks import Track
 from canary.values.weights import Weights
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from canary.config import CanaryConfig, MetricConfig
     from canary.config.release import ReleaseSpec
+    from canary.values.carried import Restart
     from canary.values.events import ReleaseEnded
 
 @runtime_checkable
@@ -210,6 +213,22 @@ class ReleasePolicies(Protocol):
 
 
 @runtime_checkable
+class RestartLog(Protocol):
+    """Optional capability of an app on a platform (`AppPlatform`): the restarts of the parts
+    a release of the app depends on. The release reads it at every look and reports what it
+    finds: a restarted router may carry another split than the one set (the local platform:
+    its supervisor's restarts of HAProxy, Prometheus and the app's production)."""
+
+    def restarts(self, since: datetime) -> list[Restart]:
+        """The restarts since ``since`` (aware), oldest first; [] when none.
+
+        Raises:
+            PlatformError: The record of restarts cannot be read.
+        """
+        ...
+
+
+@runtime_checkable
 class AppPlatform(Protocol):
     """One app on a platform, made with the options of the release spec it was bound to.
 
@@ -261,7 +280,7 @@ class Platform(Protocol):
     and never looks for a spec on its own in the run. None means that no spec is known
     (a build of a commit without `.canary/`, a reconcile with no release run to read it
     from): the platform then says in one place what it uses instead (docs/kubernetes.md).
-    A platform may also offer `ImageVersions`.
+    A platform may also offer `ImageVersions`; its `AppPlatform` may offer `RestartLog`.
     """
 
     def for_app(self, app: str, spec: ReleaseSpec | None) -> AppPlatform:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # numpy/scipy stay out of flows that only publish (the build 
     from canary.config import Thresholds
     from canary.judge import IntervalJudgement
     from canary.judge.interval import MetricJudgement
+    from canary.values.carried import LookTraffic, Restart
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,9 @@ class JudgementRecord:
     judgement: IntervalJudgement
     #: what the decision module said after this look
     decision: Decision | None = None
+    #: the split planned and carried (read back) at the look, and the restarts since the
+    #: look before; None where nothing was read back (re-analysis, backtest)
+    traffic: LookTraffic | None = None
 
 
 # -- numbers for people ----------------------------------------------------------------------
@@ -153,6 +157,14 @@ def headline(outcome: str, reason: str, records: Sequence[JudgementRecord],
     return f"{word}: {reason}"
 
 
+def reason_tag(headline: str, limit: int = 100) -> str:
+    """The headline without its outcome word, cut to `limit` characters: the run's ``why:``
+    tag, which the Prefect UI shows in the run's header and in the runs list (a state's
+    message only under Details). "rolled back: latency +215% p50 (...)" -> "latency +215%..."."""
+    _, sep, rest = headline.partition(": ")
+    return _short((rest if sep else headline).strip(), limit)
+
+
 # -- tables ----------------------------------------------------------------------------------
 
 
@@ -170,30 +182,43 @@ def _metric_label(m: MetricJudgement) -> str:
     return f"{_metric_name(m)}{f' ({role})' if role else ''}"
 
 
+def look_window(record: JudgementRecord) -> str:
+    """The look's window, for its table's description ("12:00:00 UTC – 12:00:30")."""
+    return f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
+
+
+#: a metric's or guard's reason in the look's table is cut here (interval_rows)
+TABLE_REASON = 80
+
+
 def interval_rows(record: JudgementRecord) -> list[dict[str, object]]:
     """The per-look table: one row per judged metric, failing first, then one per guard and
-    the decision. Human column names; a column empty in every row is left out."""
-    window = f"{clock(record.window_start)} – {record.window_end:%H:%M:%S}"
+    the decision. Human column names; a column empty in every row is left out.
+
+    The UI shows a table artifact unwrapped in a frame of ~840 px: the answer comes first
+    (metric, result, effect, canary, baseline: about 700 px, seen without scrolling), the
+    window is in the table's description (look_window), and reasons are cut to
+    TABLE_REASON characters (the decision's to 160: `canary status` shows it); the report's
+    Details and the run's log have them whole."""
     j = record.judgement
     metrics = sorted(j.metrics, key=lambda m: (m.classification.value == "Pass", not m.critical))
     rows: list[dict[str, object]] = []
     for m in metrics:
         base, can, effect = sides(m)
         rows.append({
-            "look": record.index, "window": window, "metric": _metric_name(m), "role": _role(m),
-            "result": m.classification.value, "decided": _decided(m), "baseline": base,
-            "canary": can, "effect": effect,
-            "tolerance on": "share of slower requests" if share_tolerance(m) else "",
-            "stops the release": "yes" if m.critical else "",
-            "reason": m.result.reason,
+            "metric": _metric_name(m), "result": m.classification.value, "effect": effect,
+            "canary": can, "baseline": base, "stops the release": "yes" if m.critical else "",
+            "decided": _decided(m), "role": _role(m),
+            "tolerance on": "shares" if share_tolerance(m) else "",
+            "reason": _short(m.result.reason, TABLE_REASON), "look": record.index,
         })  # fmt: skip
     for guard in j.guards:
-        rows.append({"look": record.index, "window": window, "metric": f"guard: {guard.name}",
-                     "result": "Pass" if guard.ok else "Fail",
-                     "stops the release": "" if guard.ok else "yes", "reason": guard.reason})  # fmt: skip
+        rows.append({"metric": f"guard: {guard.name}", "result": "Pass" if guard.ok else "Fail",
+                     "stops the release": "" if guard.ok else "yes",
+                     "reason": _short(guard.reason, TABLE_REASON), "look": record.index})  # fmt: skip
     if record.decision is not None:
-        rows.append({"look": record.index, "window": window, "metric": "decision",
-                     "result": record.decision.action.value, "reason": record.decision.reason})  # fmt: skip
+        rows.append({"metric": "decision", "result": record.decision.action.value,
+                     "reason": _short(record.decision.reason), "look": record.index})  # fmt: skip
     columns = [c for c in dict.fromkeys(k for row in rows for k in row)
                if any(row.get(c) not in (None, "", "–") for row in rows)]  # fmt: skip
     return [{c: row.get(c, "") for c in columns} for row in rows]
@@ -257,6 +282,7 @@ def markdown_report(
         lines.append(f"- decided at look {last.index}, at {clock(last.window_end)} after "
                      f"{duration(spent)} of analysis (canary share {last.canary_share}%)"
                      + _why_look(last))  # fmt: skip
+    lines += _traffic_notes(records)
     if thresholds is not None:
         lines.append(f"- score thresholds: pass {sig(thresholds.pass_)}, marginal {sig(thresholds.marginal)}")
     if not records:
@@ -270,14 +296,7 @@ def markdown_report(
         if last_j.guards:
             lines += ["", "## Guards", ""]
             lines += [f"- {'ok' if g.ok else '**FAILED**'} {g.name}: {g.reason}" for g in last_j.guards]
-        lines += ["", "## Timeline", ""]
-        lines.append(f"- {clock(records[0].window_start)}: analysis windows begin")
-        for r in records:
-            action = r.decision.action.value if r.decision is not None else r.judgement.verdict.value
-            why = r.decision.reason if r.decision is not None else ""
-            lines.append(f"- {clock(r.window_end)}: look {r.index} at {r.canary_share}% share, "
-                         f"score {sig(r.judgement.summary_score)}: **{action}**"
-                         + (f" ({_short(why, 120)})" if why else ""))  # fmt: skip
+        lines += ["", "## Timeline", "", *_timeline(records)]
         if pictures:
             lines += _pictures(records)
         lines += ["", "## Details", "", f"Decision: {reason}", ""]
@@ -290,6 +309,58 @@ def markdown_report(
     if cleanup:
         lines += ["", "## Cleanup", ""] + [f"- {step}" for step in cleanup]
     return "\n".join(lines) + "\n"
+
+
+def _restarts(records: Sequence[JudgementRecord]) -> list[Restart]:
+    """Every restart the looks saw, once each, oldest first."""
+    seen = {(r.part, r.at): r for rec in records if rec.traffic for r in rec.traffic.restarts}
+    return sorted(seen.values(), key=lambda r: r.at)
+
+
+def _traffic_notes(records: Sequence[JudgementRecord]) -> list[str]:
+    """Summary lines when the traffic did not go as planned: looks whose carried split
+    differs from the planned one (or could not be read), and the restarts."""
+    from canary.values.carried import split
+
+    lines = []
+    for r in records:
+        t = r.traffic
+        if t is not None and t.differs and t.carried is not None:
+            lines.append(f"- **look {r.index}: the router carried {split(t.carried)}, not the "
+                         f"planned {split(t.planned)}** (primary/baseline/canary %)")  # fmt: skip
+        elif t is not None and t.carried is None:
+            lines.append(f"- **look {r.index}: the split could not be read back** ({t.error})")
+    restarts = _restarts(records)
+    if restarts:
+        parts = ", ".join(f"{r.part} at {clock(r.at)}" for r in restarts)
+        lines.append(f"- **{len(restarts)} restart{'s' * (len(restarts) > 1)} during the "
+                     f"analysis**: {parts}")  # fmt: skip
+    return lines
+
+
+def _timeline(records: Sequence[JudgementRecord]) -> list[str]:
+    """The looks and the restarts in time order; each look with the split planned for it
+    and the one the router carried, read back at the look."""
+    from canary.values.carried import split
+
+    events = [(records[0].window_start, f"- {clock(records[0].window_start)}: analysis windows begin")]
+    for r in records:
+        action = r.decision.action.value if r.decision is not None else r.judgement.verdict.value
+        why = r.decision.reason if r.decision is not None else ""
+        share = f"at {r.canary_share}% share"
+        t = r.traffic
+        if t is not None:
+            carried = split(t.carried) if t.carried is not None else "unknown (not read back)"
+            flag = " **(differs)**" if t.differs or t.carried is None else ""
+            share = f"planned {split(t.planned)}, carried {carried}{flag}"
+        events.append((r.window_end, f"- {clock(r.window_end)}: look {r.index} {share}, "
+                       f"score {sig(r.judgement.summary_score)}: **{action}**"
+                       + (f" ({_short(why, 120)})" if why else "")))  # fmt: skip
+    events += [(x.at, f"- {clock(x.at)}: **{x.words()}**") for x in _restarts(records)]
+    lines = [line for _, line in sorted(events, key=lambda e: e[0])]
+    if any(r.traffic is not None for r in records):
+        lines.append("- (splits in % primary/baseline/canary, read back from the router at each look)")
+    return lines
 
 
 def _why_look(record: JudgementRecord) -> str:

@@ -36,7 +36,7 @@ from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError, MetricsError
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
-from canary.report import JudgementRecord, failing_metrics, headline, markdown_report
+from canary.report import JudgementRecord, failing_metrics, headline, markdown_report, reason_tag
 from canary.values import messages
 from canary.values.events import ReleaseEnded, ReleaseStarted
 from canary.values.outcome import Outcome, describe_end
@@ -44,7 +44,7 @@ from canary.values.release import Release
 from canary.values.repair import found_in_words
 from canary.values.weights import Weights
 from flows.hold import hold_for_a_person
-from flows.looks import publish_look, wait_for_both_tracks, wait_for_look
+from flows.looks import look_traffic, publish_look, wait_for_both_tracks, wait_for_look
 from store import artifacts, current, gates
 from store.blocks import load_block
 from store.events import emit
@@ -52,7 +52,7 @@ from store.locks import other_lock_takers
 from store.recovery import recover_release
 from store.runs import candidate_for
 from store.turn import wait_for_turn
-from tasks import analysis
+from tasks import analysis, publish
 from tasks import platform as p
 from tasks.history import last_production_change
 from tasks.setup import ensure_release_lock, load_release_config
@@ -205,14 +205,14 @@ def _skip(release: Release, reason: str) -> State:
         app=app, image=release.image, commit=commit, outcome=skipped.value, reason=reason,
         records=[], thresholds=None), f"{app} {commit[:12]}: {skipped.value} ({reason})")  # fmt: skip
     emit(ReleaseEnded(app=app, outcome=skipped, image=release.image, commit=commit, reason=reason))
-    current.tag_run(outcome=skipped.value)
+    current.tag_run(outcome=skipped.value, why=reason_tag(reason))
     return Cancelled(name=skipped.state.name, message=reason)
 
 
 def _final_state(ended: ReleaseEnded) -> State:
     """The outcome's named final state, the headline as its message, the result as data."""
     outcome = ended.outcome
-    current.tag_run(outcome=outcome.value)
+    current.tag_run(outcome=outcome.value, why=reason_tag(ended.headline or ended.reason))
     state: State = _STATES[outcome.state.type](name=outcome.state.name, message=ended.headline,
                                                data=run_data(ended))  # fmt: skip
     return state
@@ -329,22 +329,25 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     """Per window: shift traffic, wait (taking a command), observe, assess, publish, decide."""
     app, spec, start = run.app, run.spec, datetime.now(UTC)
     looks = LookPlan.for_release(spec.analysis, run.config, start=start)
-    bar = artifacts.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}",
-                                   ends=looks.windows[-1].not_before)  # fmt: skip
+    bar = publish.start_progress(app, f"canary release of {app} at {run.release.commit[:12]}",
+                                 ends=looks.windows[-1].not_before)  # fmt: skip
     earlier, decision = Earlier(), Decision(Action.ROLL_BACK, "no judgement was made", True)
+    since = start  # restarts are read look by look, each since the look before
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)
-        carried = p.set_traffic(run.plat, app, spec, weights)  # read back from the router
+        p.set_traffic(run.plat, app, spec, weights)
         seen = _observe(run, looks, window, tick=lambda: artifacts.progress(
             bar, looks.progress(datetime.now(UTC), start)))  # fmt: skip
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
             decision = seen
             break
         readiness = p.check_serving(run.plat, app, spec)
+        since, traffic = datetime.now(UTC), look_traffic(run.plat, app, spec, weights, since)
         record, earlier = analysis.judge_look(seen, looks, canary_share=weights.canary,
-                                              readiness=readiness, earlier=earlier)  # fmt: skip
+                                              readiness=readiness, earlier=earlier,
+                                              traffic=traffic)  # fmt: skip
         records.append(record)
-        decision = publish_look(app, record, looks.looks, carried)
+        decision = publish_look(app, record, looks.looks)
         if not decision.final and window.index in spec.manual_gates:
             decision = _ask(run, "after-look", f"Look {window.index} passed. Continue?",
                             prior=decision)  # fmt: skip
@@ -353,7 +356,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     artifacts.progress(bar, 100.0)
     if records:  # one link per metric to its Prometheus graph over the analysis
         last = looks.windows[records[-1].index - 1]
-        artifacts.publish_graph_links(app, analysis.graph_links(run.source, run.config,
+        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
                                                               spec.scopes, last))  # fmt: skip
     return decision
 

@@ -1,8 +1,9 @@
 """The release flow's steps around a look that are sequencing, not tasks.
 
 Waiting for a look's window (taking an operator's command meanwhile), waiting until both
-tracks' requests are visible before the first look, and publishing a look: each calls
-tasks and the store, in order, so it lives with the flows (tasks/ holds only tasks).
+tracks' requests are visible before the first look, reading back what the platform carried
+at the look (the split, the restarts), and publishing a look: each calls tasks and the
+store, in order, so it lives with the flows (tasks/ holds only tasks).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from canary.config.release import ReleaseSpec
 from canary.ports import MetricSource, Platform
 from canary.report import JudgementRecord, explain_failing
 from canary.telemetry import look_event
+from canary.values.carried import LookTraffic, Restart
 from canary.values.events import OperatorCommand
 from canary.values.weights import Weights
 from canary.waiting import wait_until
-from store.artifacts import publish_interval
 from store.commands import take as take_command
 from store.events import emit
 from tasks.analysis import wait_for_requests
-from tasks.platform import check_serving
+from tasks.platform import check_serving, read_restarts, read_traffic
+from tasks.publish import publish_look_table
 
-__all__ = ["publish_look", "wait_for_both_tracks", "wait_for_look"]
+__all__ = ["look_traffic", "publish_look", "wait_for_both_tracks", "wait_for_look"]
 
 
 def wait_for_look(app: str, run_id: str, window: JudgementWindow,
@@ -79,8 +81,44 @@ def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: Me
                               app, waited)  # fmt: skip
 
 
-def publish_look(app: str, record: JudgementRecord, looks: int, carried: Weights) -> Decision:
-    """Publish a look (its table artifact, its ``canary.release.look`` event, log lines).
+def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
+                 since: datetime) -> LookTraffic:  # fmt: skip
+    """What the platform carried at a look: the split read back from the router, and the
+    restarts since `since`. Reading them never fails the release: what could not be read
+    is kept in words (LookTraffic.error) and the look goes on as it would have.
+
+    Args:
+        plat: The platform.
+        app: The app released.
+        spec: The release spec.
+        planned: The split set for the look's window.
+        since: Restarts from this moment on (the look before; the analysis start).
+
+    Returns:
+        The look's traffic, for its record and the report.
+    """
+    errors: list[str] = []
+    carried: Weights | None = None
+    restarts: list[Restart] = []
+    try:
+        carried = read_traffic(plat, app, spec)
+    except Exception as exc:
+        errors.append(f"the router: {_words(exc)}")
+    try:
+        restarts = read_restarts(plat, app, spec, since)
+    except Exception as exc:
+        errors.append(f"the restarts: {_words(exc)}")
+    return LookTraffic(planned, carried, tuple(restarts), "; ".join(errors))
+
+
+def _words(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
+    """Publish a look (its table artifact and log lines: a warning for each failing metric,
+    for a split the router carried that differs from the planned one, for each restart).
 
     Args:
         app: The app released.
@@ -93,15 +131,19 @@ def publish_look(app: str, record: JudgementRecord, looks: int, carried: Weights
     """
     result, decision = record.judgement, record.decision
     assert decision is not None  # judge_look always decides
-    publish_interval(app, record)
+    publish_look_table(app, record)
     logger = get_run_logger()
+    traffic = record.traffic  # the split read back at the look (else the planned one)
     try:  # telemetry: a failure here never changes the release
-        emit(look_event(app, look=record.index, looks=looks, judgement=result, weights=carried,
-                        decision=decision))  # fmt: skip
+        if traffic is not None:
+            emit(look_event(app, look=record.index, looks=looks, judgement=result,
+                            weights=traffic.carried or traffic.planned, decision=decision))  # fmt: skip
     except Exception as exc:
         logger.warning("%s look %d: no look event: %s", app, record.index, exc)
     logger.info("%s look %d/%d: score %s → %s; %s", app, record.index, looks,
                 result.summary_score, decision.action.value, decision.reason)  # fmt: skip
     for line in explain_failing(result):
+        logger.warning("%s look %d: %s", app, record.index, line)
+    for line in record.traffic.warnings() if record.traffic is not None else ():
         logger.warning("%s look %d: %s", app, record.index, line)
     return decision

@@ -32,7 +32,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.settings import PREFECT_UI_URL
 
-from canary.report import JudgementRecord, interval_rows
+from canary.report import JudgementRecord, interval_rows, look_window
 from store.client import client
 
 __all__ = [
@@ -119,7 +119,7 @@ def publish_interval(app: str, record: JudgementRecord, *, kind: str = "canary")
         table=interval_rows(record),
         description=(
             f"{app} judgement #{record.index}: score {j.summary_score:g} → {j.verdict.value} "
-            f"(canary share {record.canary_share}%)"
+            f"(canary share {record.canary_share}%), {look_window(record)}"
         ),
     )
 

@@ -27,6 +27,7 @@ from canary.metrics.collect import (
 )
 from canary.ports import MetricSource
 from canary.report import JudgementRecord
+from canary.values.carried import LookTraffic
 from canary.values.scope import MetricScope, scope_pair
 from tasks._retry import RETRYING
 
@@ -139,7 +140,8 @@ def wait_for_requests(source: MetricSource, config: CanaryConfig, scopes: Scopes
       cache_policy=NO_CACHE)  # fmt: skip
 def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
                readiness: dict[str, str | None] | None = None,
-               earlier: Earlier | None = None) -> tuple[JudgementRecord, Earlier]:  # fmt: skip
+               earlier: Earlier | None = None,
+               traffic: LookTraffic | None = None) -> tuple[JudgementRecord, Earlier]:  # fmt: skip
     """One look assessed (canary.analysis.look.assess), as the report remembers it.
 
     Never retried: a judgement is deterministic, repeating it cannot change the verdict.
@@ -150,6 +152,8 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
         canary_share: The canary's share of the traffic at the look, in percent.
         readiness: Each track's readiness at the look (guarded plans only).
         earlier: What the looks before saw.
+        traffic: The split planned and carried at the look, and the restarts (kept for the
+            report; the judgement does not read it).
 
     Returns:
         The look's record, and the memory the next look starts from.
@@ -158,7 +162,8 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
     window = observation.window
     record = JudgementRecord(index=window.index, window_start=window.experiment_start,
                              window_end=window.experiment_end, canary_share=canary_share,
-                             judgement=found.judgement, decision=found.decision)  # fmt: skip
+                             judgement=found.judgement, decision=found.decision,
+                             traffic=traffic)  # fmt: skip
     return record, found.earlier
 
 

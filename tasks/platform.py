@@ -10,12 +10,22 @@ Optional capabilities are typed protocols checked with isinstance (canary.ports)
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from canary.config.release import ReleaseSpec
 from canary.errors import PlatformError
-from canary.ports import CommitOrder, ConfigFileReader, ImageVersions, Platform, ReleasePolicies
+from canary.ports import (
+    CommitOrder,
+    ConfigFileReader,
+    ImageVersions,
+    Platform,
+    ReleasePolicies,
+    RestartLog,
+)
+from canary.values.carried import Restart
 from canary.values.events import ReleaseEnded
 from canary.values.tracks import Track
 from canary.values.weights import Weights
@@ -104,6 +114,23 @@ def set_traffic(platform: Platform, app: str, spec: ReleaseSpec | None, weights:
     router = platform.for_app(app, spec).router()
     router.set_weights(app, weights)
     return _verified(router.read_weights(app), weights, app)
+
+
+# Not retried (read-traffic, read-restarts): a look reports what it could not read and goes
+# on; it never waits for a side channel.
+@task(name="read-traffic", task_run_name="read-traffic-{app}", cache_policy=NO_CACHE)
+def read_traffic(platform: Platform, app: str, spec: ReleaseSpec | None) -> Weights:
+    """The split the router carries now, read back (a look compares it with the plan)."""
+    return platform.for_app(app, spec).router().read_weights(app)
+
+
+@task(name="read-restarts", task_run_name="read-restarts-{app}", cache_policy=NO_CACHE)
+def read_restarts(platform: Platform, app: str, spec: ReleaseSpec | None,
+                  since: datetime) -> list[Restart]:  # fmt: skip
+    """Restarts since `since` of what `app`'s release depends on, where the platform keeps
+    them (canary.ports.RestartLog); [] where it does not."""
+    bound = platform.for_app(app, spec)
+    return bound.restarts(since) if isinstance(bound, RestartLog) else []
 
 
 @task(name="promote-image", task_run_name="promote-{app}", **_TASK)

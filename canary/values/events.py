@@ -244,10 +244,6 @@ class ReleaseEnded(CanaryEvent):
     #: the notification's line (canary.values.messages.ended)
     message: str = ""
 
-    def resource(self) -> dict[str, str]:
-        """The app, labelled with the release run when it is known (RUN_LABEL)."""
-        return {**super().resource(), **({RUN_LABEL: self.run} if self.run else {})}
-
     def payload(self) -> dict[str, JSON]:
         """The event's payload; the message from the fields when the producer gave none."""
         word = messages.outcome_words(self.outcome.value)
@@ -260,6 +256,17 @@ class ReleaseEnded(CanaryEvent):
     def event_name(self) -> str:
         """The name this event is emitted under: ``canary.release.<outcome>``."""
         return self.outcome.event
+
+    def resource(self) -> dict[str, str]:
+        """The app, named with the headline, labelled with the release run when it is known
+        (RUN_LABEL). Prefect's event feed shows a resource's name
+        (``prefect.resource.name``) on every event's card, so the feed reads
+        "goldengoose 4b2b528: rolled back: latency +215% p50 (...)". The id and the app
+        label stay the app's: filters and automations match those."""
+        said = self.headline or f"{self.outcome.value}: {self.reason}".rstrip(": ")
+        commit = f" {self.commit[:7]}" if self.commit else ""
+        run = {RUN_LABEL: self.run} if self.run else {}  # the stuck alarm's per-run match
+        return {**super().resource(), "prefect.resource.name": f"{self.app}{commit}: {said}", **run}
 
     @classmethod
     def from_event(cls, event: str, payload: Mapping[str, object], *, app: str) -> ReleaseEnded:

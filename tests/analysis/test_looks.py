@@ -174,7 +174,7 @@ def test_early_promotion_says_at_which_look_and_the_time_it_saves() -> None:
     assert "- **latency (critical)** (tolerance on the share of slower requests) Pass: within the " \
            "tolerance x1.5 in the share of slower requests (decided at look 2)" in text
     rows = interval_rows(records[-1])
-    assert next(r for r in rows if r["metric"] == "latency")["tolerance on"] == "share of slower requests"
+    assert next(r for r in rows if r["metric"] == "latency")["tolerance on"] == "shares"
     assert next(r for r in rows if r["metric"] == "error-rate")["tolerance on"] == ""
 
 

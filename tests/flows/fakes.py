@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from canary.values.carried import Restart
 from canary.values.counts import CountsPair, HistogramCounts, RatioCounts, SideCounts
 from canary.values.series import MetricPair, Series
 from canary.values.weights import Weights
@@ -176,6 +177,11 @@ class _App:
     def restore_routes(self) -> None:
         self.platform.restore_routes(self.app, self.spec)
 
+    def restarts(self, since: datetime) -> list[Restart]:
+        """canary.ports.RestartLog: the restarts `restart_router` made, since `since`."""
+        self.platform.rec.record("restarts", self.app)
+        return [r for r in self.platform.restarts if r.at >= since]
+
 
 class FakePlatform:
     """What tasks/platform.py calls on a platform block, recorded.
@@ -204,11 +210,19 @@ class FakePlatform:
         #: the files of the built commit's .canary/ (None: it has none)
         self.config_files: dict[str, str] | None = None
         self.specs: list[tuple[str, str, Any]] = []
+        #: what restart_router recorded (the RestartLog of every app)
+        self.restarts: list[Restart] = []
         self._workloads = _Workloads(rec, self)
         self._router = _Router(self)
 
     def for_app(self, app: str, spec: Any) -> _App:
         return _App(self, app, spec)
+
+    def restart_router(self, app: str, why: str = "pid 4711 was killed by SIGKILL") -> None:
+        """The router restarts as the local supervisor restarts HAProxy: all traffic back to
+        production until the release sets its split again, and the restart recorded."""
+        self.weights[app] = Weights.all_primary()
+        self.restarts.append(Restart("haproxy", datetime.now(UTC), why, "restarted as pid 4712"))
 
     def builder_for(self, app: str, spec: Any) -> _Builder:
         self.specs.append(("builder_for", app, spec))

@@ -110,8 +110,10 @@ def test_good_canary_is_promoted(promoted):
 def test_good_canary_calls_in_order(promoted):
     env, _ = promoted
     app = env.app
-    # each look: the split read back, then (after the metrics) both tracks' readiness
-    per_window = [("read_weights", app), ("serving", app, "baseline"), ("serving", app, "canary")]
+    # each look: the split read back, then (after the metrics) both tracks' readiness, what
+    # the router carries at the look and the platform's restarts (the report shows both)
+    per_window = [("read_weights", app), ("serving", app, "baseline"), ("serving", app, "canary"),
+                  ("read_weights", app), ("restarts", app)]  # fmt: skip
     assert platform_calls(env) == [
         ("production_commit", app),  # the release's turn: not older than production
         ("reconcile", app),
@@ -138,7 +140,8 @@ def test_good_canary_fetches_each_window_after_it_closed(promoted):
     env, _ = promoted
     names = [c[0] if c[0] != "fetch_pair" else f"fetch:{c[1]}" for c in env.rec.calls]
     window = (["set_weights", "read_weights"] + [f"fetch:{m}" for m in METRICS]
-              + ["counter_increase", "counter_increase", "serving", "serving"])  # fmt: skip
+              + ["counter_increase", "counter_increase", "serving", "serving", "read_weights",
+                 "restarts"])  # fmt: skip
     # the first look waits until both tracks' requests are visible (one poll here: the fake
     # store shows them at once), then every look: traffic first, then the data
     wait = ["counter_increase", "counter_increase"]

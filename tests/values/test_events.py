@@ -72,7 +72,9 @@ def test_every_event_round_trips_through_its_payload() -> None:
         lines = {k: payload[k] for k in ("message", "stuck") if k in payload}
         assert back == event.model_copy(update=lines)
         assert all(isinstance(line, str) and line.startswith("shop ") for line in lines.values())
-        assert event.resource() == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
+        named = ({"prefect.resource.name": "shop aaaaaaa: rolled-back: latency +60%"}
+                 if isinstance(event, ReleaseEnded) else {})  # fmt: skip
+        assert event.resource() == {"prefect.resource.id": "canary.app.shop", "app": "shop", **named}
         assert "app" not in payload
 
 
@@ -89,6 +91,17 @@ def test_a_release_start_and_its_end_name_the_run_for_the_stuck_alarm() -> None:
     assert isinstance(back, ReleaseStarted) and back.run == "r-1" and back.version == "2.0"
     ended = ReleaseEnded(app="shop", outcome=Outcome.PROMOTED, run="r-1")
     assert ended.resource()[RUN_LABEL] == "r-1"
+
+
+def test_a_release_end_names_its_resource_with_the_headline() -> None:
+    """The event feed shows a resource's name on each event's card: there, the headline."""
+    ended = ReleaseEnded(app="shop", outcome=Outcome.ROLLED_BACK, commit="4b2b528" + "0" * 33,
+                         reason="r", headline="rolled back: latency +215% p50, critical")
+    assert ended.resource() == {
+        "prefect.resource.id": "canary.app.shop", "app": "shop",
+        "prefect.resource.name": "shop 4b2b528: rolled back: latency +215% p50, critical"}  # fmt: skip
+    skipped = ReleaseEnded(app="shop", outcome=Outcome.SKIPPED, reason="a newer commit came")
+    assert skipped.resource()["prefect.resource.name"] == "shop: skipped: a newer commit came"
 
 
 def test_a_release_end_is_named_by_its_outcome_and_older_payloads_still_read() -> None:

@@ -2,24 +2,32 @@
 
 `Part` is one part's record (kept in ``stack/supervisor.json`` between checks), `Probe` what
 one look at a part saw; `read_status` and `health_now` read the records for `status`.
+Every restart is also appended to ``stack/restarts.jsonl`` (`record_restart`), which a
+release reads at each look (`restarts_since`, canary.ports.RestartLog).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from canary.errors import PlatformError
 from canary.platforms.local import procs
 from canary.platforms.local.procs import JSON, as_mapping
+from canary.values.carried import Restart
+
+#: one JSON object a line: {"part", "at" (epoch s), "why", "result"}, appended per restart
+RESTARTS_FILE = "restarts.jsonl"
 
 
 @dataclass
@@ -110,3 +118,52 @@ def health_now(alive: bool | None, part: Mapping[str, object] | None) -> str:
     if said in ("restarting", "failed"):
         return str(said)
     return "dead" if alive is False else "not running"
+
+
+def record_restart(stack_dir: Path, part: str, at: float, why: str, result: str) -> None:
+    """Append one restart to ``stack/restarts.jsonl`` (what `restarts_since` reads).
+
+    Args:
+        stack_dir: The stack's directory (``<state>/stack``).
+        part: The part restarted (``haproxy``, ``production/<app>``...).
+        at: When the restart was decided (epoch seconds).
+        why: Why it was needed.
+        result: What came of it.
+    """
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"part": part, "at": at, "why": why, "result": result})
+    with open(stack_dir / RESTARTS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def restarts_since(state_dir: str | os.PathLike[str], since: datetime,
+                   parts: Collection[str]) -> list[Restart]:  # fmt: skip
+    """The restarts of `parts` recorded since `since`, oldest first.
+
+    Args:
+        state_dir: The local platform's state directory.
+        since: Only restarts at or after this moment (aware).
+        parts: Which parts count (e.g. the router and one app's production).
+
+    Returns:
+        The restarts; [] when none was recorded (or no supervisor ever ran).
+
+    Raises:
+        PlatformError: The file cannot be read.
+    """
+    path = Path(state_dir) / "stack" / RESTARTS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise PlatformError(f"cannot read {path}: {exc}") from exc
+    found: list[Restart] = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):  # a line cut by a crash: skipped
+            doc = as_mapping(json.loads(line))
+            at, part = doc.get("at"), doc.get("part")
+            if isinstance(at, int | float) and part in parts and at >= since.timestamp():
+                found.append(Restart(str(part), datetime.fromtimestamp(at, UTC),
+                                     str(doc.get("why", "")), str(doc.get("result", ""))))  # fmt: skip
+    return sorted(found, key=lambda r: r.at)

@@ -19,9 +19,11 @@ Budget: at most `max_restarts` restarts of a part within `window` seconds, retry
 ``backoff * 2**(n-1)`` s after the one before; then the part is ``failed``, with the reason,
 and left alone until it is healthy again (someone fixed it) or `reset`. Decisions go to
 ``stack/supervisor.log`` (UTC timestamps); the last check, per part, to
-``stack/supervisor.json`` for `status`. Races: Prometheus/HAProxy restart under the stack's
-lock (held by start/stop too), production under the app's workloads lock (held by every
-spawn and reconcile); one supervisor per state dir (``stack/supervisor.lock``).
+``stack/supervisor.json`` for `status`; every restart, one JSON line, to
+``stack/restarts.jsonl``, which a running release reads at each look (parts.restarts_since).
+Races: Prometheus/HAProxy restart under the stack's lock (held by start/stop too), production
+under the app's workloads lock (held by every spawn and reconcile); one supervisor per state
+dir (``stack/supervisor.lock``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from typing import TextIO
 
 from canary.errors import CanaryError, PlatformError
 from canary.platforms.local import procs, prometheus
-from canary.platforms.local.parts import Part, Probe, gone, health_now, now_text, read_status
+from canary.platforms.local.parts import (
+    Part,
+    Probe,
+    gone,
+    health_now,
+    now_text,
+    read_status,
+    record_restart,
+)
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import ProcessWorkloads, Workload, _ready_timeout
 
@@ -155,6 +165,8 @@ class Supervisor:
         except (CanaryError, OSError) as exc:
             part.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.log(f"{part.name}: restart failed: {part.last_error}")
+            record_restart(self.stack.dir, part.name, now, seen.detail,
+                           f"restart failed: {part.last_error}")  # fmt: skip
             if len(part.attempts) >= self.max_restarts:
                 self._give_up(part)
             else:
@@ -165,6 +177,7 @@ class Supervisor:
         part.health, part.pid, part.action, part.last_error = "running", pid, "restarted", ""
         part.detail = f"restarted as pid {pid}"
         self.log(f"{part.name}: restarted as pid {pid}, healthy after {part.healthy_after:.2f} s")
+        record_restart(self.stack.dir, part.name, now, seen.detail, f"restarted as pid {pid}")
 
     def _give_up(self, part: Part) -> None:
         why = part.last_error or part.last_reason

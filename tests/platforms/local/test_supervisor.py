@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,7 @@ def test_a_killed_haproxy_comes_back_100_percent_primary_on_live_production(heal
     router.set_weights(APP, Weights(50, 0, 50))
     router.save_state()
     kill(o.workloads.get(APP, "canary").process)  # type: ignore[union-attr]
+    killed_at = datetime.now(UTC)
     t0 = kill(o.stack.running("haproxy"))
 
     def back() -> bool:
@@ -176,6 +178,11 @@ def test_a_killed_haproxy_comes_back_100_percent_primary_on_live_production(heal
     assert result.ok == result.planned and result.tracks == {"primary": result.ok}
     assert sup.parts["haproxy"].restarts == 1 and log_lines(o, "haproxy: restarted as pid")
     assert (o.stack.dir / "haproxy.state.previous").exists()  # the stale split, set aside
+    # what a running release reads at its next look (canary.ports.RestartLog)
+    from blocks.local import LocalPlatform
+
+    (seen,) = LocalPlatform(state_dir=str(o.state), app=APP).for_app(APP).restarts(killed_at)
+    assert seen.part == "haproxy" and seen.result == f"restarted as pid {sup.parts['haproxy'].pid}"
     o.workloads.remove(APP, "canary")
 
 
@@ -274,6 +281,41 @@ def test_budget_and_backoff_without_processes(tmp_path: Path) -> None:
     assert health_now(True, part.to_json()) == "running"
     assert health_now(False, part.to_json()) == "failed"
     assert health_now(False, None) == "dead" and health_now(None, None) == "not running"
+
+
+def test_every_restart_is_recorded_for_the_release_that_runs(tmp_path: Path) -> None:
+    """stack/restarts.jsonl: one line per restart, worked or not; LocalApp.restarts (the
+    RestartLog a release reads at each look) gives the router's, Prometheus' and the app's
+    production's since a moment, oldest first, and never another app's."""
+    from blocks.local import LocalPlatform
+    from canary.ports import RestartLog
+
+    now = [1000.0]
+    stack = LocalStack(tmp_path / "st")
+    sup = Supervisor(stack, backoff=0.0, clock=lambda: now[0])
+    pids = iter([4712])
+
+    def restart() -> int:
+        pid = next(pids, None)
+        if pid is None:
+            raise PlatformError("port taken")
+        return pid
+
+    for at, name in ((1000.0, "haproxy"), (1001.0, f"production/{APP}"), (1002.0, "production/other")):
+        now[0] = at
+        sup._step(Part(name), lambda _: _Probe("dead", 4711, "pid 4711 was killed by SIGKILL"), restart)
+    app = LocalPlatform(state_dir=str(tmp_path / "st"), app=APP).for_app(APP)
+    assert isinstance(app, RestartLog)
+    found = app.restarts(datetime.fromtimestamp(1000.5, UTC))
+    assert [(r.part, r.at.timestamp(), r.why, r.result) for r in found] == [
+        (f"production/{APP}", 1001.0, "pid 4711 was killed by SIGKILL", "restart failed: port taken")]
+    (first, _) = app.restarts(datetime.fromtimestamp(0, UTC))
+    assert (first.part, first.result) == ("haproxy", "restarted as pid 4712")
+    assert first.words() == "haproxy restarted (pid 4711 was killed by SIGKILL; restarted as pid 4712)"
+    (stack.dir / "restarts.jsonl").open("a").write('{"part": "haproxy", "at": 10')  # cut by a crash
+    assert len(app.restarts(datetime.fromtimestamp(0, UTC))) == 2
+    assert LocalPlatform(state_dir=str(tmp_path / "none"), app=APP).for_app(APP).restarts(
+        datetime.fromtimestamp(0, UTC)) == []  # no supervisor ever ran there
 
 
 # -- the long-running mode and the CLI -----------------------------------------------------
