@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -194,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {args.command}: the Prefect API refused the request: {exc}", file=sys.stderr)
         return 1
     rows = result if isinstance(result, list) else [result]
-    print(json.dumps(result, indent=2, default=str) if args.json else _table(rows))
+    try:
+        print(json.dumps(result, indent=2, default=str) if args.json else _table(rows), flush=True)
+    except BrokenPipeError:  # `canary history APP | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.command == "validate" and not all(r.get("ok", True) for r in rows):
         return 1
     return 0
