@@ -80,8 +80,7 @@ def restore_production(app: str, image: str, platform: str = "local-platform/loc
     message = (f"{app} rolled back to {target}{who}: production runs {now} (read back), "
                f"was {previous}")  # fmt: skip
     get_run_logger().info("%s", message)
-    line = messages.restored(app=app, image=now, previous=previous, run=current.run_link(),
-                             by=f"by {by} (canary rollback)" if by else "by restore-production")  # fmt: skip
+    line = f"{message} · {messages.link_text(None, current.run_link())}"  # the notification's
     emit(ProductionRestored(app=app, image=now, previous_image=previous, commit=commit,
                             manual=by is not None, by=by, run=me, message=line))  # fmt: skip
     return Completed(message=message, data=now)

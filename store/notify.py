@@ -1,5 +1,5 @@
 """Notifications through Prefect's own machinery: one notification block, one automation per
-end (promoted, rolled back, aborted, build failed, production restored by hand, stuck).
+end (promoted, rolled back, aborted, build failed, production restored, held, stuck).
 
 The server sends them (its Actions service), not the release: a slow or unreachable
 receiver never delays or fails a release. Every automation's body is the line the event
@@ -81,7 +81,7 @@ ENDS = (
     End("rolled-back", "rolled back", Outcome.ROLLED_BACK.event),
     End("aborted", "aborted", Outcome.ABORTED.event),
     End("build-failed", "build failed", BuildFailed.name),
-    End("production-restored", "production restored by hand", ProductionRestored.name),
+    End("production-restored", "production restored", ProductionRestored.name),
     End("held", "held for a person (on_failure: hold)", ReleaseHeld.name),
 )
 STUCK = "stuck"

@@ -77,7 +77,7 @@ def receiver() -> Iterator[Receiver]:
     listening = Receiver()
     names = notify.configure("webhook", listening.url, stuck_after=timedelta(seconds=STUCK_AFTER))
     assert names == sorted(f"canary-notify-{k}" for k in (
-        "promoted", "rolled-back", "aborted", "build-failed", "production-restored", "stuck"))
+        "promoted", "rolled-back", "aborted", "build-failed", "production-restored", "held", "stuck"))
     _wait_until_the_automations_listen(listening)
     yield listening
     listening.stop()
@@ -137,6 +137,22 @@ def test_a_rolled_back_release_names_the_metric(receiver: Receiver, env: Any) ->
     assert "latency-p" in line and state.message in line
 
 
+def test_a_held_release_is_told_with_its_failing_metric_then_its_end(receiver: Receiver, env: Any) -> None:
+    """`on_failure: hold`: the hold's line names the failing metric and what to do; nobody
+    answers, so the hold's timeout rolls back, and that end is told too."""
+    e = env("nt-held", bad=LATENCY)
+    spec = yaml.safe_load(e.spec.read_text())
+    spec.update({"on_failure": "hold", "hold_timeout_seconds": 3})
+    e.spec.write_text(yaml.safe_dump(spec))
+    state, _ = _release(e)
+    assert state.name == "RolledBack", state.message
+    held, ended = receiver.wait(_of(e.app), count=2)
+    assert held.startswith(f"{e.app} {VERSION} ({SHORT}) held: latency-p"), held
+    assert f"canary approve {e.app}" in held and f"canary reject {e.app}" in held
+    _common(ended, e.app, "rolled back")
+    assert receiver.wait(_of(e.app), count=3, deadline=3) == [held, ended]  # one line each
+
+
 def test_a_failed_build_sends_its_reason(receiver: Receiver, env: Any) -> None:
     e = env("nt-build")
     e.rec.fail("build", lambda: BuildError("step compile: exit code 2"), times=None)
@@ -154,8 +170,8 @@ def test_a_manual_production_restore_says_so(receiver: Receiver, env: Any,
     assert restore_flow.restore_production(app=e.app, image="registry.test/old:1",
                                            platform="fake-platform/test") == "registry.test/old:1"
     line = _one_line(receiver, e.app)
-    assert line.startswith(f"nt-restore production restored by hand (manual, no analysis): now "
-                           f"registry.test/old:1, was {PRODUCTION} · run http"), line
+    assert line.startswith(f"nt-restore rolled back to registry.test/old:1: production runs "
+                           f"registry.test/old:1 (read back), was {PRODUCTION} · run http"), line
 
 
 def _long(e: Env) -> Env:

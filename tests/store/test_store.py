@@ -42,7 +42,8 @@ def test_emit_sends_the_models_name_resource_and_payload(monkeypatch: pytest.Mon
     events.emit(ReleaseEnded(app="shop", outcome=Outcome.ABORTED, image="img", reason="stop"))
     events.emit(ProductionRestored(app="shop", image="img:0", previous_image="img:1"))
     assert [s["event"] for s in sent] == ["canary.release.aborted", "canary.production.restored"]
-    assert sent[0]["resource"] == {"prefect.resource.id": "canary.app.shop", "app": "shop"}
+    assert sent[0]["resource"] == {"prefect.resource.id": "canary.app.shop", "app": "shop",
+                                   "prefect.resource.name": "shop: aborted: stop"}
     assert sent[1]["payload"] == {"image": "img:0", "previous_image": "img:1", "commit": None,
                                   "manual": False, "by": None, "run": None, "message": (
         "shop production restored by hand (manual, no analysis): now img:0, was img:1 · no report")}

@@ -15,6 +15,12 @@ from canary.values.events import (
 from canary.values.outcome import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def release_started(app: str, commit: str, lifetime_seconds: float | None = None) -> ReleaseStarted:
+    """A release's start event as the flow emits it (the fields telemetry does not read filled)."""
+    return ReleaseStarted(app=app, commit=commit, image=f"registry.test/{app}:{commit[:7]}", run=f"run-{commit[:7]}",
+                          started_at=T0, lifetime_seconds=lifetime_seconds)
 A, B = "a" * 40, "b" * 40
 #: an app's first event makes its counters exist, at 0 (an alert on increase() needs that)
 ZEROS = [Inc("canary_releases_total", ("shop", label), 0.0)
@@ -28,7 +34,7 @@ def look(app: str = "shop", *, metrics: tuple[LookMetric, ...] = ()) -> ReleaseL
 
 def test_a_release_from_start_to_end() -> None:
     t = ReleaseTelemetry()
-    assert t.apply(T0, ReleaseStarted(app="shop", commit=A, lifetime_seconds=120)) == [
+    assert t.apply(T0, release_started("shop", A, lifetime_seconds=120)) == [
         *ZEROS,
         Set("canary_release_in_progress", ("shop",), 1.0),
         Set("canary_release_weight", ("shop", "primary"), 100.0),
@@ -68,7 +74,7 @@ def test_every_outcome_has_its_exact_label() -> None:
 
 def test_a_skip_while_another_release_runs_is_only_counted() -> None:
     t = ReleaseTelemetry()
-    assert t.apply(T0, ReleaseStarted(app="shop", commit=A))[:4] == ZEROS
+    assert t.apply(T0, release_started("shop", A))[:4] == ZEROS
     skipped = t.apply(T0, ReleaseEnded(app="shop", outcome=Outcome.SKIPPED, commit=B))
     assert skipped == [Inc("canary_releases_total", ("shop", "skipped"))]
     aborted_queued = t.apply(T0, ReleaseEnded(app="shop", outcome=Outcome.ABORTED, commit=B))
@@ -91,7 +97,7 @@ def test_a_new_release_drops_the_last_ones_metric_gauges_and_unknown_numbers() -
     old = LookMetric(metric="old", classification="Pass", estimate=1.0, lower=0.5, upper=1.5,
                      threshold=2.0)  # fmt: skip
     t.apply(T0, look(metrics=(old,)))
-    started = t.apply(T0, ReleaseStarted(app="shop", commit=B))
+    started = t.apply(T0, release_started("shop", B))
     assert [u for u in started if isinstance(u, Remove)] == [
         Remove(gauge, ("shop", "old")) for gauge in ("canary_metric_estimate", "canary_metric_lower",
                                                      "canary_metric_upper", "canary_metric_threshold")
@@ -103,7 +109,7 @@ def test_a_new_release_drops_the_last_ones_metric_gauges_and_unknown_numbers() -
 def test_other_events_change_nothing_and_every_update_names_a_declared_metric() -> None:
     t = ReleaseTelemetry()
     assert t.apply(T0, BuildSucceeded(app="shop", image="i", commit=A, repo="r")) == []
-    every = [*t.apply(T0, ReleaseStarted(app="shop", commit=A)),
+    every = [*t.apply(T0, release_started("shop", A)),
              *t.apply(T0, look(metrics=(LookMetric(metric="m", classification="Pass", estimate=1.0),))),
              *t.apply(T0, ReleaseEnded(app="shop", outcome=Outcome.PROMOTED, commit=A))]  # fmt: skip
     for update in every:

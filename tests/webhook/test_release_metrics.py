@@ -27,12 +27,12 @@ from canary.values.events import (
     LookMetric,
     ReleaseEnded,
     ReleaseLook,
-    ReleaseStarted,
 )
 from canary.values.outcome import Outcome
 from tests.support.polling import poll
 from tests.support.prefect_server import PrefectServer, free_port
 from tests.support.prometheus import PrometheusServer
+from tests.telemetry.test_updates import release_started
 from tests.webhook.helpers import SECRET, RelayProcess, push_payload
 from webhook.signing import sign
 
@@ -108,7 +108,7 @@ def post(server: PrefectServer, event: CanaryEvent, occurred: datetime) -> None:
 def release(server: PrefectServer, commit: str, outcome: Outcome, start: datetime,
             shares: list[tuple[int, int, int]]) -> None:  # fmt: skip
     """A release's events: started, one look per share, its end 12 s after the start."""
-    post(server, ReleaseStarted(app=APP, commit=commit, lifetime_seconds=60), start)
+    post(server, release_started(APP, commit, lifetime_seconds=60), start)
     for i, (primary, baseline, canary) in enumerate(shares, 1):
         latency = LookMetric(metric="latency", classification="Pass", estimate=0.036 * i,
                              lower=0.03 * i, upper=0.04 * i, threshold=0.0385)  # fmt: skip
@@ -193,7 +193,7 @@ def test_a_release_in_progress_shows_its_shares(chain: Chain) -> None:
     poll("the relay follows Prefect's events",
          lambda: value(relay, "canary_telemetry_stream_up") == 1.0, timeout=60)  # fmt: skip
     app, start = "shop", datetime.now(UTC) - timedelta(seconds=5)
-    post(server, ReleaseStarted(app=app, commit="c" * 40), start)
+    post(server, release_started(app, "c" * 40), start)
     post(server, ReleaseLook(app=app, look=1, looks=4, primary=50, baseline=25, canary=25),
          start + timedelta(seconds=2))  # fmt: skip
     poll("the look's shares on /metrics",
