@@ -141,7 +141,10 @@ class _Relay:
             )
         return Outcome(
             202,
-            {"status": "accepted", "event": event["event"], "event_id": event["id"]},
+            {"status": "accepted", "event": event["event"], "event_id": event["id"],
+             # accepted is not built: the build runs later and may fail (a .canary/ typo)
+             "next": f"a build of {push.after[:12]} starts; follow it with `canary status "
+                     f"{push.name}`, and `canary history {push.name}` lists it if it fails"},
             note=f"event {event['id']} sha {push.after[:12]}",
         )
 

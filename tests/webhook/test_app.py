@@ -34,7 +34,10 @@ async def test_ping_answers_200_and_emits_nothing(relay, fake_prefect):
 async def test_push_to_default_branch_is_relayed_after_prefect_accepted(relay, fake_prefect):
     response = await deliver(relay, delivery=DELIVERY)
     assert response.status_code == 202
-    assert response.json() == {"status": "accepted", "event": "github.push", "event_id": DELIVERY}
+    body = response.json()
+    assert {k: body[k] for k in ("status", "event", "event_id")} == {
+        "status": "accepted", "event": "github.push", "event_id": DELIVERY}
+    assert body["next"].startswith("a build of ") and "`canary history " in body["next"]
     # The answer came after the POST to Prefect completed: the event is already there.
     assert [e["id"] for e in fake_prefect.events] == [DELIVERY]
 
