@@ -273,7 +273,7 @@ def test_register_blocks_replaces_and_removes_the_automations_and_never_shows_th
                                                    include_secrets=False)  # fmt: skip
         webhooks = client.read_block_documents_by_type("custom-webhook", include_secrets=False)
     names = [a.name for a in automations]
-    assert len(names) == len(set(names)) == 6
+    assert len(names) == len(set(names)) == len(notify.ENDS) + 1  # and the stuck alarm
     stuck = next(a for a in automations if a.name == "canary-notify-stuck")
     assert stuck.trigger.within == timedelta(seconds=600)  # type: ignore[union-attr]
     assert all(a.actions[0].block_document_id == slack.id for a in automations)  # type: ignore[union-attr]
