@@ -61,3 +61,16 @@ def is_transient(exc: BaseException) -> bool:
         True for a `CanaryError` marked transient; False for anything else.
     """
     return isinstance(exc, CanaryError) and exc.transient
+
+
+def in_words(exc: BaseException) -> str:
+    """An exception in words for a report or a log line: its type and message.
+
+    Args:
+        exc: Any exception (some carry no message at all).
+
+    Returns:
+        ``<Type>: <message>``, or just ``<Type>``.
+    """
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -33,7 +33,7 @@ from canary.appconfig import ConfigSource, policy_lookup, spec_of_run
 from canary.cleanup import run_cleanup
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
-from canary.errors import ConfigError, MetricsError
+from canary.errors import ConfigError, MetricsError, in_words
 from canary.ports import MetricSource, Platform
 from canary.queue import Candidate, Place, against_production, by_push_time
 from canary.report import JudgementRecord, failing_metrics, headline, markdown_report, reason_tag
@@ -237,7 +237,7 @@ def _release(run: _Run) -> ReleaseEnded:
     except BaseException as exc:
         failure = exc
         decision = Decision(Action.ROLL_BACK, f"the release failed and was rolled back: "
-                            f"{_words(exc)}", True)  # fmt: skip
+                            f"{in_words(exc)}", True)  # fmt: skip
         raise
     finally:
         cleanup, cleanup_error = run_cleanup({
@@ -426,7 +426,7 @@ def _record(run: _Run, ended: ReleaseEnded, report: str) -> None:
         p.record_release(run.plat, run.app, ended, report)
     except Exception as exc:
         get_run_logger().warning("%s: could not write the ReleasePolicy's status: %s", run.app,
-                                 _words(exc))  # fmt: skip
+                                 in_words(exc))  # fmt: skip
 
 
 def _read_back(run: _Run, before: str | None, decision: Decision) -> tuple[Outcome, str]:
@@ -435,11 +435,5 @@ def _read_back(run: _Run, before: str | None, decision: Decision) -> tuple[Outco
         now = p.read_production_image(run.plat, run.app, run.spec)
     except Exception as exc:  # the report must still go out
         return release_end(decision, decision.reason, image=run.release.image, before=before,
-                           now=None, read_error=_words(exc))  # fmt: skip
+                           now=None, read_error=in_words(exc))  # fmt: skip
     return release_end(decision, decision.reason, image=run.release.image, before=before, now=now)
-
-
-def _words(exc: BaseException) -> str:
-    """An exception in words: its type and message (some carry no message at all)."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

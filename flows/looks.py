@@ -17,6 +17,7 @@ from canary.analysis.decision import Decision
 from canary.analysis.windows import JudgementWindow
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
+from canary.errors import in_words
 from canary.ports import MetricSource, Platform
 from canary.report import JudgementRecord, explain_failing
 from canary.telemetry import look_event
@@ -103,17 +104,12 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
     try:
         carried = read_traffic(plat, app, spec)
     except Exception as exc:
-        errors.append(f"the router: {_words(exc)}")
+        errors.append(f"the router: {in_words(exc)}")
     try:
         restarts = read_restarts(plat, app, spec, since)
     except Exception as exc:
-        errors.append(f"the restarts: {_words(exc)}")
+        errors.append(f"the restarts: {in_words(exc)}")
     return LookTraffic(planned, carried, tuple(restarts), "; ".join(errors))
-
-
-def _words(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
