@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from canary.telemetry import METRICS, Inc, Observe, ReleaseTelemetry, Remove, Set
 from canary.values.events import (
@@ -10,17 +10,10 @@ from canary.values.events import (
     LookMetric,
     ReleaseEnded,
     ReleaseLook,
-    ReleaseStarted,
 )
 from canary.values.outcome import Outcome
+from tests.support.events import T0, release_started
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def release_started(app: str, commit: str, lifetime_seconds: float | None = None) -> ReleaseStarted:
-    """A release's start event as the flow emits it (the fields telemetry does not read filled)."""
-    return ReleaseStarted(app=app, commit=commit, image=f"registry.test/{app}:{commit[:7]}", run=f"run-{commit[:7]}",
-                          started_at=T0, lifetime_seconds=lifetime_seconds)
 A, B = "a" * 40, "b" * 40
 #: an app's first event makes its counters exist, at 0 (an alert on increase() needs that)
 ZEROS = [Inc("canary_releases_total", ("shop", label), 0.0)

@@ -29,10 +29,10 @@ from canary.values.events import (
     ReleaseLook,
 )
 from canary.values.outcome import Outcome
+from tests.support.events import release_started
 from tests.support.polling import poll
 from tests.support.prefect_server import PrefectServer, free_port
 from tests.support.prometheus import PrometheusServer
-from tests.telemetry.test_updates import release_started
 from tests.webhook.helpers import SECRET, RelayProcess, push_payload
 from webhook.signing import sign
 
