@@ -274,8 +274,7 @@ def _status() -> Node:
                 "commit": text, "reason": text,
                 "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
                 "report": {"type": "string", "description": "A link to the release's report."},
-                "judge": {"type": "string", "description": "The judge of the last release's canary config."},
-                "observedGeneration": {"type": "integer", "format": "int64"}}}  # fmt: skip
+                "judge": {"type": "string", "description": "The judge of the last release's canary config."}}}  # fmt: skip
 
 
 def spec_schema() -> Node:

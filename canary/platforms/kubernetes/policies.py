@@ -33,7 +33,6 @@ class PolicyStatus:
         reason: Why, in words (the decision's reason).
         report: A link to the release's report ("" when there is none).
         ended: When the release ended (default: now).
-        generation: The policy's metadata.generation the release read (0: unknown).
         judge: The judge of the canary config the release used ("" when unknown).
     """
 
@@ -42,15 +41,13 @@ class PolicyStatus:
     reason: str
     report: str = ""
     ended: datetime | None = None
-    generation: int = 0
     judge: str = ""
 
     def to_json(self) -> JSON:
         """The status object as the CRD's schema has it.
 
         Returns:
-            lastRelease, commit, outcome, reason; report, judge and observedGeneration when
-            known.
+            lastRelease, commit, outcome, reason; report and judge when known.
         """
         ended = (self.ended or datetime.now(UTC)).astimezone(UTC)
         status: JSON = {"lastRelease": ended.strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": self.commit,
@@ -59,8 +56,6 @@ class PolicyStatus:
             status["report"] = self.report
         if self.judge:
             status["judge"] = self.judge
-        if self.generation:
-            status["observedGeneration"] = self.generation
         return status
 
 
