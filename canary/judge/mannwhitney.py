@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtri
@@ -31,11 +32,19 @@ from scipy.special import ndtri
 from canary.errors import AnalysisError, ConfigError
 from canary.judge.preprocess import as_sample, check_confidence
 
+if TYPE_CHECKING:
+    from canary.judge.shift_passes import CompiledCounts
+
 __all__ = ["IntervalError", "WilcoxonInterval", "wilcoxon_interval", "zeroin"]
 
 _EPSILON = 2.220446049250313e-16  # DBL_EPSILON, as in R's zeroin.c
 _TOL = 1e-4  # R's uniroot(tol = 1e-4) in wilcox.test; Kayenta's BrentSolver.TOLERANCE
 _MAXIT = 1000
+# Samples with at least this many distinct values (both sides together) go through the
+# compiled passes (shift_passes.py); smaller ones never import numba (its import costs more
+# than it saves on a few hundred points).
+_COMPILED_MIN_VALUES = 2000
+_COMPILED_MAX_VALUES = 1_000_000  # keeps 3ab(a + b) and the sums inside int64
 
 
 class IntervalError(AnalysisError, ValueError):
@@ -136,19 +145,13 @@ class _ShiftStatistic:
     and, at the next shift, only the x values whose position moved are searched again.
     """
 
-    __slots__ = ("_c0", "_denom", "_fp", "_hi0", "_lo0", "_np1", "_nx", "_ny", "_s0", "_safe",
+    __slots__ = ("_c0", "_compiled", "_denom", "_fp", "_hi0", "_lo0", "_np1", "_nx", "_ny", "_s0", "_safe",
                  "_scale", "_tie_x", "_tie_y", "_unit", "_xc", "_xu", "_y_at", "_y_next",
                  "_y_unit", "_ycount_at", "_ycum", "_yu")
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray, mumin: float, mumax: float) -> None:
         self._xu, self._xc = _runs(xs)
         self._yu, yc = _runs(ys)
-        self._fp = np.arange(self._yu.size, dtype=np.float64)
-        # Indexed by c = number of distinct y values <= t: the y value c counts last / next.
-        self._y_at = np.concatenate(([-np.inf], self._yu))
-        self._y_next = np.concatenate((self._yu, [np.inf]))
-        self._ycount_at = np.concatenate(([0], yc))
-        self._ycum = np.concatenate(([0], np.cumsum(yc)))
         self._tie_x = _tie_sum(self._xc)
         self._tie_y = _tie_sum(yc)
         self._unit = bool(self._xc.size == xs.size)
@@ -163,9 +166,18 @@ class _ShiftStatistic:
         reach = max(abs(float(xs[0])), abs(float(xs[-1]))) + max(abs(mumin), abs(mumax))
         gap = float(np.min(np.diff(self._xu))) if self._xu.size > 1 else math.inf
         self._safe = bool(gap > 2 * float(np.spacing(reach)))  # False when reach overflows
-        self._c0: np.ndarray | None = None  # positions, y_at[c0], y_next[c0], sum xc*ycum[c0]
-        self._lo0 = self._hi0 = self._fp
-        self._s0 = 0
+        self._compiled = _compiled(self._xu, self._xc, self._yu, yc, self._tie_x + self._tie_y,
+                                   xs.size + ys.size) if self._safe else None
+        if self._compiled is None:  # the numpy passes' tables
+            self._fp = np.arange(self._yu.size, dtype=np.float64)
+            # Indexed by c = number of distinct y values <= t: the y value c counts last / next.
+            self._y_at = np.concatenate(([-np.inf], self._yu))
+            self._y_next = np.concatenate((self._yu, [np.inf]))
+            self._ycount_at = np.concatenate(([0], yc))
+            self._ycum = np.concatenate(([0], np.cumsum(yc)))
+            self._c0: np.ndarray | None = None  # positions, y_at[c0], y_next[c0], sum xc*ycum[c0]
+            self._lo0 = self._hi0 = self._fp
+            self._s0 = 0
 
     def _positions(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """c[k] = number of distinct y values <= t[k] (exactly), y_at[c] and y_next[c]."""
@@ -209,6 +221,8 @@ class _ShiftStatistic:
 
     def counts(self, d: float) -> tuple[int, int]:
         """(2U, T): twice the Mann-Whitney U of (x - d) vs y, and the pooled tie sum."""
+        if self._compiled is not None:
+            return self._compiled.counts(d)
         t = self._xu - d
         if self._safe:
             xc, tie_x = self._xc, self._tie_x
@@ -237,6 +251,18 @@ class _ShiftStatistic:
         if sigma == 0:
             raise IntervalError("cannot compute the confidence interval: all observations are tied")
         return (dz - correction) / sigma
+
+
+def _compiled(xu: np.ndarray, xc: np.ndarray, yu: np.ndarray, yc: np.ndarray, tie_xy: int,
+              total: int) -> CompiledCounts | None:
+    """The compiled passes for a large sample, or None (small, huge, or numba missing)."""
+    if not (xu.size + yu.size >= _COMPILED_MIN_VALUES and total <= _COMPILED_MAX_VALUES):
+        return None
+    try:
+        from canary.judge.shift_passes import CompiledCounts
+    except ImportError:  # numba missing: the numpy passes give the same floats, slower
+        return None
+    return CompiledCounts(xu, xc, yu, yc, tie_xy)
 
 
 def interval_from_sorted(xs: np.ndarray, ys: np.ndarray, confidence_level: float) -> WilcoxonInterval:
