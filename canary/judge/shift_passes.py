@@ -56,6 +56,18 @@ def _cell_starts(yu: np.ndarray, lo: float, scale: float, ncells: int) -> np.nda
 
 
 @njit(cache=True, nogil=True)
+def _running_sum(counts: np.ndarray) -> np.ndarray:
+    """[0, c0, c0 + c1, ...]: numpy's cumsum into a slice is several times slower."""
+    out = np.empty(counts.size + 1, np.int64)
+    total = 0
+    out[0] = 0
+    for i in range(counts.size):
+        total += counts[i]
+        out[i + 1] = total
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _search(yu_pad: np.ndarray, t: float, a: int, b: int) -> int:
     """Smallest c in [a, b] with yu_pad[c] > t, given yu_pad[b] > t (or b the padding)."""
     while a < b:
@@ -68,40 +80,57 @@ def _search(yu_pad: np.ndarray, t: float, a: int, b: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _tally(pos: np.ndarray, xu: np.ndarray, xc: np.ndarray, yu_pad: np.ndarray, ycum: np.ndarray,
-           ycount: np.ndarray, d: float) -> tuple[int, int, int]:
-    """The three sums over positions already stored in pos."""
-    below = 0
-    eq = 0
-    cross = 0
-    for i in range(xu.size):
-        c = pos[i]
-        a = xc[i]
-        below += a * ycum[c]
-        if c > 0 and yu_pad[c - 1] == xu[i] - d:
-            b = ycount[c - 1]
-            eq += a * b
-            cross += a * b * (a + b)
-    return below, eq, 3 * cross
+def _in_range(xu: np.ndarray, d: float, yu_pad: np.ndarray) -> tuple[int, int]:
+    """(i0, i1): x - d is below every y value for i < i0 and above all of them for i >= i1.
+
+    x - d rounds monotonically in x, so both sets are runs at the ends, found by bisection
+    with the same float comparisons the passes make.
+    """
+    lo_y = yu_pad[0]
+    hi_y = yu_pad[yu_pad.size - 2]
+    a = 0
+    b = xu.size
+    while a < b:
+        mid = (a + b) >> 1
+        if xu[mid] - d < lo_y:
+            a = mid + 1
+        else:
+            b = mid
+    i0 = a
+    b = xu.size
+    while a < b:
+        mid = (a + b) >> 1
+        if xu[mid] - d > hi_y:
+            b = mid
+        else:
+            a = mid + 1
+    return i0, a
 
 
 @njit(cache=True, nogil=True)
-def _fresh_pass(xu: np.ndarray, xc: np.ndarray, d: float, yu_pad: np.ndarray, ycum: np.ndarray,
-                ycount: np.ndarray, starts: np.ndarray, lo: float, scale: float, pos: np.ndarray,
-                unit: bool) -> tuple[int, int, int]:
-    """pos[i] = number of distinct y values <= xu[i] - d through the cell table; the sums.
+def _fresh_pass(xu: np.ndarray, xc: np.ndarray, xcum: np.ndarray, d: float, yu_pad: np.ndarray,
+                ycum: np.ndarray, ycount: np.ndarray, starts: np.ndarray, lo: float, scale: float,
+                pos: np.ndarray, unit: bool) -> tuple[int, int, int]:
+    """pos[i] = number of distinct y values <= xu[i] - d, through the cell table, and the sums.
+
+    The sums: sum(xc * ycum[pos]), and the weight and tie term 3ab(a + b) of the pairs where
+    x - d equals a y value. Below i0 x - d is under every y value (position 0); from i1 on it
+    is above all of them (position m, no pair coincides).
 
     starts[k] is the first y value whose cell is k or above; every y in a higher cell is
     above t, so a step past a y value <= t never leaves t's cell, and the padding (NaN,
-    never <= t) ends every walk. One step without a branch covers the usual cell of at most one y value;
-    the rare crowded cell is binary-searched up to the next cell's first value. unit says
-    that neither sample has ties (every multiplicity 1, ycum[c] == c): fewer loads.
+    never <= t) ends every walk. One step without a branch covers the usual cell of at most
+    one y value; the rare crowded cell is binary-searched up to the next cell's first value.
     """
+    i0, i1 = _in_range(xu, d, yu_pad)
+    m = yu_pad.size - 1
+    pos[:i0] = 0
+    pos[i1:] = m
     top = float(starts.size - 2)
-    below = 0
+    below = ycum[m] * (xcum[xu.size] - xcum[i1])
     eq = 0
     cross = 0
-    for i in range(xu.size):
+    for i in range(i0, i1):
         t = xu[i] - d
         k = _cell(t, lo, scale, top)
         c = starts[k]
@@ -123,38 +152,55 @@ def _fresh_pass(xu: np.ndarray, xc: np.ndarray, d: float, yu_pad: np.ndarray, yc
 
 
 @njit(cache=True, nogil=True)
-def _near_pass(xu: np.ndarray, d: float, yu_pad: np.ndarray, pos: np.ndarray) -> None:
-    """Update pos (the previous shift's positions) to shift d, galloping from each old one."""
+def _near_pass(xu: np.ndarray, xc: np.ndarray, d: float, up: bool, yu_pad: np.ndarray, ycum: np.ndarray,
+               ycount: np.ndarray, pos: np.ndarray, unit: bool) -> tuple[int, int, int]:
+    """Move the previous shift's positions to shift d; the sums as in `_fresh_pass`.
+
+    x - d rounds monotonically in d, so all positions move the same way: up when d fell
+    (`up`), down when it rose. One step in that direction without a branch covers the usual
+    move of zero or one y value; a longer move gallops.
+    """
     m = yu_pad.size - 1
+    below = 0
+    eq = 0
+    cross = 0
     for i in range(xu.size):
         t = xu[i] - d
-        g = pos[i]
-        if yu_pad[g] <= t:  # moved up: find the first y above t beyond g
-            step = 1
-            a = g + 1
-            b = m
-            while a + step - 1 < m:
-                p = a + step - 1
-                if yu_pad[p] <= t:
-                    a = p + 1
+        c = pos[i]
+        if up:
+            c += yu_pad[c] <= t
+            if yu_pad[c] <= t:
+                step = 1
+                b = m
+                while c + step < m and yu_pad[c + step] <= t:
+                    c += step
                     step *= 2
-                else:
-                    b = p
-                    break
-            pos[i] = _search(yu_pad, t, a, b)
-        elif g > 0 and yu_pad[g - 1] > t:  # moved down: the answer is below g
-            step = 1
-            b = g - 1
-            a = 0
-            while b - step >= 0:
-                p = b - step
-                if yu_pad[p] > t:
-                    b = p
+                if c + step < m:
+                    b = c + step
+                c = _search(yu_pad, t, c + 1, b)
+        else:
+            c -= (c > 0) & (yu_pad[c - 1] > t)  # yu_pad[-1] is the padding: never read as c > 0
+            if c > 0 and yu_pad[c - 1] > t:
+                step = 1
+                a = 0
+                while c - step > 0 and yu_pad[c - step - 1] > t:
+                    c -= step
                     step *= 2
-                else:
-                    a = p + 1
-                    break
-            pos[i] = _search(yu_pad, t, a, b)
+                if c - step > 0:
+                    a = c - step
+                c = _search(yu_pad, t, a, c - 1)
+        pos[i] = c
+        if unit:
+            below += c
+            a = 1
+        else:
+            a = xc[i]
+            below += a * ycum[c]
+        if c > 0 and yu_pad[c - 1] == t:
+            b = ycount[c - 1]
+            eq += a * b
+            cross += a * b * (a + b)
+    return below, eq, 3 * cross
 
 
 class CompiledCounts:
@@ -169,17 +215,17 @@ class CompiledCounts:
     """
 
     __slots__ = ("_d0", "_lo", "_pos", "_reach", "_scale", "_starts", "_tie_xy", "_unit", "_xc", "_xu",
-                 "_ycount", "_ycum", "_yu_pad")
+                 "_xcum", "_ycount", "_ycum", "_yu_pad")
 
     def __init__(self, xu: np.ndarray, xc: np.ndarray, yu: np.ndarray, yc: np.ndarray, tie_xy: int) -> None:
         self._xu = np.ascontiguousarray(xu, dtype=np.float64)
         self._xc = np.ascontiguousarray(xc, dtype=np.int64)
+        self._xcum = _running_sum(self._xc)
         self._yu_pad = np.append(yu.astype(np.float64), np.nan)  # NaN: "<= t" is false even for t = inf
         self._ycount = np.ascontiguousarray(yc, dtype=np.int64)
-        self._ycum = np.zeros(yu.size + 1, dtype=np.int64)
-        np.cumsum(self._ycount, out=self._ycum[1:])
+        self._ycum = _running_sum(self._ycount)
         self._tie_xy = tie_xy
-        self._unit = bool(self._xc.size == int(self._xc.sum()) and yu.size == int(self._ycount.sum()))
+        self._unit = bool(self._xcum[-1] == xu.size and self._ycum[-1] == yu.size)
         ncells = _CELLS_PER_VALUE * yu.size
         self._lo = float(yu[0])
         span = float(yu[-1]) - self._lo
@@ -187,8 +233,8 @@ class CompiledCounts:
         # just crowded (and binary-searched).
         self._scale = ncells / span if span > 0 else 0.0
         self._starts = _cell_starts(self._yu_pad[:-1], self._lo, self._scale, ncells)
-        # Shifts this close to the previous one move an x's position by under a quarter of a
-        # y value on average: the galloping pass is cheaper then.
+        # Shifts this close to the previous one move a position by a quarter of the mean gap
+        # between y values: stepping from the old positions is cheaper than the cells then.
         self._reach = 0.25 * span / yu.size
         self._pos = np.zeros(xu.size, dtype=np.int64)
         self._d0: float | None = None
@@ -196,10 +242,11 @@ class CompiledCounts:
     def counts(self, d: float) -> tuple[int, int]:
         """(2U, T): twice the Mann-Whitney U of (x - d) vs y, and the pooled tie sum."""
         if self._d0 is not None and abs(d - self._d0) <= self._reach:
-            _near_pass(self._xu, d, self._yu_pad, self._pos)
-            below, eq, cross = _tally(self._pos, self._xu, self._xc, self._yu_pad, self._ycum, self._ycount, d)
+            below, eq, cross = _near_pass(self._xu, self._xc, d, d < self._d0, self._yu_pad, self._ycum,
+                                          self._ycount, self._pos, self._unit)
         else:
-            below, eq, cross = _fresh_pass(self._xu, self._xc, d, self._yu_pad, self._ycum, self._ycount,
-                                           self._starts, self._lo, self._scale, self._pos, self._unit)
+            below, eq, cross = _fresh_pass(self._xu, self._xc, self._xcum, d, self._yu_pad, self._ycum,
+                                           self._ycount, self._starts, self._lo, self._scale, self._pos,
+                                           self._unit)
         self._d0 = d
         return 2 * int(below) - int(eq), self._tie_xy + int(cross)
