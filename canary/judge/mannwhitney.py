@@ -22,6 +22,8 @@ is ruled out once up front, and when it cannot be ruled out the runs are re-merg
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,11 +42,17 @@ __all__ = ["IntervalError", "WilcoxonInterval", "wilcoxon_interval", "zeroin"]
 _EPSILON = 2.220446049250313e-16  # DBL_EPSILON, as in R's zeroin.c
 _TOL = 1e-4  # R's uniroot(tol = 1e-4) in wilcox.test; Kayenta's BrentSolver.TOLERANCE
 _MAXIT = 1000
-# Samples with at least this many distinct values (both sides together) go through the
-# compiled passes (shift_passes.py); smaller ones never import numba (its import costs more
-# than it saves on a few hundred points).
+# Samples with at least this many distinct values (both sides together) may go through the
+# compiled passes (shift_passes.py); smaller ones never import numba.
 _COMPILED_MIN_VALUES = 2000
 _COMPILED_MAX_VALUES = 1_000_000  # keeps 3ab(a + b) and the sums inside int64
+# Loading the compiled passes costs a process about 0.6 CPU seconds (numba's import and its
+# on-disk cache; about 2.7 s to compile when there is no cache) and then saves about 3 ms per
+# pair of 10,000 points. So a process first spends this many CPU seconds on large samples
+# in numpy, and only then loads them: like renting skis until the rent paid equals the
+# price, it never pays more than twice what the better choice in hindsight would have.
+_COMPILED_AFTER_SECONDS = 0.6
+_large_numpy_seconds = [0.0]  # CPU seconds spent so far on large samples without them
 
 
 class IntervalError(AnalysisError, ValueError):
@@ -121,6 +129,8 @@ def _runs(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndar
     starts = np.empty(n, dtype=bool)
     starts[0] = True
     np.not_equal(values[1:], values[:-1], out=starts[1:])
+    if counts is None and starts.all():  # no ties: every value is its own run
+        return values, np.ones(n, dtype=np.int64)
     idx = np.flatnonzero(starts)
     if counts is None:
         mult = np.diff(np.append(idx, n)).astype(np.int64)
@@ -146,7 +156,7 @@ class _ShiftStatistic:
     """
 
     __slots__ = ("_c0", "_compiled", "_denom", "_fp", "_hi0", "_lo0", "_np1", "_nx", "_ny", "_s0", "_safe",
-                 "_scale", "_tie_x", "_tie_y", "_unit", "_xc", "_xu", "_y_at", "_y_next",
+                 "_scale", "large", "_tie_x", "_tie_y", "_unit", "_xc", "_xu", "_y_at", "_y_next",
                  "_y_unit", "_ycount_at", "_ycum", "_yu")
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray, mumin: float, mumax: float) -> None:
@@ -166,6 +176,7 @@ class _ShiftStatistic:
         reach = max(abs(float(xs[0])), abs(float(xs[-1]))) + max(abs(mumin), abs(mumax))
         gap = float(np.min(np.diff(self._xu))) if self._xu.size > 1 else math.inf
         self._safe = bool(gap > 2 * float(np.spacing(reach)))  # False when reach overflows
+        self.large = self._xu.size + self._yu.size >= _COMPILED_MIN_VALUES
         self._compiled = _compiled(self._xu, self._xc, self._yu, yc, self._tie_x + self._tie_y,
                                    xs.size + ys.size) if self._safe else None
         if self._compiled is None:  # the numpy passes' tables
@@ -258,6 +269,8 @@ def _compiled(xu: np.ndarray, xc: np.ndarray, yu: np.ndarray, yc: np.ndarray, ti
     """The compiled passes for a large sample, or None (small, huge, or numba missing)."""
     if not (xu.size + yu.size >= _COMPILED_MIN_VALUES and total <= _COMPILED_MAX_VALUES):
         return None
+    if "canary.judge.shift_passes" not in sys.modules and _large_numpy_seconds[0] < _COMPILED_AFTER_SECONDS:
+        return None  # not worth loading yet (see _COMPILED_AFTER_SECONDS)
     try:
         from canary.judge.shift_passes import CompiledCounts
     except ImportError:  # numba missing: the numpy passes give the same floats, slower
@@ -282,7 +295,12 @@ def interval_from_sorted(xs: np.ndarray, ys: np.ndarray, confidence_level: float
     if not (math.isfinite(mumin) and math.isfinite(mumax)):
         raise IntervalError("cannot compute the confidence interval: the shift range overflows")
     with np.errstate(over="ignore"):  # x - d may overflow to +-inf; R ranks that just the same
-        return _solve(_ShiftStatistic(xs, ys, mumin, mumax), mumin, mumax, confidence_level)
+        start = time.process_time()
+        w = _ShiftStatistic(xs, ys, mumin, mumax)
+        interval = _solve(w, mumin, mumax, confidence_level)
+        if w.large and w._compiled is None:
+            _large_numpy_seconds[0] += time.process_time() - start
+        return interval
 
 
 def _solve(w: _ShiftStatistic, mumin: float, mumax: float, confidence_level: float) -> WilcoxonInterval:

@@ -28,7 +28,7 @@ from numba import njit
 
 __all__ = ["CompiledCounts"]
 
-_CELLS_PER_VALUE = 4
+_CELLS_PER_VALUE = 8
 _WALK = 8  # cells with more y values than this are binary-searched
 
 
@@ -134,9 +134,15 @@ def _fresh_pass(xu: np.ndarray, xc: np.ndarray, xcum: np.ndarray, d: float, yu_p
         t = xu[i] - d
         k = _cell(t, lo, scale, top)
         c = starts[k]
-        c += yu_pad[c] <= t
+        v = yu_pad[c]
+        step = v <= t
+        c += step
+        # y value c - 1 equals t only if the step was taken onto it (every y value of a lower
+        # cell is below t), or after a search: no second load in the usual case.
+        tie = step and v == t
         if yu_pad[c] <= t:
             c = _search(yu_pad, t, c + 1, starts[k + 1])
+            tie = yu_pad[c - 1] == t
         pos[i] = c
         if unit:
             below += c
@@ -144,7 +150,7 @@ def _fresh_pass(xu: np.ndarray, xc: np.ndarray, xcum: np.ndarray, d: float, yu_p
         else:
             a = xc[i]
             below += a * ycum[c]
-        if c > 0 and yu_pad[c - 1] == t:
+        if tie:
             b = ycount[c - 1]
             eq += a * b
             cross += a * b * (a + b)
@@ -233,10 +239,10 @@ class CompiledCounts:
         # just crowded (and binary-searched).
         self._scale = ncells / span if span > 0 else 0.0
         self._starts = _cell_starts(self._yu_pad[:-1], self._lo, self._scale, ncells)
-        # Shifts this close to the previous one move a position by a quarter of the mean gap
+        # Shifts this close to the previous one move a position by half the mean gap
         # between y values: stepping from the old positions is cheaper than the cells then.
-        self._reach = 0.25 * span / yu.size
-        self._pos = np.zeros(xu.size, dtype=np.int64)
+        self._reach = 0.5 * span / yu.size
+        self._pos = np.zeros(xu.size, dtype=np.int32)
         self._d0: float | None = None
 
     def counts(self, d: float) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from tests.judge.reference import AllTied, interval_reference, w_reference
 @pytest.fixture
 def compiled_always(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mw, "_COMPILED_MIN_VALUES", 0)
+    monkeypatch.setattr(mw, "_COMPILED_AFTER_SECONDS", 0.0)
 
 
 def _both(x: np.ndarray, y: np.ndarray, level: float) -> tuple[object, object]:
@@ -100,8 +101,9 @@ def test_all_tied_and_one_point_raise_like_the_numpy_path() -> None:
         wilcoxon_interval([1.0, 1.0], [1.0])
 
 
-def test_large_samples_take_the_compiled_path_and_equal_reference() -> None:
-    # Above the size threshold without any patching: what the bench and large configs run.
+def test_large_samples_take_the_compiled_path_and_equal_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Above the size threshold, once the process has spent its "rent" in numpy.
+    monkeypatch.setattr(mw, "_COMPILED_AFTER_SECONDS", 0.0)
     rng = np.random.default_rng(5)
     for factor, decimals in ((1.0, None), (1.08, None), (1.1, 1), (0.95, 0)):
         y = rng.lognormal(np.log(80), 0.4, 2500)
@@ -128,3 +130,41 @@ def test_positions_equal_searchsorted_next_to_every_y_value(size: int) -> None:
         assert counts._pos.tolist() == expected.tolist()
     counts.counts(1e-300)  # a near pass that moves nothing
     assert counts._pos.tolist() == np.searchsorted(y, t - 1e-300, side="right").tolist()
+
+
+def test_numba_is_loaded_only_after_the_rent_is_spent_in_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process that judges few large samples never pays numba's import and cache load.
+    monkeypatch.setattr(mw, "_COMPILED_AFTER_SECONDS", 1e9)
+    monkeypatch.setattr(mw, "_large_numpy_seconds", [0.0])
+    monkeypatch.delitem(__import__("sys").modules, "canary.judge.shift_passes", raising=False)
+    rng = np.random.default_rng(8)
+    x, y = np.sort(rng.normal(0, 1, 1500)), np.sort(rng.normal(0.1, 1, 1500))
+    w = mw._ShiftStatistic(x, y, float(x[0] - y[-1]), float(x[-1] - y[0]))
+    assert w.large and w._compiled is None
+    small = np.sort(rng.normal(0, 1, 50))
+    mw.interval_from_sorted(small, small + 0.5, 0.95)
+    assert mw._large_numpy_seconds[0] == 0.0  # small samples do not count
+    first = mw.interval_from_sorted(x, y, 0.95)
+    assert mw._large_numpy_seconds[0] > 0.0
+    monkeypatch.setattr(mw, "_COMPILED_AFTER_SECONDS", mw._large_numpy_seconds[0])
+    w = mw._ShiftStatistic(x, y, float(x[0] - y[-1]), float(x[-1] - y[0]))
+    assert w._compiled is not None  # the rent is paid: from now on the compiled passes
+    assert mw.interval_from_sorted(x, y, 0.95) == first
+
+
+@pytest.mark.usefixtures("compiled_always")
+def test_near_passes_in_both_directions_equal_searchsorted() -> None:
+    # Small steps up and down (the near pass) and jumps (the cell pass), in crowded and
+    # sparse regions, with and without ties: positions always equal np.searchsorted's.
+    rng = np.random.default_rng(77)
+    for x, y in ((rng.lognormal(0, 1, 3000), rng.lognormal(0, 1, 2000)),
+                 (np.round(rng.normal(0, 1, 3000), 2), np.round(rng.normal(0, 1, 2000), 2))):
+        xu, xc = mw._runs(np.sort(x))
+        yu, yc = mw._runs(np.sort(y))
+        counts = shift_passes.CompiledCounts(xu, xc, yu, yc, 0)
+        gap = (yu[-1] - yu[0]) / yu.size
+        d = 0.0
+        for _ in range(200):
+            d += float(rng.choice([-1.0, 1.0]) * rng.choice([gap * 0.01, gap * 0.3, gap * 3, 1.0]))
+            counts.counts(d)
+            assert counts._pos.tolist() == np.searchsorted(yu, xu - d, side="right").tolist()
