@@ -46,8 +46,8 @@ _MAXIT = 1000
 # compiled passes (shift_passes.py); smaller ones never import numba.
 _COMPILED_MIN_VALUES = 2000
 _COMPILED_MAX_VALUES = 1_000_000  # keeps 3ab(a + b) and the sums inside int64
-# Loading the compiled passes costs a process about 0.6 CPU seconds (numba's import and its
-# on-disk cache; about 2.7 s to compile when there is no cache) and then saves about 3 ms per
+# Loading the compiled passes costs a process 0.4-0.6 CPU seconds (numba's import and its
+# on-disk cache; 1.8-2.7 s to compile when there is no cache) and then saves about 3 ms per
 # pair of 10,000 points. So a process first spends this many CPU seconds on large samples
 # in numpy, and only then loads them: like renting skis until the rent paid equals the
 # price, it never pays more than twice what the better choice in hindsight would have.
