@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from canary.judge import IntervalError, shift_passes, wilcoxon_interval
 from canary.judge import mannwhitney as mw
@@ -168,3 +170,20 @@ def test_near_passes_in_both_directions_equal_searchsorted() -> None:
             d += float(rng.choice([-1.0, 1.0]) * rng.choice([gap * 0.01, gap * 0.3, gap * 3, 1.0]))
             counts.counts(d)
             assert counts._pos.tolist() == np.searchsorted(yu, xu - d, side="right").tolist()
+
+
+_values = st.one_of(
+    st.lists(st.integers(-3, 3).map(float), min_size=1, max_size=25),
+    st.lists(st.sampled_from([0.0, -0.0, 0.1, 0.2, 0.3, 1.7, 2.5]), min_size=1, max_size=25),
+    st.lists(st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=40),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=_values, y=_values, level=st.sampled_from([0.8, 0.95, 0.98]))
+def test_compiled_equals_reference_hypothesis(x: list[float], y: list[float], level: float) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mw, "_COMPILED_MIN_VALUES", 0)
+        patch.setattr(mw, "_COMPILED_AFTER_SECONDS", 0.0)
+        ref, fast = _both(np.array(x), np.array(y), level)
+    assert ref == fast
