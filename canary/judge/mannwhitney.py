@@ -17,6 +17,10 @@ values, so interp's arithmetic can never change a count. Tie terms follow from t
 counts: sum(t^3 - t) = (within x) + (within y) + sum over coinciding values of 3ab(a + b).
 Within-x ties of x - d equal those of x unless rounding merges two distinct x values; that
 is ruled out once up front, and when it cannot be ruled out the runs are re-merged per step.
+
+Large samples (2000 distinct values or more) go through compiled passes instead
+(shift_passes.py, numba) that return the same integers, once the process has spent
+_COMPILED_AFTER_SECONDS on them here; docs/judge.md says why and what it costs.
 """
 
 from __future__ import annotations

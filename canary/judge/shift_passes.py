@@ -5,20 +5,21 @@ visits, how many y values lie below and at the *floating* value x - d for every 
 In numpy that costs a few full-array operations per point (about four sorts' worth of work
 at 10,000 values); compiled, one loop does it:
 
-- `fresh_pass` finds each position through a table of cells: a monotone function of the
-  value (`_cell`) puts every y value and every x - d in one of about 4 * len(y) cells, so
-  every y in a lower cell is below x - d and every y in a higher cell above it. Only the y
-  values of x - d's own cell are compared, by a short walk or, in a crowded cell, a binary
-  search. The float x - d is computed exactly as numpy computes it (IEEE subtraction, no
-  fast-math), so every count equals `np.searchsorted(yu, xu - d, side="right")`.
-- `near_pass` starts from the previous point's positions and gallops: zeroin's last steps
-  move most positions by nothing or by one.
+- `_fresh_pass` finds each position through a table of cells: a monotone function of the
+  value (`_cell`) puts every y value and every x - d in one of 8 * len(y) cells, so every
+  y in a lower cell is below x - d and every y in a higher cell above it. One branch-free
+  step compares the usual single y value of x - d's own cell; a crowded cell is
+  binary-searched. x values whose x - d lies outside y's range are counted in bulk. The
+  float x - d is computed exactly as numpy computes it (IEEE subtraction, no fast-math), so
+  every count equals `np.searchsorted(yu, xu - d, side="right")`.
+- `_near_pass` starts from the previous point's positions: zeroin's last steps move most
+  positions by nothing or by one, all in the same direction.
 
 Both return the same three integers as the numpy path: sum(xc * ycum[c]), the weight of the
 coinciding (x - d, y) pairs, and their tie term 3 ab(a + b). This module imports numba at
-the top, so only `CompiledCounts` users import it (`mannwhitney._compiled`), and only for
-samples large enough to pay for it; numba's on-disk cache (`cache=True`) keeps a new
-process from compiling again.
+the top, so only `mannwhitney._compiled` imports it, for samples large enough and once the
+process has spent enough time on them to pay for it; numba's on-disk cache (`cache=True`)
+keeps a new process from compiling again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from numba import njit
 __all__ = ["CompiledCounts"]
 
 _CELLS_PER_VALUE = 8
-_WALK = 8  # cells with more y values than this are binary-searched
 
 
 @njit(cache=True, nogil=True)
