@@ -8,10 +8,10 @@ ratios do not depend on the machine's speed. It also checks that both paths retu
 intervals, and prints the one-time cost of loading the compiled passes (numba's import and
 its on-disk cache; the first run after a change of shift_passes.py compiles instead).
 
-Measured on the 2-core development VM on 2026-12-07 (load 12-18 from other jobs; this CPU
-sorts with AVX-512, 19 ms for the 400 arrays): compiled 12.4-12.7x the sort (1.2 ms per
-pair), numpy passes 40.3-42.0x in the same runs (before this change the judge measured
-52-56x); one-time load 0.38-0.40 CPU s. Target <= 15.
+Measured on the 2-core development VM on 2026-12-07 (load 12-23 from other jobs; this CPU
+sorts with AVX-512, 19 ms for the 400 arrays): compiled 12.4-13.9x the sort (1.2-1.3 ms per
+pair), numpy passes 39.6-42.5x in the same runs (before this change the judge measured
+52-56x); one-time load 0.38-0.42 CPU s (six runs). Target <= 15.
 
 What limits it: R's zeroin makes about 20 evaluations of the rank statistic per pair (three
 root searches on a fixed path that must not change: the interval is bit-identical to
