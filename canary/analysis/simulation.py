@@ -185,18 +185,20 @@ def histogram_model(counts: HistogramLike, factor: float, direction: str, alpha:
 
     def judge(c: np.ndarray, e: np.ndarray, safe: bool, first: int) -> tuple[np.ndarray, np.ndarray | None]:
         """compare_histograms' evidence at looks first + 1 .. of the bucket paths."""
-        # The whole path from look 1: each look's evidence rests on the looks before it.
+        # The whole path from look 1: each look's evidence rests on the looks before it
+        # (`first`: only the new looks' values are computed, the path before them read).
         # A few releases at a time: the evidence's work arrays then stay in the CPU's
         # caches, several times faster than all releases at once.
-        step = max(1, _CHUNK // max(1, c.shape[0] * finite.size))
+        step = max(1, _CHUNK // max(1, (c.shape[0] - first) * finite.size))
         regs, withins = [], []
         for i in range(0, c.shape[1], step):
             reg, within, _, _ = histogram_log_evidence(
                 c[:, i:i + step], e[:, i:i + step], finite, direction=direction, tolerance=tol,
-                safe=safe, tolerance_on=tolerance_on, alpha=alpha, planned_looks=planned_looks)  # fmt: skip
-            regs.append(reg[first:])
+                safe=safe, tolerance_on=tolerance_on, alpha=alpha, planned_looks=planned_looks,
+                first=first)  # fmt: skip
+            regs.append(reg)
             if within is not None:
-                withins.append(within[first:])
+                withins.append(within)
         return np.concatenate(regs, axis=1), np.concatenate(withins, axis=1) if withins else None
 
     quantiles = tuple((q, _quantile(bounds, cumulative, q)) for q in (0.5, 0.9, 0.99))
