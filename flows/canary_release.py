@@ -354,10 +354,10 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
         if decision.final:
             break
     artifacts.progress(bar, 100.0)
-    if records:  # one link per metric to its Prometheus graph over the analysis
-        last = looks.windows[records[-1].index - 1]
-        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
-                                                              spec.scopes, last))  # fmt: skip
+    if records:  # one link per metric to its Prometheus graph over the analysis (built
+        last = looks.windows[records[-1].index - 1]  # here: URLs, no I/O, no task run)
+        publish.publish_graph_links(app, analysis.graph_links.fn(run.source, run.config,
+                                                                 spec.scopes, last))  # fmt: skip
     return decision
 
 
