@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._bookkeeping import pss_mib
 from bench._common import percentile
 from canary.platforms.local import procs
 
@@ -91,6 +92,7 @@ class FlowProc:
     argv: tuple[str, ...]
     peak_rss: int = 0
     ticks: int = 0  # last sampled utime + stime (a lower bound: up to one interval missed)
+    peak_pss: float = 0.0  # MiB, /proc/PID/smaps_rollup (shared pages by their share)
     first_seen: float = 0.0
     last_seen: float = 0.0
 
@@ -145,6 +147,7 @@ class Sampler:
                 argv = procs._cmdline(pid) or ()  # noqa: SLF001 (the one /proc reader)
                 proc = self.flows[key] = FlowProc(run, pid, st.start, argv, first_seen=now)
             proc.peak_rss = max(proc.peak_rss, st.rss)
+            proc.peak_pss = max(proc.peak_pss, pss_mib(pid) or 0.0)
             proc.ticks, proc.last_seen = st.self_ticks, now
             flows_rss += st.rss
         pg = self.postgres()

@@ -38,6 +38,12 @@ server (tree), the worker (itself) and the flow runs (the worker's reaped childr
 /proc/<pid>/stat at each phase's ends; and the Prefect API's latency, timed by a probe
 thread that POSTs /api/flow_runs/filter (limit 1) every 0.5 s over a kept-alive connection.
 
+The alone release's own parts (bench/_bookkeeping.py): each of its flow runs' CPU and PSS
+peak, and the task runs, artifacts, log lines and events its canary-release run made,
+counted on the server. The output ends with one machine-readable line per figure,
+`name=value db=<db> n=<N>` (`cpu_per_release_s=`, `server_cpu_per_release_s=`,
+`flow_run_rss_peak_mib=`, `overhead_ratio_max=`, `max_over_median=`, ...: bench/README.md).
+
 Targets (printed PASS/FAIL): the slowest concurrent release's overhead <= 2x the alone
 release's; max / median push → decision <= 1.5. Scheduled deployments (the */10 cron
 re-analysis, which would fan out over every app) are paused in the private chain.
@@ -67,6 +73,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a plain script
 
+from bench._bookkeeping import alone_release, tail_lines  # noqa: E402
 from bench._common import DEMO_PORTS, RELEASE_DEPLOYMENTS, missing_binary, say, stop_load  # noqa: E402
 from bench._concurrent_apps import (  # noqa: E402
     App,
@@ -79,7 +86,7 @@ from bench._concurrent_apps import (  # noqa: E402
     start_load,
 )
 from bench._concurrent_report import PROMOTED, Release, phase_numbers, render  # noqa: E402
-from bench._machine import MIB, Probe, Sampler  # noqa: E402
+from bench._machine import CLK_TCK, MIB, Probe, Sampler  # noqa: E402
 from canary.platforms.local import procs  # noqa: E402
 from demo.chain import Chain, ChainConfig  # noqa: E402
 from store.reader import PrefectAdmin, PrefectReader  # noqa: E402
@@ -314,6 +321,10 @@ class ChainRun:
                 rel, kind = run_ids[proc.run_id]
                 rel.flow_rss_mib[kind] = max(rel.flow_rss_mib.get(kind, 0), proc.peak_rss / MIB)
         result["alone"] = phase_numbers(alone, self.analysis)
+        result["alone_release"] = alone_release(  # its own CPU, PSS and bookkeeping
+            sampler.flows.values(), {kind: run.id for kind, run in (("build", alone[0].build),
+                                     ("canary-release", alone[0].run)) if run},
+            self.chain.config.api_url, CLK_TCK)  # fmt: skip
         result["together"] = phase_numbers(together, self.analysis)
         for name, ph in self.phases.items():
             wall = ph["cpu1"]["t"] - ph["cpu0"]["t"]
@@ -446,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.json:
         print(json.dumps(everything, indent=2, default=str))
+    print("\n".join(tail_lines(everything)), flush=True)  # one `name=value db= n=` per figure
     if wrong:
         print("FAILED: a release was not promoted (or a run did not finish): see above",
               flush=True)  # fmt: skip

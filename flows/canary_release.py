@@ -336,8 +336,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     for window in looks.windows:
         weights = spec.traffic.weights(window.index)
         p.set_traffic(run.plat, app, spec, weights)
-        seen = _observe(run, looks, window, tick=lambda: artifacts.progress(
-            bar, looks.progress(datetime.now(UTC), start)))  # fmt: skip
+        seen = _observe(run, looks, window)
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
             decision = seen
             break
@@ -348,28 +347,28 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
                                               traffic=traffic)  # fmt: skip
         records.append(record)
         decision = publish_look(app, record, looks.looks)
+        artifacts.progress(bar, looks.progress(datetime.now(UTC), start))  # once per look
         if not decision.final and window.index in spec.manual_gates:
             decision = _ask(run, "after-look", f"Look {window.index} passed. Continue?",
                             prior=decision)  # fmt: skip
         if decision.final:
             break
     artifacts.progress(bar, 100.0)
-    if records:  # one link per metric to its Prometheus graph over the analysis
-        last = looks.windows[records[-1].index - 1]
-        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
-                                                              spec.scopes, last))  # fmt: skip
+    if records:  # one link per metric to its Prometheus graph over the analysis (built
+        last = looks.windows[records[-1].index - 1]  # here: URLs, no I/O, no task run)
+        publish.publish_graph_links(app, analysis.graph_links.fn(run.source, run.config,
+                                                                 spec.scopes, last))  # fmt: skip
     return decision
 
 
-def _observe(run: _Run, looks: LookPlan, window: JudgementWindow,
-             tick: Callable[[], None]) -> Observation | Decision:  # fmt: skip
+def _observe(run: _Run, looks: LookPlan, window: JudgementWindow) -> Observation | Decision:
     """Wait for the window's data (taking a command), then observe it; the decision that
     ends the analysis instead: an operator's command, or metrics that cannot be read."""
     weights = run.spec.traffic.weights(window.index)
     try:
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
             wait_for_both_tracks(run.plat, run.app, run.spec, run.source, run.config)
-        command = wait_for_look(run.app, run.run_id, window, tick)
+        command = wait_for_look(run.app, run.run_id, window, tick=lambda: None)
         if command is not None:
             return Decision.commanded(command, look=window.index, looks=looks.looks)
         return analysis.observe(run.source, run.config, run.spec.scopes, window)

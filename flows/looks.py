@@ -86,7 +86,10 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
                  since: datetime) -> LookTraffic:  # fmt: skip
     """What the platform carried at a look: the split read back from the router, and the
     restarts since `since`. Reading them never fails the release: what could not be read
-    is kept in words (LookTraffic.error) and the look goes on as it would have.
+    is kept in words (LookTraffic.error) and the look goes on as it would have. Read in the
+    flow's own run (the tasks' bodies, `.fn`): two reads a look are not worth two task runs,
+    each three events the server records and matches against every automation; what they
+    read is in the look's record, its table and the report.
 
     Args:
         plat: The platform.
@@ -102,11 +105,11 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
     carried: Weights | None = None
     restarts: list[Restart] = []
     try:
-        carried = read_traffic(plat, app, spec)
+        carried = read_traffic.fn(plat, app, spec)
     except Exception as exc:
         errors.append(f"the router: {in_words(exc)}")
     try:
-        restarts = read_restarts(plat, app, spec, since)
+        restarts = read_restarts.fn(plat, app, spec, since)
     except Exception as exc:
         errors.append(f"the restarts: {in_words(exc)}")
     return LookTraffic(planned, carried, tuple(restarts), "; ".join(errors))

@@ -26,9 +26,10 @@ _BLOCK = 10  # looks simulated at once at first; the plan stops once it has its 
 _CHUNK = 40_000  # looks x releases x bounds judged per call (work arrays that fit in cache)
 
 Draw = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-#: judge(control path, experiment path, safe, first): the evidence at looks first + 1 ..
-#: of the paths given (axis 0: every look from look 1, counts cumulative since the start)
-Judge = Callable[[np.ndarray, np.ndarray, bool, int], tuple[np.ndarray, np.ndarray | None]]
+#: judge(control paths, experiment paths, live, safe, first): the evidence at looks first + 1
+#: .. of the releases `live` (column indices) of the paths given (axis 0: every look from
+#: look 1, counts cumulative since the start; axis 1: every simulated release)
+Judge = Callable[[np.ndarray, np.ndarray, np.ndarray, bool, int], tuple[np.ndarray, np.ndarray | None]]
 
 
 class Shown(TypedDict, total=False):
@@ -63,23 +64,24 @@ def run_looks(draw: Draw, judge: Judge, lam: np.ndarray, *, looks: int, stop: fl
     releases' whole paths from look 1; blocks double in length, so re-judging the earlier
     looks costs at most about as much again."""
     detected, safe = np.zeros(sims, bool), np.zeros(sims, bool)
-    paths: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    paths: list[np.ndarray] = []  # each side's whole paths, written block by block
     curve, safe_curve = [], []
     look = 0
     while look < looks:
         end = min(looks, max(look + _BLOCK, 2 * look, min_looks))
         block = lam[look:end]
         n_c, n_e = _arrivals(block, sims, how, rng), _arrivals(block, sims, how, rng)
-        c, e = draw(n_c, n_e)
-        if paths[0]:
-            c, e = c + paths[0][-1][-1], e + paths[1][-1][-1]
-        paths[0].append(c)
-        paths[1].append(e)
-        # a release ends at its first decision: judge only those still undecided
+        for side, new in enumerate(draw(n_c, n_e)):
+            if not paths:  # untouched rows take no memory: a plan that stops early is small
+                paths = [np.empty((looks, *new.shape[1:])) for _ in range(2)]
+            if look:
+                new += paths[side][look - 1]
+            paths[side][look:end] = new
+        # a release ends at its first decision: judge only those still undecided (the
+        # judge reads their columns of the paths so far, a few releases at a time)
         live = np.nonzero(~(detected | safe))[0]
         if live.size:
-            whole_c, whole_e = np.concatenate(paths[0])[:, live], np.concatenate(paths[1])[:, live]
-            reg, within = judge(whole_c, whole_e, stop is None, look)
+            reg, within = judge(paths[0][:end], paths[1][:end], live, stop is None, look)
         for r in range(block.size):
             if live.size:
                 open_ = ~(detected[live] | safe[live])
@@ -154,10 +156,11 @@ def ratio_model(p_base: float, factor: float, direction: str, tol: float, safe_r
         warnings.append(f"the canary's rate {_rate(p_base)} x {factor:g} exceeds 100%; simulated at 100%")
         p_canary = 1.0
 
-    def judge(c: np.ndarray, e: np.ndarray, _safe: bool, first: int) -> tuple[np.ndarray, np.ndarray]:
-        """compare_counts' evidence at looks first + 1 .. of the (events, total) paths."""
+    def judge(c: np.ndarray, e: np.ndarray, live: np.ndarray, _safe: bool,
+              first: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """compare_counts' evidence at looks first + 1 .. of the live (events, total) paths."""
         # a rate's evidence rests on the cumulative counts of the look alone: no path needed
-        c, e = c[first:], e[first:]
+        c, e = c[first:, live], e[first:, live]
         reg, within, _, _ = ratio_log_evidence(c[..., 0], c[..., 1], e[..., 0], e[..., 1],
                                                direction=direction, tolerance=tol,
                                                safe_rate=safe_rate)  # fmt: skip
@@ -183,20 +186,24 @@ def histogram_model(counts: HistogramLike, factor: float, direction: str, alpha:
                         "show a latency change; add bucket bounds around it")  # fmt: skip
     finite = bounds[:-1]
 
-    def judge(c: np.ndarray, e: np.ndarray, safe: bool, first: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """compare_histograms' evidence at looks first + 1 .. of the bucket paths."""
-        # The whole path from look 1: each look's evidence rests on the looks before it.
+    def judge(c: np.ndarray, e: np.ndarray, live: np.ndarray, safe: bool,
+              first: int) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+        """compare_histograms' evidence at looks first + 1 .. of the live bucket paths."""
+        # The whole path from look 1: each look's evidence rests on the looks before it
+        # (`first`: only the new looks' values are computed, the path before them read).
         # A few releases at a time: the evidence's work arrays then stay in the CPU's
         # caches, several times faster than all releases at once.
-        step = max(1, _CHUNK // max(1, c.shape[0] * finite.size))
+        step = max(1, _CHUNK // max(1, (c.shape[0] - first) * finite.size))
         regs, withins = [], []
-        for i in range(0, c.shape[1], step):
+        for i in range(0, live.size, step):
+            cols = live[i:i + step]
             reg, within, _, _ = histogram_log_evidence(
-                c[:, i:i + step], e[:, i:i + step], finite, direction=direction, tolerance=tol,
-                safe=safe, tolerance_on=tolerance_on, alpha=alpha, planned_looks=planned_looks)  # fmt: skip
-            regs.append(reg[first:])
+                c[:, cols], e[:, cols], finite, direction=direction, tolerance=tol,
+                safe=safe, tolerance_on=tolerance_on, alpha=alpha, planned_looks=planned_looks,
+                first=first)  # fmt: skip
+            regs.append(reg)
             if within is not None:
-                withins.append(within[first:])
+                withins.append(within)
         return np.concatenate(regs, axis=1), np.concatenate(withins, axis=1) if withins else None
 
     quantiles = tuple((q, _quantile(bounds, cumulative, q)) for q in (0.5, 0.9, 0.99))

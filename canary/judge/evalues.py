@@ -129,9 +129,12 @@ def _log_mix_scalar(k: np.ndarray, n: np.ndarray, p0: float, prior: Prior, sign:
     canary = -np.logaddexp(0.0, -shifted) - math.log(p)  # log q/p0 per canary label
     baseline = -np.logaddexp(0.0, shifted) - math.log1p(-p)  # log (1-q)/(1-p0) per baseline label
     flat_k, flat_n = np.ravel(k), np.ravel(n)
-    ratio = canary[:, None] * flat_k + baseline[:, None] * (flat_n - flat_k)
+    # in place: one work array of alternatives x counts (the same arithmetic, in the same order)
+    ratio = np.multiply.outer(canary, flat_k)
+    ratio += np.multiply.outer(baseline, flat_n - flat_k)
     top = ratio.max(axis=0)
-    np.exp(ratio - top, out=ratio)
+    ratio -= top
+    np.exp(ratio, out=ratio)
     log_e = top + np.log(ratio.sum(axis=0)) - math.log(prior.size)
     return cast(np.ndarray, log_e.reshape(np.shape(k)))
 

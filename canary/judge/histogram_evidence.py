@@ -238,17 +238,18 @@ def _rank_path(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: fl
 
 
 def _slower_path(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float, share: float,
-                 tolerance_on: str, last: bool = False) -> np.ndarray:
+                 tolerance_on: str, last: bool = False, first: int = 0) -> np.ndarray:
     """Evidence that `slow` is slower than factor x `ref` somewhere, per look: the average
     of the betting e-process (_rank_path: every bound at once, strong on shifts of the
     whole distribution) and the fixed mixture over single bounds (strong where a few
-    bounds move: a slow tail)."""
+    bounds move: a slow tail). `first`: the looks from index `first` on only (the betting
+    e-process still reads the path before them; the fixed mixture, look by look, does not)."""
     if last:  # the fixed mixture needs no path
         bounds_e = _slower(slow[-1:], ref[-1:], bounds, factor, share, tolerance_on)
         rank = _rank_path(slow, ref, bounds, factor, share, tolerance_on)[-1:]
     else:
-        bounds_e = _slower(slow, ref, bounds, factor, share, tolerance_on)
-        rank = _rank_path(slow, ref, bounds, factor, share, tolerance_on)
+        bounds_e = _slower(slow[first:], ref[first:], bounds, factor, share, tolerance_on)
+        rank = _rank_path(slow, ref, bounds, factor, share, tolerance_on)[first:]
     result: np.ndarray = np.logaddexp(rank, bounds_e) - math.log(2)
     return result
 
@@ -280,7 +281,7 @@ def _within(slow: np.ndarray, ref: np.ndarray, bounds: np.ndarray, factor: float
 def histogram_log_evidence(
     control: np.ndarray, experiment: np.ndarray, bounds: np.ndarray, *, direction: str,
     tolerance: float, split: float = 0.5, safe: bool = True, tolerance_on: str = "quantile",
-    alpha: float = 0.01, planned_looks: int | None = None, last: bool = False,
+    alpha: float = 0.01, planned_looks: int | None = None, last: bool = False, first: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """compare_histograms' log e-values at every look of a release, for arrays of
     cumulative buckets (last column the total): axis 0 is the looks in order (the counts
@@ -292,14 +293,18 @@ def histogram_log_evidence(
     is False: it costs as much again), and the two directions' evidence (slower: None for
     direction "decrease"; faster: None for "increase" or a tolerance >= 1). -inf where a
     side has no requests. `last`: only the last look's values (a looks axis of length 1),
-    much cheaper. Unchecked.
+    much cheaper. `first`: only the values of the looks from index `first` on, the same
+    numbers as the whole path's sliced (what each look's evidence rests on before them is
+    still read), cheaper: planning re-judges growing paths. Unchecked.
     """
     c, e = np.asarray(control, dtype=float), np.asarray(experiment, dtype=float)
     up, down = 1.0 + tolerance, (1.0 / (1.0 - tolerance) if tolerance < 1 else math.inf)
-    ends = (c[-1:], e[-1:]) if last else (c, e)
+    first = c.shape[0] - 1 if last else first
+    ends = (c[first:], e[first:])
     nodata = (ends[0][..., -1] == 0) | (ends[1][..., -1] == 0)
-    slower = _slower_path(e, c, bounds, up, split, tolerance_on, last) if direction != "decrease" else None
-    faster = (_slower_path(c, e, bounds, down, 1.0 - split, tolerance_on, last)
+    slower = (_slower_path(e, c, bounds, up, split, tolerance_on, last, first)
+              if direction != "decrease" else None)  # fmt: skip
+    faster = (_slower_path(c, e, bounds, down, 1.0 - split, tolerance_on, last, first)
               if tolerance < 1 and direction != "increase" else None)  # fmt: skip
     tests = {"increase": [(e, c, up, split)], "decrease": [(c, e, down, 1.0 - split)]}.get(
         direction, [(e, c, up, split), (c, e, down, 1.0 - split)]
@@ -319,7 +324,7 @@ def histogram_log_evidence(
             _within(slow, ref, bounds, f, w, tolerance_on, alpha, tolerance, planned_looks, last)
             for slow, ref, f, w in tests
         ])  # fmt: skip
-        within = np.where(nodata, -np.inf, within)
+        within = np.where(nodata, -np.inf, within if last else within[first:])
     return np.where(nodata, -np.inf, reg), within, slower, faster
 
 
