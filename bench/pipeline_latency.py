@@ -230,7 +230,7 @@ def split_release(data: Raw, spec: ReleaseSpec) -> dict[str, Any]:
     ev, rel = data["event"], data["release"]
     deploys, readies = _starts(tasks, "deploy-"), _starts(tasks, "wait-ready-")
     judges, promote = _starts(tasks, "judge-interval-"), _starts(tasks, "promote-")
-    cleanup = _starts(tasks, "roll-back-", "remove-", "restore-routes-")
+    cleanup = _starts(tasks, "roll-back-", "remove-", "restore-routes-", "cleanup-")
     if not (deploys and readies and _starts(tasks, "observe-") and judges and cleanup):
         raise RuntimeError(f"unexpected task runs: {[t.name for t in _starts(tasks, '')]}")
     analysis_start = max(_end(t) for t in readies)  # the flow takes `start` right after this
