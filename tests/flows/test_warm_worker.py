@@ -51,6 +51,18 @@ def warm(mode: str) -> None:
 '''
 
 
+def api(method: str, url: str, **kwargs: Any) -> Any:
+    """One API call; a 503 (SQLite busy while other suites load the machine) is retried for
+    up to 30 s, anything else raised."""
+    def answered() -> httpx.Response | None:
+        answer = httpx.request(method, url, timeout=10, **kwargs)
+        return None if answer.status_code == 503 else answer
+
+    answer: httpx.Response = poll(f"{method} {url} past 503s", answered, 30, every=0.5)
+    answer.raise_for_status()
+    return answer.json() if answer.content else None
+
+
 def _cmdline(pid: int) -> list[str]:
     raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     return [p.decode() for p in raw.split(b"\0") if p]
@@ -68,14 +80,12 @@ class Harness:
 
     def run(self, mode: str) -> str:
         """Create a run of the deployment; the worker picks it up. Its id."""
-        answer = httpx.post(f"{self.api}/deployments/{self.deployment}/create_flow_run",
-                            json={"parameters": {"mode": mode}}, timeout=10)  # fmt: skip
-        answer.raise_for_status()
-        return str(answer.json()["id"])
+        return str(api("POST", f"{self.api}/deployments/{self.deployment}/create_flow_run",
+                       json={"parameters": {"mode": mode}})["id"])  # fmt: skip
 
     def read(self, run_id: str) -> dict[str, Any]:
         """The flow run as the API has it."""
-        return dict(httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10).json())
+        return dict(api("GET", f"{self.api}/flow_runs/{run_id}"))
 
     def final(self, run_id: str, timeout: float = 90) -> dict[str, Any]:
         """The run once its state is final."""
@@ -94,23 +104,23 @@ class Harness:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from prefect import flow
 
-    api = PREFECT_API_URL.value()
+    api_url = PREFECT_API_URL.value()
     home = tmp_path_factory.mktemp("warm")
     out = home / "out"
     out.mkdir()
     (home / "warm_flow.py").write_text(textwrap.dedent(FLOW.format(out=str(out))))
-    httpx.post(f"{api}/work_pools/", json={"name": POOL, "type": "process"}, timeout=10)
+    httpx.post(f"{api_url}/work_pools/", json={"name": POOL, "type": "process"}, timeout=10)
     source = flow.from_source(source=str(home), entrypoint="warm_flow.py:warm")
     deployment = source.deploy(name="warm", work_pool_name=POOL, print_next_steps=False,
                                job_variables={"command": f"{sys.executable} -m prefect.engine",
                                               "stream_output": False})  # fmt: skip
-    env = {**os.environ, "PREFECT_API_URL": api, "PYTHONPATH": str(REPO),
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO),
            "PREFECT_WORKER_QUERY_SECONDS": "0.5", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log = (home / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "flows.warm_worker", "--pool", POOL],
                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        yield Harness(api, out, worker, str(deployment))
+        yield Harness(api_url, out, worker, str(deployment))
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -136,8 +146,8 @@ def test_a_run_is_forked_from_the_preimported_zygote(harness: Harness) -> None:
     assert _ppid(zygote) == harness.worker.pid
 
     def said_hello() -> bool:
-        logs = httpx.post(f"{harness.api}/logs/filter", timeout=10,
-                          json={"logs": {"flow_run_id": {"any_": [run_id]}}}).json()  # fmt: skip
+        logs = api("POST", f"{harness.api}/logs/filter",
+                   json={"logs": {"flow_run_id": {"any_": [run_id]}}})  # fmt: skip
         return any("warm flow says hello" in line["message"] for line in logs)
 
     poll("the run's log line in the API", said_hello, 20, every=0.5)
@@ -149,8 +159,8 @@ def test_a_cancelled_run_is_killed_and_its_hook_runs(harness: Harness) -> None:
     # the forked process shows itself as the engine, with its run's id (tests find it so)
     assert _cmdline(pid)[1:3] == ["-m", "prefect.engine"]
     assert f"PREFECT__FLOW_RUN_ID={run_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
-    httpx.post(f"{harness.api}/flow_runs/{run_id}/set_state", timeout=10, json={
-        "state": {"type": "CANCELLING", "message": "cancelled by the test"}}).raise_for_status()
+    api("POST", f"{harness.api}/flow_runs/{run_id}/set_state", json={
+        "state": {"type": "CANCELLING", "message": "cancelled by the test"}})
     run = harness.final(run_id)
     assert run["state_type"] == "CANCELLED", run["state_name"]
     hook = harness.out / f"{run_id}.on_cancellation"
@@ -168,3 +178,23 @@ def test_a_run_killed_9_is_crashed_and_its_hook_runs(harness: Harness) -> None:
     hook = harness.out / f"{run_id}.on_crashed"
     poll("the on_crashed hook", hook.exists, 30)
     assert hook.read_text().startswith("CRASHED")
+
+
+def test_the_zygote_dies_runs_go_on_and_a_new_one_starts(harness: Harness) -> None:
+    """The zygote killed mid-run: the run's process lives on (its exit status is lost, so
+    its own final state decides: here Cancelled), and the next run forks from a new zygote."""
+    run_id = harness.run("wait")
+    facts = harness.started(run_id)
+    pid, zygote = int(facts["pid"]), int(facts["ppid"])
+    os.kill(zygote, signal.SIGKILL)
+    poll("the zygote gone", lambda: not Path(f"/proc/{zygote}").exists()
+         or Path(f"/proc/{zygote}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10)
+    assert Path(f"/proc/{pid}").exists(), "the run died with its zygote"
+    assert harness.read(run_id)["state_type"] == "RUNNING"
+    api("POST", f"{harness.api}/flow_runs/{run_id}/set_state", json={
+        "state": {"type": "CANCELLING", "message": "cancelled by the test"}})
+    assert harness.final(run_id)["state_type"] == "CANCELLED"
+    after = harness.run("quick")
+    new = harness.started(after)
+    assert harness.final(after)["state_type"] == "COMPLETED"
+    assert int(new["ppid"]) != zygote and _ppid(int(new["ppid"])) == harness.worker.pid
