@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import multiprocessing.context
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.environ.get(FORK_SWITCH, "1") != "0":
         start_zygote()
+    # Started in the background of a non-interactive shell, a process inherits an ignored
+    # SIGINT, and Prefect's handlers (SIGTERM -> SIGINT to itself) then never stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_signal_handlers_worker(os.getpid(), "the warm process worker", print)
     try:
         asyncio.run(serve(args.pool, args.name))
