@@ -164,9 +164,15 @@ class Sampler:
         PostgreSQL's tree (its postmaster reaps the backends)."""
         stats = read_stats()
         worker = stats.get(self.worker)
+        # the warm worker's zygote (a live child with no flow run) reaps the runs it forked:
+        # their CPU is in its cutime (its own, the preload and the forks, in its utime)
+        zygotes = [st for pid, st in stats.items() if st.ppid == self.worker
+                   and self._env.get((pid, st.start), flow_run_id(pid)) is None]  # fmt: skip
+        reaped = (worker.child_ticks if worker else 0) + sum(
+            z.self_ticks + z.child_ticks for z in zygotes)
         return {"t": time.time(), "server": tree_ticks(stats, self.server) / CLK_TCK,
                 "worker": (worker.self_ticks if worker else 0) / CLK_TCK,
-                "flow_runs": (worker.child_ticks if worker else 0) / CLK_TCK,
+                "flow_runs": reaped / CLK_TCK,
                 "postgres": tree_ticks(stats, self.postgres()) / CLK_TCK}  # fmt: skip
 
     def peaks(self, t0: float, t1: float) -> dict[str, float]:
@@ -183,8 +189,8 @@ class Sampler:
         return (inside[-1]["busy"] - inside[0]["busy"]) / (inside[-1]["total"] - inside[0]["total"])
 
     def wait_reaped(self, ids: Collection[str], timeout: float = 30.0) -> None:
-        """Until the flow-run processes of the runs `ids` are reaped by the worker (only then
-        is their CPU time in its cutime), or `timeout`."""
+        """Until the flow-run processes of the runs `ids` are reaped by the worker or its
+        zygote (only then is their CPU time in its cutime), or `timeout`."""
         pids = [p.pid for p in self.flows.values() if p.run_id in ids]
         deadline = time.monotonic() + timeout
         while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:

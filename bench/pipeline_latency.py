@@ -230,7 +230,7 @@ def split_release(data: Raw, spec: ReleaseSpec) -> dict[str, Any]:
     ev, rel = data["event"], data["release"]
     deploys, readies = _starts(tasks, "deploy-"), _starts(tasks, "wait-ready-")
     judges, promote = _starts(tasks, "judge-interval-"), _starts(tasks, "promote-")
-    cleanup = _starts(tasks, "roll-back-", "remove-", "restore-routes-")
+    cleanup = _starts(tasks, "roll-back-", "remove-", "restore-routes-", "cleanup-")
     if not (deploys and readies and _starts(tasks, "observe-") and judges and cleanup):
         raise RuntimeError(f"unexpected task runs: {[t.name for t in _starts(tasks, '')]}")
     analysis_start = max(_end(t) for t in readies)  # the flow takes `start` right after this
@@ -283,7 +283,8 @@ def print_report(result: dict[str, Any]) -> None:
     p = result["pushes"]
     print(
         f"\nPipeline latency ({result['pushes_n']} pushes; worker env: {result['worker_env']}; "
-        f"engine command: {result.get('engine_command') or 'default (supervisor + engine)'}; "
+        f"engine command: {result.get('engine_command') or 'the one of prefect.yaml'}; worker: "
+        f"{'fresh interpreters' if result['worker_env'].get('CANARY_WORKER_FORK') == '0' else 'warm (forks)'}; "
         f"1-min load {result['loadavg_1min_at_start']:.1f} → "
         f"{result.get('loadavg_1min_at_end', float('nan')):.1f} on {os.cpu_count()} cores)"
     )

@@ -248,9 +248,12 @@ class Chain:
         self.say(f"Prefect server: {c.ui_url}")
 
     def start_worker(self) -> None:
-        """The process worker of the pool (again, after it died), online."""
-        log = self._start("worker", [PREFECT, "worker", "start", "--pool", "canary-local",
-                                     "--name", "canary-local-worker"], self.client_env())  # fmt: skip
+        """The process worker of the pool (again, after it died), online: Prefect's process
+        worker whose flow runs fork from a pre-imported zygote (flows/warm_worker.py;
+        CANARY_WORKER_FORK=0 in the environment starts each run in a fresh interpreter)."""
+        log = self._start("worker", [sys.executable, "-m", "flows.warm_worker", "--pool",
+                                     "canary-local", "--name", "canary-local-worker"],
+                          self.client_env())  # fmt: skip
         poll(self._worker_online, timeout=60, what="worker online", log=log)
 
     def record(self, name: str) -> procs.ProcessRecord | None:
