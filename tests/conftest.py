@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import fault_table
 from tests.support.kube import (
     Cluster,
     Namespace,
@@ -22,9 +23,17 @@ from tests.support.shared import in_ci, missing
 
 #: fixtures that need the real Kubernetes control plane
 KUBERNETES_FIXTURES = {"control_plane", "namespace"}
-#: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus):
-#: two of them at once overload a 2-core machine, so `make test` runs them one at a time
+#: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus),
+#: or a server and a browser (ui). They share no state (free ports, a home of their own), so
+#: `make test` runs them side by side, one xdist worker per group (`--dist loadgroup`).
 LIVE_SUITES = {"e2e", "faults", "ui"}
+
+
+def live_group(item: pytest.Item) -> str:
+    """The xdist group of a live test: the test file (a module-scoped chain), except that
+    tests/e2e shares one package-scoped chain across its files."""
+    rel = Path(str(item.path)).relative_to(Path(__file__).parent)
+    return "e2e" if rel.parts[0] == "e2e" else rel.with_suffix("").as_posix()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,6 +42,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.path))
         if path.is_relative_to(tests_dir) and path.relative_to(tests_dir).parts[0] in LIVE_SUITES:
             item.add_marker(pytest.mark.live)
+        if item.get_closest_marker("live") is not None and path.is_relative_to(tests_dir):
+            item.add_marker(pytest.mark.xdist_group(live_group(item)))
         if KUBERNETES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kubernetes)
             why = not_built()
@@ -50,6 +61,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.usefixtures("_fail_without_shared"))
             else:
                 item.add_marker(pytest.mark.skip(reason=why))
+
+
+#: rows of the fault table (tests/faults) reported so far, in this (controller) process
+FAULT_ROWS: list[fault_table.Row] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        FAULT_ROWS.extend(fault_table.gather(report.user_properties))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault table (for the closing note): time until production was clean, etc."""
+    fault_table.summary(terminalreporter, FAULT_ROWS)
 
 
 @pytest.fixture
