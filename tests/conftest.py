@@ -36,6 +36,7 @@ def live_group(item: pytest.Item) -> str:
     return "e2e" if rel.parts[0] == "e2e" else rel.with_suffix("").as_posix()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group from its marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:
