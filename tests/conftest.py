@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,26 +26,37 @@ from tests.support.shared import in_ci, missing
 KUBERNETES_FIXTURES = {"control_plane", "namespace"}
 #: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus),
 #: or a server and a browser (ui). They share no state (free ports, a home of their own), so
-#: `make test` runs them side by side, one xdist worker per group (`--dist loadgroup`).
+#: `make test` runs them side by side, each file on an xdist worker of its own (`scope`).
 LIVE_SUITES = {"e2e", "faults", "ui"}
 
 
-def live_group(item: pytest.Item) -> str:
-    """The xdist group of a live test: the test file (a module-scoped chain), except that
-    tests/e2e shares one package-scoped chain across its files."""
-    rel = Path(str(item.path)).relative_to(Path(__file__).parent)
-    return "e2e" if rel.parts[0] == "e2e" else rel.with_suffix("").as_posix()
+def scope(nodeid: str) -> str:
+    """What one xdist worker runs in a row (`--dist loadfile`): a test's file, except that
+    tests/e2e's files share one package-scoped chain, so they go together."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/e2e" if path.startswith("tests/e2e/") else path
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group from its marks
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, grouped by `scope` (xdist's own loadgroup cannot be used: it renames
+    a test's node id, which pytest 9 no longer reads)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope(nodeid)
+
+    return FileScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:
         path = Path(str(item.path))
         if path.is_relative_to(tests_dir) and path.relative_to(tests_dir).parts[0] in LIVE_SUITES:
             item.add_marker(pytest.mark.live)
-        if item.get_closest_marker("live") is not None and path.is_relative_to(tests_dir):
-            item.add_marker(pytest.mark.xdist_group(live_group(item)))
         if KUBERNETES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kubernetes)
             why = not_built()
