@@ -56,7 +56,7 @@ def test_cancelled_queued_build_never_runs(stack: Stack) -> None:
             r for r in live.runs_for("build", pending) if r["state_type"] == "PENDING"], 60,
             every=0.05)[0]  # fmt: skip
         _cancel(stack, run_b)
-        a = _final(stack, run_a, 60)
+        a = _final(stack, run_a, 120)
         b = poll("the Pending run stopped", lambda: (r := live.read_run(run_b["id"]))[
             "state_type"] in (*FINAL, "CANCELLING") and r, 60)  # fmt: skip
         # The worker has run a flow since: it had its chance at both.
@@ -90,11 +90,11 @@ def test_cancelled_queued_release_never_deploys_nor_harms_the_running_one(stack:
         canary_pid = stack.alive("canary")[0]["pid"]
         second = _push(stack, "1.3.0")
         queued = _release(stack, second)
-        poll("1.3.0 waiting for the lock", lambda: _logged(stack, queued, "waiting for the lock"), 60,
+        poll("1.3.0 waiting for the lock", lambda: _logged(stack, queued, "waiting for the lock"), 150,
              every=0.5)  # fmt: skip
         fault = time.time()
         _cancel(stack, queued)
-        queued = _final(stack, queued, 60)
+        queued = _final(stack, queued, 120)
         assert queued["state_type"] == "CANCELLED", queued["state_name"]
         assert [w["pid"] for w in stack.alive("canary")] in ([canary_pid], []), \
             "the cancelled release touched the running release's canary"
@@ -125,7 +125,7 @@ def test_canary_process_killed(stack: Stack) -> None:
         fault = time.time()
         stack.kill(ProcessRecord(canary.pid, canary.start_ticks, canary.argv))
         row.clean_s = stack.wait_clean(fault, timeout=90)
-        run = _final(stack, run, 60)
+        run = _final(stack, run, 120)
         _ended(run, "rolled-back")
         row.explained_s = _explained(stack, run, sha, fault, "rolled-back", "guard failed",
                                      "canary process")  # fmt: skip
@@ -145,7 +145,7 @@ def test_flow_run_process_killed(stack: Stack) -> None:
         for rec in victims:
             stack.kill(rec)
         row.clean_s = stack.wait_clean(fault, timeout=60)  # "cleanup within a minute"
-        run = _final(stack, run, 60)
+        run = _final(stack, run, 120)
         assert run["state_type"] == "CRASHED", run["state_name"]
         row.explained_s = _explained(stack, run, sha, fault, "rolled-back",
                                      "crashed or was killed")  # fmt: skip
