@@ -69,7 +69,8 @@ lint: setup
 	$(PY) scripts/generate_crds.py --check
 
 # The whole suite: lint, import rules, types (mypy), docstrings (interrogate), then every test (real Prometheus,
-# HAProxy, Prefect), in two pytest passes at once (each prints its 15 slowest tests):
+# HAProxy, Prefect), in two pytest passes at once (each prints its 15 slowest tests; the live
+# pass a line per test, since its few tests would not fill a line of progress dots for minutes):
 # - not live: everything but the live suites, on two workers, one test file per worker;
 # - live: the suites that each start a whole chain or a browser (tests/e2e, tests/faults,
 #   tests/ui, tests/demo/test_demo_run.py), four at once, one file per worker (tests/e2e as
@@ -84,7 +85,7 @@ test: lint
 	@set -o pipefail; \
 	( nice -n $(NOT_LIVE_NICE) $(PY) -m pytest $(PYTEST_XDIST) -m "not live" --durations=15 $(PYTEST_ARGS) 2>&1 \
 	  | sed -u 's/^/[not live] /' ) & notlive=$$!; \
-	( $(PY) -m pytest $(LIVE_XDIST) -m live --durations=15 $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[live] /' ) & live=$$!; \
+	( $(PY) -m pytest $(LIVE_XDIST) -m live -v --durations=15 $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[live] /' ) & live=$$!; \
 	wait $$notlive; rc1=$$?; wait $$live; rc2=$$?; worst=0; \
 	for pass in "not live:$$rc1" "live:$$rc2"; do \
 	  name=$${pass%:*}; rc=$${pass##*:}; \
