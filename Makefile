@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus haproxy git chromium postgresql
 PYTEST_ARGS ?=
 # Two workers (the machine has 2 cores); each test file runs on one worker, so a module- or
-# session-scoped service (a chain, a Prefect server) is shared by the file that needs it.
+# session-scoped service (a chain, a Prefect server) is shared by the file that needs it
+# (tests/conftest.py's scheduler keeps tests/e2e's files together: one package-scoped chain).
 PYTEST_XDIST ?= -n 2 --dist loadfile
 
 .PHONY: setup base system-packages controlplane kube kube-stop kube-status test lint unit demo demo-stop bench bench-judge bench-pipeline bench-concurrent bench-early clean
@@ -68,17 +69,32 @@ lint: setup
 	$(PY) scripts/generate_crds.py --check
 
 # The whole suite: lint, import rules, types (mypy), docstrings (interrogate), then every test (real Prometheus,
-# HAProxy, Prefect).
-# Two passes: everything but the live-chain suites on two workers, then the live suites
-# (each starts a whole chain) one at a time, since two chains at once overload two cores.
-# Both passes always run; pytest exits 5 when it collected nothing: that is a failure.
+# HAProxy, Prefect), in two pytest passes at once (each prints its 15 slowest tests; the live
+# pass a line per test, since its few tests would not fill a line of progress dots for minutes):
+# - not live: everything but the live suites, on two workers, one test file per worker;
+# - live: the suites that each start a whole chain or a browser (tests/e2e, tests/faults,
+#   tests/ui, tests/demo/test_demo_run.py), four at once, one file per worker (tests/e2e as
+#   one unit: `scope` in tests/conftest.py). They share no state (free ports, a home each)
+#   and mostly wait on their releases' analysis windows, so they run side by side, and the
+#   not-live pass uses the CPU they leave (at a lower priority: the live deadlines first).
+# Both passes always run; each line of output says its pass; the exit code is the worst one;
+# a pass that collected nothing (pytest's exit 5) is a failure.
+LIVE_XDIST ?= -n 4 --dist loadfile
+NOT_LIVE_NICE ?= 5
 test: lint
-	@$(PY) -m pytest $(PYTEST_XDIST) -m "not live" $(PYTEST_ARGS); rc1=$$?; \
-	$(PY) -m pytest -m live $(PYTEST_ARGS); rc2=$$?; \
-	for rc in $$rc1 $$rc2; do \
-	  if [ $$rc -eq 5 ]; then echo "make test: a pytest pass collected no tests" >&2; exit 1; fi; \
-	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
-	done
+	@set -o pipefail; \
+	( nice -n $(NOT_LIVE_NICE) $(PY) -m pytest $(PYTEST_XDIST) -m "not live" --durations=15 $(PYTEST_ARGS) 2>&1 \
+	  | sed -u 's/^/[not live] /' ) & notlive=$$!; \
+	( $(PY) -m pytest $(LIVE_XDIST) -m live -v --durations=15 $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[live] /' ) & live=$$!; \
+	wait $$notlive; rc1=$$?; wait $$live; rc2=$$?; worst=0; \
+	for pass in "not live:$$rc1" "live:$$rc2"; do \
+	  name=$${pass%:*}; rc=$${pass##*:}; \
+	  if [ $$rc -eq 5 ]; then echo "make test: the $$name pass collected no tests" >&2; rc=1; \
+	  elif [ $$rc -ne 0 ]; then echo "make test: the $$name pass failed (pytest exit $$rc)" >&2; fi; \
+	  if [ $$rc -gt $$worst ]; then worst=$$rc; fi; \
+	done; \
+	if [ $$worst -eq 0 ]; then echo "make test: both passes passed"; fi; \
+	exit $$worst
 
 # Fast loop while developing: skips tests that start real services.
 unit: setup

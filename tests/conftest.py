@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support import fault_table
 from tests.support.kube import (
     Cluster,
     Namespace,
@@ -22,9 +24,31 @@ from tests.support.shared import in_ci, missing
 
 #: fixtures that need the real Kubernetes control plane
 KUBERNETES_FIXTURES = {"control_plane", "namespace"}
-#: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus):
-#: two of them at once overload a 2-core machine, so `make test` runs them one at a time
+#: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus),
+#: or a server and a browser (ui). They share no state (free ports, a home of their own), so
+#: `make test` runs them side by side, each file on an xdist worker of its own (`scope`).
 LIVE_SUITES = {"e2e", "faults", "ui"}
+
+
+def scope(nodeid: str) -> str:
+    """What one xdist worker runs in a row (`--dist loadfile`): a test's file, except that
+    tests/e2e's files share one package-scoped chain, so they go together."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/e2e" if path.startswith("tests/e2e/") else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, grouped by `scope` (xdist's own loadgroup cannot be used: it renames
+    a test's node id, which pytest 9 no longer reads)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope(nodeid)
+
+    return FileScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,6 +74,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.usefixtures("_fail_without_shared"))
             else:
                 item.add_marker(pytest.mark.skip(reason=why))
+
+
+#: rows of the fault table (tests/faults) reported so far, in this (controller) process
+FAULT_ROWS: list[fault_table.Row] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        FAULT_ROWS.extend(fault_table.gather(report.user_properties))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault table (for the closing note): time until production was clean, etc."""
+    fault_table.summary(terminalreporter, FAULT_ROWS)
 
 
 @pytest.fixture

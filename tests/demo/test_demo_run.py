@@ -13,7 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -32,12 +31,15 @@ def _answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_the_demo_promotes_v2_rolls_back_v3_and_stops_clean(tmp_path: Path) -> None:
+def test_the_demo_promotes_v2_rolls_back_v3_and_stops_clean(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     require_binaries()
     ports = procs.free_ports(6)
     flags = dict(zip(["--prefect-port", "--relay-port", "--app-port", "--stats-port",
                       "--prometheus-port", "--db-port"], ports, strict=True))  # fmt: skip
-    args = ["--home", str(tmp_path / "demo"), "--db", "postgres", "--load-duration", "400",
+    # a short home: HAProxy's admin socket lives under it (a unix socket path has at most
+    # 107 bytes), and an xdist worker's temporary directory is already deeper
+    args = ["--home", str(tmp_path_factory.mktemp("demo")), "--db", "postgres", "--load-duration", "400",
             "--release-timeout", "300", *(f"{k}={v}" for k, v in flags.items())]  # fmt: skip
     demo = [sys.executable, "-m", "demo"]
     try:

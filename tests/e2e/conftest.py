@@ -17,7 +17,7 @@ from tests.support.live_chain import APP, Live, Load, git, start_live
 __all__ = ["APP", "Live", "git", "live"]
 
 
-@pytest.fixture(scope="package")  # stopped when tests/e2e is done: never two chains at once
+@pytest.fixture(scope="package")  # one chain for tests/e2e, whose files run on one xdist worker
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     load = None
     try:

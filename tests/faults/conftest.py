@@ -32,6 +32,7 @@ import pytest
 from canary.platforms.local import procs
 from canary.platforms.local.stack import LocalStack
 from canary.platforms.local.workloads import MARKER
+from tests.support.fault_table import Row, attach
 from tests.support.live_chain import APP, FINAL, Live, start_live
 
 #: Flows whose runs must all be final before a fault test ends ("nothing runs").
@@ -104,17 +105,7 @@ class Traffic:
             time.sleep(0.2)
 
 
-@dataclass
-class Row:
-    fault: str
-    clean_s: float | None = None
-    explained_s: float | None = None
-    outcome: str = ""
-    failures: str = ""
-    held: str = "no"
-    note: str = ""
-
-
+#: this process's rows, in the order the faults ran (tests/support/fault_table.py)
 ROWS: list[Row] = []
 
 
@@ -303,20 +294,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             traffic.stop()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fault table (for the closing note): time until production was clean, etc."""
-    if not ROWS:
-        return
-    tr = terminalreporter
-    tr.section("fault injection: time until production was clean")
-    tr.write_line("| fault | clean after (s) | explained after (s) | outcome | failed requests | "
-                  "invariants held |")  # fmt: skip
-    tr.write_line("|---|---|---|---|---|---|")
-    for r in ROWS:
-        clean = f"{r.clean_s:.1f}" if r.clean_s is not None else "-"
-        told = f"{r.explained_s:.1f}" if r.explained_s is not None else "-"
-        tr.write_line(f"| {r.fault} | {clean} | {told} | {r.outcome} | {r.failures or '-'} | "
-                      f"{r.held} |")  # fmt: skip
-    for r in ROWS:
-        if r.note:
-            tr.write_line(f"- {r.fault}: {r.note}")
+@pytest.fixture(autouse=True)
+def _fault_row(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Send the test's rows with its report: the root conftest prints the table."""
+    before = len(ROWS)
+    yield
+    attach(request.node.user_properties, ROWS[before:])

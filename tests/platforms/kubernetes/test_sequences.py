@@ -183,9 +183,11 @@ def test_crash_looping_canary_fails_fast_naming_the_container_exit_code_and_cond
     workloads.deploy(APP, "canary", f"{IMAGE_REPO}:2.0-crashloop")
     started = time.monotonic()
     with pytest.raises(PlatformError) as caught:
-        workloads.wait_ready(APP, "canary", timeout=30)
+        workloads.wait_ready(APP, "canary", timeout=60)
     message = str(caught.value)
-    assert time.monotonic() - started < 5 and not caught.value.transient
+    # fast: it failed on the pods' state, not on the clock (how soon kwok restarts the
+    # container three times depends on the machine's load, hence a bound of half the wait)
+    assert time.monotonic() - started < 30 and not caught.value.transient
     assert not isinstance(caught.value, WaitTimeout)
     assert f"Deployment '{APP}-canary' cannot become ready" in message
     assert "container app CrashLoopBackOff (3 restarts, last exit code 1)" in message

@@ -119,9 +119,22 @@ def healthy(own: Own) -> Iterator[Own]:
 
 
 def kill(rec: procs.ProcessRecord | None) -> float:
+    """SIGKILL `rec` and wait until it has ended (a zombie for its parent to reap, or gone):
+    the supervisor reads a dead child's exit status with a short wait, which a loaded
+    machine could otherwise outlast while the kernel is still tearing the process down."""
     assert rec is not None and procs.is_ours(rec)
     os.kill(rec.pid, signal.SIGKILL)
-    return time.monotonic()
+    t0 = time.monotonic()
+    wait_for(f"pid {rec.pid} ended", lambda: _ended(rec.pid), 10, every=0.01)
+    return t0
+
+
+def _ended(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def log_lines(o: Own, needle: str) -> list[str]:
