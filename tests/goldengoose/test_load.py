@@ -165,19 +165,23 @@ def test_added_latency_shifts_the_median_by_that_much(start_server: StartServer)
 def test_variance_mode_keeps_the_median_and_widens_the_spread(start_server: StartServer) -> None:
     steady = start_server("--base-latency-ms", "50")
     wide = start_server("--base-latency-ms", "50", "--spread-ms", "40")
-    # The steady server answers in 50 ms when the machine is idle; whatever its median adds is
-    # CPU contention (a busy suite), which does not hit the two servers alike. Up to four
-    # measurements, the least contended one judged, with that contention added to the bound.
+    # The steady server answers in 50 ms with a p10-p90 spread of ~1 ms when the machine is
+    # idle; CPU contention (a busy suite) inflates its median and spread, and not the two
+    # servers' alike. So up to six measurements, stopping at the first quiet one (the steady
+    # spread under 10 ms), and the quietest one is judged, its measured contention added to
+    # the median's bound.
+    def spread_ms(result: LoadResult) -> float:
+        return (result.percentile(90) - result.percentile(10)) * 1000
+
     tries = [load_both(steady, wide, rate=200, duration=2.0)]
-    while len(tries) < 4 and tries[-1][0].p50 - 0.050 > 0.003:
+    while len(tries) < 6 and spread_ms(tries[-1][0]) > 10:
         tries.append(load_both(steady, wide, rate=200, duration=2.0))
-    a, b = min(tries, key=lambda pair: pair[0].p50)
+    a, b = min(tries, key=lambda pair: spread_ms(pair[0]))
     assert a.ok == b.ok == 400
     contention_ms = max(0.0, a.p50 - 0.050) * 1000
     # U(10, 90) ms median over 400 draws has sd 80/(2*sqrt(400)) = 2 ms: 10 ms is 5 sigma.
     assert abs(b.p50 - a.p50) * 1000 < 10 + contention_ms, (a.p50, b.p50, len(tries))
-    steady_spread = (a.percentile(90) - a.percentile(10)) * 1000
-    wide_spread = (b.percentile(90) - b.percentile(10)) * 1000
+    steady_spread, wide_spread = spread_ms(a), spread_ms(b)
     # p10-p90 of U(10, 90) ms is 64 ms (sd of that estimate ~4 ms); the steady server's is
     # ~1 ms when the machine is idle and grows with CPU contention, which hits both alike.
     assert wide_spread > 50 and wide_spread - steady_spread > 40, (steady_spread, wide_spread)
