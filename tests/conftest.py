@@ -25,8 +25,9 @@ from tests.support.shared import in_ci, missing
 #: fixtures that need the real Kubernetes control plane
 KUBERNETES_FIXTURES = {"control_plane", "namespace"}
 #: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus),
-#: or a server and a browser (ui). They share no state (free ports, a home of their own), so
-#: `make test` runs them side by side, each file on an xdist worker of its own (`scope`).
+#: or a server and a browser (ui). Each has a home and free ports of its own, but two chains can
+#: pick the same free port between choosing and binding it (seen once side by side), so
+#: `make test` runs them one at a time after the rest; with LIVE_XDIST each file gets an xdist worker (`scope`).
 LIVE_SUITES = {"e2e", "faults", "ui"}
 
 
