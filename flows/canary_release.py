@@ -356,7 +356,7 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
     artifacts.progress(bar, 100.0)
     if records:  # one link per metric to its Prometheus graph over the analysis (built
         last = looks.windows[records[-1].index - 1]  # here: URLs, no I/O, no task run)
-        publish.publish_graph_links(app, analysis.graph_links.fn(run.source, run.config,
+        publish.publish_graph_links(app, analysis.graph_links(run.source, run.config,
                                                                  spec.scopes, last))  # fmt: skip
     return decision
 
@@ -368,7 +368,7 @@ def _observe(run: _Run, looks: LookPlan, window: JudgementWindow) -> Observation
     try:
         if window.index == 1 and weights.canary > 0 and weights.baseline > 0:
             wait_for_both_tracks(run.plat, run.app, run.spec, run.source, run.config)
-        command = wait_for_look(run.app, run.run_id, window, tick=lambda: None)
+        command = wait_for_look(run.app, run.run_id, window)
         if command is not None:
             return Decision.commanded(command, look=window.index, looks=looks.looks)
         return analysis.observe(run.source, run.config, run.spec.scopes, window)

@@ -8,7 +8,6 @@ store, in order, so it lives with the flows (tasks/ holds only tasks).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prefect import get_run_logger
@@ -34,25 +33,18 @@ from tasks.publish import publish_look_table
 __all__ = ["look_traffic", "publish_look", "wait_for_both_tracks", "wait_for_look"]
 
 
-def wait_for_look(app: str, run_id: str, window: JudgementWindow,
-                  tick: Callable[[], None]) -> OperatorCommand | None:  # fmt: skip
+def wait_for_look(app: str, run_id: str, window: JudgementWindow) -> OperatorCommand | None:
     """Wait until the window's data exists, taking an operator's command meanwhile.
 
     Args:
         app: The app released.
         run_id: This release run's id (a command names the run it is for).
         window: The look's window (its ``not_before``).
-        tick: Called every poll (the progress bar).
 
     Returns:
         The command that ended the wait early, or None.
     """
-
-    def command() -> OperatorCommand | None:
-        tick()
-        return take_command(app, run_id)
-
-    return wait_until(window.not_before, tick=command)
+    return wait_until(window.not_before, tick=lambda: take_command(app, run_id))
 
 
 def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,
@@ -87,7 +79,7 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
     """What the platform carried at a look: the split read back from the router, and the
     restarts since `since`. Reading them never fails the release: what could not be read
     is kept in words (LookTraffic.error) and the look goes on as it would have. Read in the
-    flow's own run (the tasks' bodies, `.fn`): two reads a look are not worth two task runs,
+    flow's own run (plain functions in tasks/platform.py): two reads a look are not worth two task runs,
     each three events the server records and matches against every automation; what they
     read is in the look's record, its table and the report.
 
@@ -105,11 +97,11 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
     carried: Weights | None = None
     restarts: list[Restart] = []
     try:
-        carried = read_traffic.fn(plat, app, spec)
+        carried = read_traffic(plat, app, spec)
     except Exception as exc:
         errors.append(f"the router: {in_words(exc)}")
     try:
-        restarts = read_restarts.fn(plat, app, spec, since)
+        restarts = read_restarts(plat, app, spec, since)
     except Exception as exc:
         errors.append(f"the restarts: {in_words(exc)}")
     return LookTraffic(planned, carried, tuple(restarts), "; ".join(errors))

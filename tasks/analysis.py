@@ -167,9 +167,9 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
     return record, found.earlier
 
 
-@task(name="link-graphs", task_run_name="link-graphs-{window.index}", cache_policy=NO_CACHE)
 def graph_links(source: MetricSource, config: CanaryConfig, scopes: Scopes, window: JudgementWindow) -> list[tuple[str, str]]:
-    """Each metric's link to its Prometheus graph of both sides over the window.
+    """Each metric's link to its Prometheus graph of both sides over the window (a plain
+    function, called in the release flow's run: URLs, no I/O, no task run).
 
     Args:
         source: The metric store (one with a ``graph_link`` draws them).

@@ -116,15 +116,14 @@ def set_traffic(platform: Platform, app: str, spec: ReleaseSpec | None, weights:
     return _verified(router.read_weights(app), weights, app)
 
 
-# Not retried (read-traffic, read-restarts): a look reports what it could not read and goes
-# on; it never waits for a side channel.
-@task(name="read-traffic", task_run_name="read-traffic-{app}", cache_policy=NO_CACHE)
+# Plain functions, not task runs (read_traffic, read_restarts): a look reads them in the flow's
+# own run (flows/looks.py), two reads not being worth two task runs of three events each; not
+# retried either: a look reports what it could not read and goes on.
 def read_traffic(platform: Platform, app: str, spec: ReleaseSpec | None) -> Weights:
     """The split the router carries now, read back (a look compares it with the plan)."""
     return platform.for_app(app, spec).router().read_weights(app)
 
 
-@task(name="read-restarts", task_run_name="read-restarts-{app}", cache_policy=NO_CACHE)
 def read_restarts(platform: Platform, app: str, spec: ReleaseSpec | None,
                   since: datetime) -> list[Restart]:  # fmt: skip
     """Restarts since `since` of what `app`'s release depends on, where the platform keeps
