@@ -68,31 +68,37 @@ lint: setup
 	$(VENV)/bin/interrogate canary blocks
 	$(PY) scripts/generate_crds.py --check
 
-# The whole suite: lint, import rules, types (mypy), docstrings (interrogate), then every test (real Prometheus,
-# HAProxy, Prefect), in two pytest passes, one after the other (each prints its 15 slowest
-# tests; the live pass a line per test):
-# - not live: everything but the live suites, on two workers, one test file per worker;
+# The whole suite: lint, import rules, types (mypy), docstrings (interrogate), and every test (real Prometheus,
+# HAProxy, Prefect), as three jobs at once (each line of output names its job):
+# - lint: the checks above;
+# - not live: everything but the live suites, on two workers, one test file per worker, at a
+#   lower priority (the live suites' deadlines first);
 # - live: the suites that each start a whole chain or a browser (tests/e2e, tests/faults,
-#   tests/ui, tests/demo/test_demo_run.py), one at a time by default. Side by side
-#   (LIVE_XDIST="-n 4 --dist loadfile", beside the not-live pass) the suite took ~20 min
-#   instead of ~45, but two chains can pick the same free port between choosing and binding
-#   it (seen once: the relay's port), so that stays opt-in until ports are reserved per worker.
-# Both passes always run; each line of output says its pass; the exit code is the worst one;
-# a pass that collected nothing (pytest's exit 5) is a failure.
-LIVE_XDIST ?=
-test: lint
+#   tests/ui, tests/demo/test_demo_run.py), four at once, one file per worker (tests/e2e as one
+#   unit: `scope` in tests/conftest.py). They share no state: a home each, and free ports in a
+#   range of their own (each pass gets a CANARY_PORT_RANGE, which tests/conftest.py cuts into
+#   one band per worker), and they mostly wait on their releases' analysis windows.
+# LIVE_XDIST= (empty) runs the live suites one at a time. Every job always runs; the exit
+# code is the worst one; a pass that collected nothing (pytest's exit 5) is a failure.
+LIVE_XDIST ?= -n 4 --dist loadfile
+NOT_LIVE_NICE ?= 5
+NOT_LIVE_PORTS ?= 10000-21000
+LIVE_PORTS ?= 21000-32000
+test: setup
 	@set -o pipefail; \
-	$(PY) -m pytest $(PYTEST_XDIST) -m "not live" --durations=15 $(PYTEST_ARGS) 2>&1 \
-	  | sed -u 's/^/[not live] /'; rc1=$$?; \
-	$(PY) -m pytest $(LIVE_XDIST) -m live -v --durations=15 $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[live] /'; rc2=$$?; \
-	worst=0; \
-	for pass in "not live:$$rc1" "live:$$rc2"; do \
-	  name=$${pass%:*}; rc=$${pass##*:}; \
-	  if [ $$rc -eq 5 ]; then echo "make test: the $$name pass collected no tests" >&2; rc=1; \
-	  elif [ $$rc -ne 0 ]; then echo "make test: the $$name pass failed (pytest exit $$rc)" >&2; fi; \
+	( $(MAKE) --no-print-directory lint 2>&1 | sed -u 's/^/[lint] /' ) & lint=$$!; \
+	( CANARY_PORT_RANGE=$(NOT_LIVE_PORTS) nice -n $(NOT_LIVE_NICE) $(PY) -m pytest $(PYTEST_XDIST) -m "not live" \
+	  --durations=15 $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[not live] /' ) & notlive=$$!; \
+	( CANARY_PORT_RANGE=$(LIVE_PORTS) $(PY) -m pytest $(LIVE_XDIST) -m live -v --durations=15 $(PYTEST_ARGS) 2>&1 \
+	  | sed -u 's/^/[live] /' ) & live=$$!; \
+	wait $$lint; rc0=$$?; wait $$notlive; rc1=$$?; wait $$live; rc2=$$?; worst=0; \
+	for job in "lint:$$rc0" "not live:$$rc1" "live:$$rc2"; do \
+	  name=$${job%:*}; rc=$${job##*:}; \
+	  if [ "$$name" != lint ] && [ $$rc -eq 5 ]; then echo "make test: the $$name pass collected no tests" >&2; rc=1; \
+	  elif [ $$rc -ne 0 ]; then echo "make test: $$name failed (exit $$rc)" >&2; fi; \
 	  if [ $$rc -gt $$worst ]; then worst=$$rc; fi; \
 	done; \
-	if [ $$worst -eq 0 ]; then echo "make test: both passes passed"; fi; \
+	if [ $$worst -eq 0 ]; then echo "make test: lint and both passes passed"; fi; \
 	exit $$worst
 
 # Fast loop while developing: skips tests that start real services.

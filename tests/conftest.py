@@ -5,12 +5,14 @@ and skip without its binaries (fail under CI: `make setup` builds them)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from canary.platforms.local import procs
 from tests.support import fault_table
 from tests.support.kube import (
     Cluster,
@@ -25,10 +27,24 @@ from tests.support.shared import in_ci, missing
 #: fixtures that need the real Kubernetes control plane
 KUBERNETES_FIXTURES = {"control_plane", "namespace"}
 #: suites that each start a whole chain (Prefect server, worker, relay, HAProxy, Prometheus),
-#: or a server and a browser (ui). Each has a home and free ports of its own, but two chains can
-#: pick the same free port between choosing and binding it (seen once side by side), so
-#: `make test` runs them one at a time after the rest; with LIVE_XDIST each file gets an xdist worker (`scope`).
+#: or a server and a browser (ui). Each has a home and free ports of its own (`pytest_configure`
+#: keeps the ports of xdist workers apart), so `make test` runs them side by side, one file
+#: per worker (`scope`).
 LIVE_SUITES = {"e2e", "faults", "ui"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker picks its free ports in a band of its own: the pass's $CANARY_PORT_RANGE
+    (make test gives each pass one) cut into as many bands as there are workers. Two chains
+    that choose a port each and bind it seconds later then never choose the same one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not worker.startswith("gw") or count < 2:
+        return
+    low, high = procs.port_range()
+    width = (high - low) // count
+    index = int(worker[2:])
+    os.environ[procs.PORT_RANGE_ENV] = f"{low + index * width}-{low + (index + 1) * width}"
 
 
 def scope(nodeid: str) -> str:

@@ -215,30 +215,63 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return not _bindable(port, host)
 
 
+#: "LOW-HIGH": where `free_ports` picks (HIGH excluded), for runs that must not meet each other's
+#: choices (make test gives each pytest pass and xdist worker a range of its own)
+PORT_RANGE_ENV = "CANARY_PORT_RANGE"
+
+
+def port_range() -> tuple[int, int]:
+    """Where `free_ports` picks: $CANARY_PORT_RANGE, else 10000 up to the ephemeral range.
+
+    Raises:
+        PlatformError: the variable is set but not "LOW-HIGH" with 1024 <= LOW < HIGH <= 65536.
+    """
+    spec = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if spec:
+        low_text, _, high_text = spec.partition("-")
+        try:
+            low, high = int(low_text), int(high_text)
+        except ValueError:
+            low = high = 0
+        if not 1024 <= low < high <= 65536:
+            raise PlatformError(
+                f"{PORT_RANGE_ENV}={spec!r} is not a port range: write LOW-HIGH, e.g. 20000-26000 "
+                "(1024 <= LOW < HIGH <= 65536), or unset it"
+            )
+        return low, high
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    return 10000, max(ephemeral, 11000)
+
+
 def free_ports(n: int, host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> list[int]:
-    """`n` distinct ports that are free now, chosen below the kernel's ephemeral range.
+    """`n` distinct ports that are free now, chosen in `port_range()`.
 
     Outgoing connections (HAProxy opens one per request) and everyone's bind(0) draw from
-    the ephemeral range, so a port picked there can be taken in the instant between this
-    check and the app's own bind; below it, only explicit choices like this one compete.
+    the kernel's ephemeral range, so a port picked there can be taken in the instant between
+    this check and the app's own bind; below it, only explicit choices like this one compete,
+    and runs side by side keep apart with a $CANARY_PORT_RANGE each.
     """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
+    low, high = port_range()
     chosen: list[int] = []
     excluded = set(exclude)
     for _ in range(1000):
-        port = random.randrange(10000, low) if low > 11000 else 0
-        if port == 0:  # no room below the ephemeral range: let the kernel pick
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = int(sock.getsockname()[1])
+        port = _PICK.randrange(low, high)
         if port not in excluded and port not in chosen and _bindable(port, host):
             chosen.append(port)
             if len(chosen) == n:
                 return chosen
-    raise PlatformError(f"no free port found on {host}", transient=True)
+    raise PlatformError(
+        f"no {n} free port(s) found on {host} in {low}-{high}"
+        + (f" (${PORT_RANGE_ENV})" if os.environ.get(PORT_RANGE_ENV) else ""),
+        transient=True,
+    )
+
+
+# Its own generator: a test that seeds the `random` module must not make two runs pick alike.
+_PICK = random.SystemRandom()
 
 
 def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
