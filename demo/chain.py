@@ -68,7 +68,8 @@ class ChainConfig:
     stats_port: int = 18404
     prometheus_port: int = 19090
     scrape_interval: float = 1.0
-    worker_poll_seconds: float = 0.5
+    #: the worker's safety-net poll: it is woken on each Scheduled event of its pool (flows/wake.py)
+    worker_poll_seconds: float = 5.0
     webhook_secret: str = field(default="", repr=False)
     #: the Prefect server's database: "sqlite" (embedded, under home/prefect) or "postgres"
     #: (a cluster of this chain's own on 127.0.0.1:db_port, see demo/postgres.py)

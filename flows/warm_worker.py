@@ -21,12 +21,17 @@ logs, heartbeats and ends exactly as in a fresh interpreter. The work pool stays
 Only an exact equivalent is forked: a job whose `command` is this interpreter's
 `-m prefect.engine` (what prefect.yaml configures). Any other command, or
 CANARY_WORKER_FORK=0 in the worker's environment, runs as Prefect's ProcessWorker would.
+
+The worker also wakes on its pool's `prefect.flow-run.Scheduled` events (flows/wake.py), so
+its poll (`PREFECT_WORKER_QUERY_SECONDS`) can be slow without slowing a push's pick-up;
+CANARY_WORKER_WAKE=0 turns that off (then only the poll finds runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing.context
 import os
 import signal
@@ -35,6 +40,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
+from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -49,6 +55,7 @@ from prefect.settings import (
 from prefect.utilities.processutils import command_from_string, sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from flows.wake import Waker
 from flows.zygote import ROOM, ForkedProcess, forkserver, run_engine, start_zygote
 
 if TYPE_CHECKING:
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 
 #: The worker's environment switch: "0" turns forking off (every run a fresh interpreter).
 FORK_SWITCH = "CANARY_WORKER_FORK"
+#: The worker's environment switch: "0" turns waking on Scheduled events off (poll only).
+WAKE_SWITCH = "CANARY_WORKER_WAKE"
 
 def run_environment(flow_run_id: str, job_env: dict[str, str | None],
                     control: dict[str, str]) -> dict[str, str]:  # fmt: skip
@@ -134,7 +143,29 @@ warnings.filterwarnings("ignore", message="Type 'WarmProcessWorker'", category=U
 
 
 class WarmProcessWorker(ProcessWorker):
-    """Prefect's process worker whose flow runs fork from the pre-imported zygote."""
+    """Prefect's process worker whose flow runs fork from the pre-imported zygote, woken by
+    its pool's Scheduled events (flows/wake.py)."""
+
+    _waker: Waker | None = None
+
+    async def sync_with_backend(self) -> None:
+        """Prefect's sync (work pool, heartbeat); once the pool is known, start the waker."""
+        await super().sync_with_backend()
+        if self._waker is None and self._work_pool is not None and os.environ.get(WAKE_SWITCH, "1") != "0":
+            self._waker = Waker(self._work_pool.id, self._ask)
+            waking = asyncio.create_task(self._waker.run())
+
+            async def stop() -> None:
+                waking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waking
+                self._waker = None
+
+            self._exit_stack.push_async_callback(stop)  # before the runs' task group closes
+
+    async def _ask(self) -> list[UUID]:
+        """What the poll does, for the waker: submit the due runs; their ids."""
+        return [run.id for run in await self.get_and_submit_flow_runs()]
 
     def forks(self, configuration: ProcessJobConfiguration) -> bool:
         """Whether this job's process may be forked: its command is exactly this

@@ -3,13 +3,16 @@ canary.values.events, and read back typed (kept 7 days by the server)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypedDict, TypeVar
+from uuid import UUID
 
 from prefect.events import emit_event
+from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import (
+    EventAnyResourceFilter,
     EventFilter,
     EventNameFilter,
     EventOccurredFilter,
@@ -28,8 +31,8 @@ from canary.values.events import (
 )
 from store.client import client
 
-__all__ = ["LastChange", "StoredEvent", "emit", "events", "last_change", "last_production_change", "typed",
-           "released_apps"]
+__all__ = ["SCHEDULED", "LastChange", "StoredEvent", "emit", "events", "last_change", "last_production_change",
+           "released_apps", "run_id_of", "scheduled_runs", "typed"]
 
 E = TypeVar("E", bound=ReleaseEvent)
 
@@ -200,3 +203,44 @@ def last_change(app: str, *, within_days: int = 7) -> LastChange | None:
                       commit=ended.commit if ended else None,
                       pushed_at=ended.pushed_at if ended else None,
                       window_start=ended.window_start if ended else None)  # fmt: skip
+
+
+#: the event the server emits when a flow run enters Scheduled
+SCHEDULED = "prefect.flow-run.Scheduled"
+
+
+def run_id_of(resource_id: str) -> UUID | None:
+    """The flow run's id in an event's resource id (`prefect.flow-run.<uuid>`), or None.
+
+    Args:
+        resource_id: The event's resource id.
+
+    Returns:
+        The run's id, or None for another kind of resource.
+    """
+    prefix = "prefect.flow-run."
+    if not resource_id.startswith(prefix):
+        return None
+    try:
+        return UUID(resource_id.removeprefix(prefix))
+    except ValueError:
+        return None
+
+
+async def scheduled_runs(pool_id: UUID) -> AsyncGenerator[UUID, None]:
+    """The ids of the flow runs of work pool `pool_id` that enter Scheduled from now on, as
+    the server's event stream announces them (the stream closes with the iterator).
+
+    Args:
+        pool_id: The work pool's id.
+
+    Yields:
+        Each announced run's id.
+    """
+    announced = EventFilter(event=EventNameFilter(name=[SCHEDULED]),
+                            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool_id}"]))  # fmt: skip
+    async with get_events_subscriber(filter=announced) as subscriber:
+        async for event in subscriber:
+            run_id = run_id_of(event.resource.id)
+            if run_id is not None:
+                yield run_id

@@ -6,6 +6,7 @@ Cancelling kills it and runs `on_cancellation`, a kill -9 makes it Crashed and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,24 +101,24 @@ class Harness:
         return dict(json.loads(path.read_text()))
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+@contextlib.contextmanager
+def _worker(home: Path, pool: str, **env: str) -> Iterator[Harness]:
+    """A deployment of the test flow in `pool` and a warm worker for it (`env` on top)."""
     from prefect import flow
 
     api_url = PREFECT_API_URL.value()
-    home = tmp_path_factory.mktemp("warm")
     out = home / "out"
     out.mkdir()
     (home / "warm_flow.py").write_text(textwrap.dedent(FLOW.format(out=str(out))))
-    httpx.post(f"{api_url}/work_pools/", json={"name": POOL, "type": "process"}, timeout=10)
+    httpx.post(f"{api_url}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
     source = flow.from_source(source=str(home), entrypoint="warm_flow.py:warm")
-    deployment = source.deploy(name="warm", work_pool_name=POOL, print_next_steps=False,
+    deployment = source.deploy(name=pool, work_pool_name=pool, print_next_steps=False,
                                job_variables={"command": f"{sys.executable} -m prefect.engine",
                                               "stream_output": False})  # fmt: skip
     env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO),
-           "PREFECT_WORKER_QUERY_SECONDS": "0.5", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT_WORKER_QUERY_SECONDS": "0.5", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **env}
     log = (home / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "flows.warm_worker", "--pool", POOL],
+    worker = subprocess.Popen([sys.executable, "-m", "flows.warm_worker", "--pool", pool],
                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         yield Harness(api_url, out, worker, str(deployment))
@@ -129,6 +130,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             worker.kill()
             worker.wait(10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    with _worker(tmp_path_factory.mktemp("warm"), POOL) as started:
+        yield started
 
 
 def test_a_run_is_forked_from_the_preimported_zygote(harness: Harness) -> None:
@@ -198,3 +205,41 @@ def test_the_zygote_dies_runs_go_on_and_a_new_one_starts(harness: Harness) -> No
     new = harness.started(after)
     assert harness.final(after)["state_type"] == "COMPLETED"
     assert int(new["ppid"]) != zygote and _ppid(int(new["ppid"])) == harness.worker.pid
+
+
+def _polled_once(harness: Harness, pool: str) -> None:
+    """Wait until the worker has made its first poll (the server stamps the queue it asked)."""
+    def polled() -> bool:
+        queue = api("GET", f"{harness.api}/work_pools/{pool}/queues/default")
+        return queue.get("last_polled") is not None
+
+    poll(f"the first poll of {pool}", polled, 60, every=0.5)
+
+
+def test_a_worker_that_polls_hourly_is_woken_by_the_scheduled_event(
+        tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    """With the poll at an hour (Prefect's loop polls once at start, then after the interval),
+    runs created after the start can only be found by the wake (flows/wake.py): three at once,
+    then one more, all complete well within the hour."""
+    pool = "warm-wake"
+    with _worker(tmp_path_factory.mktemp("wake"), pool, PREFECT_WORKER_QUERY_SECONDS="3600") as woken:
+        _polled_once(woken, pool)
+        burst = [woken.run("quick") for _ in range(3)]
+        for run_id in burst:
+            assert woken.final(run_id, timeout=120)["state_type"] == "COMPLETED"
+        later = woken.run("quick")
+        assert woken.final(later, timeout=120)["state_type"] == "COMPLETED"
+
+
+def test_without_the_wake_an_hourly_poll_leaves_the_run_scheduled(
+        tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    """The control for the test above: CANARY_WORKER_WAKE=0, the same hourly poll, and the run
+    is still Scheduled after 20 s (what woke the runs above was the event, nothing else)."""
+    pool = "warm-nowake"
+    home = tmp_path_factory.mktemp("nowake")
+    with _worker(home, pool, PREFECT_WORKER_QUERY_SECONDS="3600", CANARY_WORKER_WAKE="0") as plain:
+        _polled_once(plain, pool)
+        run_id = plain.run("quick")
+        with pytest.raises(AssertionError):
+            poll("the run leaving Scheduled", lambda: plain.read(run_id)["state_type"] != "SCHEDULED", 20)
+        api("DELETE", f"{plain.api}/flow_runs/{run_id}")
