@@ -304,7 +304,7 @@ def markdown_report(
             share = " (tolerance on the share of slower requests)" if share_tolerance(m) else ""
             lines.append(f"- **{_metric_label(m)}**{share} {m.classification.value}: {m.result.reason}")
     if plan:
-        lines += ["", "## Plan (from production's traffic before the canary started)", ""]
+        lines += ["", "## Plan (from production's traffic before the canary took any)", ""]
         lines += [f"- {line}" for line in plan]
     if cleanup:
         lines += ["", "## Cleanup", ""] + [f"- {step}" for step in cleanup]

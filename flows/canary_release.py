@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from prefect import Flow, State, flow, get_run_logger
+from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Completed, Failed
 
 from canary.analysis import (
@@ -57,6 +58,8 @@ from tasks import platform as p
 from tasks.history import last_production_change
 from tasks.setup import ensure_release_lock, load_release_config
 
+#: how long the report waits for a plan still simulating when the release ends
+PLAN_WAIT_SECONDS = 60.0
 _STATES = {"COMPLETED": Completed, "FAILED": Failed, "CANCELLED": Cancelled}  # by state type
 
 
@@ -223,14 +226,14 @@ def _release(run: _Run) -> ReleaseEnded:
     up, then report what production runs, read back, not what the flow meant to do."""
     records: list[JudgementRecord] = []
     before: str | None = None
-    plan: list[str] = []
+    planning: PrefectFuture[list[str]] | None = None
     decision = Decision(Action.ROLL_BACK, "the release did not finish", True)
     failure: BaseException | None = None
     _started(run)
     try:
         before = _production_before(run)
-        plan = _plan(run)
         _deploy(run, before)
+        planning = _plan(run)
         decision = _decide(run, records)
         if decision.action is Action.PROMOTE:
             p.promote_image(run.plat, run.app, run.spec, run.release.image)
@@ -246,7 +249,7 @@ def _release(run: _Run) -> ReleaseEnded:
             "remove_canary": lambda: p.remove_track(run.plat, run.app, run.spec, "canary"),
             "restore_routes": lambda: p.restore_routes(run.plat, run.app, run.spec),
         })  # fmt: skip
-        ended = _report(run, decision, records, before, plan=plan, cleanup=cleanup)
+        ended = _report(run, decision, records, before, plan=_planned(planning), cleanup=cleanup)
         if cleanup_error is not None:
             if failure is None:
                 raise cleanup_error
@@ -278,11 +281,23 @@ def _production_before(run: _Run) -> str:
     return production
 
 
-def _plan(run: _Run) -> list[str]:
-    """How long the canary must run to catch each count metric's minEffect, as report lines."""
+def _plan(run: _Run) -> PrefectFuture[list[str]] | None:
+    """How long the canary must run to catch each count metric's minEffect, as report lines:
+    a task run beside the analysis (its ~1 CPU-s of simulations is advice for the report, so
+    the first look never waits for it); None when no metric is a count metric."""
     if all(m.evidence == "series" for m in run.config.metrics):
+        return None
+    return analysis.plan_canary.submit(run.source, run.spec, run.config)
+
+
+def _planned(planning: PrefectFuture[list[str]] | None) -> list[str]:
+    """The plan's lines for the report (logged); why there are none when it did not finish."""
+    if planning is None:
         return []
-    plan = analysis.plan_canary(run.source, run.spec, run.config)
+    try:
+        plan = planning.result(timeout=PLAN_WAIT_SECONDS)
+    except Exception as exc:  # a plan is advice: its failure never changes the release's end
+        plan = [f"no plan: {in_words(exc)}"]
     for line in plan:
         get_run_logger().info("plan: %s", line)
     return plan

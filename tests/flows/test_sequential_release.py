@@ -27,7 +27,7 @@ def test_unchanged_canary_is_promoted_at_the_end(make_env):
     assert "no regression proven in 3 looks" in result["reason"]
     assert env.rec.count("fetch_counts_pair") == 3 * 2  # two count metrics, three looks
     assert "## Timeline" in text and "## Guards" in text and "## Pictures" in text
-    # the plan, from production's traffic before the canary started
+    # the plan, from production's traffic before the canary took any
     assert "## Plan" in text and "error-rate: production serves 1e+03 req/s" in text
 
 
@@ -109,3 +109,43 @@ def test_canary_decided_within_tolerance_is_promoted_early_with_history(make_env
     assert "*critical, tolerance on shares*" in text
     assert "(decided at look 2) at every one of the" in text  # the latency reason
     assert "or below the safe rate 5%" in text
+
+
+def test_the_plan_runs_beside_the_analysis_not_before_it(make_env, monkeypatch):
+    """The plan is advice for the report: its simulations run in a task run of their own
+    while the looks go on. Here the plan waits (up to 60 s) for the first look's counts to
+    be read; had the flow waited for the plan before its first look, it would never see
+    them. The report still carries the plan, and says when it was made."""
+    import time
+
+    from tasks import analysis
+
+    env = make_env("seq-plan-beside", sequential=True)
+    real_plan, seen = analysis.plan_config, {}
+
+    def plan_after_the_first_look(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while env.rec.count("fetch_counts_pair") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["looked"] = env.rec.count("fetch_counts_pair") > 0
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "plan_config", plan_after_the_first_look)
+    result, text = _outcome(env)
+    assert result["outcome"] == "promoted", result["reason"]
+    assert seen == {"looked": True}
+    assert "## Plan" in text and "error-rate: production serves 1e+03 req/s" in text
+
+
+def test_a_plan_that_fails_is_reported_and_changes_nothing(make_env, monkeypatch):
+    from tasks import analysis
+
+    env = make_env("seq-plan-fails", sequential=True)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the simulation ran out of memory")
+
+    monkeypatch.setattr(analysis, "plan_config", broken)
+    result, text = _outcome(env)
+    assert result["outcome"] == "promoted", result["reason"]
+    assert "no plan:" in text and "the simulation ran out of memory" in text
