@@ -149,6 +149,10 @@ class Chain:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.config.worker_poll_seconds),
             "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            # The chain's server never enables CSRF protection (SERVER_ENV): a client that
+            # supports it asks for a token first anyway, one GET /api/csrf-token per client it
+            # makes (6 of a lone release's ~100 requests: docs/scaling.md).
+            "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
             "CANARY_HOME": str(ROOT),
             "CANARY_PYTHON": sys.executable,
             "PYTHONPATH": str(ROOT),

@@ -24,6 +24,7 @@ from canary.values.carried import LookTraffic, Restart
 from canary.values.events import OperatorCommand
 from canary.values.weights import Weights
 from canary.waiting import wait_until
+from store.commands import POLL_SECONDS as COMMAND_POLL_SECONDS
 from store.commands import take as take_command
 from store.events import emit
 from tasks.analysis import wait_for_requests
@@ -34,7 +35,8 @@ __all__ = ["look_traffic", "publish_look", "wait_for_both_tracks", "wait_for_loo
 
 
 def wait_for_look(app: str, run_id: str, window: JudgementWindow) -> OperatorCommand | None:
-    """Wait until the window's data exists, taking an operator's command meanwhile.
+    """Wait until the window's data exists, taking an operator's command meanwhile (read
+    every store.commands.POLL_SECONDS, and as the wait ends).
 
     Args:
         app: The app released.
@@ -44,7 +46,8 @@ def wait_for_look(app: str, run_id: str, window: JudgementWindow) -> OperatorCom
     Returns:
         The command that ended the wait early, or None.
     """
-    return wait_until(window.not_before, tick=lambda: take_command(app, run_id))
+    return wait_until(window.not_before, tick=lambda: take_command(app, run_id),
+                      every=COMMAND_POLL_SECONDS)
 
 
 def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: MetricSource,

@@ -1,9 +1,10 @@
 """Operator commands for a running release: ``canary promote`` / ``canary abort``.
 
 The CLI leaves an OperatorCommand in a Prefect Variable named after the app; the release
-reads it while it waits for its next look (every couple of seconds) and acts on it: promote
-now (the rest of the analysis skipped, recorded as a manual decision) or roll back now. A
-command names the run it is for, so a stale one never reaches the next release.
+reads it while it waits for its next look (every POLL_SECONDS, and once more as each wait
+ends) and acts on it: promote now (the rest of the analysis skipped, recorded as a manual
+decision) or roll back now. A command names the run it is for, so a stale one never reaches
+the next release.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from prefect.exceptions import ObjectNotFound
 from canary.values.events import OperatorCommand
 from store.client import client
 
-__all__ = ["ACTIONS", "send", "take", "variable_name"]
+__all__ = ["ACTIONS", "POLL_SECONDS", "send", "take", "variable_name"]
 
 ACTIONS = ("promote", "abort")
+#: Seconds between two reads of a release's command while it waits for a look: one API
+#: request each, the most frequent a release makes (every 2 s it was a fifth of all of a
+#: lone release's requests: docs/scaling.md). A command is acted on within this, or after
+#: the look in progress when it comes during one.
+POLL_SECONDS = 5.0
 
 
 def variable_name(app: str) -> str:

@@ -70,3 +70,15 @@ def test_the_demo_notifies_only_when_a_receiver_url_is_set(tmp_path: Path,
     assert register[register.index("--notify") + 1] == "webhook"
     assert register[register.index("--stuck-after") + 1] == "600"
     assert not any("secret-path" in word for word in register)
+
+
+def test_the_clients_skip_csrf_tokens_the_chains_server_never_asks_for(tmp_path: Path) -> None:
+    """The chain's clients ask for no CSRF token (a request per client they make) because
+    its server has CSRF protection off: Prefect's default, and nothing the chain sets."""
+    from prefect.settings.models.server.api import ServerAPISettings
+
+    chain = Chain(ChainConfig(home=tmp_path))
+    assert chain.client_env()["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "false"
+    assert ServerAPISettings.model_fields["csrf_protection_enabled"].default is False
+    server = chain.server_env()
+    assert not any("CSRF_PROTECTION" in name for name in server)
