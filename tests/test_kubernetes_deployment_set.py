@@ -319,7 +319,7 @@ def prefect_api() -> Iterator[str]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=120):
+        with prefect_test_harness(server_startup_timeout=240):  # a loaded 2-core machine took > 120 s once
             yield str(PREFECT_API_URL.value())
 
 

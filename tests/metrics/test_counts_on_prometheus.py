@@ -250,11 +250,14 @@ def test_histogram_counts_equal_the_latencies_seen(run: Run) -> None:
         by_bound = dict(zip(counts.upper_bounds, counts.buckets, strict=True))
         latencies = [seconds for _, seconds in app.answers]
         # The app answers every request LATENCY_MS after it arrives (0.5 ms above LOW): all
-        # of them lie in (LOW, HIGH]. The client measures at least that (assert it: the
-        # fixed latency was applied) but adds its own queueing on a loaded machine, so only
-        # the server's histogram is held to the upper bound.
+        # of them lie above LOW, and on an idle machine in (LOW, HIGH]. The client measures
+        # at least what the server measured (the server's time is inside the client's), so
+        # every request the client saw within HIGH is in the server's HIGH bucket; a loaded
+        # machine can only push some server-side latencies past HIGH, never below LOW.
         assert by_bound[LOW] == sum(s <= LOW for s in latencies) == 0
-        assert by_bound[HIGH] == counts.total == len(latencies)
+        within = sum(s <= HIGH for s in latencies)
+        assert within <= by_bound[HIGH] <= counts.total == len(latencies)
+        assert by_bound[float("inf")] == counts.total
 
 
 def test_restart_counts_both_lifetimes(run: Run) -> None:

@@ -30,14 +30,16 @@ def test_a_seeded_random_module_does_not_make_two_picks_alike(monkeypatch: pytes
 
 
 def test_a_taken_port_is_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    (port,) = procs.free_ports(1)
     with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
+        held.bind(("127.0.0.1", port))
         held.listen()
-        port = held.getsockname()[1]
-        monkeypatch.setenv(procs.PORT_RANGE_ENV, f"{port}-{port + 2}")
-        assert procs.free_ports(1) == [port + 1]
-        with pytest.raises(PlatformError, match=f"no 2 free port.*{port}-{port + 2}.*CANARY_PORT_RANGE"):
-            procs.free_ports(2)
+        monkeypatch.setenv(procs.PORT_RANGE_ENV, f"{port}-{port + 1}")  # the taken one only
+        with pytest.raises(PlatformError, match=f"no 1 free port.*{port}-{port + 1}.*CANARY_PORT_RANGE"):
+            procs.free_ports(1)
+    assert procs.free_ports(1) == [port]  # free again once let go
+    with pytest.raises(PlatformError, match="no 1 free port"):
+        procs.free_ports(1, exclude=[port])  # nor is an excluded one
 
 
 @pytest.mark.parametrize("spec", ["20000", "abc-def", "30000-20000", "80-90", "20000-70000"])
