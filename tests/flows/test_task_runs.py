@@ -77,16 +77,15 @@ def test_a_lone_release_makes_these_task_runs(make_env):
 
 def test_a_transient_canary_removal_is_retried_after_the_baseline_was_removed(make_env):
     env = _demo_like(make_env, "tr-clean-retry", lifetime="1s")
-    env_app = env.app
     env.rec.fail("remove:canary", lambda: PlatformError("apiserver 503", transient=True), times=1)
     state = run(env, repo=REPO)
     assert released(state)["outcome"] == "promoted"
     # the whole task run retried: the baseline's removal is a no-op the second time
     assert [c[2] for c in env.rec.named("remove")] == ["baseline", "canary", "baseline", "canary"]
-    name = f"cleanup-{env_app}-tracks"
+    name = f"cleanup-{env.app}-tracks"
     runs = api.task_runs(flow_run_id(state), until=lambda r: name in r and r[name].run_count == 2)
     assert runs[name].run_count == 2 and runs[name].state.is_completed()
-    text = report(state, env_app)
+    text = report(state, env.app)
     assert "- baseline removed" in text and "- canary removed" in text and "FAILED" not in text
 
 
