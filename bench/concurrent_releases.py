@@ -112,13 +112,14 @@ class Bench:
         return found
 
     def _task_marks(self, rel: Release) -> None:
-        """When the release's first deploy began and its last wait-ready ended."""
+        """When the release's deploy began and its wait-ready ended (one task run each, for
+        both tracks; two each, one per track, before issue 24 folded them)."""
         assert rel.run is not None
         tasks = self.reader.task_runs(rel.run.id)
         deploys = [t.start for t in tasks if t.name.startswith("deploy-") and t.start]
         readies = [t.end for t in tasks if t.name.startswith("wait-ready-") and t.end]
         rel.first_deploy = min((d for d in deploys if d), default=None)
-        rel.ready = max((r for r in readies if r), default=None) if len(readies) >= 2 else None
+        rel.ready = max((r for r in readies if r), default=None)
 
     def follow(self, pushes: list[Push], timeout: float) -> list[Release]:
         """Wait until every push's release (or its build) is final; then its event."""

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["Candidate", "Place", "QueueDecision", "against_production", "by_push_time", "place"]
+__all__ = ["Candidate", "Place", "QueueDecision", "against_production", "by_ancestry", "by_push_time",
+           "place"]
 
 #: newer(a, b): True if commit a is newer than commit b, False if older, None if unknown.
 Newer = Callable[["Candidate", "Candidate"], bool | None]
@@ -81,6 +82,25 @@ class QueueDecision:
 def _earlier(a: Candidate, b: Candidate) -> bool:
     """a was created before b (ties broken by run id, so both sides agree)."""
     return (a.created, a.run_id) < (b.created, b.run_id)
+
+
+def by_ancestry(is_ancestor: Callable[[str, str], bool | None], a: str, b: str) -> bool | None:
+    """Which of two commits is newer by git ancestry, both directions answered at once (one
+    task run per pair of commits: tasks.platform.order_commits).
+
+    Args:
+        is_ancestor: ``is_ancestor(older, newer)``: whether `older` is an ancestor of `newer`
+            (None: unknown).
+        a: The commit that may be the newer one.
+        b: The commit it is compared with.
+
+    Returns:
+        True if `b` is an ancestor of `a`, False if `a` is one of `b`, None when neither is
+        known (unrelated commits, or a builder that cannot tell).
+    """
+    if is_ancestor(b, a):
+        return True
+    return False if is_ancestor(a, b) else None
 
 
 def by_push_time(a: Candidate, b: Candidate) -> bool | None:

@@ -31,7 +31,7 @@ from canary.analysis import (
 )
 from canary.analysis.hold import may_hold
 from canary.appconfig import ConfigSource, policy_lookup, spec_of_run
-from canary.cleanup import run_cleanup
+from canary.cleanup import TRACK_STEPS, run_cleanup, together
 from canary.config import CanaryConfig
 from canary.config.release import ReleaseSpec
 from canary.errors import ConfigError, MetricsError, in_words
@@ -53,9 +53,9 @@ from store.locks import other_lock_takers
 from store.recovery import recover_release
 from store.runs import candidate_for
 from store.turn import wait_for_turn
-from tasks import analysis, publish
+from tasks import analysis, history, publish
 from tasks import platform as p
-from tasks.history import last_production_change
+from tasks._retry import retrying
 from tasks.setup import ensure_release_lock, load_release_config
 
 #: how long the report waits for a plan still simulating when the release ends
@@ -173,15 +173,14 @@ def canary_release(
 def _ordering(plat: Platform, app: str, spec: ReleaseSpec,
               repo: str | None) -> Callable[[Candidate, Candidate], bool | None]:  # fmt: skip
     """Which of two commits is newer: git ancestry where the builder knows it, else the
-    push time (each answer asked once)."""
+    push time (one task run per pair of commits answers both directions)."""
     known: dict[tuple[str, str], bool | None] = {}
 
     def newer(a: Candidate, b: Candidate) -> bool | None:
         if repo and (a.commit, b.commit) not in known:
-            forward = p.is_ancestor(plat, app, spec, repo, b.commit, a.commit)
-            backward = (p.is_ancestor(plat, app, spec, repo, a.commit, b.commit) if not forward
-                        else False)  # fmt: skip
-            known[a.commit, b.commit] = True if forward else (False if backward else None)
+            answer = p.order_commits(plat, app, spec, repo, a.commit, b.commit)
+            known[a.commit, b.commit] = answer
+            known[b.commit, a.commit] = None if answer is None else not answer
         answer = known.get((a.commit, b.commit))
         return answer if answer is not None else by_push_time(a, b)
 
@@ -190,8 +189,7 @@ def _ordering(plat: Platform, app: str, spec: ReleaseSpec,
 
 def _production(plat: Platform, app: str) -> Candidate | None:
     """What production runs, as a queue candidate (its commit; when it was pushed)."""
-    commit = p.read_production_commit(plat, app)
-    last = last_production_change(app)
+    commit, last = history.read_production(plat, app)
     if commit is None and last is not None:
         commit = last["commit"]
     if not commit:
@@ -245,8 +243,8 @@ def _release(run: _Run) -> ReleaseEnded:
     finally:
         cleanup, cleanup_error = run_cleanup({
             "roll_back_traffic": lambda: p.roll_back_traffic(run.plat, run.app, run.spec),
-            "remove_baseline": lambda: p.remove_track(run.plat, run.app, run.spec, "baseline"),
-            "remove_canary": lambda: p.remove_track(run.plat, run.app, run.spec, "canary"),
+            # both tracks in one task run, each removal attempted, each with its report line
+            **together(lambda: p.remove_tracks(run.plat, run.app, run.spec), TRACK_STEPS.values()),
             "restore_routes": lambda: p.restore_routes(run.plat, run.app, run.spec),
         })  # fmt: skip
         ended = _report(run, decision, records, before, plan=_planned(planning), cleanup=cleanup)
@@ -270,9 +268,8 @@ def _started(run: _Run) -> None:
 
 def _production_before(run: _Run) -> str:
     """Repair leftovers of a crashed release; what production runs (the baseline's image)."""
-    found = p.reconcile_app(run.plat, run.app, run.spec)
+    found, production = p.reconcile_for_release(run.plat, run.app, run.spec)
     get_run_logger().info("before the release: %s", "; ".join(found_in_words(found)))
-    production = p.read_production_image(run.plat, run.app, run.spec)
     if production is None:
         raise ConfigError(
             f"{run.app} has no production deployment to compare against; deploy the first "
@@ -310,10 +307,8 @@ def _deploy(run: _Run, production: str) -> None:
     # every track's pods (on Kubernetes), so a route without our subsets would send live
     # traffic to the canary as soon as its pods are ready, before any look judged it.
     p.set_traffic(plat, app, spec, Weights.all_primary())
-    p.deploy_track(plat, app, spec, "baseline", production)
-    p.deploy_track(plat, app, spec, "canary", run.release.image)
-    p.wait_track_ready(plat, app, spec, "baseline", spec.ready_timeout_seconds)
-    p.wait_track_ready(plat, app, spec, "canary", spec.ready_timeout_seconds)
+    p.deploy_tracks(plat, app, spec, production, run.release.image)  # the baseline runs production
+    p.wait_tracks_ready(plat, app, spec, spec.ready_timeout_seconds)
 
 
 def _decide(run: _Run, records: list[JudgementRecord]) -> Decision:
@@ -355,11 +350,11 @@ def _analyse(run: _Run, records: list[JudgementRecord]) -> Decision:
         if isinstance(seen, Decision):  # an operator's command, or no data to judge
             decision = seen
             break
-        readiness = p.check_serving(run.plat, app, spec)
+        readiness = retrying(lambda: p.check_serving(run.plat, app, spec))
         since, traffic = datetime.now(UTC), look_traffic(run.plat, app, spec, weights, since)
         record, earlier = analysis.judge_look(seen, looks, canary_share=weights.canary,
                                               readiness=readiness, earlier=earlier,
-                                              traffic=traffic)  # fmt: skip
+                                              traffic=traffic, table_of=app)  # fmt: skip
         records.append(record)
         decision = publish_look(app, record, looks.looks)
         artifacts.progress(bar, looks.progress(datetime.now(UTC), start))  # once per look

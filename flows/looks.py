@@ -2,8 +2,9 @@
 
 Waiting for a look's window (taking an operator's command meanwhile), waiting until both
 tracks' requests are visible before the first look, reading back what the platform carried
-at the look (the split, the restarts), and publishing a look: each calls tasks and the
-store, in order, so it lives with the flows (tasks/ holds only tasks).
+at the look (the split, the restarts), and publishing a look (its event and log lines; its
+table is made by its judge task run): each calls tasks and the store, in order, so it lives
+with the flows (tasks/ holds only tasks).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from store.commands import take as take_command
 from store.events import emit
 from tasks.analysis import wait_for_requests
 from tasks.platform import check_serving, read_restarts, read_traffic
-from tasks.publish import publish_look_table
 
 __all__ = ["look_traffic", "publish_look", "wait_for_both_tracks", "wait_for_look"]
 
@@ -67,7 +67,7 @@ def wait_for_both_tracks(plat: Platform, app: str, spec: ReleaseSpec, source: Me
     """
 
     def not_serving() -> str | None:
-        why = check_serving.fn(plat, app, spec).values()
+        why = check_serving(plat, app, spec).values()
         return next((reason for reason in why if reason is not None), None)
 
     waited = wait_for_requests(source, config, spec.scopes, app, datetime.now(UTC),
@@ -111,21 +111,20 @@ def look_traffic(plat: Platform, app: str, spec: ReleaseSpec, planned: Weights,
 
 
 def publish_look(app: str, record: JudgementRecord, looks: int) -> Decision:
-    """Publish a look (its table artifact and log lines: a warning for each failing metric,
-    for a split the router carried that differs from the planned one, for each restart).
+    """Publish a look: its `canary.release.look` event and log lines (a warning for each
+    failing metric, for a split the router carried that differs from the planned one, for
+    each restart). Its table artifact was made by its judge task run (judge_look).
 
     Args:
         app: The app released.
         record: The look, as judge_look made it.
         looks: The planned number of looks.
-        carried: The shares the router carried, read back.
 
     Returns:
         The look's decision.
     """
     result, decision = record.judgement, record.decision
     assert decision is not None  # judge_look always decides
-    publish_look_table(app, record)
     logger = get_run_logger()
     traffic = record.traffic  # the split read back at the look (else the planned one)
     try:  # telemetry: a failure here never changes the release

@@ -6,13 +6,17 @@ A validation error, a failed build or a failed judgement is never retried.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from prefect import State
 from prefect.tasks import exponential_backoff
 
 from canary.errors import is_transient
+
+T = TypeVar("T")
 
 #: 2, 4, 8 s with jitter: long enough for a restarting Prometheus or a 429 to clear.
 RETRIES = 3
@@ -53,3 +57,28 @@ RETRYING: RetryOptions = {
     "retry_jitter_factor": RETRY_JITTER,
     "retry_condition_fn": only_transient,
 }
+
+
+def retrying(call: Callable[[], T]) -> T:
+    """`call()` under the same rule, for a read made in a flow's own run instead of a task
+    run (tasks.platform.check_serving): up to RETRIES more tries after RETRY_DELAYS (with
+    RETRY_JITTER), only while it raises a transient error.
+
+    Args:
+        call: The read.
+
+    Returns:
+        What `call` returned.
+
+    Raises:
+        Exception: Its last error: the first one that is not transient, or the last try's.
+    """
+    delays = RETRY_DELAYS(RETRIES)
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+        time.sleep(delays[attempt] * (1 + RETRY_JITTER * random.uniform(-1, 1)))
+    return call()

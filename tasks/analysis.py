@@ -1,5 +1,5 @@
 """Tasks of the analysis: observe one window (series, counts, request counters), judge it
-(canary.analysis.look), wait for the next. Only observing retries."""
+(canary.analysis.look) and publish its table, wait for the next. Only observing retries."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from canary.ports import MetricSource
 from canary.report import JudgementRecord
 from canary.values.carried import LookTraffic
 from canary.values.scope import MetricScope, scope_pair
+from store.artifacts import publish_interval
 from tasks._retry import RETRYING
 
 
@@ -140,9 +141,12 @@ def wait_for_requests(source: MetricSource, config: CanaryConfig, scopes: Scopes
       cache_policy=NO_CACHE)  # fmt: skip
 def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
                readiness: dict[str, str | None] | None = None,
-               earlier: Earlier | None = None,
-               traffic: LookTraffic | None = None) -> tuple[JudgementRecord, Earlier]:  # fmt: skip
-    """One look assessed (canary.analysis.look.assess), as the report remembers it.
+               earlier: Earlier | None = None, traffic: LookTraffic | None = None,
+               table_of: str | None = None) -> tuple[JudgementRecord, Earlier]:  # fmt: skip
+    """One look assessed (canary.analysis.look.assess), as the report remembers it, and
+    its table published from this task run (store.artifacts.publish_interval) when
+    `table_of` names the app: the table then sits under the run's "Task runs" with no task
+    run of its own.
 
     Never retried: a judgement is deterministic, repeating it cannot change the verdict.
 
@@ -154,6 +158,7 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
         earlier: What the looks before saw.
         traffic: The split planned and carried at the look, and the restarts (kept for the
             report; the judgement does not read it).
+        table_of: The app whose look table to publish (None: the caller publishes).
 
     Returns:
         The look's record, and the memory the next look starts from.
@@ -164,6 +169,8 @@ def judge_look(observation: Observation, plan: LookPlan, *, canary_share: int,
                              window_end=window.experiment_end, canary_share=canary_share,
                              judgement=found.judgement, decision=found.decision,
                              traffic=traffic)  # fmt: skip
+    if table_of is not None:
+        publish_interval(table_of, record)
     return record, found.earlier
 
 

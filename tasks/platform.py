@@ -11,10 +11,12 @@ Optional capabilities are typed protocols checked with isinstance (canary.ports)
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
+from canary.cleanup import TRACK_STEPS, attempt_each
 from canary.config.release import ReleaseSpec
 from canary.errors import PlatformError
 from canary.ports import (
@@ -25,9 +27,10 @@ from canary.ports import (
     ReleasePolicies,
     RestartLog,
 )
+from canary.queue import by_ancestry
 from canary.values.carried import Restart
 from canary.values.events import ReleaseEnded
-from canary.values.tracks import Track
+from canary.values.tracks import TRACKS
 from canary.values.weights import Weights
 from tasks._retry import RETRYING, RetryOptions
 
@@ -60,6 +63,25 @@ def reconcile_app(platform: Platform, app: str, spec: ReleaseSpec | None) -> dic
     return platform.for_app(app, spec).reconcile()
 
 
+@task(name="reconcile-release", task_run_name="reconcile-{app}", **_TASK)
+def reconcile_for_release(platform: Platform, app: str,
+                          spec: ReleaseSpec | None) -> tuple[dict[str, object], str | None]:  # fmt: skip
+    """Before a release, in one task run: repair a crashed release of `app`, then read the
+    image its production runs (the baseline's). Both are safe to repeat, so a transient
+    error retries both.
+
+    Args:
+        platform: The platform block.
+        app: The app released.
+        spec: The release spec.
+
+    Returns:
+        The platform's repair report, and production's image (None before the first).
+    """
+    bound = platform.for_app(app, spec)
+    return bound.reconcile(), bound.production_image()
+
+
 @task(name="read-production-image", task_run_name="production-image-{app}", **_TASK)
 def read_production_image(platform: Platform, app: str, spec: ReleaseSpec | None) -> str | None:
     """The image `app`'s production runs now, None before the first."""
@@ -78,34 +100,74 @@ def image_version(platform: Platform, app: str, image: str) -> str | None:
     return platform.image_version(image) if isinstance(platform, ImageVersions) else None
 
 
-@task(name="order-commits", task_run_name="order-{app}-{older:.12}-{newer:.12}", **_TASK)
-def is_ancestor(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, older: str,
-                newer: str) -> bool | None:  # fmt: skip
-    """Git ancestry where the platform's builder knows it (None: unknown)."""
+@task(name="order-commits", task_run_name="order-{app}-{a:.12}-{b:.12}", **_TASK)
+def order_commits(platform: Platform, app: str, spec: ReleaseSpec | None, repo: str, a: str,
+                  b: str) -> bool | None:  # fmt: skip
+    """Whether commit `a` is newer than `b` by git ancestry where the platform's builder
+    knows it, both directions asked in this one task run (canary.queue.by_ancestry).
+
+    Args:
+        platform: The platform block (its builder).
+        app: The app released.
+        spec: The release spec.
+        repo: The app's repository.
+        a: The commit that may be the newer one.
+        b: The commit it is compared with.
+
+    Returns:
+        True: `a` is newer; False: older; None: unknown.
+    """
     builder = platform.for_app(app, spec).builder()
-    return builder.is_ancestor(repo, older, newer) if isinstance(builder, CommitOrder) else None
+    if not isinstance(builder, CommitOrder):
+        return None
+    return by_ancestry(lambda older, newer: builder.is_ancestor(repo, older, newer), a, b)
 
 
-@task(name="deploy-track", task_run_name="deploy-{app}-{track}", **_TASK)
-def deploy_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
-                 image: str) -> None:  # fmt: skip
-    """Create or update `app`'s `track` running `image`."""
-    platform.for_app(app, spec).workloads().deploy(app, track, image)
+@task(name="deploy-tracks", task_run_name="deploy-{app}", **_TASK)
+def deploy_tracks(platform: Platform, app: str, spec: ReleaseSpec | None, baseline: str,
+                  canary: str) -> None:  # fmt: skip
+    """Create or update `app`'s baseline, then its canary, in one task run (create-or-update
+    is idempotent, so a retry safely repeats both).
+
+    Args:
+        platform: The platform block.
+        app: The app released.
+        spec: The release spec.
+        baseline: The baseline's image (production's).
+        canary: The canary's image.
+    """
+    workloads = platform.for_app(app, spec).workloads()
+    workloads.deploy(app, "baseline", baseline)
+    workloads.deploy(app, "canary", canary)
 
 
 # Not retried: the wait has its own deadline; retrying would multiply the spec's timeout.
-@task(name="wait-track-ready", task_run_name="wait-ready-{app}-{track}", cache_policy=NO_CACHE)
-def wait_track_ready(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track,
-                     timeout: float) -> None:  # fmt: skip
-    """Wait until every replica of `app`'s `track` is ready (PlatformError after `timeout` s)."""
-    platform.for_app(app, spec).workloads().wait_ready(app, track, timeout)
+@task(name="wait-tracks-ready", task_run_name="wait-ready-{app}", cache_policy=NO_CACHE)
+def wait_tracks_ready(platform: Platform, app: str, spec: ReleaseSpec | None, timeout: float) -> None:
+    """Wait until every replica of `app`'s baseline, then of its canary, is ready, in one
+    task run, each track within its own `timeout` seconds.
+
+    Args:
+        platform: The platform block.
+        app: The app released.
+        spec: The release spec.
+        timeout: Seconds each track may take.
+
+    Raises:
+        PlatformError: A track was not ready within `timeout` seconds.
+    """
+    workloads = platform.for_app(app, spec).workloads()
+    for track in TRACKS:
+        workloads.wait_ready(app, track, timeout)
 
 
-@task(name="check-serving", task_run_name="check-serving-{app}", **_TASK)
+# A plain function, not a task run: a look reads it in the flow's own run (like read_traffic
+# below), retried there under the tasks' rule (tasks._retry.retrying); what it read is in the
+# look's readiness guard, its table and the report.
 def check_serving(platform: Platform, app: str, spec: ReleaseSpec | None) -> dict[str, str | None]:
     """Each track's readiness right now: None, or why it is not serving."""
     workloads = platform.for_app(app, spec).workloads()
-    return {track: workloads.serving(app, track) for track in ("baseline", "canary")}
+    return {track: workloads.serving(app, track) for track in TRACKS}
 
 
 @task(name="set-traffic", task_run_name="traffic-{app}-{weights.canary}pct", **_TASK)
@@ -154,10 +216,22 @@ def _verified(got: Weights, want: Weights, app: str) -> Weights:
     return got
 
 
-@task(name="cleanup-track", task_run_name="cleanup-{app}-{track}", **_TASK)
-def remove_track(platform: Platform, app: str, spec: ReleaseSpec | None, track: Track) -> None:
-    """Delete `app`'s `track` (a no-op when it is gone)."""
-    platform.for_app(app, spec).workloads().remove(app, track)
+@task(name="cleanup-tracks", task_run_name="cleanup-{app}-tracks", **_TASK)
+def remove_tracks(platform: Platform, app: str, spec: ReleaseSpec | None) -> None:
+    """Delete `app`'s baseline and canary (each a no-op when gone) in one task run, each
+    attempted even when the other failed (canary.cleanup.attempt_each).
+
+    Args:
+        platform: The platform block.
+        app: The app released.
+        spec: The release spec.
+
+    Raises:
+        StepsFailed: Naming each removal that failed by its cleanup step (transient, and so
+            retried, only when every failure is).
+    """
+    workloads = platform.for_app(app, spec).workloads()
+    attempt_each({TRACK_STEPS[track]: partial(workloads.remove, app, track) for track in TRACKS})
 
 
 @task(name="cleanup-routes", task_run_name="cleanup-routes-{app}", **_TASK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from canary.queue import Candidate, Place, against_production, by_push_time, place
+from canary.queue import Candidate, Place, against_production, by_ancestry, by_push_time, place
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HISTORY = ["a" * 40, "b" * 40, "c" * 40]  # oldest first
@@ -79,3 +79,22 @@ def test_production_is_never_replaced_by_an_older_or_the_same_commit() -> None:
     assert against_production(run(1, C), production, by_history) is None
     assert against_production(run(1, C), None, by_history) is None
     assert against_production(run(1, "d" * 40), production, by_history) is None  # unknown: go on
+
+
+def test_ancestry_answers_both_directions_of_a_pair() -> None:
+    history = ["c1", "c2", "c3"]  # oldest first; "x" is on another branch
+    asked: list[tuple[str, str]] = []
+
+    def is_ancestor(older: str, newer: str) -> bool | None:
+        asked.append((older, newer))
+        if older not in history or newer not in history:
+            return False if "x" in (older, newer) else None
+        return history.index(older) < history.index(newer)
+
+    assert by_ancestry(is_ancestor, "c3", "c1") is True
+    assert asked == [("c1", "c3")]  # newer: one question answers it
+    asked.clear()
+    assert by_ancestry(is_ancestor, "c1", "c3") is False
+    assert asked == [("c3", "c1"), ("c1", "c3")]  # older: both directions asked
+    assert by_ancestry(is_ancestor, "c2", "x") is None  # unrelated: neither is the ancestor
+    assert by_ancestry(is_ancestor, "c2", "unknown") is None

@@ -101,3 +101,20 @@ def logs_matching(text: str) -> list[str]:
     with get_client(sync_client=True) as client:
         logs = client.read_logs(log_filter=LogFilter(), limit=200, sort=LogSort.TIMESTAMP_DESC)
     return [log.message for log in logs if text in log.message]
+
+
+def task_runs_in_order(flow_run_id: UUID, *, last: str) -> list[Any]:
+    """The flow run's task runs in the order they started (a name may recur), polled until
+    every one of them, `last` among them, is in a final state."""
+
+    def read() -> list[Any]:
+        flt = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=flt, limit=200)
+        return sorted(runs, key=lambda run: (run.start_time or run.expected_start_time, run.name))
+
+    def done(runs: list[Any]) -> bool:
+        return any(run.name == last for run in runs) and all(
+            run.state is not None and run.state.is_final() for run in runs)
+
+    return poll(read, done)

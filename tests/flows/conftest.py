@@ -22,7 +22,9 @@ import flows.canary_release
 import flows.reanalysis
 import flows.reconcile
 import store.blocks
+import tasks._retry
 import tasks.analysis
+import tasks.history
 import tasks.platform
 from canary.analysis.ending import ReleaseNotPromoted
 from canary.errors import ConfigError
@@ -61,18 +63,17 @@ def prefect_harness() -> Iterator[None]:
 _RETRYING = [
     (tasks.platform, name)
     for name in (
-        "reconcile_app",
+        "reconcile_for_release",
         "read_production_image",
-        "deploy_track",
-        "wait_track_ready",
+        "order_commits",
+        "deploy_tracks",
         "set_traffic",
         "promote_image",
         "roll_back_traffic",
-        "remove_track",
+        "remove_tracks",
         "restore_routes",
     )
-] + [(tasks.platform, "check_serving")] + [
-    (tasks.analysis, "observe"), (flows.build, "build_image")]
+] + [(tasks.history, "read_production"), (tasks.analysis, "observe"), (flows.build, "build_image")]
 
 
 @dataclass
@@ -140,10 +141,12 @@ def write_spec(
 
 
 def fast_retries(mp: pytest.MonkeyPatch) -> None:
-    """Retry delays 0 instead of 2, 4, 8 s; retry counts and the transient-only condition stay."""
+    """Retry delays 0 instead of 2, 4, 8 s; retry counts and the transient-only condition stay
+    (the tasks', and tasks._retry.retrying's for the reads a flow makes in its own run)."""
     for module, name in _RETRYING:
         fast = getattr(module, name).with_options(retry_delay_seconds=0, retry_jitter_factor=None)
         mp.setattr(module, name, fast)
+    mp.setattr(tasks._retry, "RETRY_DELAYS", lambda retries: [0.0] * retries)
 
 
 def install(

@@ -22,7 +22,7 @@ from tests.flows.conftest import COMMIT, IMAGE, PRODUCTION, fast_retries, instal
 from tests.flows.fakes import HEALTHY, LATENCY
 
 #: The tasks as defined (fixtures replace them with zero-delay copies while flows run).
-DEPLOY_TRACK, OBSERVE = tasks.platform.deploy_track, tasks.analysis.observe
+DEPLOY_TRACKS, OBSERVE = tasks.platform.deploy_tracks, tasks.analysis.observe
 METRICS = list(HEALTHY)  # the goldengoose canary config's metrics, in config order
 
 
@@ -277,14 +277,14 @@ def test_transient_deploy_error_is_retried(make_env):
     assert released(state)["outcome"] == "promoted"
     deploys = env.rec.named("deploy")
     assert [c[2] for c in deploys] == ["baseline", "baseline", "baseline", "canary"]
-    name = f"deploy-{env.app}-baseline"
+    name = f"deploy-{env.app}"  # both tracks in one task run: the canary once, after the retries
     runs = api.task_runs(flow_run_id(state), until=lambda r: name in r and r[name].run_count == 3)
     assert runs[name].run_count == 3 and runs[name].state.is_completed()
 
 
 def test_default_retry_delays():
     """The tests run with 0 s delays; the real tasks wait 2, 4, 8 s (with 20 % jitter)."""
-    for task in (DEPLOY_TRACK, OBSERVE):
+    for task in (DEPLOY_TRACKS, OBSERVE):
         assert task.retries == 3
         assert task.retry_delay_seconds == [2, 4, 8]
         assert task.retry_jitter_factor == 0.2
