@@ -110,29 +110,6 @@ def show_as_engine(env: dict[str, str]) -> bool:
     return True
 
 
-#: glibc's mallopt parameter: blocks at least this large are mapped, and unmapped when freed
-_M_MMAP_THRESHOLD = -3
-#: 256 KiB: the plan's and the judge's arrays are larger, a flow run's Python objects smaller
-MMAP_THRESHOLD_BYTES = 256 * 1024
-
-
-def return_large_blocks() -> bool:
-    """Fix glibc's mmap threshold, so a large array's memory goes back to the system when
-    it is freed. Left dynamic (glibc's default), the threshold rises to the largest block
-    freed so far (up to 32 MiB), and later arrays of that size stay in the heap after use:
-    a flow run kept its plan's ~30 MiB of simulations resident to its end (measured with
-    the plan's arrays in a thread: 130 MiB resident after the plan, 102 MiB with this).
-
-    Returns:
-        Whether glibc took the setting (False elsewhere: nothing changes).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
-
-
 def run_engine(env: dict[str, str], cwd: str | None, stream_output: bool) -> None:
     """The child: become the run's `python -m prefect.engine` (its environment, its
     directory, Prefect's engine module as `__main__`), then finish like an interpreter.
@@ -145,7 +122,6 @@ def run_engine(env: dict[str, str], cwd: str | None, stream_output: bool) -> Non
     # The zygote's objects are the child's too: keep the collector off them, so it never
     # writes to (and so copies) the pages it shares with the zygote and its other children.
     gc.freeze()
-    return_large_blocks()
     if not stream_output:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)

@@ -243,35 +243,3 @@ def test_without_the_wake_an_hourly_poll_leaves_the_run_scheduled(
         with pytest.raises(AssertionError):
             poll("the run leaving Scheduled", lambda: plain.read(run_id)["state_type"] != "SCHEDULED", 20)
         api("DELETE", f"{plain.api}/flow_runs/{run_id}")
-
-
-def test_a_forked_run_returns_large_freed_blocks_to_the_system() -> None:
-    """The child fixes glibc's mmap threshold (flows/zygote.py: return_large_blocks), so the
-    plan's arrays, made and freed in a thread (as the plan-canary task runs), leave no
-    resident heap behind. Checked in fresh interpreters, the bench's plan (bench/plan_cost.py)
-    run once to warm up, then once more in a thread, with and without the setting."""
-    probe = textwrap.dedent("""
-        import contextlib, io, os, sys, threading
-        sys.path.insert(0, "bench")
-        from flows.zygote import return_large_blocks
-        fixed = sys.argv[1] == "fixed" and return_large_blocks()
-        import plan_cost
-        def rss():
-            return int(next(l for l in open(f"/proc/{os.getpid()}/status") if l.startswith("VmRSS")).split()[1])
-        with contextlib.redirect_stdout(io.StringIO()):
-            plan_cost.main(["--repeats", "1"])
-            base = rss()
-            thread = threading.Thread(target=lambda: plan_cost.main(["--repeats", "1"]))
-            thread.start()
-            thread.join()
-        print(int(fixed), (rss() - base) // 1024)
-    """)
-    kept = {}
-    for mode in ("dynamic", "fixed"):
-        done = subprocess.run([sys.executable, "-c", probe, mode], cwd=REPO, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=180, check=True)  # fmt: skip
-        took, mib = done.stdout.split()
-        assert took == ("1" if mode == "fixed" else "0"), done.stdout
-        kept[mode] = int(mib)
-    # measured: 22 MiB kept with glibc's dynamic threshold, 0 with the fixed one
-    assert kept["dynamic"] >= 10 and kept["fixed"] <= 5, kept
