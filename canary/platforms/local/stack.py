@@ -206,11 +206,13 @@ class LocalStack:
         return rec
 
     # -- HAProxy --------------------------------------------------------------------------
-    def _haproxy_config(self) -> str:
+    def _haproxy_config(self, *, live: bool = True) -> str:
+        """HAProxy's config; with `live`, each slot pointing at what runs now (what a fresh
+        start routes to), else the structure alone (apps, ports, sockets)."""
         servers = {}
-        for app in self.apps():  # on a fresh start, route to what is already running
-            live = [w for w in ProcessWorkloads(self.state).list(app) if w.alive() and w.ready]
-            servers[app] = {w.role: w.port for w in live if w.role in haproxy.TRACKS}
+        for app in self.apps() if live else ():  # on a fresh start, route to what runs
+            running = [w for w in ProcessWorkloads(self.state).list(app) if w.alive() and w.ready]
+            servers[app] = {w.role: w.port for w in running if w.role in haproxy.TRACKS}
         return haproxy.render_config(
             self.apps(),
             admin_socket=self.admin_socket.resolve(),
@@ -228,8 +230,21 @@ class LocalStack:
         return next((ln[4:].strip() for ln in info.splitlines() if ln.startswith("Pid:")), "")
 
     def _ensure_haproxy(self) -> str:
+        """HAProxy running the config of the registered apps: `started`, `reloaded` or
+        `running` (its structure unchanged: no reload).
+
+        A running HAProxy keeps its slots' addresses and weights at runtime, so only the
+        structure (apps, ports, sockets) decides whether it reloads, never which tracks run:
+        a reload while other releases change weights could hand the new worker a state saved
+        before their change (seen at 20 releases at once: a release's first look got no
+        traffic because another release's reconcile had reloaded HAProxy).
+        """
         cfg = self.dir / "haproxy.cfg"
-        sha = self._write(cfg.with_suffix(".cfg.new"), self._haproxy_config())
+        sha = hashlib.sha256(self._haproxy_config(live=False).encode()).hexdigest()
+        running, found = self._running("haproxy"), self._record("haproxy")
+        if running and found and found[1] == sha:
+            return "running"
+        self._write(cfg.with_suffix(".cfg.new"), self._haproxy_config())
         check = subprocess.run(
             [self.haproxy_bin, "-c", "-q", "-f", str(cfg.with_suffix(".cfg.new"))],
             capture_output=True,
@@ -238,10 +253,6 @@ class LocalStack:
         )
         if check.returncode != 0:
             raise ConfigError(f"generated HAProxy config is invalid: {check.stderr.strip()}")
-        running, found = self._running("haproxy"), self._record("haproxy")
-        if running and found and found[1] == sha:
-            cfg.with_suffix(".cfg.new").unlink()
-            return "running"
         os.replace(cfg.with_suffix(".cfg.new"), cfg)
         if not running:
             # A fresh HAProxy (first start, or after it died) takes its weights and addresses

@@ -121,3 +121,20 @@ def test_bad_canary_rolls_back_to_the_old_primary(platform: Platform) -> None:
     assert_no_failures(after)
     assert after.versions == {"1.0.0": after.ok} and after.tracks == {"primary": after.ok}
     assert procs.is_ours(primary.process)
+
+
+def test_a_stack_start_while_tracks_run_keeps_haproxy_and_its_split(platform: Platform) -> None:
+    """Every release's reconcile starts the stack (idempotent). With a canary running and a
+    split set at runtime, that start must not reload HAProxy: the config's slots name what
+    runs, but a reload is only for a changed structure, else it could restore a state saved
+    before another release's split (20 releases at once lost a first look's traffic so)."""
+    p = platform
+    p.workloads.deploy(APP, "canary", p.images.v2)
+    p.workloads.wait_ready(APP, "canary", 30)
+    p.router.set_weights(APP, Weights(90, 0, 10))
+    worker = p.stack.worker_pid()
+    assert p.stack.start()["haproxy"] == "running"
+    assert p.stack.worker_pid() == worker  # the same HAProxy worker: no reload
+    assert p.router.read_weights(APP) == Weights(90, 0, 10)
+    port = p.workloads.get(APP, "canary").port
+    assert p.router.servers(APP)["canary"].port == port
