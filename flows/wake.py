@@ -49,8 +49,6 @@ class Waker:
         self._ask = ask
         self._announced: set[UUID] = set()
         self._wanted = asyncio.Event()
-        #: asks made because of an event (tests and the bench read it)
-        self.asks = 0
 
     async def run(self) -> None:
         """Listen and ask until cancelled; a lost stream is reopened after REOPEN_SECONDS."""
@@ -85,7 +83,6 @@ class Waker:
                 if attempt:
                     await asyncio.sleep(RETRY_SECONDS)
                 announced, self._announced = self._announced, set()
-                self.asks += 1
                 try:
                     submitted = set(await self._ask())
                 except Exception as exc:  # the poll's own loop reports a failing server
