@@ -20,7 +20,8 @@ one warm-up run each. Per run:
 * RSS, PSS and USS (its private pages) of the flow-run process.
 
 With --idle S it then measures the server's CPU for S seconds with both workers idle
-(polling at PREFECT_WORKER_QUERY_SECONDS, default 0.5 here as in demo/chain.py), then S s
+(polling at PREFECT_WORKER_QUERY_SECONDS, default 0.5 here: the chain's rate before its
+worker was woken by events, demo/chain.py), then S s
 with the workers stopped: the cost of polling at that rate.
 """
 
